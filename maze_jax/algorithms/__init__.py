@@ -1,0 +1,34 @@
+"""Training algorithms as pure functions; `build_trainer` picks one by the `algorithm` config group's choice."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+
+class Trainer(NamedTuple):
+    """What the shell needs of an algorithm. `init` and `train_epoch` are pure and jittable.
+
+    init(key) -> state; train_epoch(state) -> (state, metrics: dict of scalar arrays keyed by TensorBoard tag);
+    policy_params(state) -> the parameters of the policy being trained (evaluated, kept as best, rolled out);
+    with_hyperparams(state) -> state carrying this config's traced hyperparameters (applied on resume).
+    """
+
+    name: str
+    policy: Any
+    n_epochs: int
+    init: Callable
+    train_epoch: Callable
+    policy_params: Callable
+    with_hyperparams: Callable
+
+
+def build_trainer(name: str, algorithm_cfg, runner_cfg, env_spec, policy) -> Trainer:
+    """The trainer for algorithm `name` (es, ...) from its config section."""
+    from maze_jax.algorithms import es
+
+    builders = {"es": es.build}
+    if name not in builders:
+        from maze_jax.config import ConfigError
+
+        raise ConfigError(f"algorithm={name!r} is unknown. Valid: {', '.join(sorted(builders))}")
+    return builders[name](algorithm_cfg, runner_cfg, env_spec, policy)

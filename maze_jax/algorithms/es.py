@@ -1,0 +1,168 @@
+"""OpenAI-ES (Maze's ES trainer): antithetic Gaussian perturbations of the flat policy parameters, centred-rank
+fitness shaping, and an optax optimizer on the mean. One update per epoch, the whole population in one vmap.
+
+Pure functions over `ESState`; the learning rate, noise_stddev and l2_penalty are traced, so `jax.vmap` over
+states trains several seeds or hyperparameters at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.flatten_util import ravel_pytree
+
+from maze_jax.algorithms import Trainer
+from maze_jax.config import ConfigError, read
+from maze_jax.envs import EnvSpec, play_episodes
+from maze_jax.evaluation import evaluate
+from maze_jax.models import Policy
+from maze_jax.stats import episode_statistics
+
+
+@dataclass(frozen=True)
+class ESConfig:
+    """Static sizes of the ES program (shapes); traced hyperparameters live in the state."""
+
+    population: int = 128
+    steps_per_member: int = 500
+    n_eval_episodes: int = 10
+
+
+class ESState(struct.PyTreeNode):
+    """Everything an ES run needs to continue: mean parameters, optimizer state, RNG key, counters, hyperparameters."""
+
+    theta: jax.Array
+    opt_state: Any
+    key: jax.Array
+    epoch: jax.Array
+    noise_stddev: jax.Array
+    l2_penalty: jax.Array
+
+
+def centered_ranks(x: jax.Array) -> jax.Array:
+    """Ranks of `x` scaled to [-0.5, 0.5] (OpenAI-ES fitness shaping: invariant to the scale of returns)."""
+    ranks = jnp.argsort(jnp.argsort(x)).astype(jnp.float32)
+    return ranks / (x.shape[0] - 1) - 0.5
+
+
+def antithetic_population(theta: jax.Array, noise: jax.Array, sigma) -> jax.Array:
+    """[theta + sigma*noise; theta - sigma*noise]: pair i is rows i and i + len(noise)."""
+    return jnp.concatenate([theta + sigma * noise, theta - sigma * noise])
+
+
+def es_gradient(fitness: jax.Array, noise: jax.Array) -> jax.Array:
+    """Ascent direction g = sum_i (r_i+ - r_i-) noise_i / n_pairs, with r the centred ranks of `fitness`."""
+    ranks = centered_ranks(fitness)
+    n_pairs = noise.shape[0]
+    weights = ranks[:n_pairs] - ranks[n_pairs:]
+    return weights @ noise / n_pairs
+
+
+def make_optimizer(name: str, step_size) -> optax.GradientTransformation:
+    """Adam or SGD-with-momentum with the step size as an injected (traced, overridable) hyperparameter."""
+    if name == "adam":
+        return optax.inject_hyperparams(optax.adam)(learning_rate=step_size)
+    if name == "sgd":
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=step_size, momentum=0.9)
+    raise ConfigError(f"algorithm.optimizer.name={name!r} is unknown. Valid: adam, sgd")
+
+
+def set_learning_rate(opt_state, learning_rate):
+    """`opt_state` of an `optax.inject_hyperparams` optimizer with a new learning rate (a traced scalar)."""
+    hyperparams = {**opt_state.hyperparams, "learning_rate": jnp.asarray(learning_rate, jnp.float32)}
+    return opt_state._replace(hyperparams=hyperparams)
+
+
+def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name: str = "adam"):
+    """Returns pure `init(key, step_size, noise_stddev, l2_penalty) -> ESState` and `train_epoch(state)`."""
+    env, env_params = env_spec.env, env_spec.params
+    obs_example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                               jax.eval_shape(env.reset, jax.random.key(0), env_params)[0])
+    param_shapes = jax.eval_shape(policy.init, jax.random.key(0), obs_example)
+    _, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), param_shapes))
+    optimizer = make_optimizer(optimizer_name, 0.0)
+
+    @jax.jit
+    def init(key, step_size, noise_stddev, l2_penalty) -> ESState:
+        key, init_key = jax.random.split(key)
+        theta, _ = ravel_pytree(policy.init(init_key, obs_example))
+        opt_state = set_learning_rate(optimizer.init(theta), step_size)
+        as_f32 = lambda v: jnp.asarray(v, jnp.float32)
+        return ESState(theta, opt_state, key, jnp.int32(0), as_f32(noise_stddev), as_f32(l2_penalty))
+
+    def population_act(thetas, obs):
+        params = jax.vmap(unravel)(thetas)
+        out = jax.vmap(policy.network.apply)(params, obs)
+        return policy.dist.to_env(policy.dist.mode(out))
+
+    def train_epoch(state: ESState):
+        key, noise_key, rollout_key, eval_key = jax.random.split(state.key, 4)
+        noise = jax.random.normal(noise_key, (config.population // 2, state.theta.shape[0]))
+        thetas = antithetic_population(state.theta, noise, state.noise_stddev)
+        record = play_episodes(env, env_params, lambda obs, _: population_act(thetas, obs), rollout_key,
+                               config.population, config.steps_per_member)
+        g = es_gradient(record.mean_return_per_env(), noise)
+        updates, opt_state = optimizer.update(-g + state.l2_penalty * state.theta, state.opt_state, state.theta)
+        theta = optax.apply_updates(state.theta, updates)
+
+        eval_record = evaluate(policy, unravel(theta), env_spec, eval_key, config.n_eval_episodes)
+        policy_norm = jnp.linalg.norm(theta)
+        metrics = {
+            **episode_statistics(record, "train"),
+            **episode_statistics(eval_record, "eval"),
+            "train_BaseEnvEvents/reward/step_count": jnp.int32(config.population * config.steps_per_member),
+            "train_ESEvents/policy_grad_norm": jnp.linalg.norm(g),
+            "train_ESEvents/policy_norm": policy_norm,
+            "train_ESEvents/update_ratio": jnp.linalg.norm(updates) / jnp.maximum(policy_norm, 1e-12),
+        }
+        state = state.replace(theta=theta, opt_state=opt_state, key=key, epoch=state.epoch + 1)
+        return state, metrics
+
+    return init, train_epoch, unravel
+
+
+def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig, dict, EnvSpec, str]:
+    """Static ESConfig and traced hyperparameters from Maze's ES config names, range-checked."""
+    a = "algorithm"
+    population = read(algorithm_cfg, "n_rollouts_per_update", int, a, low=2, even=True)
+    n_timesteps = read(algorithm_cfg, "n_timesteps_per_update", int, a, low=0)
+    max_steps = read(algorithm_cfg, "max_steps", int, a, low=0)
+    if max_steps and env_spec.horizon > max_steps:
+        env_spec = env_spec._replace(params=env_spec.params.replace(max_steps_in_episode=max_steps))
+    steps = max(env_spec.horizon, math.ceil(n_timesteps / population))
+    opt = algorithm_cfg.get("optimizer") or {}
+    hparams = {
+        "step_size": read(opt, "step_size", float, f"{a}.optimizer", low=0.0, low_inclusive=False),
+        "noise_stddev": read(algorithm_cfg, "noise_stddev", float, a, low=0.0, low_inclusive=False),
+        "l2_penalty": read(algorithm_cfg, "l2_penalty", float, a, low=0.0),
+    }
+    n_eval = read(runner_cfg, "n_eval_rollouts", int, "runner", low=1)
+    return ESConfig(population, steps, n_eval), hparams, env_spec, str(opt.get("name", "adam"))
+
+
+def build(algorithm_cfg, runner_cfg, env_spec: EnvSpec, policy: Policy) -> Trainer:
+    """The ES trainer for the shell: config read and checked, functions bound."""
+    config, hparams, train_env, optimizer_name = read_config(algorithm_cfg, runner_cfg, env_spec)
+    init, train_epoch, unravel = make_es(config, train_env, policy, optimizer_name)
+    n_epochs = read(algorithm_cfg, "n_epochs", int, "algorithm", low=0)
+
+    def with_hyperparams(state: ESState) -> ESState:
+        return state.replace(opt_state=set_learning_rate(state.opt_state, hparams["step_size"]),
+                             noise_stddev=jnp.float32(hparams["noise_stddev"]),
+                             l2_penalty=jnp.float32(hparams["l2_penalty"]))
+
+    return Trainer(
+        name="es",
+        policy=policy,
+        n_epochs=n_epochs,
+        init=lambda key: init(key, **hparams),
+        train_epoch=train_epoch,
+        policy_params=lambda state: unravel(state.theta),
+        with_hyperparams=with_hyperparams,
+    )

@@ -1,0 +1,38 @@
+"""Reading typed, range-checked values out of the composed Hydra config, with messages a user can act on."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A user mistake in the config or command line; the CLI prints it in one line and exits with status 2."""
+
+
+def read(node: Any, key: str, kind: type, path: str, *, low: float | None = None, high: float | None = None,
+         low_inclusive: bool = True, even: bool = False):
+    """`node[key]` as `kind` (int, float or bool), checked against [low, high]; a ConfigError names `path.key`."""
+    full = f"{path}.{key}" if path else key
+    if key not in node:
+        raise ConfigError(f"{full} is missing")
+    value = node[key]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{full}={value!r}: expected true or false")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{full}={value!r}: expected {'an integer' if kind is int else 'a number'}")
+    if kind is int and (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{full}={value!r}: expected an integer")
+    value = kind(value)
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{full}={value!r}: expected a finite number")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        bound = f">= {low}" if low_inclusive else f"> {low}"
+        raise ConfigError(f"{full}={value!r}: must be {bound}")
+    if high is not None and value > high:
+        raise ConfigError(f"{full}={value!r}: must be <= {high}")
+    if even and value % 2:
+        raise ConfigError(f"{full}={value!r}: must be even (antithetic pairs)")
+    return value

@@ -1,0 +1,70 @@
+"""gymnax environments by the gym ids Maze users type, and `env` configs with a `_target_` factory."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import hydra.utils
+
+from maze_jax.config import ConfigError
+
+# gym ids that gymnax does not register, as (gymnax id, episode length).
+_ALIASES = {"CartPole-v0": ("CartPole-v1", 200)}
+# gym's "solved" thresholds for the ids that have one.
+_THRESHOLDS = {
+    "CartPole-v0": 195.0,
+    "CartPole-v1": 475.0,
+    "Acrobot-v1": -100.0,
+    "MountainCar-v0": -110.0,
+    "MountainCarContinuous-v0": 90.0,
+}
+
+
+class EnvSpec(NamedTuple):
+    """An environment ready for training: gymnax env, its params pytree, display name and solved threshold."""
+
+    env: Any
+    params: Any
+    name: str
+    reward_threshold: float | None = None
+
+    @property
+    def horizon(self) -> int:
+        """Longest possible episode: the static scan length of one evaluation episode."""
+        return int(self.params.max_steps_in_episode)
+
+
+def make_gymnax(name: str, max_episode_steps: int | None = None, reward_threshold: Any = "auto") -> EnvSpec:
+    """A gymnax environment by gymnax or gym id (e.g. `CartPole-v0` is CartPole-v1 capped at 200 steps)."""
+    import gymnax  # imported here: it is slow to import and not every env needs it
+
+    gymnax_id, default_steps = _ALIASES.get(name, (name, None))
+    if gymnax_id not in gymnax.registered_envs:
+        valid = ", ".join(sorted(set(gymnax.registered_envs) | set(_ALIASES)))
+        raise ConfigError(f"env.name={name!r} is not a known environment. Valid names: {valid}")
+    env, params = gymnax.make(gymnax_id)
+    steps = max_episode_steps or default_steps
+    if steps is not None:
+        if int(steps) <= 0:
+            raise ConfigError(f"env.max_episode_steps={steps!r}: must be > 0")
+        params = params.replace(max_steps_in_episode=int(steps))
+    if reward_threshold == "auto":
+        reward_threshold = _THRESHOLDS.get(name)
+    return EnvSpec(env, params, name, None if reward_threshold is None else float(reward_threshold))
+
+
+def build_env(env_cfg: Any) -> EnvSpec:
+    """Calls the config's `_target_` factory with its other keys; it may return an EnvSpec, (env, params) or env."""
+    kwargs = {k: v for k, v in dict(env_cfg).items() if k != "_target_"}
+    target = env_cfg.get("_target_")
+    if not target:
+        raise ConfigError("env._target_ is missing: an env config names its factory, e.g. maze_jax.envs.make_gymnax")
+    try:
+        factory = hydra.utils.get_object(target)
+    except Exception as error:  # hydra wraps import errors of all kinds
+        raise ConfigError(f"env._target_={target!r} cannot be imported: {error}") from None
+    made = factory(**kwargs)
+    if isinstance(made, EnvSpec):
+        return made
+    env, params = made if isinstance(made, tuple) else (made, made.default_params)
+    return EnvSpec(env, params, kwargs.get("name", type(env).__name__), kwargs.get("reward_threshold"))

@@ -1,0 +1,7 @@
+"""Policy networks (flax) and the action distributions that go with an action space."""
+
+from maze_jax.models.distributions import Categorical, DiagGaussian, distribution_for
+from maze_jax.models.mlp import FlattenConcatPolicy
+from maze_jax.models.policy import Policy, build_policy
+
+__all__ = ["Categorical", "DiagGaussian", "distribution_for", "FlattenConcatPolicy", "Policy", "build_policy"]

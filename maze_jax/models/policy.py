@@ -1,0 +1,58 @@
+"""A policy: a flax network paired with the action distribution of the environment's action space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import hydra.utils
+import jax
+
+from maze_jax.config import ConfigError
+from maze_jax.models.distributions import distribution_for
+
+
+@dataclass(frozen=True)
+class Policy:
+    """`network(params, obs)` gives distribution parameters for one observation; methods take batches."""
+
+    network: Any
+    dist: Any
+
+    def init(self, key, obs_example):
+        return self.network.init(key, obs_example)
+
+    def outputs(self, params, obs):
+        """Distribution parameters for a batch of observations."""
+        return jax.vmap(self.network.apply, in_axes=(None, 0))(params, obs)
+
+    def act(self, params, obs, key, deterministic: bool):
+        """Environment actions for a batch of observations (the mode when deterministic)."""
+        out = self.outputs(params, obs)
+        action = self.dist.mode(out) if deterministic else self.dist.sample(key, out)
+        return self.dist.to_env(action)
+
+
+def _check_hidden_units(units) -> tuple:
+    units = tuple(units)
+    if not units or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in units):
+        raise ConfigError(f"model.hidden_units={list(units)!r}: expected a non-empty list of positive integers")
+    return units
+
+
+def build_policy(model_cfg: Any, action_space) -> Policy:
+    """Instantiates the model config's `_target_` flax module with the outputs the action space needs."""
+    dist = distribution_for(action_space)
+    kwargs = {k: v for k, v in dict(model_cfg).items() if k != "_target_"}
+    if "hidden_units" in kwargs:
+        kwargs["hidden_units"] = _check_hidden_units(kwargs["hidden_units"])
+    target = model_cfg.get("_target_")
+    try:
+        module_cls = hydra.utils.get_object(target)
+    except Exception as error:
+        raise ConfigError(f"model._target_={target!r} cannot be imported: {error}") from None
+    try:
+        network = module_cls(n_outputs=dist.n_outputs, **kwargs)
+    except TypeError as error:
+        raise ConfigError(f"model config does not fit {target}: {error}") from None
+    return Policy(network, dist)

@@ -1,0 +1,139 @@
+"""One training run from a composed config: build everything, restore if resuming, loop, evaluate, save.
+
+Used by the CLI (`maze_jax.train`) and meant for the Python API, so both share one implementation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from maze_jax.algorithms import Trainer, build_trainer
+from maze_jax.config import ConfigError, read
+from maze_jax.envs import EnvSpec, build_env
+from maze_jax.evaluation import evaluate
+from maze_jax.models import build_policy
+from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, open_for_resume
+from maze_jax.shell.loop import LoopOptions, Progress, TrainingLoop
+from maze_jax.shell.table import format_table
+from maze_jax.stats import episode_statistics
+
+CONFIG_FILE = "hydra_config.yaml"
+# Config sections a checkpoint's shapes depend on: resuming with different ones is refused.
+SHAPE_SECTIONS = ("env", "model")
+
+
+def build(cfg: DictConfig, algorithm: str) -> tuple[EnvSpec, Trainer]:
+    """Env, policy and trainer from the config (the algorithm by its group choice, e.g. `es`)."""
+    env_spec = build_env(cfg.env)
+    policy = build_policy(cfg.model, env_spec.env.action_space(env_spec.params))
+    return env_spec, build_trainer(algorithm, cfg.algorithm, cfg.runner, env_spec, policy)
+
+
+def agent_key(cfg: DictConfig) -> jax.Array:
+    """The run's root key from both seeds."""
+    return jax.random.fold_in(jax.random.key(int(cfg.seeding.agent_base_seed)), int(cfg.seeding.env_base_seed))
+
+
+def check_compatible(input_dir: str, cfg: DictConfig) -> None:
+    """Refuses to resume a run whose env or model differ from this config's (shapes would not match)."""
+    saved = OmegaConf.load(os.path.join(input_dir, CONFIG_FILE))
+    for section in SHAPE_SECTIONS:
+        old, new = OmegaConf.to_container(saved[section]), OmegaConf.to_container(cfg[section])
+        if section == "env":  # only what defines the environment, not e.g. its reward threshold
+            old = {k: v for k, v in old.items() if k != "reward_threshold"}
+            new = {k: v for k, v in new.items() if k != "reward_threshold"}
+        if old != new:
+            raise ConfigError(f"input_dir={input_dir!r} was trained with {section}={old}, "
+                              f"incompatible with this run's {section}={new}")
+
+
+def restore(input_dir: str, trainer: Trainer, template, echo: Callable):
+    """Latest state and progress of a previous run, plus its best state when it has one."""
+    store = open_for_resume(input_dir, LATEST)
+    try:
+        state, meta = store.restore(template)
+        best = None
+        if os.path.isdir(os.path.join(input_dir, BEST)):
+            best_store = CheckpointDir(os.path.join(input_dir, BEST), read_only=True)
+            if best_store.latest_step() is not None:
+                best = best_store.restore(template)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
+        raise ConfigError(f"input_dir={input_dir!r}: its checkpoint does not fit this env/model/algorithm "
+                          f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    progress = Progress.from_meta(meta)
+    echo(f"Resumed {input_dir} at epoch {progress.epoch} (best {progress.best_score:.3f} "
+         f"at epoch {progress.best_epoch})", flush=True)
+    return trainer.with_hyperparams(state), progress, best
+
+
+def save_model_summary(run_dir: str, params) -> None:
+    """`model_summary.txt`: every parameter's path and shape, and the total count."""
+    lines, total = [], 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        total += int(np.size(leaf))
+        lines.append(f"{jax.tree_util.keystr(path):<60} {str(tuple(np.shape(leaf))):>16}")
+    lines.append(f"total parameters: {total}")
+    with open(os.path.join(run_dir, "model_summary.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def final_evaluation(trainer: Trainer, env_spec: EnvSpec, state, cfg: DictConfig, epoch: int, echo: Callable) -> dict:
+    """Deterministic evaluation of `state`'s policy over `runner.final_eval_rollouts` episodes, printed."""
+    n = read(cfg.runner, "final_eval_rollouts", int, "runner", low=1)
+    key = jax.random.key(int(cfg.seeding.env_base_seed) + 1)
+    run = jax.jit(lambda params, k: episode_statistics(evaluate(trainer.policy, params, env_spec, k, n), "final"))
+    stats = {k: float(v) for k, v in jax.device_get(run(trainer.policy_params(state), key)).items()}
+    echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
+         flush=True)
+    return stats
+
+
+def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = print) -> dict:
+    """Trains as configured, writing table, TensorBoard, config and checkpoints to `run_dir`; returns final stats."""
+    from tensorboardX import SummaryWriter
+
+    os.makedirs(run_dir, exist_ok=True)
+    algorithm = choices["algorithm"]
+    env_spec, trainer = build(cfg, algorithm)
+    echo(OmegaConf.to_yaml(cfg), flush=True)
+    OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
+
+    state = jax.jit(trainer.init)(agent_key(cfg))
+    progress, best_state = Progress(), None
+    if cfg.input_dir:
+        check_compatible(str(cfg.input_dir), cfg)
+        state, progress, best = restore(str(cfg.input_dir), trainer, state, echo)
+        best_state = best[0] if best else None
+    save_model_summary(run_dir, trainer.policy_params(state))
+
+    runner = cfg.runner
+    threshold = env_spec.reward_threshold if read(runner, "stop_when_solved", bool, "runner") else None
+    options = LoopOptions(n_epochs=trainer.n_epochs, reward_threshold=threshold,
+                          progress_interval_s=read(runner, "progress_interval_s", float, "runner", low=0.0))
+    dump = read(runner, "dump_interval", int, "runner", low=0)
+    latest = CheckpointDir(os.path.join(run_dir, LATEST), max_to_keep=1, keep_period=dump or None)
+    best = CheckpointDir(os.path.join(run_dir, BEST), max_to_keep=1)
+    if best_state is not None:  # the resumed run's best model stays the best until beaten
+        best.save(progress.best_epoch, best_state, progress.to_meta())
+    writer = SummaryWriter(run_dir)
+    writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
+    try:
+        state, progress, new_best = TrainingLoop(trainer, options, latest, best, writer, echo).run(state, progress)
+        best_state = new_best if new_best is not None else best_state
+        final = final_evaluation(trainer, env_spec, best_state if best_state is not None else state, cfg,
+                                 progress.epoch, echo)
+        for tag, value in final.items():
+            if not math.isnan(value):
+                writer.add_scalar(tag, value, progress.epoch)
+    finally:
+        writer.close()
+        latest.close()
+        best.close()
+    echo(f"Run directory: {os.path.abspath(run_dir)}", flush=True)
+    return final

@@ -1,0 +1,1 @@
+"""The imperative shell: console table, TensorBoard, checkpoints and the host training loop."""

@@ -1,0 +1,85 @@
+"""Orbax checkpoints of the whole training state plus JSON metadata, in `<run>/checkpoints` and `<run>/best`.
+
+Orbax writes each step to a temporary folder and renames it when complete, so a killed run never leaves
+a half-written checkpoint where restore would find it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from maze_jax.config import ConfigError
+
+LATEST, BEST = "checkpoints", "best"
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def to_savable(state):
+    """Typed PRNG keys as their raw uint32 data (what Orbax stores)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+
+
+def from_savable(template, saved):
+    """Inverse of `to_savable`, using the template's key implementation."""
+    return jax.tree.map(
+        lambda t, s: jax.random.wrap_key_data(s, impl=jax.random.key_impl(t)) if _is_key(t) else s, template, saved)
+
+
+class CheckpointDir:
+    """One Orbax CheckpointManager: `save(step, state, meta)` and `restore(template) -> (state, meta)`."""
+
+    def __init__(self, path: str, max_to_keep: int = 1, keep_period: int | None = None, read_only: bool = False):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.path = os.path.abspath(path)
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, keep_period=keep_period or None,
+                                               create=not read_only, read_only=read_only,
+                                               enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager(self.path, options=options)
+
+    def save(self, step: int, state, meta: dict) -> None:
+        ocp = self._ocp
+        args = ocp.args.Composite(state=ocp.args.StandardSave(to_savable(state)), meta=ocp.args.JsonSave(meta))
+        self._manager.save(step, args=args, force=True)
+        self._manager.wait_until_finished()
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def restore_meta(self, step: int | None = None) -> dict:
+        ocp = self._ocp
+        step = self.latest_step() if step is None else step
+        return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+    def restore(self, template, step: int | None = None) -> tuple[Any, dict]:
+        """The state (shaped like `template`) and metadata of `step` (default: latest)."""
+        ocp = self._ocp
+        step = self.latest_step() if step is None else step
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), to_savable(template))
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+        restored = self._manager.restore(step, args=args)
+        return from_savable(template, restored.state), restored.meta
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def open_for_resume(input_dir: str, which: str = LATEST) -> CheckpointDir:
+    """The checkpoints of a previous run, or a ConfigError saying what is missing."""
+    if not os.path.isdir(input_dir):
+        raise ConfigError(f"input_dir={input_dir!r} does not exist")
+    path = os.path.join(input_dir, which)
+    if not os.path.isdir(path):
+        raise ConfigError(f"input_dir={input_dir!r} holds no checkpoint (no {which}/ folder)")
+    store = CheckpointDir(path, read_only=True)
+    if store.latest_step() is None:
+        raise ConfigError(f"input_dir={input_dir!r} holds no complete checkpoint in {which}/")
+    return store

@@ -1,0 +1,88 @@
+"""`python -m maze_jax.train [group=option ...] [key=value ...]`: Maze's training command line.
+
+Composes the Hydra config, builds env, policy and trainer, then runs the host loop of jitted epochs.
+User mistakes end with one line on stderr and exit status 2; `HYDRA_FULL_ERROR=1` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from maze_jax.config import ConfigError, read
+
+CONFIG_NAME = "conf_train"
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(saved: list[str], given: list[str]) -> list[str]:
+    """The saved run's overrides with the given ones replacing those of the same key (and no old input_dir)."""
+    merged = {_override_key(o): o for o in saved if _override_key(o) != "input_dir"}
+    merged.update({_override_key(o): o for o in given})
+    return list(merged.values())
+
+
+def resume_config(input_dir: str, given: list[str]) -> tuple[DictConfig, dict]:
+    """The config of the run in `input_dir` with this command's overrides on top, and its group choices."""
+    overrides_file = os.path.join(input_dir, ".hydra", "overrides.yaml")
+    saved_file = os.path.join(input_dir, "hydra_config.yaml")
+    if not os.path.isdir(input_dir):
+        raise ConfigError(f"input_dir={input_dir!r} does not exist")
+    if not os.path.isfile(saved_file):
+        raise ConfigError(f"input_dir={input_dir!r} is not a maze_jax run directory (no hydra_config.yaml)")
+    saved_overrides = list(OmegaConf.load(overrides_file)) if os.path.isfile(overrides_file) else []
+    saved = OmegaConf.load(saved_file)
+    seeds = [f"seeding.{k}={v}" for k, v in saved.seeding.items() if v is not None]
+    cfg = hydra.compose(CONFIG_NAME, overrides=merge_overrides(seeds + saved_overrides, given),
+                        return_hydra_config=True)
+    choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
+def draw_seeds(cfg: DictConfig) -> None:
+    """Fills null seeds with random ones (written back, so the saved config reproduces the run)."""
+    for key in ("env_base_seed", "agent_base_seed"):
+        if cfg.seeding.get(key) is None:
+            cfg.seeding[key] = secrets.randbelow(2**31)
+        else:
+            read(cfg.seeding, key, int, "seeding", low=0)
+
+
+def main_body(cfg: DictConfig, run_dir: str, choices: dict, given_overrides: list[str]) -> None:
+    """The whole training run in `run_dir` (the CLI's work, reusable from Python)."""
+    from maze_jax.session import run_training
+
+    if cfg.input_dir:
+        cfg, choices = resume_config(str(cfg.input_dir), given_overrides)
+    draw_seeds(cfg)
+    run_training(cfg, run_dir, choices)
+
+
+@hydra.main(version_base=None, config_path="conf", config_name=CONFIG_NAME)
+def main(cfg: DictConfig) -> None:
+    for noisy in ("absl", "jax"):  # Hydra sets the root logger to INFO; keep library chatter out of the table
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    hydra_cfg = HydraConfig.get()
+    try:
+        main_body(cfg, hydra_cfg.runtime.output_dir, dict(hydra_cfg.runtime.choices),
+                  list(hydra_cfg.overrides.task))
+    except ConfigError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
