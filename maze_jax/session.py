@@ -16,12 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from maze_jax.algorithms import Trainer, build_trainer
 from maze_jax.config import ConfigError, read
 from maze_jax.envs import EnvSpec, build_env
-from maze_jax.evaluation import evaluate
 from maze_jax.models import build_policy
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, open_for_resume
-from maze_jax.shell.loop import LoopOptions, Progress, TrainingLoop
+from maze_jax.shell.loop import LoopOptions, Programs, Progress, TrainingLoop, compile_programs, evaluation_stats
 from maze_jax.shell.table import format_table
-from maze_jax.stats import episode_statistics
 
 CONFIG_FILE = "hydra_config.yaml"
 # Config sections a checkpoint's shapes depend on: resuming with different ones is refused.
@@ -83,40 +81,52 @@ def save_model_summary(run_dir: str, params) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def final_evaluation(trainer: Trainer, env_spec: EnvSpec, state, cfg: DictConfig, epoch: int, echo: Callable) -> dict:
-    """Deterministic evaluation of `state`'s policy over `runner.final_eval_rollouts` episodes, printed."""
+def final_evaluation(programs: Programs, state, cfg: DictConfig, epoch: int, echo: Callable) -> dict:
+    """Deterministic evaluation of `state`'s policy: at least `runner.final_eval_rollouts` episodes, printed."""
     n = read(cfg.runner, "final_eval_rollouts", int, "runner", low=1)
-    key = jax.random.key(int(cfg.seeding.env_base_seed) + 1)
-    run = jax.jit(lambda params, k: episode_statistics(evaluate(trainer.policy, params, env_spec, k, n), "final"))
-    stats = {k: float(v) for k, v in jax.device_get(run(trainer.policy_params(state), key)).items()}
+    repeats = math.ceil(n / read(cfg.runner, "n_eval_rollouts", int, "runner", low=1))
+    key = jax.random.fold_in(jax.random.key(int(cfg.seeding.env_base_seed)), 2**31 - 1)
+    stats = evaluation_stats(programs, state, key, repeats, prefix="final")
     echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
          flush=True)
     return stats
+
+
+def enable_compilation_cache(path) -> None:
+    """JAX's persistent compilation cache in `path` (None or "" = off): repeated runs skip most compilation."""
+    if path:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(str(path)))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = print) -> dict:
     """Trains as configured, writing table, TensorBoard, config and checkpoints to `run_dir`; returns final stats."""
     from tensorboardX import SummaryWriter
 
+    enable_compilation_cache(cfg.get("compilation_cache_dir"))
     os.makedirs(run_dir, exist_ok=True)
     algorithm = choices["algorithm"]
+    if cfg.input_dir:
+        check_compatible(str(cfg.input_dir), cfg)
     env_spec, trainer = build(cfg, algorithm)
     echo(OmegaConf.to_yaml(cfg), flush=True)
     OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
 
-    state = jax.jit(trainer.init)(agent_key(cfg))
+    programs = compile_programs(trainer, agent_key(cfg), echo)
+    state = programs.init(agent_key(cfg))
     progress, best_state = Progress(), None
     if cfg.input_dir:
-        check_compatible(str(cfg.input_dir), cfg)
         state, progress, best = restore(str(cfg.input_dir), trainer, state, echo)
         best_state = best[0] if best else None
     save_model_summary(run_dir, trainer.policy_params(state))
 
     runner = cfg.runner
     threshold = env_spec.reward_threshold if read(runner, "stop_when_solved", bool, "runner") else None
-    options = LoopOptions(n_epochs=trainer.n_epochs, reward_threshold=threshold,
-                          progress_interval_s=read(runner, "progress_interval_s", float, "runner", low=0.0))
     dump = read(runner, "dump_interval", int, "runner", low=0)
+    options = LoopOptions(n_epochs=trainer.n_epochs, reward_threshold=threshold,
+                          progress_interval_s=read(runner, "progress_interval_s", float, "runner", low=0.0),
+                          checkpoint_every_s=read(runner, "checkpoint_every_s", float, "runner", low=0.0),
+                          dump_interval=dump)
     latest = CheckpointDir(os.path.join(run_dir, LATEST), max_to_keep=1, keep_period=dump or None)
     best = CheckpointDir(os.path.join(run_dir, BEST), max_to_keep=1)
     if best_state is not None:  # the resumed run's best model stays the best until beaten
@@ -124,10 +134,11 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
     writer = SummaryWriter(run_dir)
     writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:
-        state, progress, new_best = TrainingLoop(trainer, options, latest, best, writer, echo).run(state, progress)
+        eval_key = jax.random.key(int(cfg.seeding.env_base_seed))
+        loop = TrainingLoop(programs, options, latest, best, eval_key, writer, echo)
+        state, progress, new_best = loop.run(state, progress)
         best_state = new_best if new_best is not None else best_state
-        final = final_evaluation(trainer, env_spec, best_state if best_state is not None else state, cfg,
-                                 progress.epoch, echo)
+        final = final_evaluation(programs, best_state if best_state is not None else state, cfg, progress.epoch, echo)
         for tag, value in final.items():
             if not math.isnan(value):
                 writer.add_scalar(tag, value, progress.epoch)

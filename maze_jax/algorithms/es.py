@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 
 from maze_jax.algorithms import Trainer
 from maze_jax.config import ConfigError, read
-from maze_jax.envs import EnvSpec, play_episodes
+from maze_jax.envs import EpisodeRecord, EnvSpec, play_episodes
 from maze_jax.evaluation import evaluate
 from maze_jax.models import Policy
 from maze_jax.stats import episode_statistics
@@ -80,7 +80,8 @@ def set_learning_rate(opt_state, learning_rate):
 
 
 def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name: str = "adam"):
-    """Returns pure `init(key, step_size, noise_stddev, l2_penalty) -> ESState` and `train_epoch(state)`."""
+    """Pure `init(key, step_size, noise_stddev, l2_penalty) -> ESState`, `train_epoch(state) -> (state, metrics)`,
+    `evaluate_state(state, key) -> EpisodeRecord`, and `unravel(theta) -> policy params`."""
     env, env_params = env_spec.env, env_spec.params
     obs_example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                                jax.eval_shape(env.reset, jax.random.key(0), env_params)[0])
@@ -102,7 +103,7 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         return policy.dist.to_env(policy.dist.mode(out))
 
     def train_epoch(state: ESState):
-        key, noise_key, rollout_key, eval_key = jax.random.split(state.key, 4)
+        key, noise_key, rollout_key = jax.random.split(state.key, 3)
         noise = jax.random.normal(noise_key, (config.population // 2, state.theta.shape[0]))
         thetas = antithetic_population(state.theta, noise, state.noise_stddev)
         record = play_episodes(env, env_params, lambda obs, _: population_act(thetas, obs), rollout_key,
@@ -110,12 +111,9 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         g = es_gradient(record.mean_return_per_env(), noise)
         updates, opt_state = optimizer.update(-g + state.l2_penalty * state.theta, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
-
-        eval_record = evaluate(policy, unravel(theta), env_spec, eval_key, config.n_eval_episodes)
         policy_norm = jnp.linalg.norm(theta)
         metrics = {
             **episode_statistics(record, "train"),
-            **episode_statistics(eval_record, "eval"),
             "train_BaseEnvEvents/reward/step_count": jnp.int32(config.population * config.steps_per_member),
             "train_ESEvents/policy_grad_norm": jnp.linalg.norm(g),
             "train_ESEvents/policy_norm": policy_norm,
@@ -124,7 +122,11 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         state = state.replace(theta=theta, opt_state=opt_state, key=key, epoch=state.epoch + 1)
         return state, metrics
 
-    return init, train_epoch, unravel
+    def evaluate_state(state: ESState, key: jax.Array) -> EpisodeRecord:
+        """Deterministic episodes of the mean policy (one per env)."""
+        return evaluate(policy, unravel(state.theta), env_spec, key, config.n_eval_episodes)
+
+    return init, train_epoch, evaluate_state, unravel
 
 
 def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig, dict, EnvSpec, str]:
@@ -149,7 +151,7 @@ def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig,
 def build(algorithm_cfg, runner_cfg, env_spec: EnvSpec, policy: Policy) -> Trainer:
     """The ES trainer for the shell: config read and checked, functions bound."""
     config, hparams, train_env, optimizer_name = read_config(algorithm_cfg, runner_cfg, env_spec)
-    init, train_epoch, unravel = make_es(config, train_env, policy, optimizer_name)
+    init, train_epoch, evaluate_state, unravel = make_es(config, train_env, policy, optimizer_name)
     n_epochs = read(algorithm_cfg, "n_epochs", int, "algorithm", low=0)
 
     def with_hyperparams(state: ESState) -> ESState:
@@ -163,6 +165,7 @@ def build(algorithm_cfg, runner_cfg, env_spec: EnvSpec, policy: Policy) -> Train
         n_epochs=n_epochs,
         init=lambda key: init(key, **hparams),
         train_epoch=train_epoch,
+        evaluate=evaluate_state,
         policy_params=lambda state: unravel(state.theta),
         with_hyperparams=with_hyperparams,
     )

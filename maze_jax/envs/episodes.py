@@ -20,6 +20,12 @@ class EpisodeRecord(NamedTuple):
         first = self.done & (jnp.cumsum(self.done, axis=0) == 1)
         return self._replace(done=first)
 
+    def first_episode_per_env(self) -> EpisodeRecord:
+        """Each env's first finished episode as a (1, envs) record: small enough to leave the device cheaply."""
+        first = self.first_episodes()
+        pick = lambda x: jnp.where(first.done, x, 0).sum(axis=0, keepdims=True)
+        return EpisodeRecord(first.done.any(axis=0, keepdims=True), pick(self.returns), pick(self.lengths))
+
     def mean_return_per_env(self) -> jax.Array:
         """Mean return of each env's finished episodes (0 where none finished)."""
         count = self.done.sum(axis=0)

@@ -6,14 +6,15 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 
 from maze_jax.algorithms import Trainer
 from maze_jax.shell.checkpoints import CheckpointDir
 from maze_jax.shell.table import format_table
+from maze_jax.stats import episode_statistics
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
 
@@ -45,16 +46,39 @@ class Progress:
 class LoopOptions:
     n_epochs: int = 0
     reward_threshold: float | None = None
+    checkpoint_every_s: float = 10.0
+    dump_interval: int = 0
     progress_interval_s: float = 5.0
 
 
-def compile_epoch(trainer: Trainer, state, echo: Callable = print):
-    """Ahead-of-time compiles `train_epoch` for this state's shapes and reports how long it took."""
-    echo("Compiling the training epoch ...", flush=True)
+class Programs(NamedTuple):
+    """The compiled programs of a run: init(key), train_epoch(state), evaluate(state, key) -> (1, n) record."""
+
+    init: Callable
+    train_epoch: Callable
+    evaluate: Callable
+
+
+def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -> Programs:
+    """Compiles init, epoch and evaluation ahead of time, so the time users wait for compilation is reported."""
+    echo("Compiling init, training epoch and evaluation ...", flush=True)
     start = time.perf_counter()
-    compiled = jax.jit(trainer.train_epoch).lower(state).compile()
+    state = jax.eval_shape(trainer.init, key)
+    evaluate = lambda s, k: trainer.evaluate(s, k).first_episode_per_env()
+    jobs = [(trainer.init, (key,)), (trainer.train_epoch, (state,)), (evaluate, (state, key))]
+    programs = Programs(*(jax.jit(f).lower(*args).compile() for f, args in jobs))
     echo(f"Compiled in {time.perf_counter() - start:.2f} s", flush=True)
-    return compiled
+    return programs
+
+
+_statistics = jax.jit(episode_statistics, static_argnums=1)
+
+
+def evaluation_stats(programs: Programs, state, key: jax.Array, repeats: int = 1, prefix: str = "eval") -> dict:
+    """Statistics of `repeats` batches of evaluation episodes of `state`'s policy."""
+    records = [programs.evaluate(state, jax.random.fold_in(key, i)) for i in range(repeats)]
+    merged = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *records)
+    return {k: float(v) for k, v in jax.device_get(_statistics(merged, prefix)).items()}
 
 
 def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = print):
@@ -85,26 +109,37 @@ def epoch_stats(metrics: dict, progress: Progress, seconds: float) -> dict:
 class TrainingLoop:
     """Runs epochs until `n_epochs`, the reward threshold, or Ctrl-C; keeps latest and best checkpoints."""
 
-    def __init__(self, trainer: Trainer, options: LoopOptions, latest: CheckpointDir, best: CheckpointDir,
-                 writer: Any = None, echo: Callable = print):
-        self.trainer, self.options, self.latest, self.best = trainer, options, latest, best
+    def __init__(self, programs: Programs, options: LoopOptions, latest: CheckpointDir, best: CheckpointDir,
+                 eval_key: jax.Array, writer: Any = None, echo: Callable = print):
+        self.programs, self.options, self.latest, self.best = programs, options, latest, best
+        self.eval_key = eval_key
         self.writer, self.echo = writer, echo
 
-    def _save(self, store: CheckpointDir, state, progress: Progress) -> None:
-        store.save(progress.epoch, state, progress.to_meta())
+    def _flush(self, state, progress: Progress, best_state, best_unsaved: bool) -> None:
+        """Writes the latest state, and the best one if it changed since the last flush."""
+        if best_unsaved:
+            meta = {**progress.to_meta(), "epoch": progress.best_epoch}
+            self.best.save(progress.best_epoch, best_state, meta)
+        self.latest.save(progress.epoch, state, progress.to_meta())
+        self._last_flush = time.perf_counter()
 
     def run(self, state, progress: Progress):
-        """Trains from `state`; returns the final state, progress, and the best state seen (for final evaluation)."""
+        """Trains from `state`; returns the final state, progress, and the best state seen (for final evaluation).
+
+        Checkpoints (latest, and best when it improved) are written every `checkpoint_every_s` seconds,
+        every `dump_interval` epochs, and when the loop ends for any reason.
+        """
         echo, options = self.echo, self.options
-        epoch_fn = compile_epoch(self.trainer, state, echo)
-        best_state = None
+        best_state, best_unsaved = None, False
+        self._last_flush = time.perf_counter()
         try:
             while options.n_epochs == 0 or progress.epoch < options.n_epochs:
                 start = time.perf_counter()
-                new_state, metrics = wait_with_progress(epoch_fn(state), progress.epoch,
+                new_state, metrics = wait_with_progress(self.programs.train_epoch(state), progress.epoch,
                                                         options.progress_interval_s, echo)
                 seconds = time.perf_counter() - start
                 state = new_state
+                metrics.update(evaluation_stats(self.programs, state, jax.random.fold_in(self.eval_key, progress.epoch)))
                 progress.epoch += 1
                 progress.total_step_count += int(metrics.get("train_BaseEnvEvents/reward/step_count", 0))
                 progress.total_episode_count += int(metrics["train_BaseEnvEvents/reward/episode_count"])
@@ -116,15 +151,18 @@ class TrainingLoop:
                 score = stats.get(EVAL_MEAN, math.nan)
                 if score > progress.best_score:
                     progress.best_score, progress.best_epoch = score, progress.epoch
-                    best_state = state
+                    best_state, best_unsaved = state, True
                     echo(f"-> new overall best model {score:.5f}!", flush=True)
-                    self._save(self.best, state, progress)
-                self._save(self.latest, state, progress)
+                dump = options.dump_interval and progress.epoch % options.dump_interval == 0
+                if dump or time.perf_counter() - self._last_flush >= options.checkpoint_every_s:
+                    self._flush(state, progress, best_state, best_unsaved)
+                    best_unsaved = False
                 if options.reward_threshold is not None and score >= options.reward_threshold:
                     echo(f"-> evaluation mean {score:.3f} reached the reward threshold "
                          f"{options.reward_threshold:g}: stopping", flush=True)
                     break
         except KeyboardInterrupt:
-            echo(f"\nInterrupted: latest checkpoint (epoch {progress.epoch}) is in {self.latest.path}",
+            echo(f"\nInterrupted: saving the latest checkpoint (epoch {progress.epoch}) to {self.latest.path}",
                  file=sys.stderr, flush=True)
+        self._flush(state, progress, best_state, best_unsaved)
         return state, progress, best_state
