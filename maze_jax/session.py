@@ -107,6 +107,7 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
     os.makedirs(run_dir, exist_ok=True)
     algorithm = choices["algorithm"]
     if cfg.input_dir:
+        open_for_resume(str(cfg.input_dir), LATEST).close()  # has a checkpoint at all?
         check_compatible(str(cfg.input_dir), cfg)
     env_spec, trainer = build(cfg, algorithm)
     echo(OmegaConf.to_yaml(cfg), flush=True)

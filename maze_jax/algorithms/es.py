@@ -46,9 +46,14 @@ class ESState(struct.PyTreeNode):
 
 
 def centered_ranks(x: jax.Array) -> jax.Array:
-    """Ranks of `x` scaled to [-0.5, 0.5] (OpenAI-ES fitness shaping: invariant to the scale of returns)."""
-    ranks = jnp.argsort(jnp.argsort(x)).astype(jnp.float32)
-    return ranks / (x.shape[0] - 1) - 0.5
+    """Ranks of `x` scaled to [-0.5, 0.5] (OpenAI-ES fitness shaping: invariant to the scale of returns).
+
+    Tied values share their average rank, so equal returns (say, every member at CartPole's 500) push
+    the gradient nowhere instead of in an arbitrary direction set by the sort order.
+    """
+    ordered = jnp.sort(x)
+    ranks = (jnp.searchsorted(ordered, x, side="left") + jnp.searchsorted(ordered, x, side="right") - 1) / 2
+    return ranks.astype(jnp.float32) / (x.shape[0] - 1) - 0.5
 
 
 def antithetic_population(theta: jax.Array, noise: jax.Array, sigma) -> jax.Array:

@@ -1,0 +1,149 @@
+"""`python -m maze_jax.train` end to end in a subprocess: table, checkpoints, resume, sweeps and bad input."""
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import run_cli
+from maze_jax.shell.checkpoints import CheckpointDir
+
+SMALL = ["env=cartpole", "runner=dev", "algorithm.n_rollouts_per_update=8", "model.hidden_units=[16]",
+         "seeding.agent_base_seed=1", "seeding.env_base_seed=2", "runner.stop_when_solved=false"]
+
+
+def only_run_dir(base: Path) -> Path:
+    runs = [p for p in base.glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def latest_meta_and_theta(run_dir: Path):
+    store = CheckpointDir(str(run_dir / "checkpoints"), read_only=True)
+    state = store._manager.restore(store.latest_step())  # raw arrays, no template needed
+    return store.restore_meta(), np.asarray(state["state"]["theta"]), state["state"]
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory, cache_dir):
+    base = tmp_path_factory.mktemp("runs")
+    proc = run_cli([*SMALL, "algorithm.n_epochs=2", f"log_base_dir={base}"], base, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    return proc, only_run_dir(base)
+
+
+def test_short_run_prints_table_and_writes_run_directory(two_epoch_run):
+    proc, run_dir = two_epoch_run
+    out = proc.stdout
+    assert "********** Iteration 0 **********" in out and "********** Iteration 1 **********" in out
+    assert "    2|eval                  BaseEnvEvents         reward                mean" in out
+    assert "ESEvents              policy_grad_norm" in out and "-> new overall best model" in out
+    assert "Final evaluation of the best model" in out and "Traceback" not in proc.stderr
+    assert run_dir.parent.name == "cartpole-flatten_concat-es-dev"
+    saved = OmegaConf.load(run_dir / "hydra_config.yaml")
+    assert saved.seeding.agent_base_seed == 1 and saved.algorithm.n_rollouts_per_update == 8
+    assert (run_dir / "model_summary.txt").read_text().strip().endswith("total parameters: 114")
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    meta, theta, _ = latest_meta_and_theta(run_dir)
+    assert meta["epoch"] == 2 and meta["total_step_count"] == 2 * 8 * 500
+    assert CheckpointDir(str(run_dir / "best"), read_only=True).latest_step() in (1, 2)
+
+
+def test_generated_seeds_are_written_back(tmp_path, cache_dir):
+    args = [a for a in SMALL if not a.startswith("seeding")]
+    proc = run_cli([*args, "algorithm.n_epochs=1", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    saved = OmegaConf.load(only_run_dir(tmp_path) / "hydra_config.yaml")
+    assert isinstance(saved.seeding.env_base_seed, int) and isinstance(saved.seeding.agent_base_seed, int)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(two_epoch_run, tmp_path, cache_dir):
+    _, first = two_epoch_run
+    resumed = run_cli([f"input_dir={first}", "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 'r'}"],
+                      tmp_path, cache_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resumed {first} at epoch 2" in resumed.stdout
+    assert "Iteration 2 *" in resumed.stdout and "Iteration 0 *" not in resumed.stdout
+    straight = run_cli([*SMALL, "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 's'}"], tmp_path, cache_dir)
+    assert straight.returncode == 0, straight.stderr
+    meta_r, theta_r, _ = latest_meta_and_theta(only_run_dir(tmp_path / "r"))
+    meta_s, theta_s, _ = latest_meta_and_theta(only_run_dir(tmp_path / "s"))
+    assert meta_r["epoch"] == meta_s["epoch"] == 3
+    assert meta_r["total_step_count"] == meta_s["total_step_count"]
+    np.testing.assert_array_equal(theta_r, theta_s)  # 2 epochs + resume for 1 == 3 epochs, bit for bit
+    assert (first / "checkpoints" / "2").is_dir()  # the earlier run is left as it was
+
+
+def test_overrides_given_on_resume_apply(two_epoch_run, tmp_path, cache_dir):
+    _, first = two_epoch_run
+    proc = run_cli([f"input_dir={first}", "algorithm.n_epochs=3", "algorithm.optimizer.step_size=0.001",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = only_run_dir(tmp_path)
+    assert OmegaConf.load(run_dir / "hydra_config.yaml").algorithm.optimizer.step_size == 0.001
+    _, _, state = latest_meta_and_theta(run_dir)
+    np.testing.assert_allclose(state["opt_state"]["hyperparams"]["learning_rate"], 0.001)
+
+
+def test_multirun_sweep_writes_one_directory_per_job(tmp_path, cache_dir):
+    proc = run_cli(["--multirun", *[a for a in SMALL if "agent_base_seed" not in a], "algorithm.n_epochs=1",
+                    "seeding.agent_base_seed=1,2", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    jobs = sorted(p.name for p in (tmp_path / "sweep").glob("*/*") if (p / "checkpoints").is_dir())
+    assert jobs == ["0", "1"]
+
+
+BAD_INPUTS = [
+    (["env=foo"], "Could not find 'env/foo'"),
+    (["algorithm=sac"], "Available options in 'algorithm'"),
+    (["model=bar"], "Could not find 'model/bar'"),
+    (["env=gymnax", "env.name=Nope-v0"], "env.name='Nope-v0' is not a known environment. Valid names: Acrobot-v1"),
+    (["algorithm.noise_stddev=abc"], "algorithm.noise_stddev='abc': expected a number"),
+    (["algorithm.n_rollouts_per_update=0"], "algorithm.n_rollouts_per_update=0: must be >= 2"),
+    (["algorithm.n_rollouts_per_update=7"], "must be even"),
+    (["algorithm.optimizer.step_size=-1"], "algorithm.optimizer.step_size=-1.0: must be > 0.0"),
+    (["model.hidden_units=[0]"], "model.hidden_units=[0]"),
+    (["model.non_lin=Swish2"], "model.non_lin='Swish2' is unknown"),
+    (["algorithm.noise_stdev=0.1"], "Key 'noise_stdev' is not in struct"),
+    (["input_dir=/nonexistent/run"], "input_dir='/nonexistent/run' does not exist"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gives_one_clear_message_and_nonzero_exit(args, message, tmp_path, cache_dir):
+    proc = run_cli([*args, f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_resume_refuses_empty_and_incompatible_runs(two_epoch_run, tmp_path, cache_dir):
+    _, first = two_epoch_run
+    proc = run_cli([f"input_dir={first}", "model.hidden_units=[32]", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 2 and "incompatible with this run's model" in proc.stderr
+    proc = run_cli([f"input_dir={first}", "env=gymnax", "env.name=Acrobot-v1", f"log_base_dir={tmp_path}"],
+                   tmp_path, cache_dir)
+    assert proc.returncode == 2 and "incompatible with this run's env" in proc.stderr
+    empty = tmp_path / "empty_run"
+    (empty / ".hydra").mkdir(parents=True)
+    (empty / "hydra_config.yaml").write_text((first / "hydra_config.yaml").read_text())
+    (empty / ".hydra" / "overrides.yaml").write_text((first / ".hydra" / "overrides.yaml").read_text())
+    proc = run_cli([f"input_dir={empty}", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 2 and "holds no checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_default_command_solves_cartpole_and_stops(tmp_path, cache_dir):
+    proc = run_cli(["env=cartpole", "algorithm=es", "seeding.agent_base_seed=0", "seeding.env_base_seed=0",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "reached the reward threshold 475: stopping" in proc.stdout
+    assert "Final evaluation of the best model" in proc.stdout
+
+
+def test_conf_tree_ships_inside_the_package():
+    import maze_jax
+
+    assert (Path(maze_jax.__file__).parent / "conf" / "conf_train.yaml").is_file()

@@ -1,0 +1,49 @@
+"""gymnax environments by gym and gymnax ids, discrete and continuous actions, train with ES."""
+
+import jax
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from maze_jax.algorithms import build_trainer
+from maze_jax.config import ConfigError
+from maze_jax.envs import build_env, make_gymnax
+from maze_jax.models import build_policy
+
+ALGO = OmegaConf.create({"n_epochs": 1, "n_rollouts_per_update": 4, "n_timesteps_per_update": 0, "max_steps": 30,
+                         "optimizer": {"name": "adam", "step_size": 0.01}, "l2_penalty": 0.005,
+                         "noise_stddev": 0.02})
+
+
+def test_cartpole_v0_is_v1_with_200_steps_and_its_own_threshold():
+    spec = make_gymnax("CartPole-v0")
+    assert spec.horizon == 200 and spec.reward_threshold == 195.0
+    assert make_gymnax("CartPole-v1").horizon == 500
+
+
+def test_unknown_env_lists_valid_names():
+    with pytest.raises(ConfigError, match="Valid names: .*Breakout-MinAtar"):
+        make_gymnax("Breakout-v5")
+
+
+def test_env_config_target_factory():
+    spec = build_env(OmegaConf.create({"_target_": "maze_jax.envs.make_gymnax", "name": "Acrobot-v1",
+                                       "max_episode_steps": 50, "reward_threshold": None}))
+    assert spec.horizon == 50 and spec.reward_threshold is None
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        build_env(OmegaConf.create({"_target_": "nowhere.make"}))
+
+
+@pytest.mark.parametrize("name", ["Pendulum-v1", "Breakout-MinAtar", "Catch-bsuite"])
+def test_es_epoch_runs_on_discrete_continuous_and_image_observations(name):
+    spec = make_gymnax(name)
+    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]},
+                          spec.env.action_space(spec.params))
+    trainer = build_trainer("es", ALGO, OmegaConf.create({"n_eval_rollouts": 2}), spec, policy)
+    state = trainer.init(jax.random.key(0))
+    new_state, metrics = jax.jit(trainer.train_epoch)(state)
+    assert int(new_state.epoch) == 1
+    assert not np.allclose(new_state.theta, state.theta)
+    assert int(metrics["train_BaseEnvEvents/reward/episode_count"]) >= 4  # every member ends >= 1 episode in 30 steps
+    record = trainer.evaluate(new_state, jax.random.key(1)).first_episode_per_env()
+    assert bool(record.done.all())

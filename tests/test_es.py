@@ -1,0 +1,57 @@
+"""The ideas of OpenAI-ES: centred ranks, antithetic pairs, and a gradient that finds a known optimum."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from maze_jax.algorithms.es import antithetic_population, centered_ranks, es_gradient
+
+
+def test_centered_ranks_span_minus_half_to_half_in_order():
+    ranks = centered_ranks(jnp.array([10.0, -3.0, 7.0, 1000.0, 0.5]))
+    np.testing.assert_allclose(ranks, [0.25, -0.5, 0.0, 0.5, -0.25])
+
+
+def test_tied_values_share_their_average_rank():
+    np.testing.assert_allclose(centered_ranks(jnp.array([5.0, 1.0, 5.0, 5.0, 0.0])), [0.25, -0.25, 0.25, 0.25, -0.5])
+
+
+def test_centered_ranks_ignore_the_scale_of_returns():
+    x = jax.random.normal(jax.random.key(0), (32,))
+    np.testing.assert_array_equal(centered_ranks(x), centered_ranks(1e6 * x - 3))
+
+
+def test_antithetic_pairs_are_mirrored_around_the_mean():
+    theta = jnp.arange(5.0)
+    noise = jax.random.normal(jax.random.key(1), (3, 5))
+    pop = antithetic_population(theta, noise, 0.1)
+    assert pop.shape == (6, 5)
+    np.testing.assert_allclose((pop[:3] + pop[3:]) / 2, jnp.broadcast_to(theta, (3, 5)), atol=1e-6)
+    np.testing.assert_allclose(pop[:3] - pop[3:], 0.2 * noise, atol=1e-6)
+
+
+def test_es_gradient_points_uphill_and_is_zero_for_equal_fitness():
+    noise = jax.random.normal(jax.random.key(2), (64, 3))
+    target = jnp.array([1.0, -2.0, 0.5])
+    theta = jnp.zeros(3)
+    fitness = -jnp.sum((antithetic_population(theta, noise, 0.1) - target) ** 2, axis=1)
+    g = es_gradient(fitness, noise)
+    assert jnp.dot(g, target - theta) > 0.5 * jnp.linalg.norm(g) * jnp.linalg.norm(target)
+    np.testing.assert_allclose(es_gradient(jnp.zeros(128), noise), 0.0)
+
+
+def test_es_with_adam_finds_the_optimum_of_a_quadratic():
+    target = jnp.array([1.0, -2.0, 0.5, 3.0])
+    opt = optax.adam(0.05)
+
+    def update(carry, key):
+        theta, opt_state = carry
+        noise = jax.random.normal(key, (32, 4))
+        fitness = -jnp.sum((antithetic_population(theta, noise, 0.05) - target) ** 2, axis=1)
+        updates, opt_state = opt.update(-es_gradient(fitness, noise), opt_state)
+        return (theta + updates, opt_state), None
+
+    theta = jnp.zeros(4)
+    (theta, _), _ = jax.lax.scan(update, (theta, opt.init(theta)), jax.random.split(jax.random.key(3), 400))
+    np.testing.assert_allclose(theta, target, atol=0.1)
