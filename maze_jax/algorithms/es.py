@@ -102,8 +102,8 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         as_f32 = lambda v: jnp.asarray(v, jnp.float32)
         return ESState(theta, opt_state, key, jnp.int32(0), as_f32(noise_stddev), as_f32(l2_penalty))
 
-    def population_act(thetas, obs):
-        params = jax.vmap(unravel)(thetas)
+    def population_act(params, obs):
+        """Deterministic actions, member i's parameters on member i's observation."""
         out = jax.vmap(policy.network.apply)(params, obs)
         return policy.dist.to_env(policy.dist.mode(out))
 
@@ -111,7 +111,8 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         key, noise_key, rollout_key = jax.random.split(state.key, 3)
         noise = jax.random.normal(noise_key, (config.population // 2, state.theta.shape[0]))
         thetas = antithetic_population(state.theta, noise, state.noise_stddev)
-        record = play_episodes(env, env_params, lambda obs, _: population_act(thetas, obs), rollout_key,
+        params = jax.vmap(unravel)(thetas)  # once per epoch, outside the step loop
+        record = play_episodes(env, env_params, lambda obs, _: population_act(params, obs), rollout_key,
                                config.population, config.steps_per_member)
         g = es_gradient(record.mean_return_per_env(), noise)
         updates, opt_state = optimizer.update(-g + state.l2_penalty * state.theta, state.opt_state, state.theta)
