@@ -55,3 +55,21 @@ def test_es_with_adam_finds_the_optimum_of_a_quadratic():
     theta = jnp.zeros(4)
     (theta, _), _ = jax.lax.scan(update, (theta, opt.init(theta)), jax.random.split(jax.random.key(3), 400))
     np.testing.assert_allclose(theta, target, atol=0.1)
+
+
+def test_vmapped_training_over_seeds_and_learning_rates_equals_separate_runs():
+    from maze_jax.algorithms.es import ESConfig, make_es
+    from maze_jax.envs import make_gymnax
+    from maze_jax.models import build_policy
+
+    spec = make_gymnax("CartPole-v1")
+    spec = spec._replace(params=spec.params.replace(max_steps_in_episode=50))
+    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]},
+                          spec.env.action_space(spec.params))
+    init, train_epoch, _, _ = make_es(ESConfig(population=8, steps_per_member=50, n_eval_episodes=2), spec, policy)
+    keys, lrs = jax.random.split(jax.random.key(0), 2), jnp.array([0.01, 0.05])
+    states, metrics = jax.jit(jax.vmap(train_epoch))(jax.vmap(init, in_axes=(0, 0, None, None))(keys, lrs, 0.02, 0.005))
+    for i in range(2):
+        single, single_metrics = jax.jit(train_epoch)(init(keys[i], lrs[i], 0.02, 0.005))
+        np.testing.assert_allclose(states.theta[i], single.theta, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(states.theta[0], states.theta[1])
