@@ -4,31 +4,37 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from maze_jax.envs.episodes import EpisodeRecord
+from maze_jax.envs.episodes import EpisodeStats
 
 
-def episode_statistics(record: EpisodeRecord, prefix: str) -> dict:
-    """mean/std/min/max return and step-count statistics over the finished episodes in `record`.
+def median_from_histogram(hist: jnp.ndarray) -> jnp.ndarray:
+    """Median of the values counted in `hist` (hist[v] = how often v occurred); NaN when empty."""
+    n = hist.sum()
+    cumulative = jnp.cumsum(hist)
+    order_stat = lambda k: jnp.searchsorted(cumulative, k, side="right")
+    median = (order_stat((n - 1) // 2) + order_stat(n // 2)) / 2
+    return jnp.where(n > 0, median, jnp.nan).astype(jnp.float32)
+
+
+def episode_statistics(stats: EpisodeStats, prefix: str) -> dict:
+    """mean/std/min/max return and step-count statistics over the finished episodes in `stats`.
 
     Keys are TensorBoard tags such as `train_BaseEnvEvents/reward/mean`; statistics of an epoch
     without a finished episode are NaN (the table shows them as nan) and episode_count is 0.
     """
-    mask = record.done
-    count = mask.sum()
+    count = stats.count.sum()
     n = jnp.maximum(count, 1)
-    returns = record.returns.astype(jnp.float32)
-    lengths = record.lengths.astype(jnp.float32)
-    mean = jnp.where(mask, returns, 0.0).sum() / n
-    var = jnp.where(mask, (returns - mean) ** 2, 0.0).sum() / n
+    mean = stats.return_sum.sum() / n
+    var = jnp.maximum(stats.return_sq_sum.sum() / n - mean**2, 0.0)
     none = count == 0
     nan = jnp.float32(jnp.nan)
     tag = f"{prefix}_BaseEnvEvents/reward/"
     return {
         tag + "mean": jnp.where(none, nan, mean),
         tag + "std": jnp.where(none, nan, jnp.sqrt(var)),
-        tag + "min": jnp.where(none, nan, jnp.where(mask, returns, jnp.inf).min()),
-        tag + "max": jnp.where(none, nan, jnp.where(mask, returns, -jnp.inf).max()),
-        tag + "mean_step_count": jnp.where(none, nan, jnp.where(mask, lengths, 0.0).sum() / n),
-        tag + "median_step_count": jnp.nanmedian(jnp.where(mask, lengths, nan)),
+        tag + "min": jnp.where(none, nan, stats.return_min.min()),
+        tag + "max": jnp.where(none, nan, stats.return_max.max()),
+        tag + "mean_step_count": jnp.where(none, nan, stats.length_sum.sum() / n),
+        tag + "median_step_count": median_from_histogram(stats.length_hist),
         tag + "episode_count": count,
     }

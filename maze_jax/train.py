@@ -11,11 +11,15 @@ import os
 import secrets
 import sys
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from maze_jax.xla_flags import apply_defaults
 
-from maze_jax.config import ConfigError, read
+apply_defaults()  # before anything imports jax
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+
+from maze_jax.config import ConfigError, read  # noqa: E402
 
 CONFIG_NAME = "conf_train"
 

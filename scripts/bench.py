@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, fewer population sizes")
     parser.add_argument("--populations", default="16,128,1024,4096")
     args = parser.parse_args()
+    from maze_jax.xla_flags import apply_defaults
+
+    apply_defaults()  # the CLI's XLA flags, so in-process figures match it
     import jax
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -1,53 +1,65 @@
-"""Auto-reset rollouts record each finished episode once, with the right return, length and statistics."""
+"""Auto-reset rollouts count each finished episode once, with the right return, length and statistics."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from conftest import Countdown
-from maze_jax.envs import play_episodes
-from maze_jax.stats import episode_statistics
+from maze_jax.envs import EpisodeStats, play_episodes
+from maze_jax.stats import episode_statistics, median_from_histogram
+
+TAG = "train_BaseEnvEvents/reward/"
 
 
-def test_auto_reset_records_every_episode_end():
+def test_auto_reset_counts_every_finished_episode_and_drops_the_unfinished_one():
     env = Countdown(length=3)
-    record = play_episodes(env, env.default_params, lambda obs, k: jnp.zeros(obs.shape[0], jnp.int32),
-                           jax.random.key(0), n_envs=2, n_steps=10)
-    assert record.done.shape == (10, 2)
-    np.testing.assert_array_equal(np.nonzero(record.done[:, 0])[0], [2, 5, 8])  # ends every 3 steps
-    np.testing.assert_array_equal(record.returns[record.done], 3.0)
-    np.testing.assert_array_equal(record.lengths[record.done], 3)
+    stats = play_episodes(env, env.default_params, lambda obs, k: jnp.zeros(obs.shape[0], jnp.int32),
+                          jax.random.key(0), n_envs=2, n_steps=10)
+    np.testing.assert_array_equal(stats.count, [3, 3])  # ends at steps 3, 6, 9; the 4th is unfinished
+    np.testing.assert_array_equal(stats.length_sum, [9, 9])
+    np.testing.assert_allclose(stats.mean_return_per_env(), [3.0, 3.0])
+    assert int(stats.length_hist[3]) == 6 and int(stats.length_hist.sum()) == 6
 
 
 def test_returns_follow_the_actions_and_first_episodes_keep_one_per_env():
     env = Countdown(length=2)
     act = lambda obs, k: jnp.array([0, 1], jnp.int32)  # env 1 earns 2 per step
-    record = play_episodes(env, env.default_params, act, jax.random.key(0), n_envs=2, n_steps=7)
-    first = record.first_episode_per_env()
-    assert first.done.shape == (1, 2) and bool(first.done.all())
-    np.testing.assert_array_equal(first.returns[0], [2.0, 4.0])
-    np.testing.assert_allclose(record.mean_return_per_env(), [2.0, 4.0])
+    stats = play_episodes(env, env.default_params, act, jax.random.key(0), n_envs=2, n_steps=7)
+    np.testing.assert_array_equal(stats.count, [3, 3])
+    first = stats.first_episodes()
+    np.testing.assert_array_equal(first.count, [1, 1])
+    np.testing.assert_array_equal(first.return_sum, [2.0, 4.0])
+    summary = episode_statistics(first, "eval")
+    assert float(summary["eval_BaseEnvEvents/reward/mean"]) == 3.0
+    assert int(summary["eval_BaseEnvEvents/reward/episode_count"]) == 2
 
 
-def test_episode_statistics_over_masked_episodes():
-    done = jnp.array([[True, False, True], [False, True, True]])
-    returns = jnp.array([[1.0, 99.0, 3.0], [99.0, 5.0, 7.0]])
-    lengths = jnp.array([[1, 99, 3], [99, 5, 7]])
-    from maze_jax.envs import EpisodeRecord
+def test_statistics_of_added_episodes():
+    stats = EpisodeStats.zeros(n_envs=2, max_length=10)
+    for done, ret, length in [([True, False], [1.0, 0], [1, 0]), ([False, True], [0, 5.0], [0, 5]),
+                              ([True, True], [3.0, 7.0], [3, 7])]:
+        stats = stats.add(jnp.array(done), jnp.array(ret), jnp.array(length))
+    summary = episode_statistics(stats, "train")
+    assert float(summary[TAG + "mean"]) == 4.0
+    assert float(summary[TAG + "min"]) == 1.0 and float(summary[TAG + "max"]) == 7.0
+    assert float(summary[TAG + "mean_step_count"]) == 4.0
+    assert float(summary[TAG + "median_step_count"]) == 4.0
+    assert int(summary[TAG + "episode_count"]) == 4
+    np.testing.assert_allclose(float(summary[TAG + "std"]), np.std([1, 3, 5, 7]), rtol=1e-5)
+    both = episode_statistics(stats.merge(stats), "train")
+    assert int(both[TAG + "episode_count"]) == 8 and float(both[TAG + "median_step_count"]) == 4.0
+    assert float(both[TAG + "min"]) == 1.0 and float(both[TAG + "std"]) == float(summary[TAG + "std"])
 
-    stats = episode_statistics(EpisodeRecord(done, returns, lengths), "train")
-    tag = "train_BaseEnvEvents/reward/"
-    assert float(stats[tag + "mean"]) == 4.0
-    assert float(stats[tag + "min"]) == 1.0 and float(stats[tag + "max"]) == 7.0
-    assert float(stats[tag + "median_step_count"]) == 4.0
-    assert int(stats[tag + "episode_count"]) == 4
-    np.testing.assert_allclose(float(stats[tag + "std"]), np.std([1, 3, 5, 7]), rtol=1e-6)
+
+def test_median_from_histogram_matches_numpy():
+    values = np.array([3, 3, 9, 1, 4, 4, 4])
+    hist = jnp.zeros(12, jnp.int32).at[values].add(1)
+    assert float(median_from_histogram(hist)) == np.median(values)
+    assert float(median_from_histogram(hist.at[9].add(1))) == np.median(np.append(values, 9))
+    assert np.isnan(float(median_from_histogram(jnp.zeros(5, jnp.int32))))
 
 
-def test_episode_statistics_without_finished_episodes_are_nan_with_zero_count():
-    from maze_jax.envs import EpisodeRecord
-
-    record = EpisodeRecord(jnp.zeros((3, 2), bool), jnp.ones((3, 2)), jnp.ones((3, 2), jnp.int32))
-    stats = episode_statistics(record, "eval")
-    assert int(stats["eval_BaseEnvEvents/reward/episode_count"]) == 0
-    assert np.isnan(float(stats["eval_BaseEnvEvents/reward/mean"]))
+def test_statistics_without_finished_episodes_are_nan_with_zero_count():
+    summary = episode_statistics(EpisodeStats.zeros(3, 5), "eval")
+    assert int(summary["eval_BaseEnvEvents/reward/episode_count"]) == 0
+    assert np.isnan(float(summary["eval_BaseEnvEvents/reward/mean"]))

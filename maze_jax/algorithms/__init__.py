@@ -9,7 +9,7 @@ class Trainer(NamedTuple):
     """What the shell needs of an algorithm. `init` and `train_epoch` are pure and jittable.
 
     init(key) -> state; train_epoch(state) -> (state, metrics: dict of scalar arrays keyed by TensorBoard tag);
-    evaluate(state, key) -> EpisodeRecord of deterministic evaluation episodes (one per env);
+    evaluate(state, key) -> EpisodeStats of deterministic evaluation episodes (one per env);
     policy_params(state) -> the parameters of the policy being trained (evaluated, kept as best, rolled out);
     with_hyperparams(state) -> state carrying this config's traced hyperparameters (applied on resume).
     """

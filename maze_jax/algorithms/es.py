@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 
 from maze_jax.algorithms import Trainer
 from maze_jax.config import ConfigError, read
-from maze_jax.envs import EpisodeRecord, EnvSpec, play_episodes
+from maze_jax.envs import EpisodeStats, EnvSpec, play_episodes
 from maze_jax.evaluation import evaluate
 from maze_jax.models import Policy
 from maze_jax.stats import episode_statistics
@@ -86,7 +86,7 @@ def set_learning_rate(opt_state, learning_rate):
 
 def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name: str = "adam"):
     """Pure `init(key, step_size, noise_stddev, l2_penalty) -> ESState`, `train_epoch(state) -> (state, metrics)`,
-    `evaluate_state(state, key) -> EpisodeRecord`, and `unravel(theta) -> policy params`."""
+    `evaluate_state(state, key) -> EpisodeStats`, and `unravel(theta) -> policy params`."""
     env, env_params = env_spec.env, env_spec.params
     obs_example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                                jax.eval_shape(env.reset, jax.random.key(0), env_params)[0])
@@ -112,14 +112,14 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         noise = jax.random.normal(noise_key, (config.population // 2, state.theta.shape[0]))
         thetas = antithetic_population(state.theta, noise, state.noise_stddev)
         params = jax.vmap(unravel)(thetas)  # once per epoch, outside the step loop
-        record = play_episodes(env, env_params, lambda obs, _: population_act(params, obs), rollout_key,
+        episodes = play_episodes(env, env_params, lambda obs, _: population_act(params, obs), rollout_key,
                                config.population, config.steps_per_member)
-        g = es_gradient(record.mean_return_per_env(), noise)
+        g = es_gradient(episodes.mean_return_per_env(), noise)
         updates, opt_state = optimizer.update(-g + state.l2_penalty * state.theta, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
         policy_norm = jnp.linalg.norm(theta)
         metrics = {
-            **episode_statistics(record, "train"),
+            **episode_statistics(episodes, "train"),
             "train_BaseEnvEvents/reward/step_count": jnp.int32(config.population * config.steps_per_member),
             "train_ESEvents/policy_grad_norm": jnp.linalg.norm(g),
             "train_ESEvents/policy_norm": policy_norm,
@@ -128,7 +128,7 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         state = state.replace(theta=theta, opt_state=opt_state, key=key, epoch=state.epoch + 1)
         return state, metrics
 
-    def evaluate_state(state: ESState, key: jax.Array) -> EpisodeRecord:
+    def evaluate_state(state: ESState, key: jax.Array) -> EpisodeStats:
         """Deterministic episodes of the mean policy (one per env)."""
         return evaluate(policy, unravel(state.theta), env_spec, key, config.n_eval_episodes)
 

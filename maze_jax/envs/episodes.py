@@ -1,4 +1,8 @@
-"""Batched, auto-resetting rollouts that record finished episodes as fixed-shape (steps, envs) arrays."""
+"""Batched, auto-resetting rollouts that accumulate statistics of finished episodes inside the scan.
+
+Statistics are kept per env as running sums (plus a histogram of episode lengths for the median), so a rollout
+of any length returns a few fixed-size arrays instead of (steps, envs) records.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,58 @@ import jax
 import jax.numpy as jnp
 
 
-class EpisodeRecord(NamedTuple):
-    """Per step and env: `done` marks the step an episode ended, with that episode's return and length."""
+class EpisodeStats(NamedTuple):
+    """Finished episodes so far, per env (`length_hist` is shared: index = episode length)."""
 
-    done: jax.Array
-    returns: jax.Array
-    lengths: jax.Array
+    count: jax.Array
+    return_sum: jax.Array
+    return_sq_sum: jax.Array
+    return_min: jax.Array
+    return_max: jax.Array
+    length_sum: jax.Array
+    first_return: jax.Array
+    first_length: jax.Array
+    length_hist: jax.Array
 
-    def first_episodes(self) -> EpisodeRecord:
-        """Keeps only each env's first finished episode (evaluation counts one episode per env)."""
-        first = self.done & (jnp.cumsum(self.done, axis=0) == 1)
-        return self._replace(done=first)
+    @classmethod
+    def zeros(cls, n_envs: int, max_length: int) -> EpisodeStats:
+        f, i = jnp.zeros(n_envs, jnp.float32), jnp.zeros(n_envs, jnp.int32)
+        return cls(i, f, f, f + jnp.inf, f - jnp.inf, i, f, i, jnp.zeros(max_length + 1, jnp.int32))
 
-    def first_episode_per_env(self) -> EpisodeRecord:
-        """Each env's first finished episode as a (1, envs) record: small enough to leave the device cheaply."""
-        first = self.first_episodes()
-        pick = lambda x: jnp.where(first.done, x, 0).sum(axis=0, keepdims=True)
-        return EpisodeRecord(first.done.any(axis=0, keepdims=True), pick(self.returns), pick(self.lengths))
+    def add(self, done: jax.Array, ep_return: jax.Array, ep_length: jax.Array) -> EpisodeStats:
+        """Counts the episodes that ended this step (`done`) with their returns and lengths."""
+        first = done & (self.count == 0)
+        return EpisodeStats(
+            self.count + done,
+            self.return_sum + jnp.where(done, ep_return, 0.0),
+            self.return_sq_sum + jnp.where(done, ep_return**2, 0.0),
+            jnp.where(done, jnp.minimum(self.return_min, ep_return), self.return_min),
+            jnp.where(done, jnp.maximum(self.return_max, ep_return), self.return_max),
+            self.length_sum + jnp.where(done, ep_length, 0),
+            jnp.where(first, ep_return, self.first_return),
+            jnp.where(first, ep_length, self.first_length),
+            self.length_hist.at[ep_length].add(done.astype(jnp.int32), mode="drop"),
+        )
+
+    def first_episodes(self) -> EpisodeStats:
+        """Only each env's first finished episode (evaluation counts one episode per env)."""
+        ended = self.count > 0
+        ret, length = jnp.where(ended, self.first_return, 0.0), jnp.where(ended, self.first_length, 0)
+        hist = jnp.zeros_like(self.length_hist).at[length].add(ended.astype(jnp.int32), mode="drop")
+        return EpisodeStats(ended.astype(jnp.int32), ret, ret**2, jnp.where(ended, ret, jnp.inf),
+                            jnp.where(ended, ret, -jnp.inf), length, ret, length, hist)
 
     def mean_return_per_env(self) -> jax.Array:
         """Mean return of each env's finished episodes (0 where none finished)."""
-        count = self.done.sum(axis=0)
-        return jnp.where(self.done, self.returns, 0.0).sum(axis=0) / jnp.maximum(count, 1)
+        return self.return_sum / jnp.maximum(self.count, 1)
+
+    def merge(self, other: EpisodeStats) -> EpisodeStats:
+        """Both batches' episodes in one same-shaped record (env i of each batch pooled; first episodes kept)."""
+        return EpisodeStats(
+            self.count + other.count, self.return_sum + other.return_sum, self.return_sq_sum + other.return_sq_sum,
+            jnp.minimum(self.return_min, other.return_min), jnp.maximum(self.return_max, other.return_max),
+            self.length_sum + other.length_sum, self.first_return, self.first_length,
+            self.length_hist + other.length_hist)
 
 
 def reset_batch(env, env_params, key: jax.Array, n_envs: int):
@@ -37,30 +71,29 @@ def reset_batch(env, env_params, key: jax.Array, n_envs: int):
     return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, n_envs), env_params)
 
 
-def step_batch(env, env_params, key: jax.Array, states, actions):
-    """Steps a batch of environments (gymnax auto-resets each one whose episode ended)."""
-    keys = jax.random.split(key, actions.shape[0])
+def step_batch(env, env_params, keys: jax.Array, states, actions):
+    """Steps a batch of environments, one key each (gymnax auto-resets each one whose episode ended)."""
     return jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, states, actions, env_params)
 
 
 def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], key: jax.Array,
-                  n_envs: int, n_steps: int) -> EpisodeRecord:
+                  n_envs: int, n_steps: int) -> EpisodeStats:
     """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`."""
-    key_reset, key_steps = jax.random.split(key)
+    key_reset, key_act, key_env = jax.random.split(key, 3)
     obs, states = reset_batch(env, env_params, key_reset, n_envs)
+    # all keys drawn up front in one vectorised call: cheaper than splitting inside the step loop
+    act_keys = jax.random.split(key_act, n_steps)
+    env_keys = jax.random.split(key_env, n_steps * n_envs).reshape((n_steps, n_envs))
     zeros = jnp.zeros(n_envs, jnp.float32)
 
-    def one_step(carry, step_key):
-        obs, states, ep_return, ep_length = carry
-        key_act, key_env = jax.random.split(step_key)
-        obs, states, reward, terminated, truncated, _ = step_batch(env, env_params, key_env, states, act(obs, key_act))
+    def one_step(carry, keys):
+        obs, states, ep_return, ep_length, stats = carry
+        key_act, keys_env = keys
+        obs, states, reward, terminated, truncated, _ = step_batch(env, env_params, keys_env, states, act(obs, key_act))
         done = terminated | truncated
-        ep_return = ep_return + reward
-        ep_length = ep_length + 1
-        record = EpisodeRecord(done, ep_return, ep_length.astype(jnp.int32))
-        carry = (obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length))
-        return carry, record
+        ep_return, ep_length = ep_return + reward, ep_length + 1
+        stats = stats.add(done, ep_return, ep_length)
+        return (obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length), stats), None
 
-    _, record = jax.lax.scan(one_step, (obs, states, zeros, zeros.astype(jnp.int32)),
-                             jax.random.split(key_steps, n_steps))
-    return record
+    carry = (obs, states, zeros, zeros.astype(jnp.int32), EpisodeStats.zeros(n_envs, n_steps))
+    return jax.lax.scan(one_step, carry, (act_keys, env_keys))[0][-1]

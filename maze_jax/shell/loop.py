@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -9,9 +10,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from maze_jax.algorithms import Trainer
+from maze_jax.envs import EpisodeStats
 from maze_jax.shell.checkpoints import CheckpointDir
 from maze_jax.shell.table import format_table
 from maze_jax.stats import episode_statistics
@@ -52,7 +53,7 @@ class LoopOptions:
 
 
 class Programs(NamedTuple):
-    """The compiled programs of a run: init(key), train_epoch(state), evaluate(state, key) -> (1, n) record."""
+    """The compiled programs of a run: init(key), train_epoch(state), evaluate(state, key) -> EpisodeStats."""
 
     init: Callable
     train_epoch: Callable
@@ -64,8 +65,7 @@ def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -
     echo("Compiling init, training epoch and evaluation ...", flush=True)
     start = time.perf_counter()
     state = jax.eval_shape(trainer.init, key)
-    evaluate = lambda s, k: trainer.evaluate(s, k).first_episode_per_env()
-    jobs = [(trainer.init, (key,)), (trainer.train_epoch, (state,)), (evaluate, (state, key))]
+    jobs = [(trainer.init, (key,)), (trainer.train_epoch, (state,)), (trainer.evaluate, (state, key))]
     programs = Programs(*(jax.jit(f).lower(*args).compile() for f, args in jobs))
     echo(f"Compiled in {time.perf_counter() - start:.2f} s", flush=True)
     return programs
@@ -76,8 +76,8 @@ _statistics = jax.jit(episode_statistics, static_argnums=1)
 
 def evaluation_stats(programs: Programs, state, key: jax.Array, repeats: int = 1, prefix: str = "eval") -> dict:
     """Statistics of `repeats` batches of evaluation episodes of `state`'s policy."""
-    records = [programs.evaluate(state, jax.random.fold_in(key, i)) for i in range(repeats)]
-    merged = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *records)
+    merged = functools.reduce(EpisodeStats.merge, [programs.evaluate(state, jax.random.fold_in(key, i))
+                                                   for i in range(repeats)])
     return {k: float(v) for k, v in jax.device_get(_statistics(merged, prefix)).items()}
 
 
