@@ -11,12 +11,11 @@ from typing import Callable
 
 import jax
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from maze_jax.algorithms import Trainer, build_trainer
 from maze_jax.config import ConfigError, read
 from maze_jax.envs import EnvSpec, build_env
-from maze_jax.models import build_policy
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, open_for_resume
 from maze_jax.shell.loop import LoopOptions, Programs, Progress, TrainingLoop, compile_programs, evaluation_stats
 from maze_jax.shell.table import format_table
@@ -26,11 +25,23 @@ CONFIG_FILE = "hydra_config.yaml"
 SHAPE_SECTIONS = ("env", "model")
 
 
+def compose_config(overrides: list[str] = ()) -> tuple[DictConfig, dict]:
+    """The training config for command-line style `overrides` (as `python -m maze_jax.train` would compose it),
+    and its group choices, e.g. `compose_config(["env=cartpole", "algorithm=ppo"])`. Seeds stay as given."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(os.path.join(os.path.dirname(__file__), "conf"), version_base=None):
+        cfg = compose("conf_train", overrides=list(overrides), return_hydra_config=True)
+    choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
 def build(cfg: DictConfig, algorithm: str) -> tuple[EnvSpec, Trainer]:
-    """Env, policy and trainer from the config (the algorithm by its group choice, e.g. `es`)."""
+    """Env and trainer (with its networks) from the config; the algorithm by its group choice, e.g. `ppo`."""
     env_spec = build_env(cfg.env)
-    policy = build_policy(cfg.model, env_spec.env.action_space(env_spec.params))
-    return env_spec, build_trainer(algorithm, cfg.algorithm, cfg.runner, env_spec, policy)
+    return env_spec, build_trainer(algorithm, cfg, env_spec)
 
 
 def agent_key(cfg: DictConfig) -> jax.Array:
@@ -127,7 +138,7 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
     options = LoopOptions(n_epochs=trainer.n_epochs, reward_threshold=threshold,
                           progress_interval_s=read(runner, "progress_interval_s", float, "runner", low=0.0),
                           checkpoint_every_s=read(runner, "checkpoint_every_s", float, "runner", low=0.0),
-                          dump_interval=dump)
+                          dump_interval=dump, patience=trainer.patience)
     latest = CheckpointDir(os.path.join(run_dir, LATEST), max_to_keep=1, keep_period=dump or None)
     best = CheckpointDir(os.path.join(run_dir, BEST), max_to_keep=1)
     if best_state is not None:  # the resumed run's best model stays the best until beaten

@@ -36,20 +36,15 @@ def time_to_solve(seed: int, cache_dir: str, log_dir: str) -> tuple[float, str]:
     return seconds, f"{'solved' if solved else 'NOT solved'} in {epochs} epochs, compile {compiled} s"
 
 
-def es_throughput(population: int, hidden: list[int], repeats: int) -> tuple[float, float]:
+def es_throughput(population: int, hidden: str, repeats: int) -> tuple[float, float]:
     import jax
-    from omegaconf import OmegaConf
 
     from maze_jax.algorithms import build_trainer
     from maze_jax.envs import make_gymnax
-    from maze_jax.models import build_policy
+    from maze_jax.session import compose_config
 
-    spec = make_gymnax("CartPole-v1")
-    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": hidden},
-                          spec.env.action_space(spec.params))
-    algo = OmegaConf.load(os.path.join(REPO, "conf", "algorithm", "es.yaml"))
-    algo.n_rollouts_per_update = population
-    trainer = build_trainer("es", algo, OmegaConf.create({"n_eval_rollouts": 10}), spec, policy)
+    cfg, _ = compose_config([f"algorithm.n_rollouts_per_update={population}", f"model.hidden_units={hidden}"])
+    trainer = build_trainer("es", cfg, make_gymnax("CartPole-v1"))
     state = jax.jit(trainer.init)(jax.random.key(0))
     start = time.perf_counter()
     epoch = jax.jit(trainer.train_epoch).lower(state).compile()
@@ -87,7 +82,7 @@ def main() -> None:
     print("\n== ES epoch throughput, CartPole-v1, 32x32 network, 500 steps per member ==")
     populations = [128] if args.quick else [int(p) for p in args.populations.split(",")]
     for population in populations:
-        rate, compile_s = es_throughput(population, [32, 32], repeats=5)
+        rate, compile_s = es_throughput(population, "[32,32]", repeats=5)
         print(f"population {population:5d}: {rate / 1e6:6.2f} M env steps/s (compile {compile_s:.2f} s)")
 
 

@@ -3,23 +3,17 @@
 import jax
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from maze_jax.algorithms import build_trainer
 from maze_jax.config import ConfigError
 from maze_jax.envs import make_gymnax
-from maze_jax.models import build_policy
+from maze_jax.session import compose_config
 from maze_jax.shell.checkpoints import CheckpointDir, open_for_resume
 
-MODEL = {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]}
-ALGO = {"n_epochs": 1, "n_rollouts_per_update": 4, "n_timesteps_per_update": 0, "max_steps": 20,
-        "optimizer": {"name": "adam", "step_size": 0.01}, "l2_penalty": 0.005, "noise_stddev": 0.02}
-
-
 def small_trainer():
-    spec = make_gymnax("CartPole-v1")
-    policy = build_policy(MODEL, spec.env.action_space(spec.params))
-    return build_trainer("es", OmegaConf.create(ALGO), OmegaConf.create({"n_eval_rollouts": 2}), spec, policy)
+    cfg, _ = compose_config(["env=cartpole", "algorithm.n_rollouts_per_update=4", "algorithm.max_steps=20",
+                             "model.hidden_units=[8]", "runner.n_eval_rollouts=2"])
+    return build_trainer("es", cfg, make_gymnax("CartPole-v1"))
 
 
 def test_state_round_trip_is_exact(tmp_path):

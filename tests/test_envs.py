@@ -8,12 +8,7 @@ from omegaconf import OmegaConf
 from maze_jax.algorithms import build_trainer
 from maze_jax.config import ConfigError
 from maze_jax.envs import build_env, make_gymnax
-from maze_jax.models import build_policy
-
-ALGO = OmegaConf.create({"n_epochs": 1, "n_rollouts_per_update": 4, "n_timesteps_per_update": 0, "max_steps": 30,
-                         "optimizer": {"name": "adam", "step_size": 0.01}, "l2_penalty": 0.005,
-                         "noise_stddev": 0.02})
-
+from maze_jax.session import compose_config
 
 def test_cartpole_v0_is_v1_with_200_steps_and_its_own_threshold():
     spec = make_gymnax("CartPole-v0")
@@ -37,9 +32,9 @@ def test_env_config_target_factory():
 @pytest.mark.parametrize("name", ["Pendulum-v1", "Breakout-MinAtar", "Catch-bsuite"])
 def test_es_epoch_runs_on_discrete_continuous_and_image_observations(name):
     spec = make_gymnax(name)
-    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]},
-                          spec.env.action_space(spec.params))
-    trainer = build_trainer("es", ALGO, OmegaConf.create({"n_eval_rollouts": 2}), spec, policy)
+    cfg, _ = compose_config(["algorithm.n_rollouts_per_update=4", "algorithm.max_steps=30",
+                             "model.hidden_units=[8]", "runner.n_eval_rollouts=2"])
+    trainer = build_trainer("es", cfg, spec)
     state = trainer.init(jax.random.key(0))
     new_state, metrics = jax.jit(trainer.train_epoch)(state)
     assert int(new_state.epoch) == 1

@@ -22,15 +22,19 @@ class Trainer(NamedTuple):
     evaluate: Callable
     policy_params: Callable
     with_hyperparams: Callable
+    patience: int = 0  # epochs without a better evaluation before early stopping; 0 = never
 
 
-def build_trainer(name: str, algorithm_cfg, runner_cfg, env_spec, policy) -> Trainer:
-    """The trainer for algorithm `name` (es, ...) from its config section."""
-    from maze_jax.algorithms import es
+def build_trainer(name: str, cfg, env_spec) -> Trainer:
+    """The trainer for algorithm `name` (es, ppo, a2c) from the composed config (algorithm, runner, model, critic)."""
+    from maze_jax.algorithms import actor_critic, es
+    from maze_jax.config import ConfigError
 
-    builders = {"es": es.build}
+    builders = {
+        "es": es.build,
+        "ppo": lambda cfg, env_spec: actor_critic.build(cfg, env_spec, ppo=True),
+        "a2c": lambda cfg, env_spec: actor_critic.build(cfg, env_spec, ppo=False),
+    }
     if name not in builders:
-        from maze_jax.config import ConfigError
-
         raise ConfigError(f"algorithm={name!r} is unknown. Valid: {', '.join(sorted(builders))}")
-    return builders[name](algorithm_cfg, runner_cfg, env_spec, policy)
+    return builders[name](cfg, env_spec)

@@ -18,10 +18,11 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from maze_jax.algorithms import Trainer
+from maze_jax.algorithms.optim import set_learning_rate
 from maze_jax.config import ConfigError, read
 from maze_jax.envs import EpisodeStats, EnvSpec, play_episodes
 from maze_jax.evaluation import evaluate
-from maze_jax.models import Policy
+from maze_jax.models import Policy, build_policy
 from maze_jax.stats import episode_statistics
 
 
@@ -76,12 +77,6 @@ def make_optimizer(name: str, step_size) -> optax.GradientTransformation:
     if name == "sgd":
         return optax.inject_hyperparams(optax.sgd)(learning_rate=step_size, momentum=0.9)
     raise ConfigError(f"algorithm.optimizer.name={name!r} is unknown. Valid: adam, sgd")
-
-
-def set_learning_rate(opt_state, learning_rate):
-    """`opt_state` of an `optax.inject_hyperparams` optimizer with a new learning rate (a traced scalar)."""
-    hyperparams = {**opt_state.hyperparams, "learning_rate": jnp.asarray(learning_rate, jnp.float32)}
-    return opt_state._replace(hyperparams=hyperparams)
 
 
 def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name: str = "adam"):
@@ -154,9 +149,11 @@ def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig,
     return ESConfig(population, steps, n_eval), hparams, env_spec, str(opt.get("name", "adam"))
 
 
-def build(algorithm_cfg, runner_cfg, env_spec: EnvSpec, policy: Policy) -> Trainer:
-    """The ES trainer for the shell: config read and checked, functions bound."""
-    config, hparams, train_env, optimizer_name = read_config(algorithm_cfg, runner_cfg, env_spec)
+def build(cfg, env_spec: EnvSpec) -> Trainer:
+    """The ES trainer for the shell: config read and checked, policy built, functions bound."""
+    algorithm_cfg = cfg.algorithm
+    policy = build_policy(cfg.model, env_spec.env.action_space(env_spec.params))
+    config, hparams, train_env, optimizer_name = read_config(algorithm_cfg, cfg.runner, env_spec)
     init, train_epoch, evaluate_state, unravel = make_es(config, train_env, policy, optimizer_name)
     n_epochs = read(algorithm_cfg, "n_epochs", int, "algorithm", low=0)
 

@@ -18,13 +18,15 @@ class Policy:
 
     network: Any
     dist: Any
+    shared_value: bool = False  # the network's last output is a critic value (shared torso)
 
     def init(self, key, obs_example):
         return self.network.init(key, obs_example)
 
     def outputs(self, params, obs):
         """Distribution parameters for a batch of observations."""
-        return jax.vmap(self.network.apply, in_axes=(None, 0))(params, obs)
+        out = jax.vmap(self.network.apply, in_axes=(None, 0))(params, obs)
+        return out[..., : self.dist.n_outputs] if self.shared_value else out
 
     def act(self, params, obs, key, deterministic: bool):
         """Environment actions for a batch of observations (the mode when deterministic)."""
@@ -40,19 +42,24 @@ def _check_hidden_units(units) -> tuple:
     return units
 
 
-def build_policy(model_cfg: Any, action_space) -> Policy:
-    """Instantiates the model config's `_target_` flax module with the outputs the action space needs."""
-    dist = distribution_for(action_space)
+def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", **overrides):
+    """The config's `_target_` flax module with `n_outputs` outputs; other keys are its fields."""
     kwargs = {k: v for k, v in dict(model_cfg).items() if k != "_target_"}
+    kwargs.update(overrides)
     if "hidden_units" in kwargs:
         kwargs["hidden_units"] = _check_hidden_units(kwargs["hidden_units"])
     target = model_cfg.get("_target_")
     try:
         module_cls = hydra.utils.get_object(target)
     except Exception as error:
-        raise ConfigError(f"model._target_={target!r} cannot be imported: {error}") from None
+        raise ConfigError(f"{section}._target_={target!r} cannot be imported: {error}") from None
     try:
-        network = module_cls(n_outputs=dist.n_outputs, **kwargs)
+        return module_cls(n_outputs=n_outputs, **kwargs)
     except TypeError as error:
-        raise ConfigError(f"model config does not fit {target}: {error}") from None
-    return Policy(network, dist)
+        raise ConfigError(f"{section} config does not fit {target}: {error}") from None
+
+
+def build_policy(model_cfg: Any, action_space, shared_value: bool = False) -> Policy:
+    """The model config's network with the outputs the action space needs (plus a value if shared)."""
+    dist = distribution_for(action_space)
+    return Policy(instantiate_network(model_cfg, dist.n_outputs + int(shared_value)), dist, shared_value)

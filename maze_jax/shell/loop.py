@@ -49,6 +49,7 @@ class LoopOptions:
     reward_threshold: float | None = None
     checkpoint_every_s: float = 10.0
     dump_interval: int = 0
+    patience: int = 0
     progress_interval_s: float = 5.0
 
 
@@ -157,6 +158,9 @@ class TrainingLoop:
                 if dump or time.perf_counter() - self._last_flush >= options.checkpoint_every_s:
                     self._flush(state, progress, best_state, best_unsaved)
                     best_unsaved = False
+                if options.patience and progress.epoch - max(progress.best_epoch, 0) >= options.patience:
+                    echo(f"-> no improvement since {options.patience} epochs: EARLY STOPPING!", flush=True)
+                    break
                 if options.reward_threshold is not None and score >= options.reward_threshold:
                     echo(f"-> evaluation mean {score:.3f} reached the reward threshold "
                          f"{options.reward_threshold:g}: stopping", flush=True)

@@ -1,0 +1,27 @@
+"""Generalised advantage estimation as a reverse `lax.scan`."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
+    """Advantages and value targets for (steps, envs) arrays.
+
+    `dones[t]` cuts the trace after step t. Truncated episodes are expected to carry the bootstrap
+    `gamma * V(final observation)` in their reward already (see `collect_rollout`), so termination and
+    truncation both cut here, but only a truncation keeps the value of where the episode stopped.
+    """
+
+    def step(carry, x):
+        next_value, next_advantage = carry
+        reward, value, done = x
+        keep = 1.0 - done
+        delta = reward + gamma * next_value * keep - value
+        advantage = delta + gamma * gae_lambda * keep * next_advantage
+        return (value, advantage), advantage
+
+    init = (last_value, jnp.zeros_like(last_value))
+    _, advantages = jax.lax.scan(step, init, (rewards, values, dones.astype(jnp.float32)), reverse=True)
+    return advantages, advantages + values

@@ -1,0 +1,47 @@
+"""Policy and critic together: a critic network of its own, or a value output on the policy's network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+
+from maze_jax.config import read
+from maze_jax.models.policy import Policy, build_policy, instantiate_network
+
+
+@dataclass(frozen=True)
+class ActorCritic:
+    """`params = {"policy": ..., "critic": ...}` ("critic" absent when the torso is shared)."""
+
+    policy: Policy
+    critic: Any = None  # flax module with one output, or None for a shared torso
+
+    def init(self, key, obs_example) -> dict:
+        policy_key, critic_key = jax.random.split(key)
+        params = {"policy": self.policy.init(policy_key, obs_example)}
+        if self.critic is not None:
+            params["critic"] = self.critic.init(critic_key, obs_example)
+        return params
+
+    def __call__(self, params, obs):
+        """Distribution parameters and values for a batch of observations."""
+        out = jax.vmap(self.policy.network.apply, in_axes=(None, 0))(params["policy"], obs)
+        if self.critic is None:
+            return out[..., :-1], out[..., -1]
+        return out, jax.vmap(self.critic.apply, in_axes=(None, 0))(params["critic"], obs)[..., 0]
+
+    def value(self, params, obs):
+        return self(params, obs)[1]
+
+
+def build_actor_critic(model_cfg: Any, critic_cfg: Any, action_space) -> ActorCritic:
+    """From the `model` and `critic` groups; a null critic means a separate critic shaped like the model."""
+    critic_cfg = critic_cfg or {}
+    shared = read(critic_cfg, "shared", bool, "critic") if "shared" in critic_cfg else False
+    policy = build_policy(model_cfg, action_space, shared_value=shared)
+    if shared:
+        return ActorCritic(policy)
+    overrides = {k: v for k, v in dict(critic_cfg).items() if k != "shared" and v is not None}
+    return ActorCritic(policy, instantiate_network(model_cfg, 1, "critic", output_scale=1.0, **overrides))
