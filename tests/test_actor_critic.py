@@ -1,0 +1,137 @@
+"""The ideas of the actor-critic trainers: GAE, the PPO loss, minibatch shuffling, truncation and vmapped seeds."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from maze_jax.algorithms import build_trainer
+from maze_jax.algorithms.actor_critic import shuffled_minibatches
+from maze_jax.algorithms.gae import compute_gae
+from maze_jax.algorithms.losses import normalize, ppo_policy_loss
+from maze_jax.algorithms.optim import clip_by_global_norm
+from maze_jax.envs import make_gymnax
+from maze_jax.session import compose_config
+
+
+def test_gae_by_hand_with_termination_and_truncation():
+    # one env, 4 steps; episode terminates after step 1; step 3 is a truncation whose reward carries
+    # the bootstrap gamma * V(final obs) already (collect_rollout adds it), so both cut the trace.
+    gamma, lam = 0.9, 0.5
+    rewards = jnp.array([[1.0], [2.0], [0.5], [3.0 + 0.9 * 4.0]])
+    values = jnp.array([[0.5], [1.0], [2.0], [1.5]])
+    dones = jnp.array([[False], [True], [False], [True]])
+    last_value = jnp.array([10.0])  # value after the rollout: must not leak through the cut at step 3
+    adv, targets = compute_gae(rewards, values, dones, last_value, gamma, lam)
+    d3 = 3.0 + 0.9 * 4.0 - 1.5
+    a3 = d3
+    d2 = 0.5 + gamma * 1.5 - 2.0
+    a2 = d2 + gamma * lam * a3
+    a1 = 2.0 - 1.0
+    d0 = 1.0 + gamma * 1.0 - 0.5
+    a0 = d0 + gamma * lam * a1
+    np.testing.assert_allclose(adv[:, 0], [a0, a1, a2, a3], rtol=1e-6)
+    np.testing.assert_allclose(targets, adv + values, rtol=1e-6)
+
+
+def test_gae_with_lambda_one_is_the_discounted_return_minus_value():
+    rewards = jnp.ones((5, 1))
+    values = jnp.zeros((5, 1))
+    adv, _ = compute_gae(rewards, values, jnp.zeros((5, 1), bool), jnp.array([2.0]), 0.5, 1.0)
+    expected = [sum(0.5**k for k in range(5 - t)) + 0.5 ** (5 - t) * 2.0 for t in range(5)]
+    np.testing.assert_allclose(adv[:, 0], expected, rtol=1e-6)
+
+
+def test_ppo_loss_by_hand():
+    log_prob = jnp.log(jnp.array([0.5, 0.2, 0.9]))
+    old = jnp.log(jnp.array([0.25, 0.4, 0.9]))  # ratios 2.0, 0.5, 1.0
+    adv = jnp.array([1.0, -2.0, 3.0])
+    loss, kl, clip_fraction = ppo_policy_loss(log_prob, old, adv, 0.2)
+    # min(2*1, 1.2*1)=1.2 ; min(0.5*-2, 0.8*-2)=-1.6 ; min(3, 3)=3
+    np.testing.assert_allclose(loss, -(1.2 - 1.6 + 3.0) / 3, rtol=1e-6)
+    np.testing.assert_allclose(clip_fraction, 2 / 3, rtol=1e-6)
+    np.testing.assert_allclose(kl, np.mean([1 - np.log(2), -0.5 - np.log(0.5), 0.0]), rtol=1e-5)
+    np.testing.assert_allclose(normalize(jnp.array([1.0, 3.0])), [-1.0, 1.0], atol=1e-6)
+
+
+def test_minibatches_cover_every_sample_once_per_pass():
+    batch = {"x": jnp.arange(12), "y": jnp.arange(12) * 10}
+    minibatches = shuffled_minibatches(jax.random.key(0), batch, 3)
+    assert minibatches["x"].shape == (3, 4)
+    assert sorted(np.asarray(minibatches["x"]).ravel().tolist()) == list(range(12))
+    np.testing.assert_array_equal(minibatches["y"], minibatches["x"] * 10)  # fields stay aligned
+    assert not np.array_equal(np.asarray(minibatches["x"]).ravel(), np.arange(12))  # shuffled
+
+
+def test_gradient_clipping_zero_means_off():
+    grads = {"a": jnp.array([3.0, 4.0])}
+    clipped, norm = clip_by_global_norm(grads, 1.0)
+    np.testing.assert_allclose(norm, 5.0)
+    np.testing.assert_allclose(clipped["a"], [0.6, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(clip_by_global_norm(grads, 0.0)[0]["a"], [3.0, 4.0])
+
+
+def tiny_trainer(algorithm: str, *overrides):
+    batch = ["algorithm.batch_size=8"] if algorithm == "ppo" else []
+    cfg, _ = compose_config([f"algorithm={algorithm}", "runner.concurrency=4", "algorithm.n_rollout_steps=8",
+                             "algorithm.epoch_length=2", "model.hidden_units=[8]", *batch, *overrides])
+    return build_trainer(algorithm, cfg, make_gymnax("CartPole-v1"))
+
+
+def test_vmapped_seeds_equal_separate_runs():
+    trainer = tiny_trainer("ppo")
+    keys = jax.random.split(jax.random.key(1), 3)
+    states, metrics = jax.jit(jax.vmap(trainer.train_epoch))(jax.vmap(trainer.init)(keys))
+    for i in range(3):
+        single, single_metrics = jax.jit(trainer.train_epoch)(trainer.init(keys[i]))
+        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], states.params)), jax.tree.leaves(single.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    first = jax.tree.leaves(states.params)[0]
+    assert not np.allclose(first[0], first[1])
+
+
+def test_critic_burn_in_leaves_the_policy_untouched():
+    trainer = tiny_trainer("a2c", "algorithm.critic_burn_in_epochs=1")
+    state = trainer.init(jax.random.key(0))
+    new_state, _ = jax.jit(trainer.train_epoch)(state)
+    for a, b in zip(jax.tree.leaves(state.params["policy"]), jax.tree.leaves(new_state.params["policy"])):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in
+                   zip(jax.tree.leaves(state.params["critic"]), jax.tree.leaves(new_state.params["critic"])))
+
+
+def test_shared_critic_is_one_network_with_a_value_output():
+    trainer = tiny_trainer("ppo", "critic=shared")
+    state = trainer.init(jax.random.key(0))
+    assert set(state.params) == {"policy"}
+    assert jax.tree.leaves(state.params["policy"])[-1].shape[-1] == 3  # 2 logits + 1 value (last kernel)
+    new_state, metrics = jax.jit(trainer.train_epoch)(state)
+    assert np.isfinite(float(metrics["train_CriticEvents/value_loss"]))
+
+
+def test_truncated_episodes_are_bootstrapped_terminated_are_not(monkeypatch):
+    import maze_jax.algorithms.actor_critic as ac
+    from maze_jax.models import build_actor_critic
+
+    # With a critic that outputs a constant c, a truncation adds gamma * c to the reward of its last step.
+    cfg, _ = compose_config(["algorithm=ppo", "runner.concurrency=1", "algorithm.n_rollout_steps=6",
+                             "algorithm.batch_size=6", "algorithm.epoch_length=1", "model.hidden_units=[4]"])
+    spec = make_gymnax("CartPole-v1")
+    spec = spec._replace(params=spec.params.replace(max_steps_in_episode=3))  # truncates every 3 steps
+    model = build_actor_critic(cfg.model, None, spec.env.action_space(spec.params))
+    config, hparams = ac.read_config(cfg, spec, ppo=True)
+    init, train_epoch, _ = ac.make_actor_critic(config, spec, model)
+    captured = {}
+
+    def spy(rewards, *args):  # runs under jit: hand the values out through a host callback
+        jax.debug.callback(lambda r: captured.update(rewards=np.asarray(r)), rewards)
+        return compute_gae(rewards, *args)
+
+    monkeypatch.setattr(ac, "compute_gae", spy)
+    state = init(jax.random.key(0), hparams)
+    params = jax.tree.map(jnp.zeros_like, state.params)
+    params["critic"]["params"]["Dense_1"]["bias"] = jnp.array([2.0])  # V(s) = 2 everywhere
+    jax.block_until_ready(train_epoch(state.replace(params=params)))
+    rewards = np.asarray(captured["rewards"])[:, 0]
+    gamma = hparams["gamma"]
+    # CartPole pays 1 per step and cannot fall within 3 steps from its start state, so every end is a truncation
+    np.testing.assert_allclose(rewards, [1, 1, 1 + gamma * 2, 1, 1, 1 + gamma * 2], rtol=1e-6)
