@@ -10,7 +10,9 @@ import os
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from maze_jax.algorithms import Trainer, build_trainer
@@ -62,9 +64,40 @@ def check_compatible(input_dir: str, cfg: DictConfig) -> None:
                               f"incompatible with this run's {section}={new}")
 
 
+def carry_model(raw: dict, trainer: Trainer, state):
+    """The networks of a run saved by another algorithm (raw arrays), placed into this trainer's fresh `state`."""
+    template = trainer.model_params(state)
+    if "theta" in raw:  # ES keeps its policy as one flat vector in the layout of ravel_pytree
+        flat, unravel = ravel_pytree(template["policy"])
+        if np.shape(raw["theta"]) != flat.shape:
+            raise ConfigError(f"the saved ES policy has {np.size(raw['theta'])} parameters, this model {flat.size}")
+        given = {"policy": unravel(jnp.asarray(raw["theta"]))}
+    else:
+        given = {k: v for k, v in raw["params"].items() if k in template}
+
+    def fit(t, r):
+        if np.shape(t) != np.shape(r):
+            raise ConfigError(f"saved network shape {np.shape(r)} does not fit this model's {np.shape(t)}")
+        return jnp.asarray(r, t.dtype)
+
+    try:
+        fitted = {k: jax.tree.map(fit, template[k], given[k]) for k in given}
+    except ValueError as error:  # tree structures differ
+        raise ConfigError(f"the saved networks do not fit this model: {str(error).splitlines()[0][:200]}") from None
+    return trainer.with_model(state, fitted), sorted(fitted)
+
+
 def restore(input_dir: str, trainer: Trainer, template, echo: Callable):
-    """Latest state and progress of a previous run, plus its best state when it has one."""
+    """Latest state and progress of a previous run, plus its best state when it has one.
+
+    A run of another algorithm hands over its networks only: optimizer state and counters start afresh."""
     store = open_for_resume(input_dir, LATEST)
+    saved_algorithm = store.restore_meta().get("algorithm", trainer.name)
+    if saved_algorithm != trainer.name:
+        state, networks = carry_model(store.restore_raw(), trainer, template)
+        echo(f"Resumed the {' and '.join(networks)} of a {saved_algorithm} run from {input_dir}; "
+             f"optimizer state, counters and best score restart for {trainer.name}", flush=True)
+        return state, Progress(algorithm=trainer.name), None
     try:
         state, meta = store.restore(template)
         best = None
@@ -76,6 +109,7 @@ def restore(input_dir: str, trainer: Trainer, template, echo: Callable):
         raise ConfigError(f"input_dir={input_dir!r}: its checkpoint does not fit this env/model/algorithm "
                           f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
     progress = Progress.from_meta(meta)
+    progress.algorithm = trainer.name
     echo(f"Resumed {input_dir} at epoch {progress.epoch} (best {progress.best_score:.3f} "
          f"at epoch {progress.best_epoch})", flush=True)
     return trainer.with_hyperparams(state), progress, best
@@ -126,7 +160,7 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
 
     programs = compile_programs(trainer, agent_key(cfg), echo)
     state = programs.init(agent_key(cfg))
-    progress, best_state = Progress(), None
+    progress, best_state = Progress(algorithm=trainer.name), None
     if cfg.input_dir:
         state, progress, best = restore(str(cfg.input_dir), trainer, state, echo)
         best_state = best[0] if best else None

@@ -28,10 +28,17 @@ def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def merge_overrides(saved: list[str], given: list[str]) -> list[str]:
-    """The saved run's overrides with the given ones replacing those of the same key (and no old input_dir)."""
-    merged = {_override_key(o): o for o in saved if _override_key(o) != "input_dir"}
-    merged.update({_override_key(o): o for o in given})
+def merge_overrides(saved: list[str], given: list[str], saved_choices: dict | None = None) -> list[str]:
+    """The saved run's overrides with the given ones replacing those of the same key (and no old input_dir).
+
+    Choosing another option of a group (say `algorithm=a2c` after a PPO run) drops the saved run's keys
+    of that group (`algorithm.batch_size=...`), which belonged to the old option."""
+    saved_map = {_override_key(o): o for o in saved if _override_key(o) != "input_dir"}
+    given_map = {_override_key(o): o for o in given}
+    chosen = {k: f"{k}={v}" for k, v in (saved_choices or {}).items()}
+    switched = {k for k, o in given_map.items() if "." not in k and saved_map.get(k, chosen.get(k, o)) != o}
+    merged = {k: o for k, o in saved_map.items() if k.split(".", 1)[0] not in switched or "." not in k}
+    merged.update(given_map)
     return list(merged.values())
 
 
@@ -44,9 +51,12 @@ def resume_config(input_dir: str, given: list[str]) -> tuple[DictConfig, dict]:
     if not os.path.isfile(saved_file):
         raise ConfigError(f"input_dir={input_dir!r} is not a maze_jax run directory (no hydra_config.yaml)")
     saved_overrides = list(OmegaConf.load(overrides_file)) if os.path.isfile(overrides_file) else []
+    hydra_file = os.path.join(input_dir, ".hydra", "hydra.yaml")
+    saved_choices = dict(OmegaConf.load(hydra_file).hydra.runtime.choices) if os.path.isfile(hydra_file) else {}
     saved = OmegaConf.load(saved_file)
     seeds = [f"seeding.{k}={v}" for k, v in saved.seeding.items() if v is not None]
-    cfg = hydra.compose(CONFIG_NAME, overrides=merge_overrides(seeds + saved_overrides, given),
+    merged = merge_overrides(seeds + saved_overrides, given, saved_choices)
+    cfg = hydra.compose(CONFIG_NAME, overrides=merged,
                         return_hydra_config=True)
     choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):

@@ -108,6 +108,10 @@ BAD_INPUTS = [
     (["model.non_lin=Swish2"], "model.non_lin='Swish2' is unknown"),
     (["algorithm.noise_stdev=0.1"], "Key 'noise_stdev' is not in struct"),
     (["input_dir=/nonexistent/run"], "input_dir='/nonexistent/run' does not exist"),
+    (["algorithm=ppo", "algorithm.batch_size=7"], "algorithm.batch_size=7 does not divide the rollout"),
+    (["algorithm=ppo", "algorithm.gamma=1.5"], "algorithm.gamma=1.5: must be <= 1.0"),
+    (["algorithm=a2c", "runner.concurrency=0"], "runner.concurrency=0: must be >= 1"),
+    (["algorithm=ppo", "algorithm.lr=fast"], "algorithm.lr='fast': expected a number"),
 ]
 
 
@@ -147,3 +151,38 @@ def test_conf_tree_ships_inside_the_package():
     import maze_jax
 
     assert (Path(maze_jax.__file__).parent / "conf" / "conf_train.yaml").is_file()
+
+
+AC_SMALL = ["env=cartpole", "runner=dev", "runner.concurrency=4", "algorithm.n_rollout_steps=16",
+            "algorithm.epoch_length=2", "model.hidden_units=[16]", "seeding.agent_base_seed=1",
+            "seeding.env_base_seed=2", "runner.stop_when_solved=false", "algorithm.n_epochs=2"]
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "a2c"])
+def test_actor_critic_runs_print_their_statistics(algorithm, tmp_path, cache_dir):
+    extra = ["algorithm.batch_size=16"] if algorithm == "ppo" else []
+    proc = run_cli([f"algorithm={algorithm}", *AC_SMALL, *extra, f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    for row in ["PolicyEvents          policy_loss", "CriticEvents          value_loss",
+                "PolicyEvents          entropy", "PolicyEvents          learning_rate", "TimeEvents            steps_per_second"]:
+        assert row in proc.stdout, row
+    assert ("PolicyEvents          clip_fraction" in proc.stdout) == (algorithm == "ppo")
+    assert (only_run_dir(tmp_path) / "checkpoints" / "2").is_dir()
+
+
+def test_a_ppo_run_continues_with_a2c_and_an_es_run_with_ppo(tmp_path, cache_dir):
+    ppo = run_cli(["algorithm=ppo", *AC_SMALL, "algorithm.batch_size=16", f"log_base_dir={tmp_path / 'ppo'}"],
+                  tmp_path, cache_dir)
+    assert ppo.returncode == 0, ppo.stderr
+    a2c = run_cli([f"input_dir={only_run_dir(tmp_path / 'ppo')}", "algorithm=a2c", "algorithm.n_epochs=1",
+                   f"log_base_dir={tmp_path / 'a2c'}"], tmp_path, cache_dir)
+    assert a2c.returncode == 0, a2c.stderr
+    assert "Resumed the critic and policy of a ppo run" in a2c.stdout
+    assert "optimizer state, counters and best score restart for a2c" in a2c.stdout
+    es = run_cli([*SMALL, "algorithm.n_epochs=1", f"log_base_dir={tmp_path / 'es'}"], tmp_path, cache_dir)
+    assert es.returncode == 0, es.stderr
+    ppo2 = run_cli([f"input_dir={only_run_dir(tmp_path / 'es')}", "algorithm=ppo", "runner.concurrency=4",
+                    "algorithm.n_rollout_steps=16", "algorithm.batch_size=16", "algorithm.epoch_length=1",
+                    "algorithm.n_epochs=1", f"log_base_dir={tmp_path / 'ppo2'}"], tmp_path, cache_dir)
+    assert ppo2.returncode == 0, ppo2.stderr
+    assert "Resumed the policy of a es run" in ppo2.stdout

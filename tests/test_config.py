@@ -36,3 +36,13 @@ def test_resume_overrides_replace_saved_ones_by_key():
     saved = ["env=cartpole", "algorithm.n_epochs=5", "input_dir=old"]
     merged = merge_overrides(saved, ["algorithm.n_epochs=9", "input_dir=new", "+x=1"])
     assert merged == ["env=cartpole", "algorithm.n_epochs=9", "input_dir=new", "+x=1"]
+
+
+def test_switching_a_group_on_resume_drops_the_old_options_keys():
+    saved = ["algorithm=ppo", "algorithm.batch_size=16", "runner.concurrency=4", "algorithm.lr=0.1"]
+    assert merge_overrides(saved, ["algorithm=a2c"]) == ["algorithm=a2c", "runner.concurrency=4"]
+    assert merge_overrides(saved, ["algorithm=ppo"]) == saved  # same option: keys stay
+    # a run that took the default group option records it only among Hydra's choices
+    assert merge_overrides(["algorithm.max_steps=9"], ["algorithm=ppo"], {"algorithm": "es"}) == ["algorithm=ppo"]
+    assert merge_overrides(["algorithm.max_steps=9"], ["algorithm=es"], {"algorithm": "es"}) == \
+        ["algorithm.max_steps=9", "algorithm=es"]

@@ -11,7 +11,9 @@ class Trainer(NamedTuple):
     init(key) -> state; train_epoch(state) -> (state, metrics: dict of scalar arrays keyed by TensorBoard tag);
     evaluate(state, key) -> EpisodeStats of deterministic evaluation episodes (one per env);
     policy_params(state) -> the parameters of the policy being trained (evaluated, kept as best, rolled out);
-    with_hyperparams(state) -> state carrying this config's traced hyperparameters (applied on resume).
+    with_hyperparams(state) -> state carrying this config's traced hyperparameters (applied on resume);
+    model_params(state) -> {"policy": ..., "critic": ...} and with_model(state, that dict) -> state: how a run
+    trained with another algorithm hands over its networks.
     """
 
     name: str
@@ -22,6 +24,8 @@ class Trainer(NamedTuple):
     evaluate: Callable
     policy_params: Callable
     with_hyperparams: Callable
+    model_params: Callable
+    with_model: Callable
     patience: int = 0  # epochs without a better evaluation before early stopping; 0 = never
 
 

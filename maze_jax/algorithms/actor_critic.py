@@ -245,5 +245,7 @@ def build(cfg, env_spec: EnvSpec, ppo: bool) -> Trainer:
         evaluate=evaluate_state,
         policy_params=lambda state: state.params["policy"],
         with_hyperparams=with_hyperparams,
+        model_params=lambda state: state.params,
+        with_model=lambda state, params: state.replace(params={**state.params, **params}),
         patience=read(cfg.algorithm, "patience", int, "algorithm", low=0),
     )

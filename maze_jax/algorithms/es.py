@@ -171,4 +171,6 @@ def build(cfg, env_spec: EnvSpec) -> Trainer:
         evaluate=evaluate_state,
         policy_params=lambda state: unravel(state.theta),
         with_hyperparams=with_hyperparams,
+        model_params=lambda state: {"policy": unravel(state.theta)},
+        with_model=lambda state, params: state.replace(theta=ravel_pytree(params["policy"])[0]),
     )

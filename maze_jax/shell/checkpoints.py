@@ -68,6 +68,11 @@ class CheckpointDir:
         restored = self._manager.restore(step, args=args)
         return from_savable(template, restored.state), restored.meta
 
+    def restore_raw(self, step: int | None = None) -> dict:
+        """The saved state as nested dicts of numpy arrays, without a template (for another algorithm's run)."""
+        step = self.latest_step() if step is None else step
+        return self._manager.restore(step, args=self._ocp.args.Composite(state=self._ocp.args.StandardRestore()))["state"]
+
     def close(self) -> None:
         self._manager.close()
 

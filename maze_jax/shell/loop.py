@@ -29,6 +29,7 @@ class Progress:
     total_episode_count: int = 0
     best_score: float = -math.inf
     best_epoch: int = -1
+    algorithm: str = ""
 
     def to_meta(self) -> dict:
         meta = asdict(self)

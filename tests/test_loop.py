@@ -1,0 +1,48 @@
+"""The host loop: model selection, the best-model line, early stopping after `patience`, threshold stop."""
+
+import jax
+import jax.numpy as jnp
+
+from maze_jax.envs import EpisodeStats
+from maze_jax.shell.checkpoints import CheckpointDir
+from maze_jax.shell.loop import LoopOptions, Programs, Progress, TrainingLoop
+
+
+def fake_programs(scores):
+    """Epoch i's evaluation returns scores[i] for every episode; the state is the epoch counter."""
+
+    def train_epoch(state):
+        return state + 1, {"train_BaseEnvEvents/reward/episode_count": jnp.int32(1),
+                           "train_BaseEnvEvents/reward/step_count": jnp.int32(10)}
+
+    def evaluate(state, key):
+        score = jnp.asarray(scores)[state - 1]
+        return EpisodeStats.zeros(2, 5).add(jnp.array([True, True]), jnp.full(2, score), jnp.array([5, 5]))
+
+    return Programs(init=lambda key: jnp.int32(0), train_epoch=jax.jit(train_epoch), evaluate=jax.jit(evaluate))
+
+
+def run(tmp_path, scores, **options):
+    lines = []
+    loop = TrainingLoop(fake_programs(scores), LoopOptions(**options), CheckpointDir(str(tmp_path / "latest")),
+                        CheckpointDir(str(tmp_path / "best")), eval_key=jnp.zeros(2, jnp.uint32),
+                        echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    state, progress, best = loop.run(jnp.int32(0), Progress())
+    return state, progress, best, "\n".join(lines)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    state, progress, best, out = run(tmp_path, [1.0, 3.0, 2.0, 3.0, 2.5, 9.0, 9.0], n_epochs=7, patience=3)
+    assert "-> no improvement since 3 epochs: EARLY STOPPING!" in out
+    assert progress.epoch == 5 and progress.best_epoch == 2 and progress.best_score == 3.0
+    assert int(best) == 2
+    assert out.count("-> new overall best model") == 2 and "-> new overall best model 3.00000!" in out
+    assert CheckpointDir(str(tmp_path / "best"), read_only=True).latest_step() == 2
+    assert CheckpointDir(str(tmp_path / "latest"), read_only=True).latest_step() == 5
+
+
+def test_stops_at_the_reward_threshold_and_at_n_epochs(tmp_path):
+    _, progress, _, out = run(tmp_path / "a", [1.0, 5.0, 9.0], n_epochs=3, reward_threshold=4.0)
+    assert progress.epoch == 2 and "reached the reward threshold 4" in out
+    _, progress, _, out = run(tmp_path / "b", [1.0, 2.0, 3.0, 4.0], n_epochs=3)
+    assert progress.epoch == 3 and "EARLY STOPPING" not in out
