@@ -15,11 +15,12 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from maze_jax.algorithms import Trainer, build_trainer
+from maze_jax.algorithms import Trainer, build_trainer, vmap_trainer
 from maze_jax.config import ConfigError, read
 from maze_jax.envs import EnvSpec, build_env
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, open_for_resume
-from maze_jax.shell.loop import LoopOptions, Programs, Progress, TrainingLoop, compile_programs, evaluation_stats
+from maze_jax.shell.loop import (LoopOptions, Programs, Progress, TrainingLoop, across_seeds, compile_programs,
+                                 evaluation_stats)
 from maze_jax.shell.table import format_table
 
 CONFIG_FILE = "hydra_config.yaml"
@@ -43,7 +44,8 @@ def compose_config(overrides: list[str] = ()) -> tuple[DictConfig, dict]:
 def build(cfg: DictConfig, algorithm: str) -> tuple[EnvSpec, Trainer]:
     """Env and trainer (with its networks) from the config; the algorithm by its group choice, e.g. `ppo`."""
     env_spec = build_env(cfg.env)
-    return env_spec, build_trainer(algorithm, cfg, env_spec)
+    n_seeds = read(cfg.runner, "n_seeds", int, "runner", low=1)
+    return env_spec, vmap_trainer(build_trainer(algorithm, cfg, env_spec), n_seeds)
 
 
 def agent_key(cfg: DictConfig) -> jax.Array:
@@ -126,12 +128,13 @@ def save_model_summary(run_dir: str, params) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def final_evaluation(programs: Programs, state, cfg: DictConfig, epoch: int, echo: Callable) -> dict:
+def final_evaluation(programs: Programs, state, cfg: DictConfig, epoch: int, echo: Callable, n_seeds: int = 1) -> dict:
     """Deterministic evaluation of `state`'s policy: at least `runner.final_eval_rollouts` episodes, printed."""
     n = read(cfg.runner, "final_eval_rollouts", int, "runner", low=1)
     repeats = math.ceil(n / read(cfg.runner, "n_eval_rollouts", int, "runner", low=1))
     key = jax.random.fold_in(jax.random.key(int(cfg.seeding.env_base_seed)), 2**31 - 1)
-    stats = evaluation_stats(programs, state, key, repeats, prefix="final")
+    per_seed = evaluation_stats(programs, state, key, repeats, prefix="final", per_seed=n_seeds > 1)
+    stats = across_seeds(per_seed)
     echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
          flush=True)
     return stats
@@ -164,7 +167,8 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
     if cfg.input_dir:
         state, progress, best = restore(str(cfg.input_dir), trainer, state, echo)
         best_state = best[0] if best else None
-    save_model_summary(run_dir, trainer.policy_params(state))
+    params = trainer.policy_params(state)
+    save_model_summary(run_dir, jax.tree.map(lambda x: x[0], params) if trainer.n_seeds > 1 else params)
 
     runner = cfg.runner
     threshold = env_spec.reward_threshold if read(runner, "stop_when_solved", bool, "runner") else None
@@ -172,7 +176,7 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
     options = LoopOptions(n_epochs=trainer.n_epochs, reward_threshold=threshold,
                           progress_interval_s=read(runner, "progress_interval_s", float, "runner", low=0.0),
                           checkpoint_every_s=read(runner, "checkpoint_every_s", float, "runner", low=0.0),
-                          dump_interval=dump, patience=trainer.patience)
+                          dump_interval=dump, patience=trainer.patience, n_seeds=trainer.n_seeds)
     latest = CheckpointDir(os.path.join(run_dir, LATEST), max_to_keep=1, keep_period=dump or None)
     best = CheckpointDir(os.path.join(run_dir, BEST), max_to_keep=1)
     if best_state is not None:  # the resumed run's best model stays the best until beaten
@@ -184,7 +188,8 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
         loop = TrainingLoop(programs, options, latest, best, eval_key, writer, echo)
         state, progress, new_best = loop.run(state, progress)
         best_state = new_best if new_best is not None else best_state
-        final = final_evaluation(programs, best_state if best_state is not None else state, cfg, progress.epoch, echo)
+        final = final_evaluation(programs, best_state if best_state is not None else state, cfg, progress.epoch,
+                                 echo, trainer.n_seeds)
         for tag, value in final.items():
             if not math.isnan(value):
                 writer.add_scalar(tag, value, progress.epoch)

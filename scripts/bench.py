@@ -1,10 +1,11 @@
-"""Speed measurements a user can re-run: `python scripts/bench.py [--quick]`.
+"""Speed measurements a user can re-run: `python scripts/bench.py [--quick] [--only NAME ...]`.
 
-1. Time to solve: the default `python -m maze_jax.train env=cartpole algorithm=es`, whole process from start to
-   exit, with an empty compilation cache (first run) and with the cache it filled (repeat run).
-2. ES throughput: env steps per second of the compiled epoch (compile time reported apart) for several
-   population sizes with a 32x32 network on CartPole-v1.
-Targets (issue 2, 2-core CPU): solve in < 10 s; >= 2,000,000 steps/s at population 128.
+solve      Time to solve CartPole-v1 with the default command (`env=cartpole algorithm=es|ppo|a2c`), whole process
+           from start to exit: first run with an empty compilation cache, then a repeat with the cache it filled.
+es         ES epoch throughput (env steps/s, compile time apart) for several populations, 32x32 network.
+ppo        PPO training throughput: 64x64 network, 16 envs x 128 steps, 4 epochs of 4 minibatches.
+pendulum   PPO on Pendulum-v1 (continuous actions): env steps and seconds to an evaluation mean >= -200.
+Targets on a 2-core CPU: solve in < 10 s; ES >= 2,000,000 steps/s at population 128; PPO >= 120,000 steps/s.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ import time
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, REPO)  # runs from a checkout without installing too
 
+PENDULUM = ["env=gymnax", "env.name=Pendulum-v1", "algorithm=ppo", "runner.concurrency=64",
+            "algorithm.n_rollout_steps=64", "algorithm.batch_size=1024", "algorithm.n_optimization_epochs=10",
+            "algorithm.epoch_length=10", "algorithm.lr=0.002", "algorithm.gamma=0.9", "algorithm.gae_lambda=0.95",
+            "algorithm.entropy_coef=0.0", "algorithm.max_grad_norm=0.5"]
 
-def time_to_solve(seed: int, cache_dir: str, log_dir: str) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "maze_jax.train", "env=cartpole", "algorithm=es", f"seeding.agent_base_seed={seed}",
-           f"seeding.env_base_seed={seed}", f"compilation_cache_dir={cache_dir}", f"log_base_dir={log_dir}"]
+
+def time_to_solve(algorithm: str, seed: int, cache_dir: str, log_dir: str) -> tuple[float, str]:
+    cmd = [sys.executable, "-m", "maze_jax.train", "env=cartpole", f"algorithm={algorithm}",
+           f"seeding.agent_base_seed={seed}", f"seeding.env_base_seed={seed}", f"compilation_cache_dir={cache_dir}",
+           f"log_base_dir={log_dir}"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - start
@@ -36,32 +43,59 @@ def time_to_solve(seed: int, cache_dir: str, log_dir: str) -> tuple[float, str]:
     return seconds, f"{'solved' if solved else 'NOT solved'} in {epochs} epochs, compile {compiled} s"
 
 
-def es_throughput(population: int, hidden: str, repeats: int) -> tuple[float, float]:
+def compiled_trainer(algorithm: str, overrides: list[str], env_name: str = "CartPole-v1"):
     import jax
 
     from maze_jax.algorithms import build_trainer
     from maze_jax.envs import make_gymnax
+    from maze_jax.shell.loop import compile_programs
+
     from maze_jax.session import compose_config
 
-    cfg, _ = compose_config([f"algorithm.n_rollouts_per_update={population}", f"model.hidden_units={hidden}"])
-    trainer = build_trainer("es", cfg, make_gymnax("CartPole-v1"))
-    state = jax.jit(trainer.init)(jax.random.key(0))
+    cfg, _ = compose_config([f"algorithm={algorithm}", *overrides])
+    trainer = build_trainer(algorithm, cfg, make_gymnax(env_name))
     start = time.perf_counter()
-    epoch = jax.jit(trainer.train_epoch).lower(state).compile()
-    compile_s = time.perf_counter() - start
-    state, metrics = epoch(state)
+    programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
+    return programs, time.perf_counter() - start
+
+
+def throughput(algorithm: str, overrides: list[str], repeats: int = 5) -> tuple[float, float]:
+    """Env steps per second of the compiled epoch (first call excluded) and the compile time."""
+    import jax
+
+    programs, compile_s = compiled_trainer(algorithm, overrides)
+    state = programs.init(jax.random.key(0))
+    state, metrics = programs.train_epoch(state)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
     for _ in range(repeats):
-        state, metrics = epoch(state)
+        state, metrics = programs.train_epoch(state)
     jax.block_until_ready(metrics)
     seconds = (time.perf_counter() - start) / repeats
     return float(metrics["train_BaseEnvEvents/reward/step_count"]) / seconds, compile_s
 
 
+def pendulum(max_epochs: int = 40) -> str:
+    import jax
+
+    from maze_jax.shell.loop import evaluation_stats
+
+    programs, compile_s = compiled_trainer("ppo", PENDULUM[2:], "Pendulum-v1")
+    state, steps, start = programs.init(jax.random.key(0)), 0, time.perf_counter()
+    for epoch in range(max_epochs):
+        state, metrics = programs.train_epoch(state)
+        steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
+        score = evaluation_stats(programs, state, jax.random.key(epoch))["eval_BaseEnvEvents/reward/mean"]
+        if score >= -200:
+            return (f"evaluation mean {float(score):.1f} after {steps:,} env steps, "
+                    f"{time.perf_counter() - start:.1f} s training + {compile_s:.1f} s compile")
+    return f"NOT reached -200 in {steps:,} env steps (last {float(score):.1f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, fewer population sizes")
+    parser.add_argument("--only", nargs="*", default=["solve", "es", "ppo", "pendulum"])
     parser.add_argument("--populations", default="16,128,1024,4096")
     args = parser.parse_args()
     from maze_jax.xla_flags import apply_defaults
@@ -70,20 +104,32 @@ def main() -> None:
     import jax
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}")
-    print("\n== time to solve CartPole-v1, default command, whole process ==")
-    seeds = [0] if args.quick else [0, 1, 2]
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            cache = os.path.join(tmp, f"cache{seed}")
-            cold, info_cold = time_to_solve(seed, cache, tmp)
-            warm, info_warm = time_to_solve(seed, cache, tmp)
-            print(f"seed {seed}: first run {cold:5.2f} s ({info_cold}); repeat {warm:5.2f} s ({info_warm})")
-    print("\n== ES epoch throughput, CartPole-v1, 32x32 network, 500 steps per member ==")
-    populations = [128] if args.quick else [int(p) for p in args.populations.split(",")]
-    for population in populations:
-        rate, compile_s = es_throughput(population, "[32,32]", repeats=5)
-        print(f"population {population:5d}: {rate / 1e6:6.2f} M env steps/s (compile {compile_s:.2f} s)")
+          f"jax {jax.__version__} on {jax.devices()[0].platform}", flush=True)
+    if "solve" in args.only:
+        print("\n== time to solve CartPole-v1, default command, whole process ==", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            for algorithm in ("es", "ppo", "a2c"):
+                for seed in [0] if args.quick else [0, 1, 2]:
+                    cache = os.path.join(tmp, f"cache-{algorithm}-{seed}")
+                    cold, info_cold = time_to_solve(algorithm, seed, cache, tmp)
+                    warm, info_warm = time_to_solve(algorithm, seed, cache, tmp)
+                    print(f"{algorithm} seed {seed}: first run {cold:5.2f} s ({info_cold}); "
+                          f"repeat {warm:5.2f} s ({info_warm})", flush=True)
+    if "es" in args.only:
+        print("\n== ES epoch throughput, CartPole-v1, 32x32 network, 500 steps per member ==", flush=True)
+        for population in [128] if args.quick else [int(p) for p in args.populations.split(",")]:
+            rate, compile_s = throughput("es", [f"algorithm.n_rollouts_per_update={population}",
+                                                "model.hidden_units=[32,32]"])
+            print(f"population {population:5d}: {rate / 1e6:6.2f} M env steps/s (compile {compile_s:.2f} s)", flush=True)
+    if "ppo" in args.only:
+        print("\n== PPO throughput, CartPole-v1, 64x64, 16 envs x 128 steps, 4 epochs x 4 minibatches ==", flush=True)
+        rate, compile_s = throughput("ppo", ["model.hidden_units=[64,64]", "runner.concurrency=16",
+                                             "algorithm.n_rollout_steps=128", "algorithm.batch_size=512",
+                                             "algorithm.n_optimization_epochs=4", "algorithm.epoch_length=10"])
+        print(f"{rate:,.0f} env steps/s (compile {compile_s:.2f} s)", flush=True)
+    if "pendulum" in args.only:
+        print("\n== PPO on Pendulum-v1: python -m maze_jax.train " + " ".join(PENDULUM) + " ==", flush=True)
+        print(pendulum(), flush=True)
 
 
 if __name__ == "__main__":

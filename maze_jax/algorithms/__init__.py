@@ -27,6 +27,26 @@ class Trainer(NamedTuple):
     model_params: Callable
     with_model: Callable
     patience: int = 0  # epochs without a better evaluation before early stopping; 0 = never
+    n_seeds: int = 1  # > 1: every function maps over a leading seed axis of the state (see vmap_trainer)
+
+
+def vmap_trainer(trainer: Trainer, n_seeds: int) -> Trainer:
+    """`n_seeds` independent trainings in one compiled program: every function mapped over a leading seed axis."""
+    import jax
+
+    if n_seeds == 1:
+        return trainer
+    split = lambda key: jax.random.split(key, n_seeds)
+    return trainer._replace(
+        init=lambda key: jax.vmap(trainer.init)(split(key)),
+        train_epoch=jax.vmap(trainer.train_epoch),
+        evaluate=lambda state, key: jax.vmap(trainer.evaluate)(state, split(key)),
+        policy_params=jax.vmap(trainer.policy_params),
+        with_hyperparams=jax.vmap(trainer.with_hyperparams),
+        model_params=jax.vmap(trainer.model_params),
+        with_model=jax.vmap(trainer.with_model),
+        n_seeds=n_seeds,
+    )
 
 
 def build_trainer(name: str, cfg, env_spec) -> Trainer:

@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple
 
 import jax
+import numpy as np
 
 from maze_jax.algorithms import Trainer
 from maze_jax.envs import EpisodeStats
-from maze_jax.shell.checkpoints import CheckpointDir
+from maze_jax.shell.checkpoints import CheckpointDir, from_savable, to_savable
 from maze_jax.shell.table import format_table
 from maze_jax.stats import episode_statistics
 
@@ -30,6 +31,7 @@ class Progress:
     best_score: float = -math.inf
     best_epoch: int = -1
     algorithm: str = ""
+    seed_best_scores: list | None = None  # per seed, when several seeds train together
 
     def to_meta(self) -> dict:
         meta = asdict(self)
@@ -51,6 +53,7 @@ class LoopOptions:
     checkpoint_every_s: float = 10.0
     dump_interval: int = 0
     patience: int = 0
+    n_seeds: int = 1
     progress_interval_s: float = 5.0
 
 
@@ -73,14 +76,37 @@ def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -
     return programs
 
 
-_statistics = jax.jit(episode_statistics, static_argnums=1)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _statistics(stats: EpisodeStats, prefix: str, per_seed: bool) -> dict:
+    if per_seed:
+        return jax.vmap(lambda s: episode_statistics(s, prefix))(stats)
+    return episode_statistics(stats, prefix)
 
 
-def evaluation_stats(programs: Programs, state, key: jax.Array, repeats: int = 1, prefix: str = "eval") -> dict:
-    """Statistics of `repeats` batches of evaluation episodes of `state`'s policy."""
+def evaluation_stats(programs: Programs, state, key: jax.Array, repeats: int = 1, prefix: str = "eval",
+                     per_seed: bool = False) -> dict:
+    """Statistics of `repeats` batches of evaluation episodes of `state`'s policy (arrays over seeds if per_seed)."""
     merged = functools.reduce(EpisodeStats.merge, [programs.evaluate(state, jax.random.fold_in(key, i))
                                                    for i in range(repeats)])
-    return {k: float(v) for k, v in jax.device_get(_statistics(merged, prefix)).items()}
+    return {k: np.asarray(v) for k, v in jax.device_get(_statistics(merged, prefix, per_seed)).items()}
+
+
+def across_seeds(values: dict) -> dict:
+    """Table rows from per-seed values: the mean over seeds, plus the spread of the evaluation mean."""
+    rows = {k: float(np.mean(v)) for k, v in values.items()}
+    for tag, v in values.items():
+        if np.ndim(v) and tag.endswith("BaseEnvEvents/reward/mean") and not tag.startswith("train"):
+            rows[tag + "_seed_min"], rows[tag + "_seed_max"] = float(np.min(v)), float(np.max(v))
+    return rows
+
+
+def select_seeds(improved: np.ndarray, new, old):
+    """`new` where `improved` (per seed, or one flag), else `old`: each seed keeps its own best state."""
+    if old is None:
+        return new
+    pick = lambda a, b: np.where(np.reshape(improved, np.shape(improved) + (1,) * (np.ndim(a) - np.ndim(improved))),
+                                 a, b)
+    return from_savable(new, jax.tree.map(pick, to_savable(new), to_savable(old)))
 
 
 def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = print):
@@ -97,12 +123,12 @@ def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = p
 
 
 def epoch_stats(metrics: dict, progress: Progress, seconds: float) -> dict:
-    """The epoch's table rows: the algorithm's metrics plus cumulative counts and timing."""
-    stats = {k: float(v) for k, v in metrics.items() if not k.endswith("/step_count")}
+    """The epoch's table rows: the algorithm's metrics (mean over seeds) plus cumulative counts and timing."""
+    stats = across_seeds({k: v for k, v in metrics.items() if not k.endswith("/step_count")})
     reward = "train_BaseEnvEvents/reward/"
     stats[reward + "total_step_count"] = progress.total_step_count
     stats[reward + "total_episode_count"] = progress.total_episode_count
-    steps = float(metrics.get(reward + "step_count", 0))
+    steps = float(np.sum(metrics.get(reward + "step_count", 0)))
     stats["train_TimeEvents/epoch_time"] = seconds
     stats["train_TimeEvents/steps_per_second"] = steps / max(seconds, 1e-9)
     return dict(sorted(stats.items(), key=lambda kv: not kv[0].startswith("train")))
@@ -141,19 +167,27 @@ class TrainingLoop:
                                                         options.progress_interval_s, echo)
                 seconds = time.perf_counter() - start
                 state = new_state
-                metrics.update(evaluation_stats(self.programs, state, jax.random.fold_in(self.eval_key, progress.epoch)))
+                metrics.update(evaluation_stats(self.programs, state, jax.random.fold_in(self.eval_key, progress.epoch),
+                                                per_seed=options.n_seeds > 1))
                 progress.epoch += 1
-                progress.total_step_count += int(metrics.get("train_BaseEnvEvents/reward/step_count", 0))
-                progress.total_episode_count += int(metrics["train_BaseEnvEvents/reward/episode_count"])
+                progress.total_step_count += int(np.sum(metrics.get("train_BaseEnvEvents/reward/step_count", 0)))
+                progress.total_episode_count += int(np.sum(metrics["train_BaseEnvEvents/reward/episode_count"]))
                 stats = epoch_stats(metrics, progress, seconds)
                 echo(format_table(progress.epoch - 1, progress.epoch, stats), flush=True)
                 if self.writer is not None:
                     for tag, value in stats.items():
                         self.writer.add_scalar(tag, value, progress.epoch)
                 score = stats.get(EVAL_MEAN, math.nan)
+                seed_scores = np.asarray(metrics.get(EVAL_MEAN, math.nan), np.float64)
+                seed_best = np.asarray(progress.seed_best_scores or np.full(np.shape(seed_scores), -np.inf))
+                improved = seed_scores > seed_best
+                if np.any(improved):
+                    best_state, best_unsaved = select_seeds(improved, state, best_state), True
+                    progress.seed_best_scores = np.where(improved, seed_scores, seed_best).tolist()
+                    if options.n_seeds > 1:
+                        echo(f"-> new best model for seeds {np.flatnonzero(improved).tolist()}", flush=True)
                 if score > progress.best_score:
                     progress.best_score, progress.best_epoch = score, progress.epoch
-                    best_state, best_unsaved = state, True
                     echo(f"-> new overall best model {score:.5f}!", flush=True)
                 dump = options.dump_interval and progress.epoch % options.dump_interval == 0
                 if dump or time.perf_counter() - self._last_flush >= options.checkpoint_every_s:
