@@ -20,10 +20,21 @@ from maze_jax.config import ConfigError, read
 from maze_jax.envs import EnvSpec, build_env
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, open_for_resume
 from maze_jax.shell.loop import (LoopOptions, Programs, Progress, TrainingLoop, across_seeds, compile_programs,
-                                 evaluation_stats)
+                                 evaluation_stats, stop_on_sigterm)
 from maze_jax.shell.table import format_table
 
 CONFIG_FILE = "hydra_config.yaml"
+
+
+class RunStopped(Exception):
+    """Training ended early (signal or divergence) after saving; `reason` is SIGINT, SIGTERM or non-finite."""
+
+    EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "non-finite": 3}
+
+    def __init__(self, reason: str, checkpoint_dir: str):
+        super().__init__(f"training stopped ({reason}); resume from the run directory of {checkpoint_dir}")
+        self.reason = reason
+        self.exit_code = self.EXIT_CODES.get(reason, 1)
 # Config sections a checkpoint's shapes depend on: resuming with different ones is refused.
 SHAPE_SECTIONS = ("env", "model")
 
@@ -107,9 +118,10 @@ def restore(input_dir: str, trainer: Trainer, template, echo: Callable):
             best_store = CheckpointDir(os.path.join(input_dir, BEST), read_only=True)
             if best_store.latest_step() is not None:
                 best = best_store.restore(template)
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
-        raise ConfigError(f"input_dir={input_dir!r}: its checkpoint does not fit this env/model/algorithm "
-                          f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    except Exception as error:  # Orbax and TensorStore raise many kinds; all mean "cannot use this checkpoint"
+        first_line = (str(error).splitlines() or [""])[0][:200]
+        raise ConfigError(f"input_dir={input_dir!r}: its checkpoint is corrupt or does not fit this "
+                          f"env/model/algorithm ({type(error).__name__}: {first_line})") from None
     progress = Progress.from_meta(meta)
     progress.algorithm = trainer.name
     echo(f"Resumed {input_dir} at epoch {progress.epoch} (best {progress.best_score:.3f} "
@@ -186,7 +198,10 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
     try:
         eval_key = jax.random.key(int(cfg.seeding.env_base_seed))
         loop = TrainingLoop(programs, options, latest, best, eval_key, writer, echo)
-        state, progress, new_best = loop.run(state, progress)
+        stop_on_sigterm()
+        state, progress, new_best, stop_reason = loop.run(state, progress)
+        if stop_reason:
+            raise RunStopped(stop_reason, os.path.join(run_dir, LATEST))
         best_state = new_best if new_best is not None else best_state
         final = final_evaluation(programs, best_state if best_state is not None else state, cfg, progress.epoch,
                                  echo, trainer.n_seeds)

@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from maze_jax.config import ConfigError, read  # noqa: E402
+from maze_jax.session import RunStopped  # noqa: E402
 
 CONFIG_NAME = "conf_train"
 
@@ -85,8 +86,9 @@ def main_body(cfg: DictConfig, run_dir: str, choices: dict, given_overrides: lis
 
 @hydra.main(version_base=None, config_path="conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
-    for noisy in ("absl", "jax"):  # Hydra sets the root logger to INFO; keep library chatter out of the table
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Hydra sets the root logger to INFO; keep library chatter (Orbax's read-only notices, say) out of the table
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("jax").setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
     try:
         main_body(cfg, hydra_cfg.runtime.output_dir, dict(hydra_cfg.runtime.choices),
@@ -96,7 +98,22 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"Error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except RunStopped as stopped:
+        sys.exit(stopped.exit_code)
+
+
+def check_output_dir(argv: list[str]) -> None:
+    """Fails early, in one line, when `log_base_dir` cannot be created (Hydra would fail with a traceback)."""
+    base = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("log_base_dir=")), "outputs")
+    path = os.path.abspath(os.path.expanduser(base))
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path) or not os.access(path, os.W_OK):
+        print(f"Error: log_base_dir={base!r} cannot be written ({path} is not a writable directory)",
+              file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
+    check_output_dir(sys.argv[1:])
     main()

@@ -112,12 +112,17 @@ BAD_INPUTS = [
     (["algorithm=ppo", "algorithm.gamma=1.5"], "algorithm.gamma=1.5: must be <= 1.0"),
     (["algorithm=a2c", "runner.concurrency=0"], "runner.concurrency=0: must be >= 1"),
     (["algorithm=ppo", "algorithm.lr=fast"], "algorithm.lr='fast': expected a number"),
+    (["wrappers=vector_obs"], "Could not find 'wrappers/vector_obs'"),
+    (["runner=cluster"], "Available options in 'runner'"),
+    (["runner.n_seeds=0"], "runner.n_seeds=0: must be >= 1"),
+    (["log_base_dir=/dev/null/runs"], "log_base_dir='/dev/null/runs' cannot be written"),
 ]
 
 
 @pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_gives_one_clear_message_and_nonzero_exit(args, message, tmp_path, cache_dir):
-    proc = run_cli([*args, f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    base = [] if any(a.startswith("log_base_dir") for a in args) else [f"log_base_dir={tmp_path}"]
+    proc = run_cli([*args, *base], tmp_path, cache_dir)
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -136,6 +141,14 @@ def test_resume_refuses_empty_and_incompatible_runs(two_epoch_run, tmp_path, cac
     (empty / ".hydra" / "overrides.yaml").write_text((first / ".hydra" / "overrides.yaml").read_text())
     proc = run_cli([f"input_dir={empty}", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
     assert proc.returncode == 2 and "holds no checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    corrupt = tmp_path / "corrupt_run"
+    __import__("shutil").copytree(first, corrupt)
+    for f in (corrupt / "checkpoints").rglob("*"):
+        if f.is_file() and "state" in f.parts:
+            f.write_text("garbage")
+    proc = run_cli([f"input_dir={corrupt}", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 2 and "its checkpoint is corrupt or does not fit" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -186,3 +199,17 @@ def test_a_ppo_run_continues_with_a2c_and_an_es_run_with_ppo(tmp_path, cache_dir
                     "algorithm.n_epochs=1", f"log_base_dir={tmp_path / 'ppo2'}"], tmp_path, cache_dir)
     assert ppo2.returncode == 0, ppo2.stderr
     assert "Resumed the policy of a es run" in ppo2.stdout
+
+
+def test_several_seeds_train_in_one_program(tmp_path, cache_dir):
+    proc = run_cli(["algorithm=ppo", *AC_SMALL, "algorithm.batch_size=16", "runner.n_seeds=3",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "reward                mean_seed_min" in proc.stdout and "mean_seed_max" in proc.stdout
+    assert "-> new best model for seeds [" in proc.stdout
+    run_dir = only_run_dir(tmp_path)
+    best = CheckpointDir(str(run_dir / "best"), read_only=True)
+    raw = best._manager.restore(best.latest_step())["state"]
+    kernels = jax.tree.leaves(raw["params"]["policy"])
+    assert all(k.shape[0] == 3 for k in kernels)  # one best model per seed
+    assert not np.allclose(kernels[-1][0], kernels[-1][1])

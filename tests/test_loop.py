@@ -27,7 +27,8 @@ def run(tmp_path, scores, **options):
     loop = TrainingLoop(fake_programs(scores), LoopOptions(**options), CheckpointDir(str(tmp_path / "latest")),
                         CheckpointDir(str(tmp_path / "best")), eval_key=jnp.zeros(2, jnp.uint32),
                         echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
-    state, progress, best = loop.run(jnp.int32(0), Progress())
+    state, progress, best, stop_reason = loop.run(jnp.int32(0), Progress())
+    assert stop_reason == ""
     return state, progress, best, "\n".join(lines)
 
 

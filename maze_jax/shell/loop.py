@@ -134,6 +134,28 @@ def epoch_stats(metrics: dict, progress: Progress, seconds: float) -> dict:
     return dict(sorted(stats.items(), key=lambda kv: not kv[0].startswith("train")))
 
 
+class StopRequested(BaseException):
+    """SIGTERM asked the run to stop: save and exit, as for Ctrl-C. A BaseException, like KeyboardInterrupt,
+    so that no library's `except Exception` swallows it."""
+
+
+def stop_on_sigterm() -> None:
+    """Routes SIGTERM to StopRequested in the main thread, so a preempted run saves before it goes."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise StopRequested(signal.Signals(signum).name)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def non_finite(stats: dict) -> list[str]:
+    """Algorithm statistics (losses, norms) that are NaN or infinite; reward statistics may be NaN legitimately."""
+    return [tag for tag, value in stats.items() if "BaseEnvEvents" not in tag and not math.isfinite(value)]
+
+
 class TrainingLoop:
     """Runs epochs until `n_epochs`, the reward threshold, or Ctrl-C; keeps latest and best checkpoints."""
 
@@ -148,17 +170,20 @@ class TrainingLoop:
         if best_unsaved:
             meta = {**progress.to_meta(), "epoch": progress.best_epoch}
             self.best.save(progress.best_epoch, best_state, meta)
-        self.latest.save(progress.epoch, state, progress.to_meta())
+        if self.latest.latest_step() != progress.epoch:  # the closing flush may follow a save of the same epoch
+            self.latest.save(progress.epoch, state, progress.to_meta())
         self._last_flush = time.perf_counter()
 
     def run(self, state, progress: Progress):
-        """Trains from `state`; returns the final state, progress, and the best state seen (for final evaluation).
+        """Trains from `state`; returns the final state, progress, the best state seen, and why it stopped
+        ("" when it ran its course; "SIGINT", "SIGTERM" or "non-finite" when cut short).
 
         Checkpoints (latest, and best when it improved) are written every `checkpoint_every_s` seconds,
-        every `dump_interval` epochs, and when the loop ends for any reason.
+        every `dump_interval` epochs, and when the loop ends for any reason. An epoch that produced NaN or
+        infinite losses or norms is thrown away: the last good state is what gets saved.
         """
         echo, options = self.echo, self.options
-        best_state, best_unsaved = None, False
+        best_state, best_unsaved, stop_reason = None, False, ""
         self._last_flush = time.perf_counter()
         try:
             while options.n_epochs == 0 or progress.epoch < options.n_epochs:
@@ -166,6 +191,13 @@ class TrainingLoop:
                 new_state, metrics = wait_with_progress(self.programs.train_epoch(state), progress.epoch,
                                                         options.progress_interval_s, echo)
                 seconds = time.perf_counter() - start
+                broken = non_finite(across_seeds({k: v for k, v in metrics.items() if "BaseEnvEvents" not in k}))
+                if broken:
+                    echo(f"Error: non-finite {', '.join(broken)} in epoch {progress.epoch}: the run diverged "
+                         f"(try a smaller learning rate). The last good state (epoch {progress.epoch}) is kept in "
+                         f"{self.latest.path}", file=sys.stderr, flush=True)
+                    stop_reason = "non-finite"
+                    break
                 state = new_state
                 metrics.update(evaluation_stats(self.programs, state, jax.random.fold_in(self.eval_key, progress.epoch),
                                                 per_seed=options.n_seeds > 1))
@@ -200,8 +232,11 @@ class TrainingLoop:
                     echo(f"-> evaluation mean {score:.3f} reached the reward threshold "
                          f"{options.reward_threshold:g}: stopping", flush=True)
                     break
-        except KeyboardInterrupt:
-            echo(f"\nInterrupted: saving the latest checkpoint (epoch {progress.epoch}) to {self.latest.path}",
+        except (KeyboardInterrupt, StopRequested) as stop:
+            stop_reason = str(stop) if isinstance(stop, StopRequested) else "SIGINT"
+            echo(f"\n{stop_reason}: saving the latest checkpoint (epoch {progress.epoch}) to {self.latest.path}",
                  file=sys.stderr, flush=True)
         self._flush(state, progress, best_state, best_unsaved)
-        return state, progress, best_state
+        if stop_reason:
+            echo(f"Saved epoch {progress.epoch} to {self.latest.path}", file=sys.stderr, flush=True)
+        return state, progress, best_state, stop_reason

@@ -1,0 +1,128 @@
+"""Interruption, hard kills, divergence and reproducibility, all on real training processes."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from maze_jax.shell.checkpoints import CheckpointDir
+from test_cli import SMALL, only_run_dir
+
+AC = ["env=cartpole", "algorithm=ppo", "runner=dev", "runner.concurrency=4", "algorithm.n_rollout_steps=16",
+      "algorithm.batch_size=16", "algorithm.epoch_length=2", "model.hidden_units=[16]", "seeding.agent_base_seed=5",
+      "seeding.env_base_seed=6", "runner.stop_when_solved=false", "algorithm.patience=0"]
+
+
+def start(args, cwd, cache_dir):
+    """A training process whose stdout we can read line by line."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "maze_jax.train", f"compilation_cache_dir={cache_dir}", *args]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(proc, text: str, timeout: float = 120):
+    deadline = time.time() + timeout
+    for line in proc.stdout:
+        if text in line:
+            return
+        assert time.time() < deadline, f"no {text!r} within {timeout} s"
+    raise AssertionError(f"process ended before {text!r}: {proc.stderr.read()[-2000:]}")
+
+
+def latest_theta(run_dir):
+    store = CheckpointDir(str(run_dir / "checkpoints"), read_only=True)
+    return store.latest_step(), store._manager.restore(store.latest_step())["state"]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_checkpoint_and_exits_within_seconds(sig, code, tmp_path, cache_dir):
+    proc = start([*AC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir)
+    wait_for(proc, "Iteration 2 ")
+    sent = time.time()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and time.time() - sent < 15
+    assert "saving the latest checkpoint" in err and "Traceback" not in err
+    run_dir = only_run_dir(tmp_path / "a")
+    epoch, _ = latest_theta(run_dir)
+    assert epoch >= 3
+    resumed = run_cli([f"input_dir={run_dir}", f"algorithm.n_epochs={epoch + 1}", f"log_base_dir={tmp_path / 'b'}"],
+                      tmp_path, cache_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at epoch {epoch} " in resumed.stdout and f"Iteration {epoch} *" in resumed.stdout
+
+
+def test_kill_9_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path, cache_dir):
+    rng = random.Random(0)
+    for attempt in range(3):
+        base = tmp_path / f"run{attempt}"
+        proc = start([*SMALL, "algorithm.n_epochs=0", "runner.checkpoint_every_s=0", f"log_base_dir={base}"],
+                     tmp_path, cache_dir)
+        wait_for(proc, f"Iteration {rng.randint(2, 6)} ")
+        time.sleep(rng.uniform(0.0, 0.1))  # epochs take milliseconds here: the kill often lands mid-save
+        proc.kill()
+        proc.wait(timeout=30)
+        run_dir = only_run_dir(base)
+        resumed = run_cli([f"input_dir={run_dir}", "algorithm.n_epochs=40",
+                           f"log_base_dir={tmp_path / f'resumed{attempt}'}"],
+                          tmp_path, cache_dir)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "Resumed" in resumed.stdout and "Traceback" not in resumed.stderr
+
+
+def test_divergence_stops_with_a_message_and_keeps_good_checkpoints(tmp_path, cache_dir):
+    first = run_cli([*SMALL, "algorithm.n_epochs=2", f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir)
+    assert first.returncode == 0, first.stderr
+    broken = run_cli([f"input_dir={only_run_dir(tmp_path / 'a')}", "algorithm.optimizer.step_size=1e30",
+                      "algorithm.n_epochs=5", f"log_base_dir={tmp_path / 'b'}"], tmp_path, cache_dir)
+    assert broken.returncode == 3
+    assert "Error: non-finite train_ESEvents/policy_norm" in broken.stderr and "in epoch 2" in broken.stderr
+    assert "Traceback" not in broken.stderr
+    run_dir = only_run_dir(tmp_path / "b")
+    epoch, state = latest_theta(run_dir)
+    assert epoch == 2 and np.all(np.isfinite(state["theta"]))
+    best = CheckpointDir(str(run_dir / "best"), read_only=True)
+    assert best.latest_step() <= 2
+    assert np.all(np.isfinite(best._manager.restore(best.latest_step())["state"]["theta"]))
+
+
+def tables(stdout: str) -> list[str]:
+    """The logged statistics without wall-clock rows."""
+    return [line for line in stdout.splitlines() if "|" in line and "TimeEvents" not in line]
+
+
+def test_same_seeds_reproduce_exactly_other_seeds_differ(tmp_path, cache_dir):
+    runs = {}
+    for name, seed in [("a", 5), ("b", 5), ("c", 7)]:
+        args = [a for a in AC if "agent_base_seed" not in a]
+        proc = run_cli([*args, f"seeding.agent_base_seed={seed}", "algorithm.n_epochs=3",
+                        f"log_base_dir={tmp_path / name}"], tmp_path, cache_dir)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = (tables(proc.stdout), latest_theta(only_run_dir(tmp_path / name))[1]["params"])
+    assert runs["a"][0] == runs["b"][0]
+    flat = lambda p: np.concatenate([np.ravel(x) for x in __import__("jax").tree.leaves(p)])
+    np.testing.assert_array_equal(flat(runs["a"][1]), flat(runs["b"][1]))
+    assert runs["a"][0] != runs["c"][0] and not np.array_equal(flat(runs["a"][1]), flat(runs["c"][1]))
+
+
+def test_ppo_two_epochs_plus_resume_equals_three_epochs(tmp_path, cache_dir):
+    import jax
+
+    assert run_cli([*AC, "algorithm.n_epochs=2", f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir).returncode == 0
+    resumed = run_cli([f"input_dir={only_run_dir(tmp_path / 'a')}", "algorithm.n_epochs=3",
+                       f"log_base_dir={tmp_path / 'r'}"], tmp_path, cache_dir)
+    straight = run_cli([*AC, "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 's'}"], tmp_path, cache_dir)
+    assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr + straight.stderr
+    _, r = latest_theta(only_run_dir(tmp_path / "r"))
+    _, s = latest_theta(only_run_dir(tmp_path / "s"))
+    for a, b in zip(jax.tree.leaves(r), jax.tree.leaves(s)):  # params, Adam moments, env states, RNG key
+        np.testing.assert_array_equal(a, b)
+    # the epoch trained after the resume logs exactly what the straight run logged for it
+    last = lambda out: out[out.index("********** Iteration 2 **********"):].split("-> ")[0]
+    assert tables(last(resumed.stdout)) == tables(last(straight.stdout))
