@@ -20,7 +20,7 @@ from maze_jax.config import ConfigError, read
 from maze_jax.envs import EnvSpec, build_env
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, open_for_resume
 from maze_jax.shell.loop import (LoopOptions, Programs, Progress, TrainingLoop, across_seeds, compile_programs,
-                                 evaluation_stats, stop_on_sigterm)
+                                 evaluation_stats)
 from maze_jax.shell.table import format_table
 
 CONFIG_FILE = "hydra_config.yaml"
@@ -198,7 +198,6 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
     try:
         eval_key = jax.random.key(int(cfg.seeding.env_base_seed))
         loop = TrainingLoop(programs, options, latest, best, eval_key, writer, echo)
-        stop_on_sigterm()
         state, progress, new_best, stop_reason = loop.run(state, progress)
         if stop_reason:
             raise RunStopped(stop_reason, os.path.join(run_dir, LATEST))

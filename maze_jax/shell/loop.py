@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple
@@ -109,12 +111,17 @@ def select_seeds(improved: np.ndarray, new, old):
     return from_savable(new, jax.tree.map(pick, to_savable(new), to_savable(old)))
 
 
-def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = print):
-    """Blocks until the asynchronously dispatched epoch is done, printing elapsed time every `interval_s`."""
+def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = print,
+                       should_stop: Callable = lambda: False):
+    """Blocks until the asynchronously dispatched epoch is done, printing elapsed time every `interval_s`.
+
+    Returns None (the epoch abandoned) as soon as `should_stop()` is true."""
     leaf = jax.tree.leaves(result)[0]
     start = time.perf_counter()
     next_report = start + interval_s
     while not leaf.is_ready():
+        if should_stop():
+            return None
         time.sleep(0.01)
         if time.perf_counter() >= next_report:
             echo(f"... epoch {epoch} running for {time.perf_counter() - start:.0f} s", flush=True)
@@ -134,21 +141,31 @@ def epoch_stats(metrics: dict, progress: Progress, seconds: float) -> dict:
     return dict(sorted(stats.items(), key=lambda kv: not kv[0].startswith("train")))
 
 
-class StopRequested(BaseException):
-    """SIGTERM asked the run to stop: save and exit, as for Ctrl-C. A BaseException, like KeyboardInterrupt,
-    so that no library's `except Exception` swallows it."""
+class StopSignals:
+    """While active, SIGINT and SIGTERM only set `received`; the loop checks it between steps and stops cleanly.
 
+    Raising from the handler instead could land inside a library holding a lock (an Orbax save, say) and hang
+    the final save. A second SIGINT still raises KeyboardInterrupt at once, for a user who will not wait.
+    """
 
-def stop_on_sigterm() -> None:
-    """Routes SIGTERM to StopRequested in the main thread, so a preempted run saves before it goes."""
-    import signal
-    import threading
+    def __init__(self):
+        self.received = ""
+        self._previous = {}
 
-    def handler(signum, frame):
-        raise StopRequested(signal.Signals(signum).name)
+    def _handle(self, signum, frame):
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def non_finite(stats: dict) -> list[str]:
@@ -176,7 +193,8 @@ class TrainingLoop:
 
     def run(self, state, progress: Progress):
         """Trains from `state`; returns the final state, progress, the best state seen, and why it stopped
-        ("" when it ran its course; "SIGINT", "SIGTERM" or "non-finite" when cut short).
+        ("" when it ran its course; "SIGINT", "SIGTERM" or "non-finite" when cut short). A signal abandons
+        the epoch in flight: the last completed one is what gets saved.
 
         Checkpoints (latest, and best when it improved) are written every `checkpoint_every_s` seconds,
         every `dump_interval` epochs, and when the loop ends for any reason. An epoch that produced NaN or
@@ -185,58 +203,75 @@ class TrainingLoop:
         echo, options = self.echo, self.options
         best_state, best_unsaved, stop_reason = None, False, ""
         self._last_flush = time.perf_counter()
+        signals = StopSignals()
         try:
-            while options.n_epochs == 0 or progress.epoch < options.n_epochs:
-                start = time.perf_counter()
-                new_state, metrics = wait_with_progress(self.programs.train_epoch(state), progress.epoch,
-                                                        options.progress_interval_s, echo)
-                seconds = time.perf_counter() - start
-                broken = non_finite(across_seeds({k: v for k, v in metrics.items() if "BaseEnvEvents" not in k}))
-                if broken:
-                    echo(f"Error: non-finite {', '.join(broken)} in epoch {progress.epoch}: the run diverged "
-                         f"(try a smaller learning rate). The last good state (epoch {progress.epoch}) is kept in "
-                         f"{self.latest.path}", file=sys.stderr, flush=True)
-                    stop_reason = "non-finite"
-                    break
-                state = new_state
-                metrics.update(evaluation_stats(self.programs, state, jax.random.fold_in(self.eval_key, progress.epoch),
-                                                per_seed=options.n_seeds > 1))
-                progress.epoch += 1
-                progress.total_step_count += int(np.sum(metrics.get("train_BaseEnvEvents/reward/step_count", 0)))
-                progress.total_episode_count += int(np.sum(metrics["train_BaseEnvEvents/reward/episode_count"]))
-                stats = epoch_stats(metrics, progress, seconds)
-                echo(format_table(progress.epoch - 1, progress.epoch, stats), flush=True)
-                if self.writer is not None:
-                    for tag, value in stats.items():
-                        self.writer.add_scalar(tag, value, progress.epoch)
-                score = stats.get(EVAL_MEAN, math.nan)
-                seed_scores = np.asarray(metrics.get(EVAL_MEAN, math.nan), np.float64)
-                seed_best = np.asarray(progress.seed_best_scores or np.full(np.shape(seed_scores), -np.inf))
-                improved = seed_scores > seed_best
-                if np.any(improved):
-                    best_state, best_unsaved = select_seeds(improved, state, best_state), True
-                    progress.seed_best_scores = np.where(improved, seed_scores, seed_best).tolist()
-                    if options.n_seeds > 1:
-                        echo(f"-> new best model for seeds {np.flatnonzero(improved).tolist()}", flush=True)
-                if score > progress.best_score:
-                    progress.best_score, progress.best_epoch = score, progress.epoch
-                    echo(f"-> new overall best model {score:.5f}!", flush=True)
-                dump = options.dump_interval and progress.epoch % options.dump_interval == 0
-                if dump or time.perf_counter() - self._last_flush >= options.checkpoint_every_s:
-                    self._flush(state, progress, best_state, best_unsaved)
-                    best_unsaved = False
-                if options.patience and progress.epoch - max(progress.best_epoch, 0) >= options.patience:
-                    echo(f"-> no improvement since {options.patience} epochs: EARLY STOPPING!", flush=True)
-                    break
-                if options.reward_threshold is not None and score >= options.reward_threshold:
-                    echo(f"-> evaluation mean {score:.3f} reached the reward threshold "
-                         f"{options.reward_threshold:g}: stopping", flush=True)
-                    break
-        except (KeyboardInterrupt, StopRequested) as stop:
-            stop_reason = str(stop) if isinstance(stop, StopRequested) else "SIGINT"
+            with signals:
+                while (options.n_epochs == 0 or progress.epoch < options.n_epochs) and not signals.received:
+                    state, best_state, best_unsaved, stop_reason = self._epoch(
+                        state, progress, best_state, best_unsaved, lambda: bool(signals.received))
+                    if stop_reason:
+                        break
+                stop_reason = signals.received or ("" if stop_reason == "done" else stop_reason)
+        except KeyboardInterrupt:  # a second Ctrl-C
+            stop_reason = "SIGINT"
+        if stop_reason in ("SIGINT", "SIGTERM"):
             echo(f"\n{stop_reason}: saving the latest checkpoint (epoch {progress.epoch}) to {self.latest.path}",
                  file=sys.stderr, flush=True)
         self._flush(state, progress, best_state, best_unsaved)
         if stop_reason:
             echo(f"Saved epoch {progress.epoch} to {self.latest.path}", file=sys.stderr, flush=True)
         return state, progress, best_state, stop_reason
+
+    def _epoch(self, state, progress: Progress, best_state, best_unsaved: bool, should_stop: Callable):
+        """One epoch with its table, model selection and checkpointing. Returns the new
+        (state, best_state, best_unsaved, stop_reason): "" to go on, "done" (early stopping or solved),
+        "non-finite" (the epoch was thrown away), or "" with the state unchanged when a signal abandoned it."""
+        echo, options = self.echo, self.options
+        start = time.perf_counter()
+        result = wait_with_progress(self.programs.train_epoch(state), progress.epoch, options.progress_interval_s,
+                                    echo, should_stop)
+        if result is None:
+            return state, best_state, best_unsaved, ""
+        new_state, metrics = result
+        seconds = time.perf_counter() - start
+        broken = non_finite(across_seeds({k: v for k, v in metrics.items() if "BaseEnvEvents" not in k}))
+        if broken:
+            echo(f"Error: non-finite {', '.join(broken)} in epoch {progress.epoch}: the run diverged "
+                 f"(try a smaller learning rate). The last good state (epoch {progress.epoch}) is kept in "
+                 f"{self.latest.path}", file=sys.stderr, flush=True)
+            return state, best_state, best_unsaved, "non-finite"
+        state = new_state
+        metrics.update(evaluation_stats(self.programs, state, jax.random.fold_in(self.eval_key, progress.epoch),
+                                        per_seed=options.n_seeds > 1))
+        progress.epoch += 1
+        progress.total_step_count += int(np.sum(metrics.get("train_BaseEnvEvents/reward/step_count", 0)))
+        progress.total_episode_count += int(np.sum(metrics["train_BaseEnvEvents/reward/episode_count"]))
+        stats = epoch_stats(metrics, progress, seconds)
+        echo(format_table(progress.epoch - 1, progress.epoch, stats), flush=True)
+        if self.writer is not None:
+            for tag, value in stats.items():
+                self.writer.add_scalar(tag, value, progress.epoch)
+        score = stats.get(EVAL_MEAN, math.nan)
+        seed_scores = np.asarray(metrics.get(EVAL_MEAN, math.nan), np.float64)
+        seed_best = np.asarray(progress.seed_best_scores or np.full(np.shape(seed_scores), -np.inf))
+        improved = seed_scores > seed_best
+        if np.any(improved):
+            best_state, best_unsaved = select_seeds(improved, state, best_state), True
+            progress.seed_best_scores = np.where(improved, seed_scores, seed_best).tolist()
+            if options.n_seeds > 1:
+                echo(f"-> new best model for seeds {np.flatnonzero(improved).tolist()}", flush=True)
+        if score > progress.best_score:
+            progress.best_score, progress.best_epoch = score, progress.epoch
+            echo(f"-> new overall best model {score:.5f}!", flush=True)
+        dump = options.dump_interval and progress.epoch % options.dump_interval == 0
+        if dump or time.perf_counter() - self._last_flush >= options.checkpoint_every_s:
+            self._flush(state, progress, best_state, best_unsaved)
+            best_unsaved = False
+        if options.patience and progress.epoch - max(progress.best_epoch, 0) >= options.patience:
+            echo(f"-> no improvement since {options.patience} epochs: EARLY STOPPING!", flush=True)
+            return state, best_state, best_unsaved, "done"
+        if options.reward_threshold is not None and score >= options.reward_threshold:
+            echo(f"-> evaluation mean {score:.3f} reached the reward threshold "
+                 f"{options.reward_threshold:g}: stopping", flush=True)
+            return state, best_state, best_unsaved, "done"
+        return state, best_state, best_unsaved, ""
