@@ -114,6 +114,26 @@ def check_output_dir(argv: list[str]) -> None:
         sys.exit(2)
 
 
+GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
+
+
+def with_saved_choices(argv: list[str]) -> list[str]:
+    """On resume, the saved run's config-group choices the command does not repeat, put before its overrides.
+
+    Hydra composes before our code runs: without this, `input_dir=<a PPO run> algorithm.lr=1e-4` would be
+    composed against the default algorithm and refused, and the run directory would be misnamed."""
+    input_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("input_dir=")), "")
+    hydra_file = os.path.join(input_dir, ".hydra", "hydra.yaml")
+    if not input_dir or not os.path.isfile(hydra_file):
+        return argv
+    choices = OmegaConf.load(hydra_file).hydra.runtime.choices
+    given = {_override_key(a) for a in argv if not a.startswith("-")}
+    missing = [f"{g}={choices[g]}" for g in GROUPS if g not in given and choices.get(g) not in (None, "null")]
+    flags = [a for a in argv if a.startswith("-")]
+    return flags + missing + [a for a in argv if not a.startswith("-")]
+
+
 if __name__ == "__main__":
     check_output_dir(sys.argv[1:])
+    sys.argv[1:] = with_saved_choices(sys.argv[1:])
     main()

@@ -183,6 +183,19 @@ def test_actor_critic_runs_print_their_statistics(algorithm, tmp_path, cache_dir
     assert (only_run_dir(tmp_path) / "checkpoints" / "2").is_dir()
 
 
+def test_resuming_a_ppo_run_needs_no_repeated_groups_and_applies_new_lr(tmp_path, cache_dir):
+    first = run_cli(["algorithm=ppo", *AC_SMALL, "algorithm.batch_size=16", f"log_base_dir={tmp_path / 'a'}"],
+                    tmp_path, cache_dir)
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli([f"input_dir={only_run_dir(tmp_path / 'a')}", "algorithm.lr=0.0001", "algorithm.n_epochs=3",
+                       f"log_base_dir={tmp_path / 'b'}"], tmp_path, cache_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    run_dir = only_run_dir(tmp_path / "b")
+    assert run_dir.parent.name == "cartpole-flatten_concat-ppo-dev"
+    assert "PolicyEvents          learning_rate                               |               0.000" in resumed.stdout
+    assert OmegaConf.load(run_dir / "hydra_config.yaml").algorithm.lr == 0.0001
+
+
 def test_a_ppo_run_continues_with_a2c_and_an_es_run_with_ppo(tmp_path, cache_dir):
     ppo = run_cli(["algorithm=ppo", *AC_SMALL, "algorithm.batch_size=16", f"log_base_dir={tmp_path / 'ppo'}"],
                   tmp_path, cache_dir)
