@@ -183,11 +183,17 @@ def test_actor_critic_runs_print_their_statistics(algorithm, tmp_path, cache_dir
     assert (only_run_dir(tmp_path) / "checkpoints" / "2").is_dir()
 
 
-def test_resuming_a_ppo_run_needs_no_repeated_groups_and_applies_new_lr(tmp_path, cache_dir):
-    first = run_cli(["algorithm=ppo", *AC_SMALL, "algorithm.batch_size=16", f"log_base_dir={tmp_path / 'a'}"],
-                    tmp_path, cache_dir)
-    assert first.returncode == 0, first.stderr
-    resumed = run_cli([f"input_dir={only_run_dir(tmp_path / 'a')}", "algorithm.lr=0.0001", "algorithm.n_epochs=3",
+@pytest.fixture(scope="module")
+def small_ppo_run(tmp_path_factory, cache_dir) -> Path:
+    """The run directory of a 2-epoch PPO run."""
+    base = tmp_path_factory.mktemp("ppo")
+    proc = run_cli(["algorithm=ppo", *AC_SMALL, "algorithm.batch_size=16", f"log_base_dir={base}"], base, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    return only_run_dir(base)
+
+
+def test_resuming_a_ppo_run_needs_no_repeated_groups_and_applies_new_lr(small_ppo_run, tmp_path, cache_dir):
+    resumed = run_cli([f"input_dir={small_ppo_run}", "algorithm.lr=0.0001", "algorithm.n_epochs=3",
                        f"log_base_dir={tmp_path / 'b'}"], tmp_path, cache_dir)
     assert resumed.returncode == 0, resumed.stderr
     run_dir = only_run_dir(tmp_path / "b")
@@ -196,11 +202,8 @@ def test_resuming_a_ppo_run_needs_no_repeated_groups_and_applies_new_lr(tmp_path
     assert OmegaConf.load(run_dir / "hydra_config.yaml").algorithm.lr == 0.0001
 
 
-def test_a_ppo_run_continues_with_a2c_and_an_es_run_with_ppo(tmp_path, cache_dir):
-    ppo = run_cli(["algorithm=ppo", *AC_SMALL, "algorithm.batch_size=16", f"log_base_dir={tmp_path / 'ppo'}"],
-                  tmp_path, cache_dir)
-    assert ppo.returncode == 0, ppo.stderr
-    a2c = run_cli([f"input_dir={only_run_dir(tmp_path / 'ppo')}", "algorithm=a2c", "algorithm.n_epochs=1",
+def test_a_ppo_run_continues_with_a2c_and_an_es_run_with_ppo(small_ppo_run, tmp_path, cache_dir):
+    a2c = run_cli([f"input_dir={small_ppo_run}", "algorithm=a2c", "algorithm.n_epochs=1",
                    f"log_base_dir={tmp_path / 'a2c'}"], tmp_path, cache_dir)
     assert a2c.returncode == 0, a2c.stderr
     assert "Resumed the critic and policy of a ppo run" in a2c.stdout

@@ -73,3 +73,19 @@ def test_vmapped_training_over_seeds_and_learning_rates_equals_separate_runs():
         single, single_metrics = jax.jit(train_epoch)(init(keys[i], lrs[i], 0.02, 0.005))
         np.testing.assert_allclose(states.theta[i], single.theta, rtol=1e-5, atol=1e-6)
     assert not np.allclose(states.theta[0], states.theta[1])
+
+
+def test_max_steps_caps_training_episodes_but_not_evaluation():
+    from maze_jax.algorithms import build_trainer
+    from maze_jax.envs import make_gymnax
+    from maze_jax.session import compose_config
+
+    # Pendulum never terminates: every episode lasts exactly its time limit (200 steps)
+    cfg, _ = compose_config(["algorithm.n_rollouts_per_update=4", "algorithm.max_steps=20", "model.hidden_units=[8]",
+                             "runner.n_eval_rollouts=3"])
+    trainer = build_trainer("es", cfg, make_gymnax("Pendulum-v1"))
+    state = trainer.init(jax.random.key(0))
+    _, metrics = jax.jit(trainer.train_epoch)(state)
+    assert float(metrics["train_BaseEnvEvents/reward/mean_step_count"]) == 20.0
+    evaluation = trainer.evaluate(state, jax.random.key(1))
+    np.testing.assert_array_equal(evaluation.length_sum, [200, 200, 200])

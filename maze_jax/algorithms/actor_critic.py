@@ -81,8 +81,7 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
     env, env_params = env_spec.env, env_spec.params
     dist = model.policy.dist
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
-    obs_example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                               jax.eval_shape(env.reset, jax.random.key(0), env_params)[0])
+    obs_example = env_spec.observation_example()
 
     def init(key, hparams: dict) -> ACState:
         key, init_key, reset_key = jax.random.split(key, 3)

@@ -33,6 +33,7 @@ class ESConfig:
     population: int = 128
     steps_per_member: int = 500
     n_eval_episodes: int = 10
+    max_steps: int = 0  # episode cap in training rollouts (0 = the env's own); evaluation keeps the env's
 
 
 class ESState(struct.PyTreeNode):
@@ -83,8 +84,9 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
     """Pure `init(key, step_size, noise_stddev, l2_penalty) -> ESState`, `train_epoch(state) -> (state, metrics)`,
     `evaluate_state(state, key) -> EpisodeStats`, and `unravel(theta) -> policy params`."""
     env, env_params = env_spec.env, env_spec.params
-    obs_example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                               jax.eval_shape(env.reset, jax.random.key(0), env_params)[0])
+    if config.max_steps and env_spec.horizon > config.max_steps:  # the cap is for training rollouts only
+        env_params = env_params.replace(max_steps_in_episode=config.max_steps)
+    obs_example = env_spec.observation_example()
     param_shapes = jax.eval_shape(policy.init, jax.random.key(0), obs_example)
     _, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), param_shapes))
     optimizer = make_optimizer(optimizer_name, 0.0)
@@ -130,15 +132,14 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
     return init, train_epoch, evaluate_state, unravel
 
 
-def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig, dict, EnvSpec, str]:
-    """Static ESConfig and traced hyperparameters from Maze's ES config names, range-checked."""
+def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig, dict, str]:
+    """Static ESConfig, traced hyperparameters and optimizer name from Maze's ES config names, range-checked."""
     a = "algorithm"
     population = read(algorithm_cfg, "n_rollouts_per_update", int, a, low=2, even=True)
     n_timesteps = read(algorithm_cfg, "n_timesteps_per_update", int, a, low=0)
     max_steps = read(algorithm_cfg, "max_steps", int, a, low=0)
-    if max_steps and env_spec.horizon > max_steps:
-        env_spec = env_spec._replace(params=env_spec.params.replace(max_steps_in_episode=max_steps))
-    steps = max(env_spec.horizon, math.ceil(n_timesteps / population))
+    episode_length = min(env_spec.horizon, max_steps) if max_steps else env_spec.horizon
+    steps = max(episode_length, math.ceil(n_timesteps / population))
     opt = algorithm_cfg.get("optimizer") or {}
     hparams = {
         "step_size": read(opt, "step_size", float, f"{a}.optimizer", low=0.0, low_inclusive=False),
@@ -146,15 +147,15 @@ def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig,
         "l2_penalty": read(algorithm_cfg, "l2_penalty", float, a, low=0.0),
     }
     n_eval = read(runner_cfg, "n_eval_rollouts", int, "runner", low=1)
-    return ESConfig(population, steps, n_eval), hparams, env_spec, str(opt.get("name", "adam"))
+    return ESConfig(population, steps, n_eval, max_steps), hparams, str(opt.get("name", "adam"))
 
 
 def build(cfg, env_spec: EnvSpec) -> Trainer:
     """The ES trainer for the shell: config read and checked, policy built, functions bound."""
     algorithm_cfg = cfg.algorithm
     policy = build_policy(cfg.model, env_spec.env.action_space(env_spec.params))
-    config, hparams, train_env, optimizer_name = read_config(algorithm_cfg, cfg.runner, env_spec)
-    init, train_epoch, evaluate_state, unravel = make_es(config, train_env, policy, optimizer_name)
+    config, hparams, optimizer_name = read_config(algorithm_cfg, cfg.runner, env_spec)
+    init, train_epoch, evaluate_state, unravel = make_es(config, env_spec, policy, optimizer_name)
     n_epochs = read(algorithm_cfg, "n_epochs", int, "algorithm", low=0)
 
     def with_hyperparams(state: ESState) -> ESState:

@@ -33,6 +33,14 @@ class EnvSpec(NamedTuple):
         """Longest possible episode: the static scan length of one evaluation episode."""
         return int(self.params.max_steps_in_episode)
 
+    def observation_example(self):
+        """A zero observation of the env's shapes and dtypes (for initialising networks), without running it."""
+        import jax
+        import jax.numpy as jnp
+
+        shapes = jax.eval_shape(self.env.reset, jax.random.key(0), self.params)[0]
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
 
 def make_gymnax(name: str, max_episode_steps: int | None = None, reward_threshold: Any = "auto") -> EnvSpec:
     """A gymnax environment by gymnax or gym id (e.g. `CartPole-v0` is CartPole-v1 capped at 200 steps)."""
