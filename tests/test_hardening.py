@@ -19,11 +19,23 @@ AC = ["env=cartpole", "algorithm=ppo", "runner=dev", "runner.concurrency=4", "al
       "seeding.env_base_seed=6", "runner.stop_when_solved=false", "algorithm.patience=0"]
 
 
-def start(args, cwd, cache_dir):
-    """A training process whose stdout we can read line by line."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "maze_jax.train", f"compilation_cache_dir={cache_dir}", *args]
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def start(cache_dir):
+    """Starts training processes whose stdout we can read line by line; kills any still running at the end."""
+    started = []
+
+    def launch(args, cwd, cache_dir=cache_dir):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "maze_jax.train", f"compilation_cache_dir={cache_dir}", *args]
+        started.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True))
+        return started[-1]
+
+    yield launch
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for(proc, text: str, timeout: float = 120):
@@ -41,8 +53,8 @@ def latest_theta(run_dir):
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_a_checkpoint_and_exits_within_seconds(sig, code, tmp_path, cache_dir):
-    proc = start([*AC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir)
+def test_signal_saves_a_checkpoint_and_exits_within_seconds(sig, code, tmp_path, cache_dir, start):
+    proc = start([*AC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / 'a'}"], tmp_path)
     wait_for(proc, "Iteration 2 ")
     sent = time.time()
     proc.send_signal(sig)
@@ -58,12 +70,12 @@ def test_signal_saves_a_checkpoint_and_exits_within_seconds(sig, code, tmp_path,
     assert f"at epoch {epoch} " in resumed.stdout and f"Iteration {epoch} *" in resumed.stdout
 
 
-def test_kill_9_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path, cache_dir):
+def test_kill_9_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path, cache_dir, start):
     rng = random.Random(0)
     for attempt in range(3):
         base = tmp_path / f"run{attempt}"
         proc = start([*SMALL, "algorithm.n_epochs=0", "runner.checkpoint_every_s=0", f"log_base_dir={base}"],
-                     tmp_path, cache_dir)
+                     tmp_path)
         wait_for(proc, f"Iteration {rng.randint(2, 6)} ")
         time.sleep(rng.uniform(0.0, 0.1))  # epochs take milliseconds here: the kill often lands mid-save
         proc.kill()
