@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,10 +17,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from maze_jax.algorithms import Trainer, build_trainer, vmap_trainer
 from maze_jax.config import ConfigError, read
-from maze_jax.envs import EnvSpec, build_env
+from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, open_for_resume
 from maze_jax.shell.loop import (LoopOptions, Programs, Progress, TrainingLoop, across_seeds, compile_programs,
-                                 evaluation_stats)
+                                 episode_table, play_in_batches)
 from maze_jax.shell.table import format_table
 
 CONFIG_FILE = "hydra_config.yaml"
@@ -52,11 +52,12 @@ def compose_config(overrides: list[str] = ()) -> tuple[DictConfig, dict]:
     return cfg, choices
 
 
-def build(cfg: DictConfig, algorithm: str) -> tuple[EnvSpec, Trainer]:
-    """Env and trainer (with its networks) from the config; the algorithm by its group choice, e.g. `ppo`."""
-    env_spec = build_env(cfg.env)
+def build(cfg: DictConfig, env=None, model=None) -> tuple[EnvSpec, Trainer]:
+    """Env and trainer (with its networks) from the config; `env` (anything `as_env_spec` takes) and `model`
+    (a flax module), when given, replace the env and model configs (the Python API's built objects)."""
+    env_spec = build_env(cfg.env) if env is None else as_env_spec(env)
     n_seeds = read(cfg.runner, "n_seeds", int, "runner", low=1)
-    return env_spec, vmap_trainer(build_trainer(algorithm, cfg, env_spec), n_seeds)
+    return env_spec, vmap_trainer(build_trainer(cfg, env_spec, model), n_seeds)
 
 
 def agent_key(cfg: DictConfig) -> jax.Array:
@@ -107,17 +108,21 @@ def restore(input_dir: str, trainer: Trainer, template, echo: Callable):
     store = open_for_resume(input_dir, LATEST)
     saved_algorithm = store.restore_meta().get("algorithm", trainer.name)
     if saved_algorithm != trainer.name:
-        state, networks = carry_model(store.restore_raw(), trainer, template)
+        raw = store.restore_raw()
+        store.close()
+        state, networks = carry_model(raw, trainer, template)
         echo(f"Resumed the {' and '.join(networks)} of a {saved_algorithm} run from {input_dir}; "
              f"optimizer state, counters and best score restart for {trainer.name}", flush=True)
         return state, Progress(algorithm=trainer.name), None
     try:
         state, meta = store.restore(template)
+        store.close()
         best = None
         if os.path.isdir(os.path.join(input_dir, BEST)):
             best_store = CheckpointDir(os.path.join(input_dir, BEST), read_only=True)
             if best_store.latest_step() is not None:
                 best = best_store.restore(template)
+            best_store.close()
     except Exception as error:  # Orbax and TensorStore raise many kinds; all mean "cannot use this checkpoint"
         first_line = (str(error).splitlines() or [""])[0][:200]
         raise ConfigError(f"input_dir={input_dir!r}: its checkpoint is corrupt or does not fit this "
@@ -140,13 +145,17 @@ def save_model_summary(run_dir: str, params) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def final_evaluation(programs: Programs, state, cfg: DictConfig, epoch: int, echo: Callable, n_seeds: int = 1) -> dict:
-    """Deterministic evaluation of `state`'s policy: at least `runner.final_eval_rollouts` episodes, printed."""
+def final_evaluation_key(cfg: DictConfig) -> jax.Array:
+    """The key of a run's final evaluation (a rollout of the run with this key reproduces it)."""
+    return jax.random.fold_in(jax.random.key(int(cfg.seeding.env_base_seed)), 2**31 - 1)
+
+
+def final_evaluation(programs: Programs, state, cfg: DictConfig, env_spec: EnvSpec, epoch: int, echo: Callable,
+                     n_seeds: int = 1) -> dict:
+    """Deterministic evaluation of `state`'s policy: `runner.final_eval_rollouts` episodes, printed."""
     n = read(cfg.runner, "final_eval_rollouts", int, "runner", low=1)
-    repeats = math.ceil(n / read(cfg.runner, "n_eval_rollouts", int, "runner", low=1))
-    key = jax.random.fold_in(jax.random.key(int(cfg.seeding.env_base_seed)), 2**31 - 1)
-    per_seed = evaluation_stats(programs, state, key, repeats, prefix="final", per_seed=n_seeds > 1)
-    stats = across_seeds(per_seed)
+    returns, lengths = play_in_batches(programs.evaluate, state, final_evaluation_key(cfg), n)
+    stats = across_seeds(episode_table(returns, lengths, env_spec.horizon, "final", per_seed=n_seeds > 1))
     echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
          flush=True)
     return stats
@@ -159,17 +168,31 @@ def enable_compilation_cache(path) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
-def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = print) -> dict:
-    """Trains as configured, writing table, TensorBoard, config and checkpoints to `run_dir`; returns final stats."""
+class RunResult(NamedTuple):
+    """What a training run leaves: final evaluation statistics, the latest and best states, and how to use them."""
+
+    final: dict
+    state: Any
+    best_state: Any  # the latest state when no evaluation improved
+    progress: Progress
+    trainer: Trainer
+    env_spec: EnvSpec
+    programs: Programs
+
+
+def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec: EnvSpec | None = None,
+                 model=None) -> RunResult:
+    """Trains as configured, writing table, TensorBoard, config and checkpoints to `run_dir`.
+
+    `env_spec` and `model` (a flax module) replace the env and model configs when given."""
     from tensorboardX import SummaryWriter
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
     os.makedirs(run_dir, exist_ok=True)
-    algorithm = choices["algorithm"]
     if cfg.input_dir:
         open_for_resume(str(cfg.input_dir), LATEST).close()  # has a checkpoint at all?
         check_compatible(str(cfg.input_dir), cfg)
-    env_spec, trainer = build(cfg, algorithm)
+    env_spec, trainer = build(cfg, env_spec, model)
     echo(OmegaConf.to_yaml(cfg), flush=True)
     OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
 
@@ -191,7 +214,7 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
                           dump_interval=dump, patience=trainer.patience, n_seeds=trainer.n_seeds)
     latest = CheckpointDir(os.path.join(run_dir, LATEST), max_to_keep=1, keep_period=dump or None)
     best = CheckpointDir(os.path.join(run_dir, BEST), max_to_keep=1)
-    if best_state is not None:  # the resumed run's best model stays the best until beaten
+    if best_state is not None and best.latest_step() != progress.best_epoch:  # stays the best until beaten
         best.save(progress.best_epoch, best_state, progress.to_meta())
     writer = SummaryWriter(run_dir)
     writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
@@ -202,8 +225,8 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
         if stop_reason:
             raise RunStopped(stop_reason, os.path.join(run_dir, LATEST))
         best_state = new_best if new_best is not None else best_state
-        final = final_evaluation(programs, best_state if best_state is not None else state, cfg, progress.epoch,
-                                 echo, trainer.n_seeds)
+        final = final_evaluation(programs, best_state if best_state is not None else state, cfg, env_spec,
+                                 progress.epoch, echo, trainer.n_seeds)
         for tag, value in final.items():
             if not math.isnan(value):
                 writer.add_scalar(tag, value, progress.epoch)
@@ -212,4 +235,5 @@ def run_training(cfg: DictConfig, run_dir: str, choices: dict, echo: Callable = 
         latest.close()
         best.close()
     echo(f"Run directory: {os.path.abspath(run_dir)}", flush=True)
-    return final
+    best_state = best_state if best_state is not None else state
+    return RunResult(final, state, best_state, progress, trainer, env_spec, programs)

@@ -17,7 +17,7 @@ apply_defaults()  # before anything imports jax
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from maze_jax.config import ConfigError, read  # noqa: E402
 from maze_jax.session import RunStopped  # noqa: E402
@@ -43,8 +43,8 @@ def merge_overrides(saved: list[str], given: list[str], saved_choices: dict | No
     return list(merged.values())
 
 
-def resume_config(input_dir: str, given: list[str]) -> tuple[DictConfig, dict]:
-    """The config of the run in `input_dir` with this command's overrides on top, and its group choices."""
+def resume_config(input_dir: str, given: list[str]) -> DictConfig:
+    """The config of the run in `input_dir` with this command's overrides on top."""
     overrides_file = os.path.join(input_dir, ".hydra", "overrides.yaml")
     saved_file = os.path.join(input_dir, "hydra_config.yaml")
     if not os.path.isdir(input_dir):
@@ -57,12 +57,7 @@ def resume_config(input_dir: str, given: list[str]) -> tuple[DictConfig, dict]:
     saved = OmegaConf.load(saved_file)
     seeds = [f"seeding.{k}={v}" for k, v in saved.seeding.items() if v is not None]
     merged = merge_overrides(seeds + saved_overrides, given, saved_choices)
-    cfg = hydra.compose(CONFIG_NAME, overrides=merged,
-                        return_hydra_config=True)
-    choices = dict(cfg.hydra.runtime.choices)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices
+    return hydra.compose(CONFIG_NAME, overrides=merged)
 
 
 def draw_seeds(cfg: DictConfig) -> None:
@@ -74,14 +69,14 @@ def draw_seeds(cfg: DictConfig) -> None:
             read(cfg.seeding, key, int, "seeding", low=0)
 
 
-def main_body(cfg: DictConfig, run_dir: str, choices: dict, given_overrides: list[str]) -> None:
+def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> None:
     """The whole training run in `run_dir` (the CLI's work, reusable from Python)."""
     from maze_jax.session import run_training
 
     if cfg.input_dir:
-        cfg, choices = resume_config(str(cfg.input_dir), given_overrides)
+        cfg = resume_config(str(cfg.input_dir), given_overrides)
     draw_seeds(cfg)
-    run_training(cfg, run_dir, choices)
+    run_training(cfg, run_dir)
 
 
 @hydra.main(version_base=None, config_path="conf", config_name=CONFIG_NAME)
@@ -91,8 +86,7 @@ def main(cfg: DictConfig) -> None:
     logging.getLogger("jax").setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
     try:
-        main_body(cfg, hydra_cfg.runtime.output_dir, dict(hydra_cfg.runtime.choices),
-                  list(hydra_cfg.overrides.task))
+        main_body(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task))
     except ConfigError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -53,7 +53,7 @@ def compiled_trainer(algorithm: str, overrides: list[str], env_name: str = "Cart
     from maze_jax.session import compose_config
 
     cfg, _ = compose_config([f"algorithm={algorithm}", *overrides])
-    trainer = build_trainer(algorithm, cfg, make_gymnax(env_name))
+    trainer = build_trainer(cfg, make_gymnax(env_name))
     start = time.perf_counter()
     programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
     return programs, time.perf_counter() - start

@@ -74,7 +74,7 @@ def tiny_trainer(algorithm: str, *overrides):
     batch = ["algorithm.batch_size=8"] if algorithm == "ppo" else []
     cfg, _ = compose_config([f"algorithm={algorithm}", "runner.concurrency=4", "algorithm.n_rollout_steps=8",
                              "algorithm.epoch_length=2", "model.hidden_units=[8]", *batch, *overrides])
-    return build_trainer(algorithm, cfg, make_gymnax("CartPole-v1"))
+    return build_trainer(cfg, make_gymnax("CartPole-v1"))
 
 
 def test_vmapped_seeds_equal_separate_runs():

@@ -13,7 +13,7 @@ from maze_jax.shell.checkpoints import CheckpointDir, open_for_resume
 def small_trainer():
     cfg, _ = compose_config(["env=cartpole", "algorithm.n_rollouts_per_update=4", "algorithm.max_steps=20",
                              "model.hidden_units=[8]", "runner.n_eval_rollouts=2"])
-    return build_trainer("es", cfg, make_gymnax("CartPole-v1"))
+    return build_trainer(cfg, make_gymnax("CartPole-v1"))
 
 
 def test_state_round_trip_is_exact(tmp_path):

@@ -34,7 +34,7 @@ def test_es_epoch_runs_on_discrete_continuous_and_image_observations(name):
     spec = make_gymnax(name)
     cfg, _ = compose_config(["algorithm.n_rollouts_per_update=4", "algorithm.max_steps=30",
                              "model.hidden_units=[8]", "runner.n_eval_rollouts=2"])
-    trainer = build_trainer("es", cfg, spec)
+    trainer = build_trainer(cfg, spec)
     state = trainer.init(jax.random.key(0))
     new_state, metrics = jax.jit(trainer.train_epoch)(state)
     assert int(new_state.epoch) == 1

@@ -83,7 +83,7 @@ def test_max_steps_caps_training_episodes_but_not_evaluation():
     # Pendulum never terminates: every episode lasts exactly its time limit (200 steps)
     cfg, _ = compose_config(["algorithm.n_rollouts_per_update=4", "algorithm.max_steps=20", "model.hidden_units=[8]",
                              "runner.n_eval_rollouts=3"])
-    trainer = build_trainer("es", cfg, make_gymnax("Pendulum-v1"))
+    trainer = build_trainer(cfg, make_gymnax("Pendulum-v1"))
     state = trainer.init(jax.random.key(0))
     _, metrics = jax.jit(trainer.train_epoch)(state)
     assert float(metrics["train_BaseEnvEvents/reward/mean_step_count"]) == 20.0

@@ -6,14 +6,14 @@ import pytest
 from maze_jax.algorithms import build_trainer
 from maze_jax.envs import make_gymnax
 from maze_jax.session import compose_config
-from maze_jax.shell.loop import compile_programs, evaluation_stats
+from maze_jax.shell.loop import compile_programs, evaluation_stats, play_in_batches
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
 
 
 def train_until_solved(algorithm: str, overrides: list[str], max_epochs: int):
     cfg, _ = compose_config([f"algorithm={algorithm}", *overrides])
-    trainer = build_trainer(algorithm, cfg, make_gymnax("CartPole-v1"))
+    trainer = build_trainer(cfg, make_gymnax("CartPole-v1"))
     programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
     state, scores = programs.init(jax.random.key(0)), []
     for epoch in range(max_epochs):
@@ -33,5 +33,5 @@ def test_algorithm_solves_cartpole_within_budget(algorithm, overrides, max_epoch
     programs, state, scores = train_until_solved(algorithm, overrides, max_epochs)
     assert max(scores) >= 475, scores
     # the solved policy holds up on fresh episodes
-    final = evaluation_stats(programs, state, jax.random.key(999), repeats=4)[EVAL_MEAN]
-    assert final >= 400, final
+    returns, _ = play_in_batches(programs.evaluate, state, jax.random.key(999), 128)
+    assert returns.shape == (128,) and returns.mean() >= 400, returns.mean()

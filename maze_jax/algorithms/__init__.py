@@ -1,4 +1,4 @@
-"""Training algorithms as pure functions; `build_trainer` picks one by the `algorithm` config group's choice."""
+"""Training algorithms as pure functions; `build_trainer` builds the one the `algorithm` config names."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class Trainer(NamedTuple):
     with_model: Callable
     patience: int = 0  # epochs without a better evaluation before early stopping; 0 = never
     n_seeds: int = 1  # > 1: every function maps over a leading seed axis of the state (see vmap_trainer)
+    hyperparams: dict | None = None  # the config's traced hyperparameters, by Maze name (lr, gamma, ...)
+    init_with: Callable | None = None  # init_with(key, hyperparams) -> state; `init` is init_with(key, hyperparams)
 
 
 def vmap_trainer(trainer: Trainer, n_seeds: int) -> Trainer:
@@ -39,6 +41,7 @@ def vmap_trainer(trainer: Trainer, n_seeds: int) -> Trainer:
     split = lambda key: jax.random.split(key, n_seeds)
     return trainer._replace(
         init=lambda key: jax.vmap(trainer.init)(split(key)),
+        init_with=lambda key, hparams: jax.vmap(trainer.init_with, in_axes=(0, None))(split(key), hparams),
         train_epoch=jax.vmap(trainer.train_epoch),
         evaluate=lambda state, key: jax.vmap(trainer.evaluate)(state, split(key)),
         policy_params=jax.vmap(trainer.policy_params),
@@ -49,16 +52,47 @@ def vmap_trainer(trainer: Trainer, n_seeds: int) -> Trainer:
     )
 
 
-def build_trainer(name: str, cfg, env_spec) -> Trainer:
-    """The trainer for algorithm `name` (es, ppo, a2c) from the composed config (algorithm, runner, model, critic)."""
-    from maze_jax.algorithms import actor_critic, es
+def build_trainer(cfg, env_spec, model: Any = None) -> Trainer:
+    """The trainer named by `cfg.algorithm._target_` (a builder `(cfg, env_spec, model) -> Trainer`, such as
+    `maze_jax.algorithms.es.build`), from the composed config. `model`, a flax module, replaces the model config."""
+    import hydra.utils
+
     from maze_jax.config import ConfigError
 
-    builders = {
-        "es": es.build,
-        "ppo": lambda cfg, env_spec: actor_critic.build(cfg, env_spec, ppo=True),
-        "a2c": lambda cfg, env_spec: actor_critic.build(cfg, env_spec, ppo=False),
-    }
-    if name not in builders:
-        raise ConfigError(f"algorithm={name!r} is unknown. Valid: {', '.join(sorted(builders))}")
-    return builders[name](cfg, env_spec)
+    target = cfg.algorithm.get("_target_")
+    if not target:
+        raise ConfigError("algorithm._target_ is missing: an algorithm config names its trainer builder, "
+                          "e.g. maze_jax.algorithms.es.build")
+    try:
+        builder = hydra.utils.get_object(target)
+    except Exception as error:  # hydra wraps import errors of all kinds
+        raise ConfigError(f"algorithm._target_={target!r} cannot be imported: {error}") from None
+    return builder(cfg, env_spec, model)
+
+
+def make_train(config, env=None, model: Any = None) -> Callable:
+    """A whole training as one pure function: `train(key, hyperparams=None) -> (final state, metrics per epoch)`.
+
+    `config` is a composed training config (`maze_jax.session.compose_config`); `env` (an EnvSpec, a gymnax env,
+    an (env, params) pair or an id) and `model` (a flax module) replace its env and model when given.
+    `algorithm.n_epochs` epochs run in one `lax.scan`. `hyperparams` overrides traced hyperparameters by Maze name,
+    so `jax.vmap` maps over seeds and over hyperparameters alike:
+    `jax.jit(jax.vmap(train, in_axes=(None, {"lr": 0})))(key, {"lr": jnp.array([1e-4, 3e-4, 1e-3])})`.
+    """
+    import jax
+
+    from maze_jax.envs import as_env_spec, build_env
+
+    trainer = build_trainer(config, build_env(config.env) if env is None else as_env_spec(env), model)
+    if trainer.n_epochs <= 0:
+        raise ValueError(f"make_train needs algorithm.n_epochs > 0 (got {trainer.n_epochs})")
+
+    def train(key, hyperparams: dict | None = None):
+        unknown = set(hyperparams or {}) - set(trainer.hyperparams)
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {sorted(unknown)}; {trainer.name} has {sorted(trainer.hyperparams)}")
+        state = trainer.init_with(key, {**trainer.hyperparams, **(hyperparams or {})})
+        return jax.lax.scan(lambda s, _: trainer.train_epoch(s), state, None, length=trainer.n_epochs)
+
+    train.trainer = trainer  # init, train_epoch, evaluate, ... for loops of one's own
+    return train

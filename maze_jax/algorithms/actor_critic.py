@@ -225,10 +225,11 @@ def read_config(cfg, env_spec: EnvSpec, ppo: bool) -> tuple[ACConfig, dict]:
     return config, hparams
 
 
-def build(cfg, env_spec: EnvSpec, ppo: bool) -> Trainer:
-    """The PPO (ppo=True) or A2C trainer for the shell."""
+def build(cfg, env_spec: EnvSpec, ppo: bool, model: Any = None) -> Trainer:
+    """The PPO (ppo=True) or A2C trainer for the shell; `model` (a flax module) replaces the `model` config."""
     config, hparams = read_config(cfg, env_spec, ppo)
-    model = build_actor_critic(cfg.model, cfg.get("critic"), env_spec.env.action_space(env_spec.params))
+    model = build_actor_critic(cfg.model if model is None else model, cfg.get("critic"),
+                               env_spec.env.action_space(env_spec.params))
     init, train_epoch, evaluate_state = make_actor_critic(config, env_spec, model)
 
     def with_hyperparams(state: ACState) -> ACState:
@@ -240,6 +241,8 @@ def build(cfg, env_spec: EnvSpec, ppo: bool) -> Trainer:
         policy=model.policy,
         n_epochs=read(cfg.algorithm, "n_epochs", int, "algorithm", low=0),
         init=lambda key: init(key, hparams),
+        init_with=init,
+        hyperparams=hparams,
         train_epoch=train_epoch,
         evaluate=evaluate_state,
         policy_params=lambda state: state.params["policy"],
@@ -248,3 +251,13 @@ def build(cfg, env_spec: EnvSpec, ppo: bool) -> Trainer:
         with_model=lambda state, params: state.replace(params={**state.params, **params}),
         patience=read(cfg.algorithm, "patience", int, "algorithm", low=0),
     )
+
+
+def build_ppo(cfg, env_spec: EnvSpec, model: Any = None) -> Trainer:
+    """The PPO trainer (the `_target_` of `algorithm=ppo`)."""
+    return build(cfg, env_spec, True, model)
+
+
+def build_a2c(cfg, env_spec: EnvSpec, model: Any = None) -> Trainer:
+    """The A2C trainer (the `_target_` of `algorithm=a2c`)."""
+    return build(cfg, env_spec, False, model)

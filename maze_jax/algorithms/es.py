@@ -150,10 +150,12 @@ def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig,
     return ESConfig(population, steps, n_eval, max_steps), hparams, str(opt.get("name", "adam"))
 
 
-def build(cfg, env_spec: EnvSpec) -> Trainer:
-    """The ES trainer for the shell: config read and checked, policy built, functions bound."""
+def build(cfg, env_spec: EnvSpec, model: Any = None) -> Trainer:
+    """The ES trainer (the `_target_` of `algorithm=es`): config read and checked, policy built, functions bound.
+
+    `model` (a flax module) replaces the `model` config."""
     algorithm_cfg = cfg.algorithm
-    policy = build_policy(cfg.model, env_spec.env.action_space(env_spec.params))
+    policy = build_policy(cfg.model if model is None else model, env_spec.env.action_space(env_spec.params))
     config, hparams, optimizer_name = read_config(algorithm_cfg, cfg.runner, env_spec)
     init, train_epoch, evaluate_state, unravel = make_es(config, env_spec, policy, optimizer_name)
     n_epochs = read(algorithm_cfg, "n_epochs", int, "algorithm", low=0)
@@ -168,6 +170,8 @@ def build(cfg, env_spec: EnvSpec) -> Trainer:
         policy=policy,
         n_epochs=n_epochs,
         init=lambda key: init(key, **hparams),
+        init_with=lambda key, h: init(key, **h),
+        hyperparams=hparams,
         train_epoch=train_epoch,
         evaluate=evaluate_state,
         policy_params=lambda state: unravel(state.theta),

@@ -30,6 +30,13 @@ class EpisodeStats(NamedTuple):
         f, i = jnp.zeros(n_envs, jnp.float32), jnp.zeros(n_envs, jnp.int32)
         return cls(i, f, f, f + jnp.inf, f - jnp.inf, i, f, i, jnp.zeros(max_length + 1, jnp.int32))
 
+    @classmethod
+    def from_episodes(cls, returns, lengths, max_length: int) -> EpisodeStats:
+        """One finished episode per entry of `returns` and `lengths` (last axis; leading axes such as seeds kept)."""
+        returns, lengths = jnp.asarray(returns, jnp.float32), jnp.asarray(lengths, jnp.int32)
+        hist = jax.nn.one_hot(lengths, max_length + 1, dtype=jnp.int32).sum(axis=-2)
+        return cls(jnp.ones_like(lengths), returns, returns**2, returns, returns, lengths, returns, lengths, hist)
+
     def add(self, done: jax.Array, ep_return: jax.Array, ep_length: jax.Array) -> EpisodeStats:
         """Counts the episodes that ended this step (`done`) with their returns and lengths."""
         first = done & (self.count == 0)
@@ -76,9 +83,22 @@ def step_batch(env, env_params, keys: jax.Array, states, actions):
     return jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, states, actions, env_params)
 
 
+class Trajectory(NamedTuple):
+    """Every step of a recorded rollout, time-major: (steps, envs, ...). Envs auto-reset, so a row may hold
+    more than one episode; `EpisodeStats.first_length` says where each env's first one ends."""
+
+    observation: Any
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+
+
 def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], key: jax.Array,
-                  n_envs: int, n_steps: int) -> EpisodeStats:
-    """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`."""
+                  n_envs: int, n_steps: int, record: bool = False):
+    """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`.
+
+    Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys)."""
     key_reset, key_act, key_env = jax.random.split(key, 3)
     obs, states = reset_batch(env, env_params, key_reset, n_envs)
     # all keys drawn up front in one vectorised call: cheaper than splitting inside the step loop
@@ -89,11 +109,14 @@ def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], k
     def one_step(carry, keys):
         obs, states, ep_return, ep_length, stats = carry
         key_act, keys_env = keys
-        obs, states, reward, terminated, truncated, _ = step_batch(env, env_params, keys_env, states, act(obs, key_act))
+        action = act(obs, key_act)
+        next_obs, states, reward, terminated, truncated, _ = step_batch(env, env_params, keys_env, states, action)
         done = terminated | truncated
         ep_return, ep_length = ep_return + reward, ep_length + 1
         stats = stats.add(done, ep_return, ep_length)
-        return (obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length), stats), None
+        step = Trajectory(obs, action, reward, terminated, truncated) if record else None
+        return (next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length), stats), step
 
     carry = (obs, states, zeros, zeros.astype(jnp.int32), EpisodeStats.zeros(n_envs, n_steps))
-    return jax.lax.scan(one_step, carry, (act_keys, env_keys))[0][-1]
+    carry, trajectory = jax.lax.scan(one_step, carry, (act_keys, env_keys))
+    return (carry[-1], trajectory) if record else carry[-1]

@@ -71,8 +71,15 @@ def build_env(env_cfg: Any) -> EnvSpec:
         factory = hydra.utils.get_object(target)
     except Exception as error:  # hydra wraps import errors of all kinds
         raise ConfigError(f"env._target_={target!r} cannot be imported: {error}") from None
-    made = factory(**kwargs)
-    if isinstance(made, EnvSpec):
-        return made
-    env, params = made if isinstance(made, tuple) else (made, made.default_params)
-    return EnvSpec(env, params, kwargs.get("name", type(env).__name__), kwargs.get("reward_threshold"))
+    return as_env_spec(factory(**kwargs), kwargs.get("name"), kwargs.get("reward_threshold"))
+
+
+def as_env_spec(env: Any, name: str | None = None, reward_threshold: float | None = None) -> EnvSpec:
+    """An EnvSpec from an EnvSpec, a gymnax-style env (its default params are used), an (env, params) pair,
+    or a gymnax / gym id such as "CartPole-v1"."""
+    if isinstance(env, EnvSpec):
+        return env
+    if isinstance(env, str):
+        return make_gymnax(env)
+    env, params = env if isinstance(env, tuple) else (env, env.default_params)
+    return EnvSpec(env, params, name or type(env).__name__, reward_threshold)

@@ -38,7 +38,7 @@ class ActorCritic:
 
 def build_actor_critic(model_cfg: Any, critic_cfg: Any, action_space) -> ActorCritic:
     """From the `model` and `critic` groups; a null critic means a separate critic shaped like the model."""
-    critic_cfg = critic_cfg or {}
+    critic_cfg = critic_cfg or {}  # model_cfg may be a flax module (see instantiate_network)
     shared = read(critic_cfg, "shared", bool, "critic") if "shared" in critic_cfg else False
     policy = build_policy(model_cfg, action_space, shared_value=shared)
     if shared:

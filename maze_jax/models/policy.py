@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import flax.linen as nn
 import hydra.utils
 import jax
 
@@ -43,7 +45,16 @@ def _check_hidden_units(units) -> tuple:
 
 
 def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", **overrides):
-    """The config's `_target_` flax module with `n_outputs` outputs; other keys are its fields."""
+    """The config's `_target_` flax module with `n_outputs` outputs; other keys are its fields.
+
+    `model_cfg` may also be a flax module already built (the Python API's objects): it is cloned with
+    `n_outputs` and those of `overrides` that are its fields, so one module serves as policy and critic."""
+    if isinstance(model_cfg, nn.Module):
+        fields = {f.name for f in dataclasses.fields(model_cfg)}
+        if "n_outputs" not in fields:
+            raise ConfigError(f"{section}: the module {type(model_cfg).__name__} needs an `n_outputs` field "
+                              "(the outputs the action distribution or the critic needs)")
+        return model_cfg.clone(n_outputs=n_outputs, **{k: v for k, v in overrides.items() if k in fields})
     kwargs = {k: v for k, v in dict(model_cfg).items() if k != "_target_"}
     kwargs.update(overrides)
     if "hidden_units" in kwargs:

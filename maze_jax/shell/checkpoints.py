@@ -6,15 +6,25 @@ a half-written checkpoint where restore would find it.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import jax
-import numpy as np
 
 from maze_jax.config import ConfigError
 
 LATEST, BEST = "checkpoints", "best"
+
+
+class _NoReadOnlyNotices(logging.Filter):
+    """Drops Orbax's warnings that a directory opened read-only is read-only (we ask for that on resume)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "read_only" not in record.getMessage() and "read only" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_NoReadOnlyNotices())
 
 
 def _is_key(x) -> bool:
@@ -27,9 +37,9 @@ def to_savable(state):
 
 
 def from_savable(template, saved):
-    """Inverse of `to_savable`, using the template's key implementation."""
-    return jax.tree.map(
-        lambda t, s: jax.random.wrap_key_data(s, impl=jax.random.key_impl(t)) if _is_key(t) else s, template, saved)
+    """Inverse of `to_savable`, using the template's key implementation (the default one for abstract templates)."""
+    impl = lambda t: None if isinstance(t, jax.ShapeDtypeStruct) else jax.random.key_impl(t)
+    return jax.tree.map(lambda t, s: jax.random.wrap_key_data(s, impl=impl(t)) if _is_key(t) else s, template, saved)
 
 
 class CheckpointDir:
@@ -60,10 +70,11 @@ class CheckpointDir:
         return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
     def restore(self, template, step: int | None = None) -> tuple[Any, dict]:
-        """The state (shaped like `template`) and metadata of `step` (default: latest)."""
+        """The state (shaped like `template`, arrays or `jax.eval_shape` structs) and metadata of `step`
+        (default: latest)."""
         ocp = self._ocp
         step = self.latest_step() if step is None else step
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), to_savable(template))
+        abstract = jax.eval_shape(to_savable, template)
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
         restored = self._manager.restore(step, args=args)
         return from_savable(template, restored.state), restored.meta

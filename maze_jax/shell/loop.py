@@ -85,12 +85,31 @@ def _statistics(stats: EpisodeStats, prefix: str, per_seed: bool) -> dict:
     return episode_statistics(stats, prefix)
 
 
-def evaluation_stats(programs: Programs, state, key: jax.Array, repeats: int = 1, prefix: str = "eval",
-                     per_seed: bool = False) -> dict:
-    """Statistics of `repeats` batches of evaluation episodes of `state`'s policy (arrays over seeds if per_seed)."""
-    merged = functools.reduce(EpisodeStats.merge, [programs.evaluate(state, jax.random.fold_in(key, i))
-                                                   for i in range(repeats)])
-    return {k: np.asarray(v) for k, v in jax.device_get(_statistics(merged, prefix, per_seed)).items()}
+def evaluation_stats(programs: Programs, state, key: jax.Array, prefix: str = "eval", per_seed: bool = False) -> dict:
+    """Statistics of one batch of evaluation episodes of `state`'s policy (arrays over seeds if per_seed)."""
+    return {k: np.asarray(v) for k, v in
+            jax.device_get(_statistics(programs.evaluate(state, key), prefix, per_seed)).items()}
+
+
+def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int):
+    """Returns and lengths (numpy; episodes on the last axis, seeds before it) of `n_episodes` episodes, played
+    one batch per call of `evaluate(state, key) -> EpisodeStats`, with keys `fold_in(key, i)`.
+
+    The final evaluation of a run and `python -m maze_jax.rollout` both play episodes this way, so a rollout
+    with the run's seed and batch size reproduces the final evaluation exactly."""
+    batches, played = [], 0
+    while played < n_episodes:
+        batches.append(jax.device_get(evaluate(state, jax.random.fold_in(key, len(batches)))))
+        played += batches[-1].first_return.shape[-1]
+    returns = np.concatenate([b.first_return for b in batches], axis=-1)[..., :n_episodes]
+    lengths = np.concatenate([b.first_length for b in batches], axis=-1)[..., :n_episodes]
+    return returns, lengths
+
+
+def episode_table(returns, lengths, max_length: int, prefix: str, per_seed: bool = False) -> dict:
+    """Reward statistics (Maze's tags under `prefix`) of per-episode returns and lengths."""
+    stats = EpisodeStats.from_episodes(returns, lengths, max_length)
+    return {k: np.asarray(v) for k, v in jax.device_get(_statistics(stats, prefix, per_seed)).items()}
 
 
 def across_seeds(values: dict) -> dict:
@@ -248,9 +267,10 @@ class TrainingLoop:
         progress.total_episode_count += int(np.sum(metrics["train_BaseEnvEvents/reward/episode_count"]))
         stats = epoch_stats(metrics, progress, seconds)
         echo(format_table(progress.epoch - 1, progress.epoch, stats), flush=True)
-        if self.writer is not None:
+        if self.writer is not None:  # NaN (an epoch in which no episode ended) stays a gap in the curve
             for tag, value in stats.items():
-                self.writer.add_scalar(tag, value, progress.epoch)
+                if math.isfinite(value):
+                    self.writer.add_scalar(tag, value, progress.epoch)
         score = stats.get(EVAL_MEAN, math.nan)
         seed_scores = np.asarray(metrics.get(EVAL_MEAN, math.nan), np.float64)
         seed_best = np.asarray(progress.seed_best_scores or np.full(np.shape(seed_scores), -np.inf))

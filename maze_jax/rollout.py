@@ -1,0 +1,145 @@
+"""`python -m maze_jax.rollout input_dir=<run> [runner.n_episodes=100] [policy=random_policy] ...`.
+
+Plays episodes of a trained policy (or a random baseline) in vmapped batches and prints Maze's statistics
+table; writes `episodes.csv` (return and length of every episode) and, with `runner.record_trajectory=true`,
+`trajectories.npz`. With the run's own seed and batch (the defaults) it reproduces the run's final evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import secrets
+import sys
+
+from maze_jax.xla_flags import apply_defaults
+
+apply_defaults()  # before anything imports jax
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+
+from maze_jax.config import ConfigError, read  # noqa: E402
+
+TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
+
+
+def sets_group(overrides: list[str], group: str) -> bool:
+    """Whether command-line `overrides` choose or change config group `group` (`env=...`, `env.name=...`)."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    return any(k == group or k.startswith(group + ".") for k in keys)
+
+
+def rollout_config(cfg: DictConfig, given: list[str]) -> DictConfig:
+    """The rollout config with env and wrappers taken from the trained run (unless given) and the seed filled."""
+    from maze_jax.trained_policy import load_config
+
+    saved = load_config(str(cfg.input_dir)) if cfg.input_dir else None
+    with open_dict(cfg):
+        for group in ("env", "wrappers"):
+            if saved is not None and group in saved and not sets_group(given, group):
+                cfg[group] = saved[group]
+        if cfg.seeding.get("env_base_seed") is None:
+            cfg.seeding.env_base_seed = int(saved.seeding.env_base_seed) if saved else secrets.randbelow(2**31)
+        read(cfg.seeding, "env_base_seed", int, "seeding", low=0)
+    return cfg
+
+
+def write_episodes(path: str, returns, lengths) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["episode", "return", "length"])
+        writer.writerows((i, float(r), int(n)) for i, (r, n) in enumerate(zip(returns, lengths)))
+
+
+def write_trajectories(path: str, parts: list, returns, lengths) -> None:
+    """The recorded batches as one npz, episode-major: arrays (episodes, steps, ...) cut to the episode count."""
+    import jax
+    import numpy as np
+
+    n = len(returns)
+    joined = jax.tree.map(lambda *xs: np.swapaxes(np.concatenate(xs, axis=1), 0, 1)[:n], *parts)
+    arrays = {f"observation_{k}" if k else "observation": v for k, v in _flat(joined.observation).items()}
+    arrays.update(action=joined.action, reward=joined.reward, terminated=joined.terminated,
+                  truncated=joined.truncated, episode_return=np.asarray(returns), episode_length=np.asarray(lengths))
+    np.savez(path, **arrays)
+
+
+def _flat(tree) -> dict:
+    """Dict observations as `key` -> array ("" for a plain array)."""
+    import jax
+
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"_".join(str(getattr(p, "key", p)) for p in path): leaf for path, leaf in leaves}
+
+
+def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
+    """Rolls out `cfg.policy` on `cfg.env` as configured; writes the files to `out_dir`; returns the statistics."""
+    import hydra.utils
+    import jax
+
+    from maze_jax.envs import build_env
+    from maze_jax.evaluation import evaluate
+    from maze_jax.session import enable_compilation_cache, final_evaluation_key
+    from maze_jax.shell.loop import episode_table, play_in_batches
+    from maze_jax.shell.table import format_table
+
+    enable_compilation_cache(cfg.get("compilation_cache_dir"))
+    runner = cfg.runner
+    n_episodes = read(runner, "n_episodes", int, "runner", low=1)
+    record = read(runner, "record_trajectory", bool, "runner")
+    env_spec = build_env(cfg.env)
+    policy_cfg = {k: v for k, v in OmegaConf.to_container(cfg.policy).items() if k != "_target_"}
+    deterministic = policy_cfg.pop("deterministic", True)
+    factory = hydra.utils.get_object(cfg.policy._target_)
+    loaded = factory(str(cfg.input_dir), env_spec, **policy_cfg)
+    batch = runner.get("batch_size") or loaded.eval_episodes or n_episodes
+    batch = read({"batch_size": batch}, "batch_size", int, "runner", low=1)
+    echo(f"Rolling out {n_episodes} episodes of {env_spec.name} in batches of {batch} "
+         f"(policy {cfg.policy._target_.rsplit('.', 1)[-1]}, seed {cfg.seeding.env_base_seed})", flush=True)
+
+    play = jax.jit(lambda params, key: evaluate(loaded.policy, params, env_spec, key, batch, deterministic, record))
+    recorded = []
+
+    def play_batch(params, key):
+        if not record:
+            return play(params, key)
+        stats, trajectory = play(params, key)
+        recorded.append(jax.device_get(trajectory))
+        return stats
+
+    os.makedirs(out_dir, exist_ok=True)
+    key = final_evaluation_key(cfg)
+    returns, lengths = play_in_batches(play_batch, loaded.params, key, n_episodes)
+    stats = {k: float(v) for k, v in episode_table(returns, lengths, env_spec.horizon, "rollout").items()}
+    echo(format_table(0, 0, stats).replace("Iteration 0", "Rollout"), flush=True)
+    write_episodes(os.path.join(out_dir, EPISODES_FILE), returns, lengths)
+    echo(f"Per-episode returns and lengths: {os.path.abspath(os.path.join(out_dir, EPISODES_FILE))}", flush=True)
+    if record:
+        write_trajectories(os.path.join(out_dir, TRAJECTORY_FILE), recorded, returns, lengths)
+        echo(f"Trajectories: {os.path.abspath(os.path.join(out_dir, TRAJECTORY_FILE))}", flush=True)
+    return stats
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="conf_rollout")
+def main(cfg: DictConfig) -> None:
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("jax").setLevel(logging.WARNING)
+    hydra_cfg = HydraConfig.get()
+    try:
+        cfg = rollout_config(cfg, list(hydra_cfg.overrides.task))
+        run_rollout(cfg, hydra_cfg.runtime.output_dir)
+    except ConfigError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    from maze_jax.train import check_output_dir
+
+    check_output_dir(sys.argv[1:])
+    main()

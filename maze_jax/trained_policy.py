@@ -1,0 +1,152 @@
+"""A trained policy loaded from a run directory, to call on observations from any code (no Hydra, no loop).
+
+    from maze_jax.trained_policy import load_policy
+    policy = load_policy("outputs/<run>")            # the best checkpoint's policy
+    action = policy.compute_action(observation)     # deterministic by default
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from maze_jax.config import ConfigError
+from maze_jax.envs import EnvSpec
+from maze_jax.models import Policy
+from maze_jax.shell.checkpoints import BEST, LATEST, open_for_resume
+
+
+@dataclass(frozen=True)
+class TrainedPolicy:
+    """A policy network with its parameters and the env it was trained for (observation shapes, action space)."""
+
+    policy: Any  # Policy, or RandomPolicy: anything with act(params, obs_batch, key, deterministic)
+    params: Any
+    env_spec: EnvSpec
+    config: DictConfig | None = None  # the run's config, when loaded from a run directory
+    meta: dict | None = None  # the checkpoint's counters: epoch, best_score, ...
+    eval_episodes: int | None = None  # episodes per evaluation batch in training (a rollout in such batches
+    # with the run's final-evaluation key reproduces that evaluation)
+
+    @functools.cached_property
+    def _act(self):
+        return jax.jit(self.policy.act, static_argnums=3)
+
+    def compute_action(self, observation, deterministic: bool = True, key: jax.Array | None = None):
+        """The env action for one observation, or actions for a batch of them (a leading axis).
+
+        Stochastic actions (`deterministic=False`) need a `key`."""
+        example = self.env_spec.observation_example()
+        obs = jnp.asarray(observation, example.dtype)
+        if obs.shape == example.shape:
+            batch = obs[None]
+        elif obs.shape[1:] == example.shape:
+            batch = obs
+        else:
+            raise ValueError(f"observation of shape {obs.shape}: expected {example.shape} "
+                             f"(or a batch of shape (n, {', '.join(map(str, example.shape))}))")
+        if key is None:
+            if not deterministic:
+                raise ValueError("stochastic actions (deterministic=False) need a key, e.g. jax.random.key(0)")
+            key = jax.random.key(0)
+        actions = self._act(self.params, batch, key, deterministic)
+        return actions[0] if batch is not obs else actions
+
+
+@dataclass(frozen=True)
+class RandomPolicy:
+    """Uniformly random actions from the env's action space: a baseline for rollouts (`policy=random_policy`)."""
+
+    env_spec: EnvSpec
+
+    def act(self, params, obs, key, deterministic: bool):
+        space = self.env_spec.env.action_space(self.env_spec.params)
+        n = jax.tree.leaves(obs)[0].shape[0]
+        return jax.vmap(space.sample)(jax.random.split(key, n))
+
+
+def load_config(run_dir: str) -> DictConfig:
+    """The saved config (`hydra_config.yaml`) of a run directory."""
+    from maze_jax.session import CONFIG_FILE
+
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        what = "does not exist" if not os.path.isdir(run_dir) else f"is not a maze_jax run directory (no {CONFIG_FILE})"
+        raise ConfigError(f"run directory {run_dir!r} {what}")
+    return OmegaConf.load(path)
+
+
+def check_fits(policy: Policy, params, env_spec: EnvSpec) -> None:
+    """A ConfigError unless the policy's network takes this env's observations and acts in its action space."""
+    from maze_jax.models import distribution_for
+
+    wanted = distribution_for(env_spec.env.action_space(env_spec.params))
+    if wanted != policy.dist:
+        raise ConfigError(f"the policy acts with {policy.dist}, but env {env_spec.name} needs {wanted}")
+    obs = jax.tree.map(lambda x: x[None], env_spec.observation_example())
+    try:
+        jax.eval_shape(lambda p, o: policy.act(p, o, jax.random.key(0), True), params, obs)
+    except Exception as error:  # flax raises shape errors of several kinds
+        raise ConfigError(f"the policy does not take env {env_spec.name}'s observations "
+                          f"{jax.tree.map(jnp.shape, env_spec.observation_example())}: "
+                          f"{str(error).splitlines()[0][:200]}") from None
+
+
+def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
+                seed: int | None = None) -> TrainedPolicy:
+    """The policy of a training run's `best` (default) or `latest` checkpoint.
+
+    The env, model and algorithm are rebuilt from the run's saved config; `env` (an EnvSpec, a gymnax env or
+    an (env, params) pair) and `model`
+    (a flax module) are needed only for runs trained from such Python objects. For a run of several seeds
+    (`runner.n_seeds`), `seed` picks one; by default the seed with the best evaluation."""
+    from maze_jax.session import agent_key, build
+
+    if checkpoint not in ("best", "latest"):
+        raise ConfigError(f"checkpoint={checkpoint!r}: expected best or latest")
+    cfg = load_config(run_dir)
+    if env is None and not cfg.env.get("_target_"):
+        raise ConfigError(f"{run_dir!r} was trained with an env object: pass it, load_policy(..., env=...)")
+    env_spec, trainer = build(cfg, env, model)
+    which = BEST if checkpoint == "best" and os.path.isdir(os.path.join(run_dir, BEST)) else LATEST
+    store = open_for_resume(run_dir, which)
+    template = jax.eval_shape(trainer.init, agent_key(cfg))
+    try:
+        state, meta = store.restore(template)
+    except Exception as error:  # Orbax and TensorStore raise many kinds; all mean "cannot use this checkpoint"
+        raise ConfigError(f"{run_dir!r}: its {which} checkpoint is corrupt or does not fit its config "
+                          f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})") from None
+    finally:
+        store.close()
+    params = trainer.policy_params(state)
+    if trainer.n_seeds > 1:
+        scores = meta.get("seed_best_scores") or [0.0]
+        seed = int(np.argmax(scores)) if seed is None else seed
+        if not 0 <= seed < trainer.n_seeds:
+            raise ConfigError(f"seed={seed}: the run trained seeds 0 to {trainer.n_seeds - 1}")
+        params = jax.tree.map(lambda x: x[seed], params)
+    eval_episodes = jax.eval_shape(trainer.evaluate, template, jax.random.key(0)).first_return.shape[-1]
+    return TrainedPolicy(trainer.policy, params, env_spec, cfg, meta, eval_episodes)
+
+
+def trained_policy(input_dir: str, env_spec: EnvSpec, checkpoint: str = "best", seed: int | None = None,
+                   deterministic: bool = True) -> TrainedPolicy:
+    """Rollout policy factory (`policy=trained_policy`): the run's policy, checked to fit the rollout's env."""
+    if not input_dir:
+        raise ConfigError("policy=trained_policy needs input_dir=<a training run directory>")
+    loaded = load_policy(input_dir, checkpoint, seed=seed)
+    check_fits(loaded.policy, loaded.params, env_spec)
+    return dataclasses.replace(loaded, env_spec=env_spec)
+
+
+def random_policy(input_dir: str, env_spec: EnvSpec) -> TrainedPolicy:
+    """Rollout policy factory (`policy=random_policy`): uniformly random actions, a baseline."""
+    return TrainedPolicy(RandomPolicy(env_spec), None, env_spec)

@@ -1,0 +1,95 @@
+"""`python -m maze_jax.rollout`: a trained run's policy played again, files written, bad input refused."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from maze_jax.rollout import sets_group
+
+TRAIN = ["env=cartpole", "runner=dev", "algorithm.n_rollouts_per_update=8", "model.hidden_units=[16]",
+         "seeding.agent_base_seed=1", "seeding.env_base_seed=2", "runner.stop_when_solved=false",
+         "algorithm.n_epochs=2", "runner.n_eval_rollouts=4", "runner.final_eval_rollouts=10"]
+
+
+def table_value(output: str, prefix: str, statistic: str) -> float:
+    """A value of the `reward` rows of Maze's table, e.g. ("final", "mean")."""
+    match = re.search(rf"\|{prefix}\s+BaseEnvEvents\s+reward\s+{statistic}\s+\|\s+(\S+)", output)
+    assert match, f"no {prefix} {statistic} row in:\n{output}"
+    return float(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, cache_dir) -> tuple[Path, str]:
+    base = tmp_path_factory.mktemp("rollout_train")
+    proc = run_cli([*TRAIN, f"log_base_dir={base}"], base, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    return next(base.glob("*/*")), proc.stdout
+
+
+def only_rollout_dir(base: Path) -> Path:
+    dirs = list((base / "rollout").iterdir())
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_rollout_reproduces_the_final_evaluation_and_records_trajectories(trained_run, tmp_path, cache_dir):
+    run_dir, train_output = trained_run
+    proc = run_cli([f"input_dir={run_dir}", "runner.n_episodes=10", "runner.record_trajectory=true",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir, module="maze_jax.rollout")
+    assert proc.returncode == 0, proc.stderr
+    for statistic in ("mean", "std", "min", "max", "episode_count"):
+        assert table_value(proc.stdout, "rollout", statistic) == table_value(train_output, "final", statistic)
+    out = only_rollout_dir(tmp_path)
+    with open(out / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10
+    returns = np.array([float(r["return"]) for r in rows])
+    assert returns.mean() == pytest.approx(table_value(proc.stdout, "rollout", "mean"), abs=1e-3)
+    with np.load(out / "trajectories.npz") as data:
+        assert data["observation"].shape == (10, 500, 4) and data["action"].shape == (10, 500)
+        lengths = data["episode_length"]
+        # the recorded rewards add up to each episode's return, and each episode ends where its length says
+        for i in range(10):
+            assert data["reward"][i, : lengths[i]].sum() == pytest.approx(returns[i])
+            assert data["terminated"][i, lengths[i] - 1] or data["truncated"][i, lengths[i] - 1]
+            assert not (data["terminated"][i, : lengths[i] - 1] | data["truncated"][i, : lengths[i] - 1]).any()
+
+
+def test_random_policy_rollout_needs_no_run(tmp_path, cache_dir):
+    proc = run_cli(["policy=random_policy", "runner.n_episodes=64", "seeding.env_base_seed=3",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir, module="maze_jax.rollout")
+    assert proc.returncode == 0, proc.stderr
+    assert table_value(proc.stdout, "rollout", "episode_count") == 64
+    assert 10 < table_value(proc.stdout, "rollout", "mean") < 40  # a random CartPole policy lasts ~22 steps
+
+
+def test_rollout_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, cache_dir):
+    run_dir, _ = trained_run
+    no_checkpoint = tmp_path / "copied_config_only"
+    no_checkpoint.mkdir()
+    (no_checkpoint / "hydra_config.yaml").write_text((run_dir / "hydra_config.yaml").read_text())
+    cases = [
+        ([], "policy=trained_policy needs input_dir"),
+        (["input_dir=/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),
+        ([f"input_dir={no_checkpoint}"], "holds no checkpoint"),
+        ([f"input_dir={run_dir}", "env=gymnax", "env.name=Acrobot-v1"], "needs Categorical(n=3)"),
+        ([f"input_dir={run_dir}", "env=gymnax", "env.name=Pendulum-v1"], "needs DiagGaussian"),
+        ([f"input_dir={run_dir}", "runner.n_episodes=0"], "runner.n_episodes=0: must be >= 1"),
+        ([f"input_dir={run_dir}", "policy.checkpoint=first"], "checkpoint='first': expected best or latest"),
+    ]
+    for args, message in cases:
+        proc = run_cli([*args, f"log_base_dir={tmp_path}"], tmp_path, cache_dir, module="maze_jax.rollout")
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def test_env_given_on_the_command_line_replaces_the_runs_env():
+    assert sets_group(["env=gymnax", "runner.n_episodes=3"], "env")
+    assert sets_group(["env.name=CartPole-v0"], "env")
+    assert not sets_group(["environment_seed=3", "runner.n_episodes=3"], "env")
