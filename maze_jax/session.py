@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from maze_jax.algorithms import Trainer, build_trainer, vmap_trainer
 from maze_jax.config import ConfigError, read
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
-from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, open_for_resume
+from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, open_for_resume, place_like
 from maze_jax.shell.loop import (LoopOptions, Programs, Progress, TrainingLoop, across_seeds, compile_programs,
                                  episode_table, play_in_batches)
 from maze_jax.shell.table import format_table
@@ -161,6 +161,16 @@ def final_evaluation(programs: Programs, state, cfg: DictConfig, env_spec: EnvSp
     return stats
 
 
+def describe_devices(cfg: DictConfig) -> str:
+    """One line: the devices the batch is split over, and the processes."""
+    from maze_jax.devices import read_n_devices
+
+    n = read_n_devices(cfg.runner) or jax.device_count()
+    processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    split = f", batch split {n} ways" if n > 1 else ""
+    return f"Devices: {n} x {jax.devices()[0].platform}{processes}{split}"
+
+
 def enable_compilation_cache(path) -> None:
     """JAX's persistent compilation cache in `path` (None or "" = off): repeated runs skip most compilation."""
     if path:
@@ -184,26 +194,36 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
                  model=None) -> RunResult:
     """Trains as configured, writing table, TensorBoard, config and checkpoints to `run_dir`.
 
-    `env_spec` and `model` (a flax module) replace the env and model configs when given."""
+    `env_spec` and `model` (a flax module) replace the env and model configs when given. With several
+    processes (jax.distributed) every process trains its share; only process 0 prints and writes files."""
     from tensorboardX import SummaryWriter
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
-    os.makedirs(run_dir, exist_ok=True)
+    primary = jax.process_index() == 0
+    if not primary:
+        echo = lambda *args, **kwargs: None  # noqa: E731
+    else:
+        os.makedirs(run_dir, exist_ok=True)
     if cfg.input_dir:
         open_for_resume(str(cfg.input_dir), LATEST).close()  # has a checkpoint at all?
         check_compatible(str(cfg.input_dir), cfg)
     env_spec, trainer = build(cfg, env_spec, model)
     echo(OmegaConf.to_yaml(cfg), flush=True)
-    OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
+    echo(describe_devices(cfg), flush=True)
+    if primary:
+        OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
 
     programs = compile_programs(trainer, agent_key(cfg), echo)
     state = programs.init(agent_key(cfg))
     progress, best_state = Progress(algorithm=trainer.name), None
     if cfg.input_dir:
+        fresh = state
         state, progress, best = restore(str(cfg.input_dir), trainer, state, echo)
-        best_state = best[0] if best else None
+        state = place_like(state, fresh)  # on the devices (and with the sharding) the programs expect
+        best_state = place_like(best[0], fresh) if best else None
     params = trainer.policy_params(state)
-    save_model_summary(run_dir, jax.tree.map(lambda x: x[0], params) if trainer.n_seeds > 1 else params)
+    if primary:
+        save_model_summary(run_dir, jax.tree.map(lambda x: x[0], params) if trainer.n_seeds > 1 else params)
 
     runner = cfg.runner
     threshold = env_spec.reward_threshold if read(runner, "stop_when_solved", bool, "runner") else None
@@ -212,26 +232,31 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
                           progress_interval_s=read(runner, "progress_interval_s", float, "runner", low=0.0),
                           checkpoint_every_s=read(runner, "checkpoint_every_s", float, "runner", low=0.0),
                           dump_interval=dump, patience=trainer.patience, n_seeds=trainer.n_seeds)
-    latest = CheckpointDir(os.path.join(run_dir, LATEST), max_to_keep=1, keep_period=dump or None)
-    best = CheckpointDir(os.path.join(run_dir, BEST), max_to_keep=1)
+    if primary:
+        latest = CheckpointDir(os.path.join(run_dir, LATEST), max_to_keep=1, keep_period=dump or None)
+        best = CheckpointDir(os.path.join(run_dir, BEST), max_to_keep=1)
+    else:
+        latest, best = NoCheckpoints(os.path.join(run_dir, LATEST)), NoCheckpoints(os.path.join(run_dir, BEST))
     if best_state is not None and best.latest_step() != progress.best_epoch:  # stays the best until beaten
         best.save(progress.best_epoch, best_state, progress.to_meta())
-    writer = SummaryWriter(run_dir)
-    writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
+    writer = SummaryWriter(run_dir) if primary else None
+    if writer is not None:
+        writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:
         eval_key = jax.random.key(int(cfg.seeding.env_base_seed))
         loop = TrainingLoop(programs, options, latest, best, eval_key, writer, echo)
         state, progress, new_best, stop_reason = loop.run(state, progress)
         if stop_reason:
             raise RunStopped(stop_reason, os.path.join(run_dir, LATEST))
-        best_state = new_best if new_best is not None else best_state
+        best_state = place_like(new_best, state) if new_best is not None else best_state
         final = final_evaluation(programs, best_state if best_state is not None else state, cfg, env_spec,
                                  progress.epoch, echo, trainer.n_seeds)
         for tag, value in final.items():
-            if not math.isnan(value):
+            if writer is not None and not math.isnan(value):
                 writer.add_scalar(tag, value, progress.epoch)
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
         latest.close()
         best.close()
     echo(f"Run directory: {os.path.abspath(run_dir)}", flush=True)

@@ -61,12 +61,22 @@ def resume_config(input_dir: str, given: list[str]) -> DictConfig:
 
 
 def draw_seeds(cfg: DictConfig) -> None:
-    """Fills null seeds with random ones (written back, so the saved config reproduces the run)."""
-    for key in ("env_base_seed", "agent_base_seed"):
+    """Fills null seeds with random ones (written back, so the saved config reproduces the run).
+
+    With several processes, process 0's seeds are used by all."""
+    keys = ("env_base_seed", "agent_base_seed")
+    for key in keys:
         if cfg.seeding.get(key) is None:
             cfg.seeding[key] = secrets.randbelow(2**31)
         else:
             read(cfg.seeding, key, int, "seeding", low=0)
+    if "jax" in sys.modules and sys.modules["jax"].process_count() > 1:
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        shared = multihost_utils.broadcast_one_to_all(np.array([cfg.seeding[k] for k in keys], np.int64))
+        for key, seed in zip(keys, np.asarray(shared).tolist()):
+            cfg.seeding[key] = int(seed)
 
 
 def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> None:
@@ -127,7 +137,63 @@ def with_saved_choices(argv: list[str]) -> list[str]:
     return flags + missing + [a for a in argv if not a.startswith("-")]
 
 
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """Exits with a one-line error unless process 0's coordinator at `address` accepts connections in time
+    (JAX itself would abort the process with a C++ stack trace)."""
+    import socket
+    import time
+
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+            return
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                print(f"Error: runner=distributed could not reach the coordinator {address} (process 0) within "
+                      f"{timeout_s:g} s; start process 0 first or check runner.coordinator_address",
+                      file=sys.stderr, flush=True)
+                sys.exit(2)
+            time.sleep(0.2)
+
+
+def start_distributed(argv: list[str]) -> list[str]:
+    """With `runner=distributed`, joins the other processes through `jax.distributed.initialize` (before Hydra
+    runs, so that only process 0 creates the run directory). Returns the Hydra overrides that keep the other
+    processes' own files (Hydra's logs and config copies) out of it: they go to a temporary folder."""
+    if "runner=distributed" not in argv:
+        return []
+    import tempfile
+
+    import jax
+
+    given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("runner.") and "=" in a}
+    kwargs = {}
+    for key, env, kind in (("coordinator_address", "JAX_COORDINATOR_ADDRESS", str),
+                           ("num_processes", "JAX_NUM_PROCESSES", int), ("process_id", "JAX_PROCESS_ID", int)):
+        raw = given.get(f"runner.{key}", "null")
+        raw = os.environ.get(env) if raw == "null" else raw
+        if raw is not None:
+            kwargs[key] = kind(raw)
+    kwargs["initialization_timeout"] = int(float(given.get("runner.initialization_timeout_s", 300)))
+    if kwargs.get("process_id", 0) != 0 and kwargs.get("coordinator_address"):
+        wait_for_coordinator(kwargs["coordinator_address"], kwargs["initialization_timeout"])
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; GPUs and TPUs use their own
+    try:
+        jax.distributed.initialize(**kwargs)
+    except Exception as error:  # a wrong address, a missing process, a timeout
+        print(f"Error: runner=distributed could not start ({type(error).__name__}: "
+              f"{str(error).splitlines()[0][:300]})", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if jax.process_index() == 0:
+        return []
+    return [f"hydra.run.dir={tempfile.mkdtemp(prefix='maze_jax_process_')}", "hydra.output_subdir=null",
+            "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+
 if __name__ == "__main__":
     check_output_dir(sys.argv[1:])
     sys.argv[1:] = with_saved_choices(sys.argv[1:])
+    sys.argv[1:] += start_distributed(sys.argv[1:])
     main()

@@ -5,6 +5,8 @@ solve      Time to solve CartPole-v1 with the default command (`env=cartpole alg
 es         ES epoch throughput (env steps/s, compile time apart) for several populations, 32x32 network.
 ppo        PPO training throughput: 64x64 network, 16 envs x 128 steps, 4 epochs of 4 minibatches.
 pendulum   PPO on Pendulum-v1 (continuous actions): env steps and seconds to an evaluation mean >= -200.
+scale      ES and PPO env steps/s against the batch (ES population, PPO envs: --sizes), on one device and on
+           every device (on a CPU: 4 devices forced with --xla_force_host_platform_device_count=4).
 Targets on a 2-core CPU: solve in < 10 s; ES >= 2,000,000 steps/s at population 128; PPO >= 120,000 steps/s.
 """
 
@@ -92,11 +94,28 @@ def pendulum(max_epochs: int = 40) -> str:
     return f"NOT reached -200 in {steps:,} env steps (last {float(score):.1f})"
 
 
+def scaling(sizes: list[int], n_devices: int) -> None:
+    """ES and PPO throughput for each batch size, the batch split over `n_devices` devices."""
+    for size in sizes:
+        if size % n_devices:
+            continue
+        devices = f"runner.n_devices={n_devices}"
+        es_rate, es_compile = throughput("es", [f"algorithm.n_rollouts_per_update={size}",
+                                                "model.hidden_units=[32,32]", devices], repeats=2)
+        ppo_rate, ppo_compile = throughput("ppo", [f"runner.concurrency={size}", "algorithm.n_rollout_steps=128",
+                                                   f"algorithm.batch_size={size * 32}", "algorithm.epoch_length=1",
+                                                   "model.hidden_units=[64,64]", devices], repeats=2)
+        print(f"{n_devices} device(s), batch {size:5d}: ES {es_rate / 1e6:6.2f} M steps/s (compile {es_compile:.1f} s), "
+              f"PPO {ppo_rate / 1e3:7.1f} k steps/s (compile {ppo_compile:.1f} s)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, fewer population sizes")
     parser.add_argument("--only", nargs="*", default=["solve", "es", "ppo", "pendulum"])
     parser.add_argument("--populations", default="16,128,1024,4096")
+    parser.add_argument("--sizes", default="16,256,4096", help="batch sizes of the scale section")
+    parser.add_argument("--devices", type=int, default=0, help=argparse.SUPPRESS)  # the scale section's workers
     args = parser.parse_args()
     from maze_jax.xla_flags import apply_defaults
 
@@ -105,6 +124,9 @@ def main() -> None:
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"jax {jax.__version__} on {jax.devices()[0].platform}", flush=True)
+    if args.devices:  # a worker of the scale section, started below with its own device count
+        scaling([int(n) for n in args.sizes.split(",")], args.devices)
+        return
     if "solve" in args.only:
         print("\n== time to solve CartPole-v1, default command, whole process ==", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -127,6 +149,14 @@ def main() -> None:
                                              "algorithm.n_rollout_steps=128", "algorithm.batch_size=512",
                                              "algorithm.n_optimization_epochs=4", "algorithm.epoch_length=10"])
         print(f"{rate:,.0f} env steps/s (compile {compile_s:.2f} s)", flush=True)
+    if "scale" in args.only:
+        print("\n== scale: env steps/s against the batch, one device and all devices ==", flush=True)
+        cpu = jax.devices()[0].platform == "cpu"
+        for n_devices in (1, 4 if cpu else jax.device_count()):
+            env = {**os.environ}
+            if cpu and n_devices > 1:
+                env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n_devices}"
+            subprocess.run([sys.executable, __file__, "--devices", str(n_devices), "--sizes", args.sizes], env=env)
     if "pendulum" in args.only:
         print("\n== PPO on Pendulum-v1: python -m maze_jax.train " + " ".join(PENDULUM) + " ==", flush=True)
         print(pendulum(), flush=True)

@@ -21,6 +21,7 @@ from maze_jax.algorithms.gae import compute_gae
 from maze_jax.algorithms.losses import a2c_policy_loss, normalize, ppo_policy_loss, value_loss
 from maze_jax.algorithms.optim import clip_by_global_norm, set_learning_rate
 from maze_jax.config import ConfigError, read
+from maze_jax.devices import check_divisible, make_mesh, read_n_devices, replicate, shard_batch
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import reset_batch, step_batch
 from maze_jax.evaluation import evaluate
@@ -44,6 +45,7 @@ class ACConfig:
     n_eval_episodes: int = 8
     deterministic_eval: bool = True
     ppo: bool = True
+    mesh: Any = None  # a jax.sharding.Mesh to split the envs over (None: one device)
 
 
 class ACState(struct.PyTreeNode):
@@ -90,7 +92,8 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
         obs, env_state = reset_batch(env, env_params, reset_key, config.n_envs)
         zeros = jnp.zeros(config.n_envs, jnp.float32)
         traced = {k: jnp.asarray(hparams[k], jnp.float32) for k in HPARAMS}
-        return ACState(params, opt_state, key, jnp.int32(0), env_state, obs, zeros, zeros.astype(jnp.int32), traced)
+        state = ACState(params, opt_state, key, jnp.int32(0), env_state, obs, zeros, zeros.astype(jnp.int32), traced)
+        return replicate(state, config.mesh)
 
     def collect_rollout(state: ACState, key, stats: EpisodeStats):
         """`n_rollout_steps` steps of every env; truncated episodes get gamma * V(final obs) added to their reward."""
@@ -109,14 +112,15 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
             stats = stats.add(done, ep_return, ep_length)
             transition = Transition(obs, action, dist.log_prob(out, action), value,
                                     reward + jnp.where(truncated & ~terminated, bootstrap, 0.0), done)
-            carry = (next_obs, env_state, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length), stats)
-            return carry, transition
+            envs = (next_obs, env_state, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length))
+            return (*shard_batch(envs, config.mesh), stats), transition
 
         act_key, env_key = jax.random.split(key)
         keys = (jax.random.split(act_key, config.n_rollout_steps),
                 jax.random.split(env_key, config.n_rollout_steps * config.n_envs).reshape(
                     (config.n_rollout_steps, config.n_envs)))
-        carry = (state.obs, state.env_state, state.episode_return, state.episode_length, stats)
+        envs = (state.obs, state.env_state, state.episode_return, state.episode_length)
+        carry = (*shard_batch(envs, config.mesh), stats)
         (obs, env_state, ep_return, ep_length, stats), trajectory = jax.lax.scan(step, carry, keys)
         state = state.replace(obs=obs, env_state=env_state, episode_return=ep_return, episode_length=ep_length)
         return state, trajectory, model.value(state.params, obs), stats
@@ -184,7 +188,7 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
         if config.ppo:  # A2C's single step starts at the rollout policy, so its KL and clipping say nothing
             metrics["train_PolicyEvents/approx_kl"] = info["approx_kl"]
             metrics["train_PolicyEvents/clip_fraction"] = info["clip_fraction"]
-        return state.replace(epoch=state.epoch + 1), metrics
+        return replicate((state.replace(epoch=state.epoch + 1), metrics), config.mesh)
 
     def evaluate_state(state: ACState, key) -> EpisodeStats:
         return evaluate(model.policy, state.params["policy"], env_spec, key, config.n_eval_episodes,
@@ -213,7 +217,9 @@ def read_config(cfg, env_spec: EnvSpec, ppo: bool) -> tuple[ACConfig, dict]:
         n_envs=n_envs, n_rollout_steps=n_steps, epoch_length=read(a, "epoch_length", int, "algorithm", low=1),
         n_optimization_epochs=n_opt_epochs, n_minibatches=n_minibatches,
         n_eval_episodes=read(evaluator, "n_episodes", int, "algorithm.rollout_evaluator", low=1),
-        deterministic_eval=read(evaluator, "deterministic", bool, "algorithm.rollout_evaluator"), ppo=ppo)
+        deterministic_eval=read(evaluator, "deterministic", bool, "algorithm.rollout_evaluator"), ppo=ppo,
+        mesh=make_mesh(read_n_devices(cfg.runner)))
+    check_divisible(n_envs, config.mesh, "runner.concurrency")
     low = {"gamma": 0.0, "gae_lambda": 0.0, "clip_range": 0.0}
     hparams = {"lr": read(a, "lr", float, "algorithm", low=0.0, low_inclusive=False)}
     for name in HPARAMS:

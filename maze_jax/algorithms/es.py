@@ -20,6 +20,7 @@ from jax.flatten_util import ravel_pytree
 from maze_jax.algorithms import Trainer
 from maze_jax.algorithms.optim import set_learning_rate
 from maze_jax.config import ConfigError, read
+from maze_jax.devices import check_divisible, make_mesh, read_n_devices, replicate, shard_batch
 from maze_jax.envs import EpisodeStats, EnvSpec, play_episodes
 from maze_jax.evaluation import evaluate
 from maze_jax.models import Policy, build_policy
@@ -34,6 +35,7 @@ class ESConfig:
     steps_per_member: int = 500
     n_eval_episodes: int = 10
     max_steps: int = 0  # episode cap in training rollouts (0 = the env's own); evaluation keeps the env's
+    mesh: Any = None  # a jax.sharding.Mesh to split the population over (None: one device)
 
 
 class ESState(struct.PyTreeNode):
@@ -97,7 +99,8 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         theta, _ = ravel_pytree(policy.init(init_key, obs_example))
         opt_state = set_learning_rate(optimizer.init(theta), step_size)
         as_f32 = lambda v: jnp.asarray(v, jnp.float32)
-        return ESState(theta, opt_state, key, jnp.int32(0), as_f32(noise_stddev), as_f32(l2_penalty))
+        return replicate(ESState(theta, opt_state, key, jnp.int32(0), as_f32(noise_stddev), as_f32(l2_penalty)),
+                         config.mesh)
 
     def population_act(params, obs):
         """Deterministic actions, member i's parameters on member i's observation."""
@@ -108,9 +111,9 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
         key, noise_key, rollout_key = jax.random.split(state.key, 3)
         noise = jax.random.normal(noise_key, (config.population // 2, state.theta.shape[0]))
         thetas = antithetic_population(state.theta, noise, state.noise_stddev)
-        params = jax.vmap(unravel)(thetas)  # once per epoch, outside the step loop
+        params = shard_batch(jax.vmap(unravel)(thetas), config.mesh)  # once per epoch, outside the step loop
         episodes = play_episodes(env, env_params, lambda obs, _: population_act(params, obs), rollout_key,
-                               config.population, config.steps_per_member)
+                                 config.population, config.steps_per_member, mesh=config.mesh)
         g = es_gradient(episodes.mean_return_per_env(), noise)
         updates, opt_state = optimizer.update(-g + state.l2_penalty * state.theta, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
@@ -123,7 +126,7 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
             "train_ESEvents/update_ratio": jnp.linalg.norm(updates) / jnp.maximum(policy_norm, 1e-12),
         }
         state = state.replace(theta=theta, opt_state=opt_state, key=key, epoch=state.epoch + 1)
-        return state, metrics
+        return replicate((state, metrics), config.mesh)
 
     def evaluate_state(state: ESState, key: jax.Array) -> EpisodeStats:
         """Deterministic episodes of the mean policy (one per env)."""
@@ -147,7 +150,9 @@ def read_config(algorithm_cfg, runner_cfg, env_spec: EnvSpec) -> tuple[ESConfig,
         "l2_penalty": read(algorithm_cfg, "l2_penalty", float, a, low=0.0),
     }
     n_eval = read(runner_cfg, "n_eval_rollouts", int, "runner", low=1)
-    return ESConfig(population, steps, n_eval, max_steps), hparams, str(opt.get("name", "adam"))
+    mesh = make_mesh(read_n_devices(runner_cfg))
+    check_divisible(population, mesh, "algorithm.n_rollouts_per_update")
+    return ESConfig(population, steps, n_eval, max_steps, mesh), hparams, str(opt.get("name", "adam"))
 
 
 def build(cfg, env_spec: EnvSpec, model: Any = None) -> Trainer:

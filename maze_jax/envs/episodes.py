@@ -11,6 +11,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from maze_jax.devices import shard_batch
+
 
 class EpisodeStats(NamedTuple):
     """Finished episodes so far, per env (`length_hist` is shared: index = episode length)."""
@@ -95,12 +97,13 @@ class Trajectory(NamedTuple):
 
 
 def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], key: jax.Array,
-                  n_envs: int, n_steps: int, record: bool = False):
+                  n_envs: int, n_steps: int, record: bool = False, mesh=None):
     """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`.
 
-    Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys)."""
+    Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys).
+    With a `mesh`, the envs are split across its devices."""
     key_reset, key_act, key_env = jax.random.split(key, 3)
-    obs, states = reset_batch(env, env_params, key_reset, n_envs)
+    obs, states = shard_batch(reset_batch(env, env_params, key_reset, n_envs), mesh)
     # all keys drawn up front in one vectorised call: cheaper than splitting inside the step loop
     act_keys = jax.random.split(key_act, n_steps)
     env_keys = jax.random.split(key_env, n_steps * n_envs).reshape((n_steps, n_envs))
@@ -115,7 +118,8 @@ def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], k
         ep_return, ep_length = ep_return + reward, ep_length + 1
         stats = stats.add(done, ep_return, ep_length)
         step = Trajectory(obs, action, reward, terminated, truncated) if record else None
-        return (next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length), stats), step
+        envs = shard_batch((next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length)), mesh)
+        return (*envs, stats), step
 
     carry = (obs, states, zeros, zeros.astype(jnp.int32), EpisodeStats.zeros(n_envs, n_steps))
     carry, trajectory = jax.lax.scan(one_step, carry, (act_keys, env_keys))

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 
 from maze_jax.config import ConfigError
 
@@ -42,6 +43,37 @@ def from_savable(template, saved):
     return jax.tree.map(lambda t, s: jax.random.wrap_key_data(s, impl=impl(t)) if _is_key(t) else s, template, saved)
 
 
+def place_like(state, template):
+    """`state` (restored or host arrays) placed as `template`'s arrays are: same devices and sharding, across
+    processes too (each process supplies its part from its own copy)."""
+    def put(x, t):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(t.shape, t.sharding, lambda index: x[index])
+
+    return from_savable(template, jax.tree.map(put, to_savable(state), to_savable(template)))
+
+
+def to_host(state):
+    """Numpy copies of a replicated state's arrays (this process's copy: works across processes too)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, state)
+
+
+class NoCheckpoints:
+    """Stands in for a CheckpointDir in processes other than 0 of a multi-process run: saves nothing."""
+
+    def __init__(self, path: str):
+        self.path, self._step = os.path.abspath(path), None
+
+    def save(self, step: int, state, meta: dict) -> None:
+        self._step = step
+
+    def latest_step(self) -> int | None:
+        return self._step
+
+    def close(self) -> None:
+        pass
+
+
 class CheckpointDir:
     """One Orbax CheckpointManager: `save(step, state, meta)` and `restore(template) -> (state, meta)`."""
 
@@ -50,14 +82,21 @@ class CheckpointDir:
 
         self._ocp = ocp
         self.path = os.path.abspath(path)
+        # With several processes (jax.distributed), a process reads or writes alone: the state is replicated,
+        # every process restores it whole, and only process 0 saves it.
+        me, several = jax.process_index(), jax.process_count() > 1
+        if several and not read_only:
+            os.makedirs(self.path, exist_ok=True)  # Orbax will not create it for a subset of processes
+        solo = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, keep_period=keep_period or None,
-                                               create=not read_only, read_only=read_only,
-                                               enable_async_checkpointing=False)
+                                               create=not read_only and not several, read_only=read_only,
+                                               enable_async_checkpointing=False,
+                                               multiprocessing_options=solo if several else ocp.options.MultiprocessingOptions())
         self._manager = ocp.CheckpointManager(self.path, options=options)
 
     def save(self, step: int, state, meta: dict) -> None:
         ocp = self._ocp
-        args = ocp.args.Composite(state=ocp.args.StandardSave(to_savable(state)), meta=ocp.args.JsonSave(meta))
+        args = ocp.args.Composite(state=ocp.args.StandardSave(to_host(to_savable(state))), meta=ocp.args.JsonSave(meta))
         self._manager.save(step, args=args, force=True)
         self._manager.wait_until_finished()
 
@@ -74,7 +113,8 @@ class CheckpointDir:
         (default: latest)."""
         ocp = self._ocp
         step = self.latest_step() if step is None else step
-        abstract = jax.eval_shape(to_savable, template)
+        # restored as numpy (the caller places the arrays): works alike for one device, a mesh and many processes
+        abstract = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), jax.eval_shape(to_savable, template))
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
         restored = self._manager.restore(step, args=args)
         return from_savable(template, restored.state), restored.meta

@@ -71,9 +71,12 @@ def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -
     """Compiles init, epoch and evaluation ahead of time, so the time users wait for compilation is reported."""
     echo("Compiling init, training epoch and evaluation ...", flush=True)
     start = time.perf_counter()
-    state = jax.eval_shape(trainer.init, key)
-    jobs = [(trainer.init, (key,)), (trainer.train_epoch, (state,)), (trainer.evaluate, (state, key))]
-    programs = Programs(*(jax.jit(f).lower(*args).compile() for f, args in jobs))
+    init = jax.jit(trainer.init).lower(key).compile()
+    # the state as init places it (replicated over the devices of a mesh), so the epoch expects it that way
+    state = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                         jax.eval_shape(trainer.init, key), init.output_shardings)
+    programs = Programs(init, *(jax.jit(f).lower(*args).compile()
+                                for f, args in [(trainer.train_epoch, (state,)), (trainer.evaluate, (state, key))]))
     echo(f"Compiled in {time.perf_counter() - start:.2f} s", flush=True)
     return programs
 
@@ -134,7 +137,7 @@ def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = p
                        should_stop: Callable = lambda: False):
     """Blocks until the asynchronously dispatched epoch is done, printing elapsed time every `interval_s`.
 
-    Returns None (the epoch abandoned) as soon as `should_stop()` is true."""
+    Returns `result` (still on the devices), or None (the epoch abandoned) as soon as `should_stop()` is true."""
     leaf = jax.tree.leaves(result)[0]
     start = time.perf_counter()
     next_report = start + interval_s
@@ -145,7 +148,7 @@ def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = p
         if time.perf_counter() >= next_report:
             echo(f"... epoch {epoch} running for {time.perf_counter() - start:.0f} s", flush=True)
             next_report += interval_s
-    return jax.device_get(result)
+    return result
 
 
 def epoch_stats(metrics: dict, progress: Progress, seconds: float) -> dict:
@@ -185,6 +188,15 @@ class StopSignals:
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def check_processes_agree(state, epoch: int) -> None:
+    """Raises unless every process of a multi-process run holds the same state (compared by a checksum)."""
+    from jax.experimental import multihost_utils
+
+    floats = [np.asarray(x.addressable_data(0), np.float64).sum() for x in jax.tree.leaves(state)
+              if isinstance(x, jax.Array) and jax.numpy.issubdtype(x.dtype, jax.numpy.floating)]
+    multihost_utils.assert_equal(np.array(sum(floats), np.float32), f"the processes' training states differ after epoch {epoch}")
 
 
 def non_finite(stats: dict) -> list[str]:
@@ -239,6 +251,8 @@ class TrainingLoop:
         self._flush(state, progress, best_state, best_unsaved)
         if stop_reason:
             echo(f"Saved epoch {progress.epoch} to {self.latest.path}", file=sys.stderr, flush=True)
+        if jax.process_count() > 1:
+            echo(f"All {jax.process_count()} processes held the same training state after every epoch", flush=True)
         return state, progress, best_state, stop_reason
 
     def _epoch(self, state, progress: Progress, best_state, best_unsaved: bool, should_stop: Callable):
@@ -251,7 +265,7 @@ class TrainingLoop:
                                     echo, should_stop)
         if result is None:
             return state, best_state, best_unsaved, ""
-        new_state, metrics = result
+        new_state, metrics = result[0], jax.device_get(result[1])  # the state stays on the devices
         seconds = time.perf_counter() - start
         broken = non_finite(across_seeds({k: v for k, v in metrics.items() if "BaseEnvEvents" not in k}))
         if broken:
@@ -260,6 +274,8 @@ class TrainingLoop:
                  f"{self.latest.path}", file=sys.stderr, flush=True)
             return state, best_state, best_unsaved, "non-finite"
         state = new_state
+        if jax.process_count() > 1:
+            check_processes_agree(state, progress.epoch)
         metrics.update(evaluation_stats(self.programs, state, jax.random.fold_in(self.eval_key, progress.epoch),
                                         per_seed=options.n_seeds > 1))
         progress.epoch += 1

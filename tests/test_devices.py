@@ -1,0 +1,143 @@
+"""Scale-out: the batch split over forced CPU devices gives the one-device results; two processes train together."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import REPO, run_cli
+from maze_jax.config import ConfigError
+from maze_jax.devices import check_divisible
+
+# Runs in a fresh interpreter: the device count is fixed when jax starts.
+SAME_RESULTS = textwrap.dedent("""
+    import jax, numpy as np
+    from maze_jax.session import build, compose_config
+    from maze_jax.shell.loop import compile_programs
+    assert jax.device_count() == 4
+    CASES = {"es": ["algorithm.n_rollouts_per_update=16", "algorithm.max_steps=100"],
+             "ppo": ["runner.concurrency=8", "algorithm.n_rollout_steps=16", "algorithm.batch_size=32",
+                     "algorithm.epoch_length=2"]}
+    for algorithm, extra in CASES.items():
+        results = {}
+        for n_devices in (1, 4):
+            cfg, _ = compose_config([f"algorithm={algorithm}", f"runner.n_devices={n_devices}",
+                                     "model.hidden_units=[16]", *extra])
+            _, trainer = build(cfg)
+            programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
+            state = programs.init(jax.random.key(0))
+            for _ in range(2):
+                state, metrics = programs.train_epoch(state)
+            hlo = programs.train_epoch.as_text()
+            results[n_devices] = jax.device_get((trainer.policy_params(state), metrics)), hlo, state
+        (params1, metrics1), hlo1, _ = results[1]
+        (params4, metrics4), hlo4, state4 = results[4]
+        for a, b in zip(jax.tree.leaves(params1), jax.tree.leaves(params4)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        for tag in metrics1:
+            np.testing.assert_allclose(metrics1[tag], metrics4[tag], rtol=1e-5, atol=1e-6, err_msg=tag)
+        # the batch really is split: each device holds a quarter of it, and XLA sums across devices
+        quarter = "f32[4,4,16]" if algorithm == "es" else "f32[2,4]"  # 4 of 16 members' kernels; 2 of 8 envs' obs
+        whole = "f32[16,4,16]" if algorithm == "es" else "f32[8,4]"
+        assert quarter in hlo4 and "all-reduce" in hlo4, algorithm
+        assert whole in hlo1 and "all-reduce" not in hlo1, algorithm
+        assert len(jax.tree.leaves(state4)[0].sharding.device_set) == 4
+        print(algorithm, "same on 1 and 4 devices")
+""")
+
+
+def test_four_devices_give_the_one_device_results_with_the_batch_split():
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    proc = subprocess.run([sys.executable, "-c", SAME_RESULTS], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "es same" in proc.stdout and "ppo same" in proc.stdout
+
+
+def test_a_batch_that_does_not_split_is_refused():
+    class Mesh4:
+        size = 4
+
+    check_divisible(8, Mesh4(), "runner.concurrency")
+    with pytest.raises(ConfigError, match="runner.concurrency=6 does not split over 4 devices"):
+        check_divisible(6, Mesh4(), "runner.concurrency")
+    check_divisible(6, None, "runner.concurrency")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_two_processes(args: list[str], cwd, cache_dir: str) -> list[subprocess.CompletedProcess]:
+    """The same command in two processes joined through jax.distributed on 127.0.0.1."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)
+    procs = [subprocess.Popen([sys.executable, "-m", "maze_jax.train", "runner=distributed",
+                               f"runner.coordinator_address=127.0.0.1:{port}", "runner.num_processes=2",
+                               f"runner.process_id={i}", f"compilation_cache_dir={cache_dir}", *args],
+                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, (o, e) in zip(procs, outs)]
+
+
+def test_two_processes_train_together_and_resume_and_only_process_0_writes(tmp_path, cache_dir):
+    small = ["env=cartpole", "algorithm=ppo", "runner.concurrency=4", "algorithm.n_rollout_steps=32",
+             "algorithm.batch_size=32", "algorithm.epoch_length=2", "runner.final_eval_rollouts=8",
+             "runner.stop_when_solved=false", f"log_base_dir={tmp_path / 'runs'}"]
+    first = run_two_processes([*small, "algorithm.n_epochs=2"], tmp_path, cache_dir)
+    for i, proc in enumerate(first):
+        assert proc.returncode == 0, (i, proc.stderr[-3000:])
+    leader, other = first
+    assert "Devices: 2 x cpu in 2 processes, batch split 2 ways" in leader.stdout
+    assert "All 2 processes held the same training state after every epoch" in leader.stdout
+    assert "Iteration" not in other.stdout  # process 1 prints no table
+    runs = list((tmp_path / "runs").glob("*/*"))
+    assert len(runs) == 1 and (runs[0] / "best").is_dir() and (runs[0] / "checkpoints").is_dir()
+    assert not (tmp_path / "outputs").exists()
+    # every process resumes from process 0's checkpoint
+    second = run_two_processes([f"input_dir={runs[0]}", "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 'runs'}"],
+                               tmp_path, cache_dir)
+    for i, proc in enumerate(second):
+        assert proc.returncode == 0, (i, proc.stderr[-3000:])
+    assert "at epoch 2" in second[0].stdout and "Iteration 2" in second[0].stdout
+    assert "All 2 processes held the same training state" in second[0].stdout
+    assert len(list((tmp_path / "runs").glob("*/*"))) == 2
+
+
+def test_an_unreachable_coordinator_is_one_line_and_exit_2(tmp_path, cache_dir):
+    address = f"127.0.0.1:{free_port()}"  # nobody listens there
+    proc = run_cli(["runner=distributed", "runner.num_processes=2", "runner.process_id=1",
+                    f"runner.coordinator_address={address}", "runner.initialization_timeout_s=2",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"could not reach the coordinator {address} (process 0) within 2 s" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def compile_seconds(output: str) -> float:
+    import re
+
+    return float(re.search(r"Compiled in ([\d.]+) s", output).group(1))
+
+
+def test_a_repeated_run_compiles_faster_with_the_cache(tmp_path):
+    args = ["env=cartpole", "algorithm=ppo", "runner=dev", "algorithm.n_epochs=1", "algorithm.epoch_length=1",
+            "model.hidden_units=[24]", f"log_base_dir={tmp_path}"]
+    cache = str(tmp_path / "fresh_cache")
+    first = run_cli(args, tmp_path, cache)
+    second = run_cli(args, tmp_path, cache)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert any((tmp_path / "fresh_cache").iterdir())
+    assert compile_seconds(second.stdout) < 0.6 * compile_seconds(first.stdout), (first.stdout, second.stdout)
