@@ -25,11 +25,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from maze_jax.algorithms import make_train  # noqa: E402
 from maze_jax.session import RunResult, compose_config  # noqa: E402
-from maze_jax.trained_policy import TrainedPolicy  # noqa: E402
+from maze_jax.trained_policy import TrainedPolicy, one_seed  # noqa: E402
 
 __all__ = ["RunContext", "make_train", "compose_config"]
-
-GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
 
 
 def _override(key: str, value: Any) -> str:
@@ -103,13 +101,7 @@ class RunContext:
         if self.result is None:
             raise RuntimeError("RunContext.policy: nothing trained yet; call train() first")
         r = self.result
-        params = r.trainer.policy_params(r.best_state)
-        if r.trainer.n_seeds > 1:  # the seed with the best evaluation
-            import jax
-            import numpy as np
-
-            best = int(np.argmax(r.progress.seed_best_scores or [0.0]))
-            params = jax.tree.map(lambda x: x[best], params)
+        params = one_seed(r.trainer.policy_params(r.best_state), r.trainer.n_seeds, r.progress.seed_best_scores)
         return TrainedPolicy(r.trainer.policy, params, r.env_spec, self.config, r.progress.to_meta())
 
     def compute_action(self, observation, deterministic: bool = True, key=None):
@@ -120,10 +112,8 @@ class RunContext:
         """Statistics (Maze's `eval_BaseEnvEvents/reward/...` tags) of `n_episodes` episodes of the best policy."""
         import jax
 
-        from maze_jax.evaluation import evaluate
-        from maze_jax.shell.loop import episode_table, play_in_batches
+        from maze_jax.shell.loop import episode_table
 
         policy = self.policy
-        play = jax.jit(lambda p, k: evaluate(policy.policy, p, policy.env_spec, k, n_episodes, deterministic))
-        returns, lengths = play_in_batches(play, policy.params, jax.random.key(seed), n_episodes)
+        returns, lengths = policy.play(n_episodes, jax.random.key(seed), deterministic=deterministic)
         return {k: float(v) for k, v in episode_table(returns, lengths, policy.env_spec.horizon, "eval").items()}

@@ -78,12 +78,10 @@ def _flat(tree) -> dict:
 def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     """Rolls out `cfg.policy` on `cfg.env` as configured; writes the files to `out_dir`; returns the statistics."""
     import hydra.utils
-    import jax
 
     from maze_jax.envs import build_env
-    from maze_jax.evaluation import evaluate
     from maze_jax.session import enable_compilation_cache, final_evaluation_key
-    from maze_jax.shell.loop import episode_table, play_in_batches
+    from maze_jax.shell.loop import episode_table
     from maze_jax.shell.table import format_table
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
@@ -100,25 +98,15 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     echo(f"Rolling out {n_episodes} episodes of {env_spec.name} in batches of {batch} "
          f"(policy {cfg.policy._target_.rsplit('.', 1)[-1]}, seed {cfg.seeding.env_base_seed})", flush=True)
 
-    play = jax.jit(lambda params, key: evaluate(loaded.policy, params, env_spec, key, batch, deterministic, record))
-    recorded = []
-
-    def play_batch(params, key):
-        if not record:
-            return play(params, key)
-        stats, trajectory = play(params, key)
-        recorded.append(jax.device_get(trajectory))
-        return stats
-
     os.makedirs(out_dir, exist_ok=True)
-    key = final_evaluation_key(cfg)
-    returns, lengths = play_in_batches(play_batch, loaded.params, key, n_episodes)
+    played = loaded.play(n_episodes, final_evaluation_key(cfg), batch, deterministic, record)
+    returns, lengths = played[:2]
     stats = {k: float(v) for k, v in episode_table(returns, lengths, env_spec.horizon, "rollout").items()}
     echo(format_table(0, 0, stats).replace("Iteration 0", "Rollout"), flush=True)
     write_episodes(os.path.join(out_dir, EPISODES_FILE), returns, lengths)
     echo(f"Per-episode returns and lengths: {os.path.abspath(os.path.join(out_dir, EPISODES_FILE))}", flush=True)
     if record:
-        write_trajectories(os.path.join(out_dir, TRAJECTORY_FILE), recorded, returns, lengths)
+        write_trajectories(os.path.join(out_dir, TRAJECTORY_FILE), played[2], returns, lengths)
         echo(f"Trajectories: {os.path.abspath(os.path.join(out_dir, TRAJECTORY_FILE))}", flush=True)
     return stats
 

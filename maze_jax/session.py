@@ -249,8 +249,8 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
         if stop_reason:
             raise RunStopped(stop_reason, os.path.join(run_dir, LATEST))
         best_state = place_like(new_best, state) if new_best is not None else best_state
-        final = final_evaluation(programs, best_state if best_state is not None else state, cfg, env_spec,
-                                 progress.epoch, echo, trainer.n_seeds)
+        best_state = state if best_state is None else best_state  # no evaluation improved: the latest
+        final = final_evaluation(programs, best_state, cfg, env_spec, progress.epoch, echo, trainer.n_seeds)
         for tag, value in final.items():
             if writer is not None and not math.isnan(value):
                 writer.add_scalar(tag, value, progress.epoch)
@@ -260,5 +260,4 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
         latest.close()
         best.close()
     echo(f"Run directory: {os.path.abspath(run_dir)}", flush=True)
-    best_state = best_state if best_state is not None else state
     return RunResult(final, state, best_state, progress, trainer, env_spec, programs)

@@ -60,6 +60,28 @@ class TrainedPolicy:
         actions = self._act(self.params, batch, key, deterministic)
         return actions[0] if batch is not obs else actions
 
+    def play(self, n_episodes: int, key: jax.Array, batch_size: int | None = None, deterministic: bool = True,
+             record: bool = False):
+        """Returns and lengths (numpy) of `n_episodes` episodes on `env_spec`, played `batch_size` at a time
+        (default: all at once) as the final evaluation plays them; with `record`, also the batches' Trajectory
+        records (time-major, on the host)."""
+        from maze_jax.evaluation import evaluate
+        from maze_jax.shell.loop import play_in_batches
+
+        batch = batch_size or n_episodes
+        play = jax.jit(lambda p, k: evaluate(self.policy, p, self.env_spec, k, batch, deterministic, record))
+        recorded = []
+
+        def play_batch(params, key):
+            if not record:
+                return play(params, key)
+            stats, trajectory = play(params, key)
+            recorded.append(jax.device_get(trajectory))
+            return stats
+
+        returns, lengths = play_in_batches(play_batch, self.params, key, n_episodes)
+        return (returns, lengths, recorded) if record else (returns, lengths)
+
 
 @dataclass(frozen=True)
 class RandomPolicy:
@@ -100,13 +122,23 @@ def check_fits(policy: Policy, params, env_spec: EnvSpec) -> None:
                           f"{str(error).splitlines()[0][:200]}") from None
 
 
+def one_seed(params, n_seeds: int, seed_scores, seed: int | None = None):
+    """The parameters of one seed of a several-seed run (`runner.n_seeds`): `seed`, or by default the one with
+    the best evaluation score. Parameters of a one-seed run pass unchanged."""
+    if n_seeds == 1:
+        return params
+    seed = int(np.argmax(seed_scores or [0.0])) if seed is None else seed
+    if not 0 <= seed < n_seeds:
+        raise ConfigError(f"seed={seed}: the run trained seeds 0 to {n_seeds - 1}")
+    return jax.tree.map(lambda x: x[seed], params)
+
+
 def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
                 seed: int | None = None) -> TrainedPolicy:
     """The policy of a training run's `best` (default) or `latest` checkpoint.
 
     The env, model and algorithm are rebuilt from the run's saved config; `env` (an EnvSpec, a gymnax env or
-    an (env, params) pair) and `model`
-    (a flax module) are needed only for runs trained from such Python objects. For a run of several seeds
+    an (env, params) pair) and `model` (a flax module) are needed only for runs trained from such objects. For a run of several seeds
     (`runner.n_seeds`), `seed` picks one; by default the seed with the best evaluation."""
     from maze_jax.session import agent_key, build
 
@@ -126,13 +158,7 @@ def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
                           f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})") from None
     finally:
         store.close()
-    params = trainer.policy_params(state)
-    if trainer.n_seeds > 1:
-        scores = meta.get("seed_best_scores") or [0.0]
-        seed = int(np.argmax(scores)) if seed is None else seed
-        if not 0 <= seed < trainer.n_seeds:
-            raise ConfigError(f"seed={seed}: the run trained seeds 0 to {trainer.n_seeds - 1}")
-        params = jax.tree.map(lambda x: x[seed], params)
+    params = one_seed(trainer.policy_params(state), trainer.n_seeds, meta.get("seed_best_scores"), seed)
     eval_episodes = jax.eval_shape(trainer.evaluate, template, jax.random.key(0)).first_return.shape[-1]
     return TrainedPolicy(trainer.policy, params, env_spec, cfg, meta, eval_episodes)
 

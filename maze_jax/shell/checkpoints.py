@@ -87,16 +87,17 @@ class CheckpointDir:
         me, several = jax.process_index(), jax.process_count() > 1
         if several and not read_only:
             os.makedirs(self.path, exist_ok=True)  # Orbax will not create it for a subset of processes
-        solo = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+        processes = ocp.options.MultiprocessingOptions(**({"primary_host": me, "active_processes": {me}}
+                                                            if several else {}))
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, keep_period=keep_period or None,
                                                create=not read_only and not several, read_only=read_only,
-                                               enable_async_checkpointing=False,
-                                               multiprocessing_options=solo if several else ocp.options.MultiprocessingOptions())
+                                               enable_async_checkpointing=False, multiprocessing_options=processes)
         self._manager = ocp.CheckpointManager(self.path, options=options)
 
     def save(self, step: int, state, meta: dict) -> None:
         ocp = self._ocp
-        args = ocp.args.Composite(state=ocp.args.StandardSave(to_host(to_savable(state))), meta=ocp.args.JsonSave(meta))
+        state = to_host(to_savable(state))
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self._manager.save(step, args=args, force=True)
         self._manager.wait_until_finished()
 

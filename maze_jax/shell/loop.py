@@ -196,7 +196,8 @@ def check_processes_agree(state, epoch: int) -> None:
 
     floats = [np.asarray(x.addressable_data(0), np.float64).sum() for x in jax.tree.leaves(state)
               if isinstance(x, jax.Array) and jax.numpy.issubdtype(x.dtype, jax.numpy.floating)]
-    multihost_utils.assert_equal(np.array(sum(floats), np.float32), f"the processes' training states differ after epoch {epoch}")
+    multihost_utils.assert_equal(np.array(sum(floats), np.float32),
+                                 f"the processes' training states differ after epoch {epoch}")
 
 
 def non_finite(stats: dict) -> list[str]:
