@@ -21,7 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec
 from maze_jax.models import Policy
+from maze_jax.models.masking import head_masks
+from maze_jax.models.policy import action_distribution
 from maze_jax.shell.checkpoints import BEST, LATEST, open_for_resume
+
+
+def _shapes(tree):
+    """Shapes of an observation (array or dict of arrays) for messages: (4,) or {'a': (2,), ...}."""
+    return tree.shape if hasattr(tree, "shape") else {k: _shapes(v) for k, v in tree.items()}
 
 
 @dataclass(frozen=True)
@@ -45,20 +52,22 @@ class TrainedPolicy:
 
         Stochastic actions (`deterministic=False`) need a `key`."""
         example = self.env_spec.observation_example()
-        obs = jnp.asarray(observation, example.dtype)
-        if obs.shape == example.shape:
-            batch = obs[None]
-        elif obs.shape[1:] == example.shape:
-            batch = obs
-        else:
-            raise ValueError(f"observation of shape {obs.shape}: expected {example.shape} "
-                             f"(or a batch of shape (n, {', '.join(map(str, example.shape))}))")
+        try:
+            obs = jax.tree.map(lambda x, e: jnp.asarray(x, e.dtype), observation, example)
+        except ValueError:  # a dict with other keys than the env's
+            raise ValueError(f"observation with keys {sorted(observation)}: expected {sorted(example)}") from None
+        shapes = lambda tree: [x.shape for x in jax.tree.leaves(tree)]
+        single = shapes(obs) == shapes(example)
+        if not single and [s[1:] for s in shapes(obs)] != shapes(example):
+            raise ValueError(f"observation of shape {_shapes(obs)}: expected {_shapes(example)} "
+                             "(or a batch of those, with a leading axis)")
+        batch = jax.tree.map(lambda x: x[None], obs) if single else obs
         if key is None:
             if not deterministic:
                 raise ValueError("stochastic actions (deterministic=False) need a key, e.g. jax.random.key(0)")
             key = jax.random.key(0)
         actions = self._act(self.params, batch, key, deterministic)
-        return actions[0] if batch is not obs else actions
+        return jax.tree.map(lambda a: a[0], actions) if single else actions
 
     def play(self, n_episodes: int, key: jax.Array, batch_size: int | None = None, deterministic: bool = True,
              record: bool = False):
@@ -85,14 +94,20 @@ class TrainedPolicy:
 
 @dataclass(frozen=True)
 class RandomPolicy:
-    """Uniformly random actions from the env's action space: a baseline for rollouts (`policy=random_policy`)."""
+    """Uniformly random actions from the env's action space: a baseline for rollouts (`policy=random_policy`).
+    In an env with action masks or sub-steps, uniform over the allowed choices of the acting sub-step."""
 
     env_spec: EnvSpec
 
     def act(self, params, obs, key, deterministic: bool):
-        space = self.env_spec.env.action_space(self.env_spec.params)
         n = jax.tree.leaves(obs)[0].shape[0]
-        return jax.vmap(space.sample)(jax.random.split(key, n))
+        dist = action_distribution(self.env_spec)
+        masks = head_masks(dist, self.env_spec.env)
+        if masks is None:
+            space = self.env_spec.env.action_space(self.env_spec.params)
+            return jax.vmap(space.sample)(jax.random.split(key, n))
+        logits = jax.vmap(masks)(jnp.zeros((n, dist.n_outputs)), obs)
+        return dist.to_env(dist.sample(key, logits))
 
 
 def load_config(run_dir: str) -> DictConfig:
@@ -108,9 +123,7 @@ def load_config(run_dir: str) -> DictConfig:
 
 def check_fits(policy: Policy, params, env_spec: EnvSpec) -> None:
     """A ConfigError unless the policy's network takes this env's observations and acts in its action space."""
-    from maze_jax.models import distribution_for
-
-    wanted = distribution_for(env_spec.env.action_space(env_spec.params))
+    wanted = action_distribution(env_spec)
     if wanted != policy.dist:
         raise ConfigError(f"the policy acts with {policy.dist}, but env {env_spec.name} needs {wanted}")
     obs = jax.tree.map(lambda x: x[None], env_spec.observation_example())

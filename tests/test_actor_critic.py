@@ -117,7 +117,7 @@ def test_truncated_episodes_are_bootstrapped_terminated_are_not(monkeypatch):
                              "algorithm.batch_size=6", "algorithm.epoch_length=1", "model.hidden_units=[4]"])
     spec = make_gymnax("CartPole-v1")
     spec = spec._replace(params=spec.params.replace(max_steps_in_episode=3))  # truncates every 3 steps
-    model = build_actor_critic(cfg.model, None, spec.env.action_space(spec.params))
+    model = build_actor_critic(cfg.model, None, spec)
     config, hparams = ac.read_config(cfg, spec, ppo=True)
     init, train_epoch, _ = ac.make_actor_critic(config, spec, model)
     captured = {}

@@ -118,7 +118,7 @@ def test_play_in_batches_plays_exactly_n_episodes_with_folded_keys():
 def test_a_policy_is_refused_by_an_env_it_does_not_fit():
     spec = make_gymnax("CartPole-v1")
     cfg, _ = compose_config(["model.hidden_units=[4]"])
-    policy = build_policy(cfg.model, spec.env.action_space(spec.params))
+    policy = build_policy(cfg.model, spec)
     params = policy.init(jax.random.key(0), spec.observation_example())
     check_fits(policy, params, spec)
     with pytest.raises(ConfigError, match="does not take env Countdown's observations"):

@@ -64,8 +64,7 @@ def test_vmapped_training_over_seeds_and_learning_rates_equals_separate_runs():
 
     spec = make_gymnax("CartPole-v1")
     spec = spec._replace(params=spec.params.replace(max_steps_in_episode=50))
-    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]},
-                          spec.env.action_space(spec.params))
+    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]}, spec)
     init, train_epoch, _, _ = make_es(ESConfig(population=8, steps_per_member=50, n_eval_episodes=2), spec, policy)
     keys, lrs = jax.random.split(jax.random.key(0), 2), jnp.array([0.01, 0.05])
     states, metrics = jax.jit(jax.vmap(train_epoch))(jax.vmap(init, in_axes=(0, 0, None, None))(keys, lrs, 0.02, 0.005))

@@ -18,12 +18,13 @@ from flax import struct
 
 from maze_jax.algorithms import Trainer
 from maze_jax.algorithms.gae import compute_gae
-from maze_jax.algorithms.losses import a2c_policy_loss, normalize, ppo_policy_loss, value_loss
+from maze_jax.algorithms.losses import a2c_policy_loss, normalize, ppo_policy_loss, sub_step_weights, value_loss
 from maze_jax.algorithms.optim import clip_by_global_norm, set_learning_rate
 from maze_jax.config import ConfigError, read
 from maze_jax.devices import check_divisible, make_mesh, read_n_devices, replicate, shard_batch
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import reset_batch, step_batch
+from maze_jax.envs.structured import ACTOR_ID, sub_steps
 from maze_jax.evaluation import evaluate
 from maze_jax.models import ActorCritic, build_actor_critic
 from maze_jax.stats import episode_statistics
@@ -82,6 +83,7 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
     """Pure `init(key, hparams) -> ACState`, `train_epoch(state) -> (state, metrics)`, `evaluate_state(state, key)`."""
     env, env_params = env_spec.env, env_spec.params
     dist = model.policy.dist
+    steps = sub_steps(env)
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
     obs_example = env_spec.observation_example()
 
@@ -126,20 +128,30 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
         return state, trajectory, model.value(state.params, obs), stats
 
     def loss_fn(params, batch, hparams, policy_weight):
+        """Loss of a minibatch. A structured env's losses are sums over its sub-steps of per-sub-step means,
+        and its statistics are reported per sub-step too."""
         out, values = model(params, batch["obs"])
         log_prob = dist.log_prob(out, batch["action"])
-        entropy = dist.entropy(out).mean()
+        entropies = dist.entropy(out)
+        mean, info = jnp.mean, {}
+        if steps:
+            weights = sub_step_weights(batch["obs"][ACTOR_ID], len(steps))
+            mean = lambda x: (weights * x[:, None]).sum()
+            per_step = lambda x: dict(zip([s.name for s in steps], (weights * x[:, None]).sum(0)))
+        entropy = mean(entropies)
         if config.ppo:
             policy_loss, approx_kl, clip_fraction = ppo_policy_loss(
-                log_prob, batch["log_prob"], normalize(batch["advantage"]), hparams["clip_range"])
+                log_prob, batch["log_prob"], normalize(batch["advantage"]), hparams["clip_range"], mean)
         else:
-            policy_loss = a2c_policy_loss(log_prob, batch["advantage"])
+            policy_loss = a2c_policy_loss(log_prob, batch["advantage"], mean)
             approx_kl = clip_fraction = jnp.float32(0.0)
-        critic_loss = value_loss(values, batch["target"])
+        critic_loss = value_loss(values, batch["target"], mean)
         total = (policy_weight * (hparams["policy_loss_coef"] * policy_loss - hparams["entropy_coef"] * entropy)
                  + hparams["value_loss_coef"] * critic_loss)
+        if steps:
+            info = {"entropy_per_step": per_step(entropies), "value_loss_per_step": per_step((values - batch["target"]) ** 2)}
         return total, {"policy_loss": policy_loss, "value_loss": critic_loss, "entropy": entropy,
-                       "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+                       "approx_kl": approx_kl, "clip_fraction": clip_fraction, **info}
 
     def optimise(state: ACState, batch: dict, key):
         """PPO: `n_optimization_epochs` passes over shuffled minibatches. A2C: one step on the whole batch."""
@@ -166,7 +178,7 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
         advantages, targets = compute_gae(trajectory.reward, trajectory.value, trajectory.done, last_value,
                                           state.hparams["gamma"], state.hparams["gae_lambda"])
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
-        batch = {"obs": jax.tree.map(flat, trajectory.obs), "action": flat(trajectory.action),
+        batch = {"obs": jax.tree.map(flat, trajectory.obs), "action": jax.tree.map(flat, trajectory.action),
                  "log_prob": flat(trajectory.log_prob), "advantage": flat(advantages), "target": flat(targets)}
         state, info = optimise(state, batch, optimise_key)
         return (state, stats), info
@@ -185,6 +197,9 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
             "train_PolicyEvents/learning_rate": state.opt_state.hyperparams["learning_rate"],
             "train_CriticEvents/value_loss": info["value_loss"],
         }
+        for name in (s.name for s in steps):  # a structured env's statistics per sub-step
+            metrics[f"train_PolicyEvents/entropy/{name}"] = info["entropy_per_step"][name]
+            metrics[f"train_CriticEvents/value_loss/{name}"] = info["value_loss_per_step"][name]
         if config.ppo:  # A2C's single step starts at the rollout policy, so its KL and clipping say nothing
             metrics["train_PolicyEvents/approx_kl"] = info["approx_kl"]
             metrics["train_PolicyEvents/clip_fraction"] = info["clip_fraction"]
@@ -234,8 +249,7 @@ def read_config(cfg, env_spec: EnvSpec, ppo: bool) -> tuple[ACConfig, dict]:
 def build(cfg, env_spec: EnvSpec, ppo: bool, model: Any = None) -> Trainer:
     """The PPO (ppo=True) or A2C trainer for the shell; `model` (a flax module) replaces the `model` config."""
     config, hparams = read_config(cfg, env_spec, ppo)
-    model = build_actor_critic(cfg.model if model is None else model, cfg.get("critic"),
-                               env_spec.env.action_space(env_spec.params))
+    model = build_actor_critic(cfg.model if model is None else model, cfg.get("critic"), env_spec)
     init, train_epoch, evaluate_state = make_actor_critic(config, env_spec, model)
 
     def with_hyperparams(state: ACState) -> ACState:

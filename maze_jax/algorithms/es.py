@@ -104,7 +104,7 @@ def make_es(config: ESConfig, env_spec: EnvSpec, policy: Policy, optimizer_name:
 
     def population_act(params, obs):
         """Deterministic actions, member i's parameters on member i's observation."""
-        out = jax.vmap(policy.network.apply)(params, obs)
+        out = jax.vmap(policy.apply)(params, obs)
         return policy.dist.to_env(policy.dist.mode(out))
 
     def train_epoch(state: ESState):
@@ -160,7 +160,7 @@ def build(cfg, env_spec: EnvSpec, model: Any = None) -> Trainer:
 
     `model` (a flax module) replaces the `model` config."""
     algorithm_cfg = cfg.algorithm
-    policy = build_policy(cfg.model if model is None else model, env_spec.env.action_space(env_spec.params))
+    policy = build_policy(cfg.model if model is None else model, env_spec)
     config, hparams, optimizer_name = read_config(algorithm_cfg, cfg.runner, env_spec)
     init, train_epoch, evaluate_state, unravel = make_es(config, env_spec, policy, optimizer_name)
     n_epochs = read(algorithm_cfg, "n_epochs", int, "algorithm", low=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -10,23 +11,31 @@ def normalize(x):
     return (x - x.mean()) / (x.std() + 1e-8)
 
 
-def ppo_policy_loss(log_prob, old_log_prob, advantages, clip_range):
-    """Clipped surrogate loss, with approximate KL and the fraction of clipped ratios for monitoring."""
+def sub_step_weights(actor_ids, n_sub_steps: int):
+    """(samples, sub-steps) weights: 1 / (samples of that sub-step) where a sample belongs to it, else 0.
+    `(weights * x[:, None]).sum(0)` are the per-sub-step means of x, and their sum is a structured env's loss."""
+    member = jax.nn.one_hot(actor_ids, n_sub_steps)
+    return member / jnp.maximum(member.sum(0), 1.0)
+
+
+def ppo_policy_loss(log_prob, old_log_prob, advantages, clip_range, mean=jnp.mean):
+    """Clipped surrogate loss, with approximate KL and the fraction of clipped ratios for monitoring.
+    `mean` reduces the per-sample losses (a structured env sums its sub-steps' means)."""
     log_ratio = log_prob - old_log_prob
     ratio = jnp.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
-    loss = -jnp.minimum(unclipped, clipped).mean()
+    loss = mean(-jnp.minimum(unclipped, clipped))
     approx_kl = ((ratio - 1.0) - log_ratio).mean()
     clip_fraction = (jnp.abs(ratio - 1.0) > clip_range).mean()
     return loss, approx_kl, clip_fraction
 
 
-def a2c_policy_loss(log_prob, advantages):
+def a2c_policy_loss(log_prob, advantages, mean=jnp.mean):
     """Vanilla policy gradient loss."""
-    return -(log_prob * advantages).mean()
+    return mean(-(log_prob * advantages))
 
 
-def value_loss(values, targets):
+def value_loss(values, targets, mean=jnp.mean):
     """Mean squared error of the critic."""
-    return ((values - targets) ** 2).mean()
+    return mean((values - targets) ** 2)

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import hydra.utils
 
 from maze_jax.config import ConfigError
+from maze_jax.envs.structured import sub_steps
 
 # gym ids that gymnax does not register, as (gymnax id, episode length).
 _ALIASES = {"CartPole-v0": ("CartPole-v1", 200)}
@@ -30,8 +31,9 @@ class EnvSpec(NamedTuple):
 
     @property
     def horizon(self) -> int:
-        """Longest possible episode: the static scan length of one evaluation episode."""
-        return int(self.params.max_steps_in_episode)
+        """Longest possible episode in calls of `step`: the static scan length of one evaluation episode.
+        (A structured env's `max_steps_in_episode` counts whole steps, each `len(sub_steps)` calls.)"""
+        return int(self.params.max_steps_in_episode) * max(len(sub_steps(self.env)), 1)
 
     def observation_example(self):
         """A zero observation of the env's shapes and dtypes (for initialising networks), without running it."""

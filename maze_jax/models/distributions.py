@@ -1,4 +1,5 @@
-"""Action distributions over a network's raw outputs: categorical for Discrete, diagonal Gaussian for Box."""
+"""Action distributions over a network's raw outputs: categorical for Discrete, diagonal Gaussian for Box, and a
+joint distribution of independent heads for Dict and MultiDiscrete spaces. All take a flat output vector."""
 
 from __future__ import annotations
 
@@ -81,11 +82,62 @@ class DiagGaussian:
         return jnp.clip(action, low.reshape(-1), high.reshape(-1)).reshape(action.shape[:-1] + self.shape)
 
 
-def distribution_for(space):
-    """The distribution for a gymnax action space (Discrete or Box)."""
+@dataclass(frozen=True)
+class Joint:
+    """Independent heads over consecutive slices of the output: a dict action (Dict spaces) or, with
+    `stacked`, an integer vector (MultiDiscrete). Log-probabilities and entropies are sums over heads."""
+
+    heads: tuple  # ((name, distribution), ...) in output order
+    stacked: bool = False
+
+    @property
+    def n_outputs(self) -> int:
+        return sum(dist.n_outputs for _, dist in self.heads)
+
+    def slices(self) -> list[tuple[int, int]]:
+        """(start, stop) of each head's outputs."""
+        stops = np.cumsum([dist.n_outputs for _, dist in self.heads]).tolist()
+        return list(zip([0] + stops[:-1], stops))
+
+    def _per_head(self, fn, out, *others):
+        return [fn(dist, out[..., a:b], *(o[i] for o in others))
+                for i, ((_, dist), (a, b)) in enumerate(zip(self.heads, self.slices()))]
+
+    def _action(self, parts):
+        return jnp.stack(parts, axis=-1) if self.stacked else {name: p for (name, _), p in zip(self.heads, parts)}
+
+    def _parts(self, action):
+        return [action[..., i] for i in range(len(self.heads))] if self.stacked else [action[n] for n, _ in self.heads]
+
+    def sample(self, key, out):
+        keys = jax.random.split(key, len(self.heads))
+        return self._action(self._per_head(lambda d, o, k: d.sample(k, o), out, keys))
+
+    def mode(self, out):
+        return self._action(self._per_head(lambda d, o: d.mode(o), out))
+
+    def log_prob(self, out, action):
+        return sum(self._per_head(lambda d, o, a: d.log_prob(o, a), out, self._parts(action)))
+
+    def entropy(self, out):
+        return sum(self._per_head(lambda d, o: d.entropy(o), out))
+
+    def to_env(self, action):
+        parts = [dist.to_env(p) for (_, dist), p in zip(self.heads, self._parts(action))]
+        return self._action(parts)
+
+
+def distribution_for(space, order: tuple | None = None):
+    """The distribution for a gymnax action space: Discrete, Box, MultiDiscrete (`nvec`) or a Dict of these.
+    `order` lists a Dict space's keys in output order (default: the space's own order)."""
+    if hasattr(space, "nvec"):
+        return Joint(tuple((str(i), Categorical(int(n))) for i, n in enumerate(space.nvec)), stacked=True)
+    if hasattr(space, "spaces") and isinstance(space.spaces, dict):
+        keys = tuple(order or space.spaces)
+        return Joint(tuple((k, distribution_for(space.spaces[k])) for k in keys))
     if hasattr(space, "n"):
         return Categorical(int(space.n))
     if hasattr(space, "low") and hasattr(space, "shape"):
         as_key = lambda b: float(b) if np.ndim(b) == 0 else tuple(np.asarray(b, float).reshape(-1).tolist())
         return DiagGaussian(tuple(space.shape), as_key(space.low), as_key(space.high))
-    raise ConfigError(f"action space {space!r} is not supported (Discrete and Box are)")
+    raise ConfigError(f"action space {space!r} is not supported (Discrete, Box, MultiDiscrete and Dict are)")

@@ -11,7 +11,10 @@ import hydra.utils
 import jax
 
 from maze_jax.config import ConfigError
+from maze_jax.envs.structured import sub_steps
 from maze_jax.models.distributions import distribution_for
+from maze_jax.models.masking import HeadMasks, head_masks
+from maze_jax.models.sub_steps import SubStepNetworks
 
 
 @dataclass(frozen=True)
@@ -21,14 +24,23 @@ class Policy:
     network: Any
     dist: Any
     shared_value: bool = False  # the network's last output is a critic value (shared torso)
+    masks: HeadMasks | None = None  # the env's action masks and sub-step structure, applied to the outputs
 
     def init(self, key, obs_example):
         return self.network.init(key, obs_example)
 
+    def head(self, out, obs):
+        """The distribution parameters in a network output `out` for one observation, masks applied."""
+        out = out[..., : self.dist.n_outputs]
+        return out if self.masks is None else self.masks(out, obs)
+
+    def apply(self, params, obs):
+        """Distribution parameters for one observation."""
+        return self.head(self.network.apply(params, obs), obs)
+
     def outputs(self, params, obs):
         """Distribution parameters for a batch of observations."""
-        out = jax.vmap(self.network.apply, in_axes=(None, 0))(params, obs)
-        return out[..., : self.dist.n_outputs] if self.shared_value else out
+        return jax.vmap(self.apply, in_axes=(None, 0))(params, obs)
 
     def act(self, params, obs, key, deterministic: bool):
         """Environment actions for a batch of observations (the mode when deterministic)."""
@@ -70,7 +82,50 @@ def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", 
         raise ConfigError(f"{section} config does not fit {target}: {error}") from None
 
 
-def build_policy(model_cfg: Any, action_space, shared_value: bool = False) -> Policy:
-    """The model config's network with the outputs the action space needs (plus a value if shared)."""
-    dist = distribution_for(action_space)
-    return Policy(instantiate_network(model_cfg, dist.n_outputs + int(shared_value)), dist, shared_value)
+def sub_step_config(model_cfg: Any, name: str | None):
+    """The network config of sub-step `name`: `model.networks.<name>` if the model names one, else the model's own
+    config (without `networks`). Flax module objects serve every sub-step."""
+    if isinstance(model_cfg, nn.Module):
+        return model_cfg
+    networks = model_cfg.get("networks") or {}
+    if name in networks:
+        return networks[name]
+    return {k: v for k, v in dict(model_cfg).items() if k != "networks"}
+
+
+def build_networks(model_cfg: Any, env, n_outputs: list[int], section: str, pick_by_actor: bool = False,
+                   **overrides):
+    """The network of a flat env (`n_outputs` has one entry), or a SubStepNetworks with one network per sub-step."""
+    steps = sub_steps(env)
+    if not steps:
+        return instantiate_network(sub_step_config(model_cfg, None), n_outputs[0], section, **overrides)
+    unknown = set(getattr(model_cfg, "get", lambda *_: None)("networks") or {}) - {s.name for s in steps}
+    if unknown:
+        raise ConfigError(f"{section}.networks names sub-steps {sorted(unknown)}; the env's sub-steps are "
+                          f"{[s.name for s in steps]}")
+    networks = tuple(instantiate_network(sub_step_config(model_cfg, step.name), n, f"{section}.networks.{step.name}",
+                                         **overrides) for step, n in zip(steps, n_outputs))
+    return SubStepNetworks(networks, tuple(tuple(s.observation_keys) for s in steps), pick_by_actor)
+
+
+def action_distribution(env_spec):
+    """The distribution of the env's action space; a structured env's heads in sub-step order."""
+    order = tuple(k for step in sub_steps(env_spec.env) for k in step.action_keys) or None
+    return distribution_for(env_spec.env.action_space(env_spec.params), order)
+
+
+def build_policy(model_cfg: Any, env_spec, shared_value: bool = False) -> Policy:
+    """The model config's network(s) with the outputs the env's action space needs (plus a value if shared),
+    one network per sub-step for a structured env, with the env's action masks."""
+    env = env_spec.env
+    steps = sub_steps(env)
+    dist = action_distribution(env_spec)
+    if not steps:
+        return Policy(build_networks(model_cfg, env, [dist.n_outputs + int(shared_value)], "model"), dist,
+                      shared_value, head_masks(dist, env))
+    if shared_value:
+        raise ConfigError("critic=shared is not available for structured envs (one critic per sub-step): "
+                          "use critic=separate")
+    sizes = dict(zip([name for name, _ in dist.heads], [d.n_outputs for _, d in dist.heads]))
+    n_outputs = [sum(sizes[k] for k in step.action_keys) for step in steps]
+    return Policy(build_networks(model_cfg, env, n_outputs, "model"), dist, False, head_masks(dist, env))

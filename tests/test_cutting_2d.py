@@ -1,0 +1,118 @@
+"""The 2D cutting env: inventory, demand, rewards, masks and the structured sub-step protocol."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maze_jax.envs.cutting_2d import DEMAND, Cutting2D, cut_pieces, make_cutting_2d
+
+KEY = jax.random.key(0)
+
+
+def area(state):
+    inv = np.asarray(state.inventory)[: int(state.size)]
+    return int((inv[:, 0] * inv[:, 1]).sum())
+
+
+def pieces(state):
+    return [tuple(p) for p in np.asarray(state.inventory)[: int(state.size)].tolist()]
+
+
+def flat_step(env, state, piece_idx, rotation=0, cut_order=0):
+    action = {"piece_idx": jnp.int32(piece_idx), "cut_rotation": jnp.int32(rotation), "cut_order": jnp.int32(cut_order)}
+    obs, state, reward, terminated, _ = env.step_env(KEY, state, action, env.default_params)
+    return obs, state, float(reward)
+
+
+@pytest.mark.parametrize("cut_order", [0, 1])
+def test_cut_pieces_conserve_area(cut_order):
+    piece, order = jnp.array([4, 3]), jnp.array([1, 2])
+    leftovers = np.asarray(cut_pieces(piece, order, jnp.int32(cut_order)))
+    assert (leftovers[:, 0] * leftovers[:, 1]).sum() + 2 == 12
+    assert (leftovers >= 0).all()
+
+
+def test_reset_holds_one_raw_piece_and_the_first_order():
+    env = Cutting2D()
+    obs, state = env.reset_env(KEY, env.default_params)
+    assert pieces(state) == [(4, 3)]
+    np.testing.assert_array_equal(obs["ordered_piece"], DEMAND[0])
+    assert obs["inventory"].shape == (50, 2) and float(obs["inventory_size"][0]) == 1
+
+
+def test_valid_cut_conserves_area_replenishes_the_raw_piece_and_advances_the_demand():
+    env = Cutting2D()
+    _, state = env.reset_env(KEY, env.default_params)
+    for t in range(12):
+        order = DEMAND[t % len(DEMAND)]
+        before = area(state)
+        # cut from the first piece that takes the order unrotated (the raw piece always does)
+        idx = next(i for i, (x, y) in enumerate(pieces(state)) if order[0] <= x and order[1] <= y)
+        was_raw = pieces(state)[idx] == (4, 3)
+        obs, state, reward = flat_step(env, state, idx)
+        assert reward == (-1.0 if was_raw else 0.0)
+        assert area(state) == before - order[0] * order[1] + (12 if was_raw else 0)  # area conserved
+        assert (4, 3) in pieces(state)  # a raw piece is always available
+        np.testing.assert_array_equal(obs["ordered_piece"], DEMAND[(t + 1) % len(DEMAND)])  # demand advances
+        assert int(state.time) == t + 1
+
+
+def test_invalid_choices_cost_two_and_change_nothing():
+    env = Cutting2D()
+    _, state = env.reset_env(KEY, env.default_params)
+    _, after, reward = flat_step(env, state, piece_idx=7)  # an empty slot
+    assert reward == -2.0 and pieces(after) == pieces(state)
+    small = state.replace(inventory=state.inventory.at[1].set(jnp.array([1, 1])), size=jnp.int32(2))
+    _, after, reward = flat_step(env, small, piece_idx=1)  # order (1, 2) does not fit (1, 1)
+    assert reward == -2.0 and pieces(after) == pieces(small)
+    _, after, reward = flat_step(env, small, piece_idx=0, rotation=1)  # rotated (2, 1) fits the raw piece
+    assert reward == -1.0
+
+
+def test_full_inventory_drops_the_oldest_piece():
+    env = Cutting2D(max_pieces_in_inventory=4)
+    _, state = env.reset_env(KEY, env.default_params)
+    state = state.replace(inventory=jnp.array([[2, 2], [1, 3], [3, 1], [4, 3]]), size=jnp.int32(4))
+    _, state, _ = flat_step(env, state, piece_idx=3)  # raw piece cut: two leftovers and a new raw piece
+    assert int(state.size) == 4
+    assert pieces(state)[0] != (2, 2) and (4, 3) in pieces(state)
+
+
+def test_struct_env_alternates_sub_steps_and_rewards_at_the_cut():
+    spec = make_cutting_2d("struct")
+    env = spec.env
+    assert [s.name for s in env.sub_steps] == ["select_piece", "cut"]
+    assert spec.horizon == 360  # 180 steps of two sub-steps
+    obs, state = env.reset(KEY, spec.params)
+    assert int(obs["actor_id"]) == 0
+    obs, state, reward, *_ = env.step(KEY, state, {"piece_idx": 0, "cut_rotation": 0, "cut_order": 0}, spec.params)
+    assert int(obs["actor_id"]) == 1 and float(reward) == 0.0
+    np.testing.assert_array_equal(obs["selected_piece"], [4, 3])
+    obs, state, reward, *_ = env.step(KEY, state, {"piece_idx": 5, "cut_rotation": 0, "cut_order": 0}, spec.params)
+    assert int(obs["actor_id"]) == 0 and float(reward) == -1.0  # the cut used piece 0, not the ignored 5
+    assert int(state.time) == 1
+
+
+def test_masks_mark_exactly_the_valid_choices():
+    """Over random play, a choice is allowed by the masks exactly when taking it is not penalised as invalid."""
+    spec = make_cutting_2d("struct_masked")
+    env, params = spec.env, spec.params
+    obs, state = env.reset(KEY, params)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        if int(obs["actor_id"]) == 0:
+            valid_slots = [i for i in range(50) if bool(obs["inventory_mask"][i])]
+            for i in range(50):  # a slot is valid iff some rotation of the order fits its piece
+                rewards = [float(env.cut(state.replace(selected=jnp.int32(i)), jnp.int32(i), jnp.int32(r), jnp.int32(0))[1])
+                           for r in (0, 1)]
+                assert bool(obs["inventory_mask"][i]) == any(r > -2 for r in rewards)
+            action = {"piece_idx": int(rng.choice(valid_slots)), "cut_rotation": 0, "cut_order": 0}
+        else:
+            for r in (0, 1):
+                reward = float(env.cut(state, state.selected, jnp.int32(r), jnp.int32(0))[1])
+                assert bool(obs["cutting_mask"][r]) == (reward > -2)
+            allowed = [r for r in (0, 1) if bool(obs["cutting_mask"][r])]
+            action = {"piece_idx": 0, "cut_rotation": int(rng.choice(allowed)), "cut_order": int(rng.integers(2))}
+        obs, state, reward, *_ = env.step(KEY, state, action, params)
+        assert float(reward) > -2  # masked choices are never invalid
