@@ -61,14 +61,15 @@ def write_trajectories(path: str, parts: list, returns, lengths) -> None:
 
     n = len(returns)
     joined = jax.tree.map(lambda *xs: np.swapaxes(np.concatenate(xs, axis=1), 0, 1)[:n], *parts)
-    arrays = {f"observation_{k}" if k else "observation": v for k, v in _flat(joined.observation).items()}
-    arrays.update(action=joined.action, reward=joined.reward, terminated=joined.terminated,
+    arrays = {f"{name}_{k}" if k else name: v for name in ("observation", "action")
+              for k, v in _flat(getattr(joined, name)).items()}
+    arrays.update(reward=joined.reward, terminated=joined.terminated,
                   truncated=joined.truncated, episode_return=np.asarray(returns), episode_length=np.asarray(lengths))
     np.savez(path, **arrays)
 
 
 def _flat(tree) -> dict:
-    """Dict observations as `key` -> array ("" for a plain array)."""
+    """Dict observations or actions as `key` -> array ("" for a plain array)."""
     import jax
 
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
@@ -83,12 +84,14 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.session import enable_compilation_cache, final_evaluation_key
     from maze_jax.shell.loop import episode_table
     from maze_jax.shell.table import format_table
+    from maze_jax.wrappers import stored_statistics, wrap_env
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
     runner = cfg.runner
     n_episodes = read(runner, "n_episodes", int, "runner", low=1)
     record = read(runner, "record_trajectory", bool, "runner")
-    env_spec = build_env(cfg.env)
+    stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
+    env_spec = wrap_env(build_env(cfg.env), cfg, stored, echo)
     policy_cfg = {k: v for k, v in OmegaConf.to_container(cfg.policy).items() if k != "_target_"}
     deterministic = policy_cfg.pop("deterministic", True)
     factory = hydra.utils.get_object(cfg.policy._target_)

@@ -22,6 +22,7 @@ from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoint
 from maze_jax.shell.loop import (LoopOptions, Programs, Progress, TrainingLoop, across_seeds, compile_programs,
                                  episode_table, play_in_batches)
 from maze_jax.shell.table import format_table
+from maze_jax.wrappers import normalization_statistics, statistics_to_meta, stored_statistics, wrap_env
 
 CONFIG_FILE = "hydra_config.yaml"
 
@@ -35,8 +36,8 @@ class RunStopped(Exception):
         super().__init__(f"training stopped ({reason}); resume from the run directory of {checkpoint_dir}")
         self.reason = reason
         self.exit_code = self.EXIT_CODES.get(reason, 1)
-# Config sections a checkpoint's shapes depend on: resuming with different ones is refused.
-SHAPE_SECTIONS = ("env", "model")
+# Config sections a checkpoint depends on (shapes, normalisation): resuming with different ones is refused.
+SHAPE_SECTIONS = ("env", "wrappers", "model")
 
 
 def compose_config(overrides: list[str] = ()) -> tuple[DictConfig, dict]:
@@ -52,10 +53,13 @@ def compose_config(overrides: list[str] = ()) -> tuple[DictConfig, dict]:
     return cfg, choices
 
 
-def build(cfg: DictConfig, env=None, model=None) -> tuple[EnvSpec, Trainer]:
-    """Env and trainer (with its networks) from the config; `env` (anything `as_env_spec` takes) and `model`
-    (a flax module), when given, replace the env and model configs (the Python API's built objects)."""
+def build(cfg: DictConfig, env=None, model=None, statistics: dict | None = None,
+          echo: Callable = print) -> tuple[EnvSpec, Trainer]:
+    """Env (wrapped as `cfg.wrappers` says) and trainer (with its networks) from the config; `env` (anything
+    `as_env_spec` takes) and `model` (a flax module), when given, replace the env and model configs (the Python
+    API's built objects). `statistics`: stored observation-normalisation statistics, which take priority."""
     env_spec = build_env(cfg.env) if env is None else as_env_spec(env)
+    env_spec = wrap_env(env_spec, cfg, statistics, echo)
     n_seeds = read(cfg.runner, "n_seeds", int, "runner", low=1)
     return env_spec, vmap_trainer(build_trainer(cfg, env_spec, model), n_seeds)
 
@@ -207,8 +211,9 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
     if cfg.input_dir:
         open_for_resume(str(cfg.input_dir), LATEST).close()  # has a checkpoint at all?
         check_compatible(str(cfg.input_dir), cfg)
-    env_spec, trainer = build(cfg, env_spec, model)
     echo(OmegaConf.to_yaml(cfg), flush=True)
+    stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
+    env_spec, trainer = build(cfg, env_spec, model, stored, echo)
     echo(describe_devices(cfg), flush=True)
     if primary:
         OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
@@ -221,6 +226,8 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
         state, progress, best = restore(str(cfg.input_dir), trainer, state, echo)
         state = place_like(state, fresh)  # on the devices (and with the sharding) the programs expect
         best_state = place_like(best[0], fresh) if best else None
+    statistics = normalization_statistics(env_spec)
+    progress.normalization = statistics_to_meta(statistics) if statistics is not None else None
     params = trainer.policy_params(state)
     if primary:
         save_model_summary(run_dir, jax.tree.map(lambda x: x[0], params) if trainer.n_seeds > 1 else params)

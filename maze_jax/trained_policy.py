@@ -62,6 +62,8 @@ class TrainedPolicy:
             raise ValueError(f"observation of shape {_shapes(obs)}: expected {_shapes(example)} "
                              "(or a batch of those, with a leading axis)")
         batch = jax.tree.map(lambda x: x[None], obs) if single else obs
+        normalize = getattr(self.env_spec.env, "normalize_observation", None)  # as the policy saw them in training
+        batch = normalize(batch) if normalize is not None else batch
         if key is None:
             if not deterministic:
                 raise ValueError("stochastic actions (deterministic=False) need a key, e.g. jax.random.key(0)")
@@ -154,18 +156,21 @@ def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
     an (env, params) pair) and `model` (a flax module) are needed only for runs trained from such objects. For a run of several seeds
     (`runner.n_seeds`), `seed` picks one; by default the seed with the best evaluation."""
     from maze_jax.session import agent_key, build
+    from maze_jax.wrappers import stored_statistics
 
     if checkpoint not in ("best", "latest"):
         raise ConfigError(f"checkpoint={checkpoint!r}: expected best or latest")
     cfg = load_config(run_dir)
     if env is None and not cfg.env.get("_target_"):
         raise ConfigError(f"{run_dir!r} was trained with an env object: pass it, load_policy(..., env=...)")
-    env_spec, trainer = build(cfg, env, model)
     which = BEST if checkpoint == "best" and os.path.isdir(os.path.join(run_dir, BEST)) else LATEST
     store = open_for_resume(run_dir, which)
-    template = jax.eval_shape(trainer.init, agent_key(cfg))
     try:
+        env_spec, trainer = build(cfg, env, model, stored_statistics(run_dir), echo=lambda *a, **k: None)
+        template = jax.eval_shape(trainer.init, agent_key(cfg))
         state, meta = store.restore(template)
+    except ConfigError:
+        raise
     except Exception as error:  # Orbax and TensorStore raise many kinds; all mean "cannot use this checkpoint"
         raise ConfigError(f"{run_dir!r}: its {which} checkpoint is corrupt or does not fit its config "
                           f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})") from None

@@ -34,6 +34,7 @@ class Progress:
     best_epoch: int = -1
     algorithm: str = ""
     seed_best_scores: list | None = None  # per seed, when several seeds train together
+    normalization: dict | None = None  # observation-normalisation statistics ({key: {name: nested list}})
 
     def to_meta(self) -> dict:
         meta = asdict(self)

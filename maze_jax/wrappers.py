@@ -1,0 +1,153 @@
+"""The `wrappers` config group: builds the wrapped env. One wrapper today, Maze's observation normalisation:
+
+    observation_normalization:
+      default_strategy: mean_zero_std_one      # or range_zero_one
+      default_strategy_config: {clip_range: [null, null], axis: null}   # axis null: scalar statistics; [0]: per element
+      default_statistics: null                 # e.g. {mean: 0, std: 1} for every key (not estimated)
+      exclude: []                              # observation keys left as they are
+      manual_config: {}                        # per key: strategy, strategy_config, statistics
+
+Statistics come, in this order of priority, from the checkpoint of the run being resumed or rolled out, from
+the config (manual_config, then default_statistics), or are estimated from `runner.normalization_samples`
+observations of a random policy (masked, where the env has masks). They are saved in every checkpoint's metadata.
+Bool observations and a structured env's `actor_id` are never normalised.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from maze_jax.config import ConfigError, read
+from maze_jax.envs import EnvSpec
+from maze_jax.envs.normalization import PLAIN_KEY, STRATEGIES, KeySettings, NormalizedObservations, compute_statistics
+from maze_jax.envs.structured import ACTOR_ID
+
+WRAPPERS = ("observation_normalization",)
+SAMPLING_ENVS = 32  # random-policy envs played side by side to collect the samples
+
+
+def _plain(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_config(node) else node
+
+
+def _key_settings(strategy: str, config: dict, where: str) -> KeySettings:
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"{where}: strategy {strategy!r} is unknown. Valid: {', '.join(STRATEGIES)}")
+    axis = config.get("axis")
+    if axis is not None:
+        axis = tuple([axis] if isinstance(axis, int) else axis)
+        if 0 not in axis or not all(isinstance(a, int) and a >= 0 for a in axis):
+            raise ConfigError(f"{where}.axis={list(axis)}: expected null or a list of axes including 0 (the sample axis)")
+    clip = tuple(config.get("clip_range") or (None, None))
+    if len(clip) != 2:
+        raise ConfigError(f"{where}.clip_range={list(clip)}: expected [low, high] (null for no bound)")
+    return KeySettings(strategy, axis, clip)
+
+
+def _statistics(given: dict | None, settings: KeySettings, shape: tuple, where: str) -> dict | None:
+    if given is None:
+        return None
+    names = STRATEGIES[settings.strategy]
+    if set(given) != set(names):
+        raise ConfigError(f"{where}: {settings.strategy} needs statistics {list(names)}, got {sorted(given)}")
+    stats = {k: np.asarray(v, np.float32) for k, v in given.items()}
+    for name, value in stats.items():
+        try:
+            np.broadcast_shapes(value.shape, shape)
+        except ValueError:
+            raise ConfigError(f"{where}.{name} of shape {value.shape} does not fit the observation's {shape}") from None
+    return stats
+
+
+def read_normalization(node: Any, obs_example) -> tuple[dict, dict]:
+    """Per-key settings and the statistics the config gives, for the keys to normalise."""
+    node = _plain(node) or {}
+    where = "wrappers.observation_normalization"
+    unknown = set(node) - {"default_strategy", "default_strategy_config", "default_statistics", "exclude", "manual_config"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    examples = obs_example if isinstance(obs_example, dict) else {PLAIN_KEY: obs_example}
+    exclude, manual = list(node.get("exclude") or []), dict(node.get("manual_config") or {})
+    for key in [*exclude, *manual]:
+        if key not in examples:
+            raise ConfigError(f"{where}: observation key {key!r} does not exist; the env's keys are {sorted(examples)}")
+    default = _key_settings(node.get("default_strategy", "mean_zero_std_one"),
+                            node.get("default_strategy_config") or {}, f"{where}.default_strategy_config")
+    settings, given = {}, {}
+    for key, example in examples.items():
+        if key in exclude or key == ACTOR_ID or example.dtype == bool:
+            continue
+        own = manual.get(key) or {}
+        config = {**default._asdict(), **(own.get("strategy_config") or {})}
+        settings[key] = _key_settings(own.get("strategy", default.strategy), config, f"{where}.manual_config.{key}")
+        stats = own.get("statistics", node.get("default_statistics"))
+        stats = _statistics(stats, settings[key], example.shape, f"{where}.manual_config.{key}.statistics")
+        if stats is not None:
+            given[key] = stats
+    return settings, given
+
+
+def sample_observations(env_spec: EnvSpec, n_samples: int, key: jax.Array) -> dict:
+    """`n_samples` observations of a random policy (uniform over allowed actions), as {key: (n, *shape)}."""
+    from maze_jax.envs.episodes import play_episodes
+    from maze_jax.trained_policy import RandomPolicy
+
+    policy = RandomPolicy(env_spec)
+    n_steps = math.ceil(n_samples / SAMPLING_ENVS)
+    play = jax.jit(lambda k: play_episodes(env_spec.env, env_spec.params, lambda obs, kk: policy.act(None, obs, kk, False),
+                                           k, SAMPLING_ENVS, n_steps, record=True)[1].observation)
+    observations = jax.device_get(play(key))
+    flat = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])[:n_samples]
+    observations = jax.tree.map(flat, observations)
+    return observations if isinstance(observations, dict) else {PLAIN_KEY: observations}
+
+
+def statistics_to_meta(statistics: dict) -> dict:
+    """JSON-ready statistics (nested lists) for checkpoint metadata."""
+    return {k: {name: np.asarray(v).tolist() for name, v in stats.items()} for k, stats in statistics.items()}
+
+
+def stored_statistics(run_dir: str) -> dict | None:
+    """The normalisation statistics saved with a run's latest checkpoint (None if it has none)."""
+    from maze_jax.shell.checkpoints import LATEST, open_for_resume
+
+    store = open_for_resume(run_dir, LATEST)
+    try:
+        saved = store.restore_meta().get("normalization")
+    finally:
+        store.close()
+    return None if saved is None else {k: {n: np.asarray(v, np.float32) for n, v in s.items()} for k, s in saved.items()}
+
+
+def wrap_env(env_spec: EnvSpec, cfg: DictConfig, stored: dict | None = None, echo: Callable = print) -> EnvSpec:
+    """The env wrapped as `cfg.wrappers` says (unchanged without wrappers); `stored` statistics take priority."""
+    wrappers = _plain(cfg.get("wrappers")) or {}
+    unknown = set(wrappers) - set(WRAPPERS)
+    if unknown:
+        raise ConfigError(f"wrappers: unknown wrapper(s) {sorted(unknown)}. Valid: {', '.join(WRAPPERS)}")
+    if "observation_normalization" not in wrappers:
+        return env_spec
+    settings, statistics = read_normalization(wrappers["observation_normalization"], env_spec.observation_example())
+    stored = {k: v for k, v in (stored or {}).items() if k in settings}
+    statistics.update(stored)
+    missing = [k for k in settings if k not in statistics]
+    if missing:
+        n = read(cfg.runner, "normalization_samples", int, "runner", low=1)
+        key = jax.random.fold_in(jax.random.key(int(cfg.seeding.env_base_seed)), 2**31 - 2)
+        samples = sample_observations(env_spec, n, key)
+        statistics.update({k: compute_statistics(samples[k], settings[k]) for k in missing})
+        echo(f"Observation normalisation: statistics of {', '.join(missing)} estimated from {n} random-policy "
+             "observations", flush=True)
+    if stored:
+        echo(f"Observation normalisation: statistics of {', '.join(stored)} restored from the checkpoint", flush=True)
+    return env_spec._replace(env=NormalizedObservations(env_spec.env, settings, statistics))
+
+
+def normalization_statistics(env_spec: EnvSpec) -> dict | None:
+    """The statistics of a wrapped env (None without normalisation)."""
+    return getattr(env_spec.env, "statistics", None) if isinstance(env_spec.env, NormalizedObservations) else None
