@@ -131,10 +131,29 @@ def with_saved_choices(argv: list[str]) -> list[str]:
     if not input_dir or not os.path.isfile(hydra_file):
         return argv
     choices = OmegaConf.load(hydra_file).hydra.runtime.choices
-    given = {_override_key(a) for a in argv if not a.startswith("-")}
+    flags, overrides = split_flags(argv)
+    given = {_override_key(a) for a in overrides}
     missing = [f"{g}={choices[g]}" for g in GROUPS if g not in given and choices.get(g) not in (None, "null")]
-    flags = [a for a in argv if a.startswith("-")]
-    return flags + missing + [a for a in argv if not a.startswith("-")]
+    return flags + missing + overrides
+
+
+# Hydra's command-line flags that take a value as the next argument (`--config-dir conf`).
+VALUE_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun")
+
+
+def split_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra's flags (with the values that follow them) apart from the overrides, order kept within each."""
+    flags, overrides, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-"):
+            takes_value = arg in VALUE_FLAGS and i + 1 < len(argv)
+            flags += argv[i:i + 1 + takes_value]
+            i += 1 + takes_value
+        else:
+            overrides.append(arg)
+            i += 1
+    return flags, overrides
 
 
 def wait_for_coordinator(address: str, timeout_s: float) -> None:

@@ -66,7 +66,5 @@ def run_cli(args: list[str], cwd, cache_dir: str, module: str = "maze_jax.train"
     """Runs `python -m maze_jax.train ARGS` like a user would; returns the CompletedProcess (text output)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    flags = [a for a in args if a.startswith("--")]
-    overrides = [a for a in args if not a.startswith("--")]
-    cmd = [sys.executable, "-m", module, *flags, f"compilation_cache_dir={cache_dir}", *overrides]
+    cmd = [sys.executable, "-m", module, *args, f"compilation_cache_dir={cache_dir}"]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -46,3 +46,11 @@ def test_switching_a_group_on_resume_drops_the_old_options_keys():
     assert merge_overrides(["algorithm.max_steps=9"], ["algorithm=ppo"], {"algorithm": "es"}) == ["algorithm=ppo"]
     assert merge_overrides(["algorithm.max_steps=9"], ["algorithm=es"], {"algorithm": "es"}) == \
         ["algorithm.max_steps=9", "algorithm=es"]
+
+
+def test_hydra_flags_keep_their_values_when_saved_choices_are_added():
+    from maze_jax.train import split_flags
+
+    argv = ["--config-dir", "conf", "input_dir=x", "-m", "algorithm.lr=1", "--config-name=conf_train"]
+    assert split_flags(argv) == (["--config-dir", "conf", "-m", "--config-name=conf_train"],
+                                 ["input_dir=x", "algorithm.lr=1"])

@@ -29,3 +29,28 @@ def test_example_runs(script, tmp_path, cache_dir):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert EXPECTED[script] in proc.stdout
+
+
+def test_custom_project_trains_resumes_and_rolls_out_from_its_own_folder(tmp_path, cache_dir):
+    """examples/custom_project, copied elsewhere: its own env and model by `_target_`, its configs by --config-dir."""
+    import re
+    import shutil
+
+    from conftest import run_cli
+
+    project = tmp_path / "custom_project"
+    shutil.copytree(REPO / "examples" / "custom_project", project)
+    common = ["--config-dir", "conf", f"log_base_dir={tmp_path}/outputs"]
+    proc = run_cli([*common, "env=match_target", "model=target_net", "algorithm=ppo", "runner=dev",
+                    "seeding.agent_base_seed=0", "seeding.env_base_seed=0", "algorithm.n_epochs=3"], project, cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = float(re.search(r"final\s+BaseEnvEvents\s+reward\s+mean\s+\|\s+(\S+)", proc.stdout).group(1))
+    assert final > 4 * 1.5, final  # 20 steps, 5 choices: a random policy gets 4
+    run_dir = next((tmp_path / "outputs").glob("match_target-target_net-ppo-dev/*"))
+    proc = run_cli([*common, f"input_dir={run_dir}", "algorithm.n_epochs=4"], project, cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Resumed" in proc.stdout and "at epoch 3" in proc.stdout
+    proc = run_cli([f"input_dir={run_dir}", "runner.n_episodes=5", f"log_base_dir={tmp_path}/rollout"], project,
+                   cache_dir, module="maze_jax.rollout")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Rolling out 5 episodes of MatchTarget" in proc.stdout

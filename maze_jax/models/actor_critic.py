@@ -52,4 +52,4 @@ def build_actor_critic(model_cfg: Any, critic_cfg: Any, env_spec) -> ActorCritic
         k: v for k, v in dict(model_cfg).items() if k != "networks"}
     n_critics = max(len(sub_steps(env_spec.env)), 1)
     return ActorCritic(policy, build_networks(critic_model, env_spec.env, [1] * n_critics, "critic",
-                                              pick_by_actor=True, output_scale=1.0, **overrides))
+                                              pick_by_actor=True, optional={"output_scale": 1.0}, **overrides))

@@ -56,11 +56,14 @@ def _check_hidden_units(units) -> tuple:
     return units
 
 
-def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", **overrides):
-    """The config's `_target_` flax module with `n_outputs` outputs; other keys are its fields.
+def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", optional: dict | None = None,
+                        **overrides):
+    """The config's `_target_` flax module with `n_outputs` outputs; other keys are its fields, `overrides`
+    replace them, and `optional` fields (such as a critic's `output_scale`) are set where the module has them.
 
     `model_cfg` may also be a flax module already built (the Python API's objects): it is cloned with
     `n_outputs` and those of `overrides` that are its fields, so one module serves as policy and critic."""
+    overrides = {**(optional or {}), **overrides}
     if isinstance(model_cfg, nn.Module):
         fields = {f.name for f in dataclasses.fields(model_cfg)}
         if "n_outputs" not in fields:
@@ -76,6 +79,9 @@ def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", 
         module_cls = hydra.utils.get_object(target)
     except Exception as error:
         raise ConfigError(f"{section}._target_={target!r} cannot be imported: {error}") from None
+    if dataclasses.is_dataclass(module_cls):
+        fields = {f.name for f in dataclasses.fields(module_cls)}
+        kwargs = {k: v for k, v in kwargs.items() if k in fields or k not in (optional or {})}
     try:
         return module_cls(n_outputs=n_outputs, **kwargs)
     except TypeError as error:
@@ -94,17 +100,17 @@ def sub_step_config(model_cfg: Any, name: str | None):
 
 
 def build_networks(model_cfg: Any, env, n_outputs: list[int], section: str, pick_by_actor: bool = False,
-                   **overrides):
+                   optional: dict | None = None, **overrides):
     """The network of a flat env (`n_outputs` has one entry), or a SubStepNetworks with one network per sub-step."""
     steps = sub_steps(env)
     if not steps:
-        return instantiate_network(sub_step_config(model_cfg, None), n_outputs[0], section, **overrides)
+        return instantiate_network(sub_step_config(model_cfg, None), n_outputs[0], section, optional, **overrides)
     unknown = set(getattr(model_cfg, "get", lambda *_: None)("networks") or {}) - {s.name for s in steps}
     if unknown:
         raise ConfigError(f"{section}.networks names sub-steps {sorted(unknown)}; the env's sub-steps are "
                           f"{[s.name for s in steps]}")
     networks = tuple(instantiate_network(sub_step_config(model_cfg, step.name), n, f"{section}.networks.{step.name}",
-                                         **overrides) for step, n in zip(steps, n_outputs))
+                                         optional, **overrides) for step, n in zip(steps, n_outputs))
     return SubStepNetworks(networks, tuple(tuple(s.observation_keys) for s in steps), pick_by_actor)
 
 
