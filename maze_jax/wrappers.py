@@ -138,7 +138,8 @@ def wrap_env(env_spec: EnvSpec, cfg: DictConfig, stored: dict | None = None, ech
     missing = [k for k in settings if k not in statistics]
     if missing:
         n = read(cfg.runner, "normalization_samples", int, "runner", low=1)
-        key = jax.random.fold_in(jax.random.key(int(cfg.seeding.env_base_seed)), 2**31 - 2)
+        seed = cfg.get("seeding", {}).get("env_base_seed")  # null (a composed config not yet seeded): 0
+        key = jax.random.fold_in(jax.random.key(int(seed or 0)), 2**31 - 2)
         samples = sample_observations(env_spec, n, key)
         statistics.update({k: compute_statistics(samples[k], settings[k]) for k in missing})
         echo(f"Observation normalisation: statistics of {', '.join(missing)} estimated from {n} random-policy "

@@ -108,3 +108,42 @@ def test_shared_critic_is_refused_for_structured_envs():
 
     with pytest.raises(ConfigError, match="critic=separate"):
         build_actor_critic(MLP, {"shared": True}, make_cutting_2d("struct"))
+
+
+def test_ppo_learns_a_multi_discrete_bandit():
+    """An env of our own with a MultiDiscrete action: each step pays 1 per entry equal to the target [1, 0]."""
+    from flax import struct
+    from gymnax.environments import environment, spaces
+
+    from maze_jax.algorithms import make_train
+    from maze_jax.envs.spaces import MultiDiscrete
+    from maze_jax.session import compose_config
+
+    @struct.dataclass
+    class Params(environment.EnvParams):
+        max_steps_in_episode: int = 10
+
+    class Bandit(environment.Environment):
+        default_params = Params()
+
+        def reset_env(self, key, params):
+            return jnp.ones(2), environment.EnvState(time=0)
+
+        def step_env(self, key, state, action, params):
+            reward = (action == jnp.array([1, 0])).sum().astype(jnp.float32)
+            return jnp.ones(2), environment.EnvState(time=state.time + 1), reward, jnp.bool_(False), {}
+
+        def action_space(self, params=None):
+            return MultiDiscrete([3, 2])
+
+        def observation_space(self, params=None):
+            return spaces.Box(0.0, 1.0, (2,))
+
+    cfg, _ = compose_config(["algorithm=ppo", "runner=dev", "algorithm.n_epochs=4", "algorithm.epoch_length=5",
+                             "algorithm.n_rollout_steps=20", "algorithm.batch_size=20", "algorithm.lr=0.01",
+                             "model.hidden_units=[8]"])
+    train = make_train(cfg, env=Bandit())
+    state, _ = jax.jit(train)(jax.random.key(0))
+    policy = train.trainer.policy
+    action = policy.act(train.trainer.policy_params(state), jnp.ones((1, 2)), jax.random.key(0), True)
+    np.testing.assert_array_equal(action[0], [1, 0])

@@ -74,7 +74,8 @@ def make_train(config, env=None, model: Any = None) -> Callable:
     """A whole training as one pure function: `train(key, hyperparams=None) -> (final state, metrics per epoch)`.
 
     `config` is a composed training config (`maze_jax.session.compose_config`); `env` (an EnvSpec, a gymnax env,
-    an (env, params) pair or an id) and `model` (a flax module) replace its env and model when given.
+    an (env, params) pair or an id) and `model` (a flax module) replace its env and model when given. The env is
+    wrapped as `config.wrappers` says (normalisation statistics are estimated once, here, on the host).
     `algorithm.n_epochs` epochs run in one `lax.scan`. `hyperparams` overrides traced hyperparameters by Maze name,
     so `jax.vmap` maps over seeds and over hyperparameters alike:
     `jax.jit(jax.vmap(train, in_axes=(None, {"lr": 0})))(key, {"lr": jnp.array([1e-4, 3e-4, 1e-3])})`.
@@ -83,7 +84,10 @@ def make_train(config, env=None, model: Any = None) -> Callable:
 
     from maze_jax.envs import as_env_spec, build_env
 
-    trainer = build_trainer(config, build_env(config.env) if env is None else as_env_spec(env), model)
+    from maze_jax.wrappers import wrap_env
+
+    env_spec = wrap_env(build_env(config.env) if env is None else as_env_spec(env), config, echo=lambda *a, **k: None)
+    trainer = build_trainer(config, env_spec, model)
     if trainer.n_epochs <= 0:
         raise ValueError(f"make_train needs algorithm.n_epochs > 0 (got {trainer.n_epochs})")
 
