@@ -5,6 +5,9 @@ solve      Time to solve CartPole-v1 with the default command (`env=cartpole alg
 es         ES epoch throughput (env steps/s, compile time apart) for several populations, 32x32 network.
 ppo        PPO training throughput: 64x64 network, 16 envs x 128 steps, 4 epochs of 4 minibatches.
 pendulum   PPO on Pendulum-v1 (continuous actions): env steps and seconds to an evaluation mean >= -200.
+cutting    PPO on the masked structured cutting env (the README's command, default settings): epochs, sub-steps and
+           seconds until the evaluation uses the fewest raw pieces possible; raw pieces per step of PPO, a random
+           masked policy and the first-fit and best-fit heuristics on the same 64 episodes.
 scale      ES and PPO env steps/s against the batch (ES population, PPO envs: --sizes), on one device and on
            every device (on a CPU: 4 devices forced with --xla_force_host_platform_device_count=4).
 Targets on a 2-core CPU: solve in < 10 s; ES >= 2,000,000 steps/s at population 128; PPO >= 120,000 steps/s.
@@ -28,6 +31,10 @@ PENDULUM = ["env=gymnax", "env.name=Pendulum-v1", "algorithm=ppo", "runner.concu
             "algorithm.n_rollout_steps=64", "algorithm.batch_size=1024", "algorithm.n_optimization_epochs=10",
             "algorithm.epoch_length=10", "algorithm.lr=0.002", "algorithm.gamma=0.9", "algorithm.gae_lambda=0.95",
             "algorithm.entropy_coef=0.0", "algorithm.max_grad_norm=0.5"]
+
+
+CUTTING = ["env=tutorial_cutting_2d_struct_masked", "wrappers=tutorial_cutting_2d",
+           "model=tutorial_cutting_2d_struct_masked", "algorithm=ppo"]
 
 
 def time_to_solve(algorithm: str, seed: int, cache_dir: str, log_dir: str) -> tuple[float, str]:
@@ -94,6 +101,41 @@ def pendulum(max_epochs: int = 40) -> str:
     return f"NOT reached -200 in {steps:,} env steps (last {float(score):.1f})"
 
 
+def cutting(max_epochs: int = 10) -> None:
+    import types
+
+    import jax
+
+    from maze_jax.envs.cutting_2d import greedy_policy_act
+    from maze_jax.session import build, compose_config
+    from maze_jax.shell.loop import compile_programs
+    from maze_jax.trained_policy import RandomPolicy, TrainedPolicy
+
+    cfg, _ = compose_config([*CUTTING, "seeding.env_base_seed=0", "seeding.agent_base_seed=0"])
+    start = time.perf_counter()
+    env_spec, trainer = build(cfg, echo=lambda *a, **k: None)
+    programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
+    setup_s = time.perf_counter() - start
+    raw_per_step = lambda policy, params: -float(
+        TrainedPolicy(policy, params, env_spec).play(64, jax.random.key(7))[0].mean()) / 180
+    bound = 1 / 6  # the orders of one demand cycle add up to one raw piece
+    state, steps, start = programs.init(jax.random.key(0)), 0, time.perf_counter()
+    for epoch in range(1, max_epochs + 1):
+        state, metrics = programs.train_epoch(state)
+        steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
+        ppo = raw_per_step(trainer.policy, trainer.policy_params(state))
+        if ppo <= bound + 1e-6:
+            break
+    print(f"PPO: {ppo:.4f} raw pieces per step after {epoch} epochs, {steps:,} sub-steps, "
+          f"{time.perf_counter() - start:.1f} s training + {setup_s:.1f} s statistics and compile "
+          f"({steps * 1.0 / (time.perf_counter() - start):,.0f} sub-steps/s with evaluation)", flush=True)
+    for name, policy in (("random masked", RandomPolicy(env_spec)),
+                         ("first fit", types.SimpleNamespace(act=greedy_policy_act(first_fit=True))),
+                         ("best fit", types.SimpleNamespace(act=greedy_policy_act(first_fit=False)))):
+        print(f"{name}: {raw_per_step(policy, None):.4f} raw pieces per step", flush=True)
+    print(f"lower bound (order area / raw piece area): {bound:.4f}", flush=True)
+
+
 def scaling(sizes: list[int], n_devices: int) -> None:
     """ES and PPO throughput for each batch size, the batch split over `n_devices` devices."""
     for size in sizes:
@@ -112,7 +154,7 @@ def scaling(sizes: list[int], n_devices: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, fewer population sizes")
-    parser.add_argument("--only", nargs="*", default=["solve", "es", "ppo", "pendulum"])
+    parser.add_argument("--only", nargs="*", default=["solve", "es", "ppo", "pendulum", "cutting"])
     parser.add_argument("--populations", default="16,128,1024,4096")
     parser.add_argument("--sizes", default="16,256,4096", help="batch sizes of the scale section")
     parser.add_argument("--devices", type=int, default=0, help=argparse.SUPPRESS)  # the scale section's workers
@@ -157,6 +199,9 @@ def main() -> None:
             if cpu and n_devices > 1:
                 env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n_devices}"
             subprocess.run([sys.executable, __file__, "--devices", str(n_devices), "--sizes", args.sizes], env=env)
+    if "cutting" in args.only:
+        print("\n== PPO on the masked cutting env: python -m maze_jax.train " + " ".join(CUTTING) + " ==", flush=True)
+        cutting()
     if "pendulum" in args.only:
         print("\n== PPO on Pendulum-v1: python -m maze_jax.train " + " ".join(PENDULUM) + " ==", flush=True)
         print(pendulum(), flush=True)

@@ -112,7 +112,7 @@ BAD_INPUTS = [
     (["algorithm=ppo", "algorithm.gamma=1.5"], "algorithm.gamma=1.5: must be <= 1.0"),
     (["algorithm=a2c", "runner.concurrency=0"], "runner.concurrency=0: must be >= 1"),
     (["algorithm=ppo", "algorithm.lr=fast"], "algorithm.lr='fast': expected a number"),
-    (["wrappers=vector_obs"], "Could not find 'wrappers/vector_obs'"),
+    (["wrappers=frame_stack"], "Could not find 'wrappers/frame_stack'"),
     (["runner=cluster"], "Available options in 'runner'"),
     (["runner.n_seeds=0"], "runner.n_seeds=0: must be >= 1"),
     (["log_base_dir=/dev/null/runs"], "log_base_dir='/dev/null/runs' cannot be written"),

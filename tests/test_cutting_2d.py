@@ -95,26 +95,27 @@ def test_struct_env_alternates_sub_steps_and_rewards_at_the_cut():
 
 
 def test_masks_mark_exactly_the_valid_choices():
-    """Over random play, a choice is allowed by the masks exactly when taking it is not penalised as invalid."""
+    """Over random masked play, a choice is allowed by the masks exactly when taking it is not penalised as invalid."""
     spec = make_cutting_2d("struct_masked")
     env, params = spec.env, spec.params
+    # the reward of cutting the current order from every slot with every rotation: (50, 2)
+    rewards = jax.jit(lambda state, slots: jax.vmap(lambda i: jax.vmap(
+        lambda r: env.cut(state, i, r, jnp.int32(0))[1])(jnp.arange(2)))(slots))
+    step = jax.jit(lambda key, state, action: env.step(key, state, action, params))
     obs, state = env.reset(KEY, params)
     rng = np.random.default_rng(0)
-    for _ in range(60):
+    for t in range(80):
         if int(obs["actor_id"]) == 0:
-            valid_slots = [i for i in range(50) if bool(obs["inventory_mask"][i])]
-            for i in range(50):  # a slot is valid iff some rotation of the order fits its piece
-                rewards = [float(env.cut(state.replace(selected=jnp.int32(i)), jnp.int32(i), jnp.int32(r), jnp.int32(0))[1])
-                           for r in (0, 1)]
-                assert bool(obs["inventory_mask"][i]) == any(r > -2 for r in rewards)
-            action = {"piece_idx": int(rng.choice(valid_slots)), "cut_rotation": 0, "cut_order": 0}
+            valid = np.asarray(rewards(state, jnp.arange(50)) > -2)  # a slot is valid iff some rotation fits
+            np.testing.assert_array_equal(np.asarray(obs["inventory_mask"]), valid.any(axis=1))
+            allowed = np.flatnonzero(valid.any(axis=1))
+            action = {"piece_idx": int(rng.choice(allowed)), "cut_rotation": 0, "cut_order": 0}
         else:
-            for r in (0, 1):
-                reward = float(env.cut(state, state.selected, jnp.int32(r), jnp.int32(0))[1])
-                assert bool(obs["cutting_mask"][r]) == (reward > -2)
-            allowed = [r for r in (0, 1) if bool(obs["cutting_mask"][r])]
-            action = {"piece_idx": 0, "cut_rotation": int(rng.choice(allowed)), "cut_order": int(rng.integers(2))}
-        obs, state, reward, *_ = env.step(KEY, state, action, params)
+            valid = np.asarray(rewards(state, state.selected[None]))[0] > -2
+            np.testing.assert_array_equal(np.asarray(obs["cutting_mask"]), valid)
+            action = {"piece_idx": 0, "cut_rotation": int(rng.choice(np.flatnonzero(valid))),
+                      "cut_order": int(rng.integers(2))}
+        obs, state, reward, *_ = step(jax.random.key(t), state, jax.tree.map(jnp.int32, action))
         assert float(reward) > -2  # masked choices are never invalid
 
 
@@ -139,17 +140,15 @@ def test_cli_trains_the_masked_cutting_env_and_rolls_it_out(tmp_path, cache_dir)
         assert data["observation_inventory"].max() <= 1.0  # the run's normalisation applies
 
 
-@pytest.mark.parametrize("variant, algorithm, model", [
-    ("tutorial_cutting_2d", "ppo", "flatten_concat"),
-    ("tutorial_cutting_2d_struct", "a2c", "flatten_concat"),
-    ("tutorial_cutting_2d_struct_masked", "es", "tutorial_cutting_2d_struct_masked"),
+@pytest.mark.parametrize("variant, algorithm, model", [  # PPO on struct_masked: the CLI and learning tests
+    ("tutorial_cutting_2d", "a2c", "flatten_concat"),
+    ("tutorial_cutting_2d_struct", "es", "flatten_concat"),
 ])
 def test_every_variant_trains_with_every_algorithm_family(variant, algorithm, model):
     from maze_jax.algorithms import make_train
     from maze_jax.session import compose_config
 
-    tiny = {"ppo": ["algorithm.epoch_length=1", "algorithm.n_rollout_steps=8", "algorithm.batch_size=16"],
-            "a2c": ["algorithm.epoch_length=1", "algorithm.n_rollout_steps=8"],
+    tiny = {"a2c": ["algorithm.epoch_length=1", "algorithm.n_rollout_steps=8"],
             "es": ["algorithm.n_rollouts_per_update=4"]}[algorithm]
     cfg, _ = compose_config([f"env={variant}", f"algorithm={algorithm}", f"model={model}", "runner=dev",
                              "wrappers=tutorial_cutting_2d", "algorithm.n_epochs=1", "runner.normalization_samples=100",
