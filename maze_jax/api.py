@@ -116,4 +116,4 @@ class RunContext:
 
         policy = self.policy
         returns, lengths = policy.play(n_episodes, jax.random.key(seed), deterministic=deterministic)
-        return {k: float(v) for k, v in episode_table(returns, lengths, policy.env_spec.horizon, "eval").items()}
+        return {k: float(v) for k, v in episode_table(returns, lengths, "eval").items()}

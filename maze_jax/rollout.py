@@ -104,7 +104,7 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     played = loaded.play(n_episodes, final_evaluation_key(cfg), batch, deterministic, record)
     returns, lengths = played[:2]
-    stats = {k: float(v) for k, v in episode_table(returns, lengths, env_spec.horizon, "rollout").items()}
+    stats = {k: float(v) for k, v in episode_table(returns, lengths, "rollout").items()}
     echo(format_table(0, 0, stats).replace("Iteration 0", "Rollout"), flush=True)
     write_episodes(os.path.join(out_dir, EPISODES_FILE), returns, lengths)
     echo(f"Per-episode returns and lengths: {os.path.abspath(os.path.join(out_dir, EPISODES_FILE))}", flush=True)

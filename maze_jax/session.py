@@ -159,7 +159,7 @@ def final_evaluation(programs: Programs, state, cfg: DictConfig, env_spec: EnvSp
     """Deterministic evaluation of `state`'s policy: `runner.final_eval_rollouts` episodes, printed."""
     n = read(cfg.runner, "final_eval_rollouts", int, "runner", low=1)
     returns, lengths = play_in_batches(programs.evaluate, state, final_evaluation_key(cfg), n)
-    stats = across_seeds(episode_table(returns, lengths, env_spec.horizon, "final", per_seed=n_seeds > 1))
+    stats = across_seeds(episode_table(returns, lengths, "final", per_seed=n_seeds > 1))
     echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
          flush=True)
     return stats

@@ -211,8 +211,21 @@ def start_distributed(argv: list[str]) -> list[str]:
             "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
+def exit_now(code: int = 0) -> None:
+    """Ends the process without the interpreter's teardown, which frees JAX's and XLA's objects one by one (0.3 to
+    0.5 s on a 2-core CPU). Exit handlers (Hydra's log file, jax.distributed's shutdown) and output flushing run
+    first, as in a normal exit."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     check_output_dir(sys.argv[1:])
     sys.argv[1:] = with_saved_choices(sys.argv[1:])
     sys.argv[1:] += start_distributed(sys.argv[1:])
     main()
+    exit_now(0)

@@ -107,7 +107,7 @@ def test_play_in_batches_plays_exactly_n_episodes_with_folded_keys():
     def evaluate(state, key):
         calls.append(key)
         i = len(calls)
-        return EpisodeStats.from_episodes(jnp.full(4, float(i)), jnp.full(4, i), 10)
+        return EpisodeStats.zeros(4, 10).add(jnp.ones(4, bool), jnp.full(4, float(i)), jnp.full(4, i))
 
     returns, lengths = play_in_batches(evaluate, None, jax.random.key(7), 10)
     assert returns.tolist() == [1] * 4 + [2] * 4 + [3] * 2 and lengths.tolist() == returns.tolist()

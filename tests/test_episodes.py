@@ -46,9 +46,15 @@ def test_statistics_of_added_episodes():
     assert float(summary[TAG + "median_step_count"]) == 4.0
     assert int(summary[TAG + "episode_count"]) == 4
     np.testing.assert_allclose(float(summary[TAG + "std"]), np.std([1, 3, 5, 7]), rtol=1e-5)
-    both = episode_statistics(stats.merge(stats), "train")
-    assert int(both[TAG + "episode_count"]) == 8 and float(both[TAG + "median_step_count"]) == 4.0
-    assert float(both[TAG + "min"]) == 1.0 and float(both[TAG + "std"]) == float(summary[TAG + "std"])
+    # the host-side table of per-episode values (evaluation, final, rollouts) says the same
+    from maze_jax.shell.loop import episode_table
+
+    host = episode_table([1.0, 3.0, 5.0, 7.0, 0.0], [1, 3, 5, 7, 0], "train", ended=[True] * 4 + [False])
+    for key, value in summary.items():
+        np.testing.assert_allclose(host[key], value, rtol=1e-5, err_msg=key)
+    per_seed = episode_table([[1.0, 3.0], [5.0, 9.0]], [[1, 3], [5, 9]], "eval", per_seed=True)
+    np.testing.assert_allclose(per_seed["eval_BaseEnvEvents/reward/mean"], [2.0, 7.0])
+    assert np.isnan(episode_table([1.0], [1], "eval", ended=[False])["eval_BaseEnvEvents/reward/mean"])
 
 
 def test_median_from_histogram_matches_numpy():

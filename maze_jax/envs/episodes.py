@@ -32,13 +32,6 @@ class EpisodeStats(NamedTuple):
         f, i = jnp.zeros(n_envs, jnp.float32), jnp.zeros(n_envs, jnp.int32)
         return cls(i, f, f, f + jnp.inf, f - jnp.inf, i, f, i, jnp.zeros(max_length + 1, jnp.int32))
 
-    @classmethod
-    def from_episodes(cls, returns, lengths, max_length: int) -> EpisodeStats:
-        """One finished episode per entry of `returns` and `lengths` (last axis; leading axes such as seeds kept)."""
-        returns, lengths = jnp.asarray(returns, jnp.float32), jnp.asarray(lengths, jnp.int32)
-        hist = jax.nn.one_hot(lengths, max_length + 1, dtype=jnp.int32).sum(axis=-2)
-        return cls(jnp.ones_like(lengths), returns, returns**2, returns, returns, lengths, returns, lengths, hist)
-
     def add(self, done: jax.Array, ep_return: jax.Array, ep_length: jax.Array) -> EpisodeStats:
         """Counts the episodes that ended this step (`done`) with their returns and lengths."""
         first = done & (self.count == 0)
@@ -65,14 +58,6 @@ class EpisodeStats(NamedTuple):
     def mean_return_per_env(self) -> jax.Array:
         """Mean return of each env's finished episodes (0 where none finished)."""
         return self.return_sum / jnp.maximum(self.count, 1)
-
-    def merge(self, other: EpisodeStats) -> EpisodeStats:
-        """Both batches' episodes in one same-shaped record (env i of each batch pooled; first episodes kept)."""
-        return EpisodeStats(
-            self.count + other.count, self.return_sum + other.return_sum, self.return_sq_sum + other.return_sq_sum,
-            jnp.minimum(self.return_min, other.return_min), jnp.maximum(self.return_max, other.return_max),
-            self.length_sum + other.length_sum, self.first_return, self.first_length,
-            self.length_hist + other.length_hist)
 
 
 def reset_batch(env, env_params, key: jax.Array, n_envs: int):

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import flax.linen as nn
 import jax
 
 from maze_jax.config import read
 from maze_jax.envs.structured import sub_steps
-from maze_jax.models.policy import Policy, build_networks, build_policy
+from maze_jax.models.policy import Policy, build_networks, build_policy, sub_step_config
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,7 @@ def build_actor_critic(model_cfg: Any, critic_cfg: Any, env_spec) -> ActorCritic
     if shared:
         return ActorCritic(policy)
     overrides = {k: v for k, v in dict(critic_cfg).items() if k != "shared" and v is not None}
-    critic_model = model_cfg if isinstance(model_cfg, nn.Module) else {
-        k: v for k, v in dict(model_cfg).items() if k != "networks"}
+    critic_model = sub_step_config(model_cfg, None)  # the model's own config, not its per-sub-step networks
     n_critics = max(len(sub_steps(env_spec.env)), 1)
     return ActorCritic(policy, build_networks(critic_model, env_spec.env, [1] * n_critics, "critic",
                                               pick_by_actor=True, optional={"output_scale": 1.0}, **overrides))
