@@ -132,6 +132,16 @@ def test_cli_trains_the_masked_cutting_env_and_rolls_it_out(tmp_path, cache_dir)
         assert row in proc.stdout
     assert "estimated from 1000 random-policy observations" in proc.stdout
     run_dir = next((tmp_path / "train").glob("*/*"))
+    from maze_jax.trained_policy import load_policy
+
+    policy = load_policy(str(run_dir))  # raw observations in, the run's normalisation and masks applied
+    env = make_cutting_2d("struct_masked").env
+    obs, state = env.reset(KEY, env.default_params)
+    for _ in range(2):
+        obs, state, *_ = env.step(KEY, state, {"piece_idx": 0, "cut_rotation": 0, "cut_order": 0}, env.default_params)
+    action = policy.compute_action(jax.device_get(obs))
+    assert set(action) == {"piece_idx", "cut_rotation", "cut_order"}
+    assert bool(obs["inventory_mask"][int(action["piece_idx"])])
     proc = run_cli([f"input_dir={run_dir}", "runner.n_episodes=3", "runner.record_trajectory=true",
                     f"log_base_dir={tmp_path}/rollout"], tmp_path, cache_dir, module="maze_jax.rollout")
     assert proc.returncode == 0, proc.stderr
