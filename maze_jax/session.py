@@ -211,9 +211,9 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
     if cfg.input_dir:
         open_for_resume(str(cfg.input_dir), LATEST).close()  # has a checkpoint at all?
         check_compatible(str(cfg.input_dir), cfg)
-    echo(OmegaConf.to_yaml(cfg), flush=True)
     stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
-    env_spec, trainer = build(cfg, env_spec, model, stored, echo)
+    env_spec, trainer = build(cfg, env_spec, model, stored, echo)  # config mistakes end here, in one line
+    echo(OmegaConf.to_yaml(cfg), flush=True)
     echo(describe_devices(cfg), flush=True)
     if primary:
         OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))

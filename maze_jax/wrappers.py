@@ -35,9 +35,10 @@ def _plain(node) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_config(node) else node
 
 
-def _key_settings(strategy: str, config: dict, where: str) -> KeySettings:
+def _key_settings(strategy: str, config: dict, strategy_key: str, where: str) -> KeySettings:
+    """Settings of one key; `strategy_key` and `where` (the strategy config's path) name the keys in messages."""
     if strategy not in STRATEGIES:
-        raise ConfigError(f"{where}: strategy {strategy!r} is unknown. Valid: {', '.join(STRATEGIES)}")
+        raise ConfigError(f"{strategy_key}={strategy!r} is unknown. Valid: {', '.join(STRATEGIES)}")
     axis = config.get("axis")
     if axis is not None:
         axis = tuple([axis] if isinstance(axis, int) else axis)
@@ -77,14 +78,17 @@ def read_normalization(node: Any, obs_example) -> tuple[dict, dict]:
         if key not in examples:
             raise ConfigError(f"{where}: observation key {key!r} does not exist; the env's keys are {sorted(examples)}")
     default = _key_settings(node.get("default_strategy", "mean_zero_std_one"),
-                            node.get("default_strategy_config") or {}, f"{where}.default_strategy_config")
+                            node.get("default_strategy_config") or {}, f"{where}.default_strategy",
+                            f"{where}.default_strategy_config")
     settings, given = {}, {}
     for key, example in examples.items():
         if key in exclude or key == ACTOR_ID or example.dtype == bool:
             continue
         own = manual.get(key) or {}
         config = {**default._asdict(), **(own.get("strategy_config") or {})}
-        settings[key] = _key_settings(own.get("strategy", default.strategy), config, f"{where}.manual_config.{key}")
+        own_where = f"{where}.manual_config.{key}"
+        settings[key] = _key_settings(own.get("strategy", default.strategy), config, f"{own_where}.strategy",
+                                      f"{own_where}.strategy_config")
         stats = own.get("statistics", node.get("default_statistics"))
         stats = _statistics(stats, settings[key], example.shape, f"{where}.manual_config.{key}.statistics")
         if stats is not None:

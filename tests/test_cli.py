@@ -113,6 +113,9 @@ BAD_INPUTS = [
     (["algorithm=a2c", "runner.concurrency=0"], "runner.concurrency=0: must be >= 1"),
     (["algorithm=ppo", "algorithm.lr=fast"], "algorithm.lr='fast': expected a number"),
     (["wrappers=frame_stack"], "Could not find 'wrappers/frame_stack'"),
+    (["wrappers=vector_obs", "wrappers.observation_normalization.default_strategy=zscore"],
+     "wrappers.observation_normalization.default_strategy='zscore' is unknown"),
+    (["env=tutorial_cutting_2d_struct", "critic=shared", "algorithm=ppo"], "critic=shared is not available"),
     (["runner=cluster"], "Available options in 'runner'"),
     (["runner.n_seeds=0"], "runner.n_seeds=0: must be >= 1"),
     (["log_base_dir=/dev/null/runs"], "log_base_dir='/dev/null/runs' cannot be written"),
@@ -126,6 +129,7 @@ def test_bad_input_gives_one_clear_message_and_nonzero_exit(args, message, tmp_p
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+    assert "seeding:" not in proc.stdout  # refused before the config is printed: the error is all there is
 
 
 def test_resume_refuses_empty_and_incompatible_runs(two_epoch_run, tmp_path, cache_dir):
