@@ -122,7 +122,8 @@ GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
 
 
 def with_saved_choices(argv: list[str]) -> list[str]:
-    """On resume, the saved run's config-group choices the command does not repeat, put before its overrides.
+    """On resume, the saved run's config-group choices the command does not repeat, put before its overrides,
+    and the run's own config folder (`--config-dir`, a custom project's groups) unless the command names one.
 
     Hydra composes before our code runs: without this, `input_dir=<a PPO run> algorithm.lr=1e-4` would be
     composed against the default algorithm and refused, and the run directory would be misnamed."""
@@ -130,10 +131,14 @@ def with_saved_choices(argv: list[str]) -> list[str]:
     hydra_file = os.path.join(input_dir, ".hydra", "hydra.yaml")
     if not input_dir or not os.path.isfile(hydra_file):
         return argv
-    choices = OmegaConf.load(hydra_file).hydra.runtime.choices
+    runtime = OmegaConf.load(hydra_file).hydra.runtime
     flags, overrides = split_flags(argv)
     given = {_override_key(a) for a in overrides}
-    missing = [f"{g}={choices[g]}" for g in GROUPS if g not in given and choices.get(g) not in (None, "null")]
+    missing = [f"{g}={runtime.choices[g]}" for g in GROUPS
+               if g not in given and runtime.choices.get(g) not in (None, "null")]
+    own_dirs = [s.path for s in runtime.get("config_sources", []) if s.provider == "command-line" and s.schema == "file"]
+    if own_dirs and os.path.isdir(own_dirs[0]) and not any(f.split("=")[0] in ("--config-dir", "-cd") for f in flags):
+        flags = ["--config-dir", own_dirs[0], *flags]
     return flags + missing + overrides
 
 

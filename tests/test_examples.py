@@ -47,7 +47,9 @@ def test_custom_project_trains_resumes_and_rolls_out_from_its_own_folder(tmp_pat
     final = float(re.search(r"final\s+BaseEnvEvents\s+reward\s+mean\s+\|\s+(\S+)", proc.stdout).group(1))
     assert final > 4 * 1.5, final  # 20 steps, 5 choices: a random policy gets 4
     run_dir = next((tmp_path / "outputs").glob("match_target-target_net-ppo-dev/*"))
-    proc = run_cli([*common, f"input_dir={run_dir}", "algorithm.n_epochs=4"], project, cache_dir)
+    # resumed without repeating --config-dir: the run's own config folder is found again
+    proc = run_cli([f"log_base_dir={tmp_path}/outputs", f"input_dir={run_dir}", "algorithm.n_epochs=4"], project,
+                   cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resumed" in proc.stdout and "at epoch 3" in proc.stdout
     proc = run_cli([f"input_dir={run_dir}", "runner.n_episodes=5", f"log_base_dir={tmp_path}/rollout"], project,
