@@ -163,14 +163,12 @@ def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
     cfg = load_config(run_dir)
     if env is None and not cfg.env.get("_target_"):
         raise ConfigError(f"{run_dir!r} was trained with an env object: pass it, load_policy(..., env=...)")
+    env_spec, trainer = build(cfg, env, model, stored_statistics(run_dir), echo=lambda *a, **k: None)
     which = BEST if checkpoint == "best" and os.path.isdir(os.path.join(run_dir, BEST)) else LATEST
     store = open_for_resume(run_dir, which)
+    template = jax.eval_shape(trainer.init, agent_key(cfg))
     try:
-        env_spec, trainer = build(cfg, env, model, stored_statistics(run_dir), echo=lambda *a, **k: None)
-        template = jax.eval_shape(trainer.init, agent_key(cfg))
         state, meta = store.restore(template)
-    except ConfigError:
-        raise
     except Exception as error:  # Orbax and TensorStore raise many kinds; all mean "cannot use this checkpoint"
         raise ConfigError(f"{run_dir!r}: its {which} checkpoint is corrupt or does not fit its config "
                           f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})") from None

@@ -32,7 +32,7 @@ SAMPLING_ENVS = 32  # random-policy envs played side by side to collect the samp
 
 
 def _plain(node) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_config(node) else node
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def _key_settings(strategy: str, config: dict, strategy_key: str, where: str) -> KeySettings:

@@ -18,7 +18,7 @@ from flax import struct
 
 from maze_jax.algorithms import Trainer
 from maze_jax.algorithms.gae import compute_gae
-from maze_jax.algorithms.losses import a2c_policy_loss, normalize, ppo_policy_loss, sub_step_weights, value_loss
+from maze_jax.algorithms.losses import a2c_policy_loss, normalize, ppo_policy_loss, sub_step_weights
 from maze_jax.algorithms.optim import clip_by_global_norm, set_learning_rate
 from maze_jax.config import ConfigError, read
 from maze_jax.devices import check_divisible, make_mesh, read_n_devices, replicate, shard_batch
@@ -132,12 +132,15 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
         and its statistics are reported per sub-step too."""
         out, values = model(params, batch["obs"])
         log_prob = dist.log_prob(out, batch["action"])
-        entropies = dist.entropy(out)
+        entropies, squared_errors = dist.entropy(out), (values - batch["target"]) ** 2
         mean, info = jnp.mean, {}
         if steps:
             weights = sub_step_weights(batch["obs"][ACTOR_ID], len(steps))
-            mean = lambda x: (weights * x[:, None]).sum()
-            per_step = lambda x: dict(zip([s.name for s in steps], (weights * x[:, None]).sum(0)))
+            per_step = lambda x: (weights * x[:, None]).sum(0)  # the mean of x over each sub-step's samples
+            mean = lambda x: per_step(x).sum()
+            names = [step.name for step in steps]  # scalars by name: the epoch averages every leaf over updates
+            info = {"entropy_per_step": dict(zip(names, per_step(entropies))),
+                    "value_loss_per_step": dict(zip(names, per_step(squared_errors)))}
         entropy = mean(entropies)
         if config.ppo:
             policy_loss, approx_kl, clip_fraction = ppo_policy_loss(
@@ -145,11 +148,9 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
         else:
             policy_loss = a2c_policy_loss(log_prob, batch["advantage"], mean)
             approx_kl = clip_fraction = jnp.float32(0.0)
-        critic_loss = value_loss(values, batch["target"], mean)
+        critic_loss = mean(squared_errors)
         total = (policy_weight * (hparams["policy_loss_coef"] * policy_loss - hparams["entropy_coef"] * entropy)
                  + hparams["value_loss_coef"] * critic_loss)
-        if steps:
-            info = {"entropy_per_step": per_step(entropies), "value_loss_per_step": per_step((values - batch["target"]) ** 2)}
         return total, {"policy_loss": policy_loss, "value_loss": critic_loss, "entropy": entropy,
                        "approx_kl": approx_kl, "clip_fraction": clip_fraction, **info}
 
@@ -197,9 +198,9 @@ def make_actor_critic(config: ACConfig, env_spec: EnvSpec, model: ActorCritic):
             "train_PolicyEvents/learning_rate": state.opt_state.hyperparams["learning_rate"],
             "train_CriticEvents/value_loss": info["value_loss"],
         }
-        for name in (s.name for s in steps):  # a structured env's statistics per sub-step
-            metrics[f"train_PolicyEvents/entropy/{name}"] = info["entropy_per_step"][name]
-            metrics[f"train_CriticEvents/value_loss/{name}"] = info["value_loss_per_step"][name]
+        for step in steps:  # a structured env's statistics per sub-step
+            metrics[f"train_PolicyEvents/entropy/{step.name}"] = info["entropy_per_step"][step.name]
+            metrics[f"train_CriticEvents/value_loss/{step.name}"] = info["value_loss_per_step"][step.name]
         if config.ppo:  # A2C's single step starts at the rollout policy, so its KL and clipping say nothing
             metrics["train_PolicyEvents/approx_kl"] = info["approx_kl"]
             metrics["train_PolicyEvents/clip_fraction"] = info["clip_fraction"]

@@ -1,4 +1,5 @@
-"""Actor-critic losses over a batch: PPO's clipped objective and A2C's policy gradient, plus value and entropy."""
+"""Actor-critic losses over a batch: PPO's clipped objective and A2C's policy gradient, and the weights that turn
+per-sample terms into a structured env's per-sub-step means."""
 
 from __future__ import annotations
 
@@ -35,7 +36,3 @@ def a2c_policy_loss(log_prob, advantages, mean=jnp.mean):
     """Vanilla policy gradient loss."""
     return mean(-(log_prob * advantages))
 
-
-def value_loss(values, targets, mean=jnp.mean):
-    """Mean squared error of the critic."""
-    return mean((values - targets) ** 2)

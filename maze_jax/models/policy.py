@@ -105,7 +105,8 @@ def build_networks(model_cfg: Any, env, n_outputs: list[int], section: str, pick
     steps = sub_steps(env)
     if not steps:
         return instantiate_network(sub_step_config(model_cfg, None), n_outputs[0], section, optional, **overrides)
-    unknown = set(getattr(model_cfg, "get", lambda *_: None)("networks") or {}) - {s.name for s in steps}
+    named = {} if isinstance(model_cfg, nn.Module) else (model_cfg.get("networks") or {})
+    unknown = set(named) - {s.name for s in steps}
     if unknown:
         raise ConfigError(f"{section}.networks names sub-steps {sorted(unknown)}; the env's sub-steps are "
                           f"{[s.name for s in steps]}")
