@@ -14,7 +14,7 @@ config, _ = compose_config(["env=cartpole", "algorithm=a2c", "algorithm.epoch_le
 trainer = make_train(config, env="CartPole-v1", model=FlattenConcatPolicy(n_outputs=0, hidden_units=(32,))).trainer
 train_epoch, evaluate = jax.jit(trainer.train_epoch), jax.jit(trainer.evaluate)
 
-state = trainer.init(jax.random.key(1))
+state = trainer.init(jax.random.key(1), jax.random.key(2))  # the agent's key, the envs' key
 for epoch in range(3):
     state, metrics = train_epoch(state)
     evaluation = episode_statistics(evaluate(state, jax.random.key(epoch)), "eval")

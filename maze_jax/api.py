@@ -7,7 +7,8 @@ run directory, table and checkpoints, through the same `session.run_training`).
     rc.evaluate(n_episodes=20)["eval_BaseEnvEvents/reward/mean"]
     rc.compute_action(observation)
 
-For composing trainer functions in research code, see `make_train` (re-exported here) and `compose_config`.
+For composing trainer functions in research code, see `maze_jax.research.make_train` (re-exported here) and
+`compose_config`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ apply_defaults()  # before anything imports jax
 
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
-from maze_jax.algorithms import make_train  # noqa: E402
-from maze_jax.session import RunResult, compose_config  # noqa: E402
+from maze_jax.collectors import policy_params  # noqa: E402
+from maze_jax.config import ConfigError  # noqa: E402
+from maze_jax.research import make_train  # noqa: E402
+from maze_jax.session import RunResult, run_training  # noqa: E402
+from maze_jax.settings import compose_config  # noqa: E402
+from maze_jax.shell.checkpoints import LATEST  # noqa: E402
+from maze_jax.shell.statistics import episode_table  # noqa: E402
 from maze_jax.trained_policy import TrainedPolicy, one_seed  # noqa: E402
 
 __all__ = ["RunContext", "make_train", "compose_config"]
@@ -43,7 +49,8 @@ class RunContext:
     `model={"hidden_units": [32, 32]}`), or, for env and model, an object already built: a gymnax-style env
     (or an EnvSpec, or an (env, params) pair) and a flax module with an `n_outputs` field. `overrides` are
     Maze-style `{"algorithm.lr": 1e-3}` (or a list of "key=value" strings). `run_dir` defaults to the command
-    line's `outputs/<env>-<model>-<algorithm>-<runner>/<time>`. `echo` prints the table (pass
+    line's `outputs/<env>-<model>-<algorithm>-<runner>/<time>`; a `run_dir` that already holds a run is refused
+    (resume it with `overrides={"input_dir": <that run>}` and a new run_dir). `echo` prints the table (pass
     `lambda *a, **k: None` for silence).
     """
 
@@ -79,14 +86,15 @@ class RunContext:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         self.run_dir = run_dir or os.path.join(
             str(cfg.log_base_dir), f"{label('env')}-{label('model')}-{label('algorithm')}-{label('runner')}", stamp)
+        if os.path.isdir(os.path.join(self.run_dir, LATEST)):
+            raise ConfigError(f"run_dir={self.run_dir!r} already holds a run: resume it with "
+                              f"overrides={{'input_dir': {self.run_dir!r}}} and a new run_dir")
         self.echo = echo
         self.result: RunResult | None = None
 
     def train(self, n_epochs: int | None = None) -> dict:
         """Trains `n_epochs` (default: the config's `algorithm.n_epochs`) more epochs; a second call continues
         from the first (the whole state, from the run directory). Returns the final evaluation's statistics."""
-        from maze_jax.session import run_training
-
         done = self.result.progress.epoch if self.result else 0
         with open_dict(self.config):
             if n_epochs is not None:
@@ -101,8 +109,8 @@ class RunContext:
         if self.result is None:
             raise RuntimeError("RunContext.policy: nothing trained yet; call train() first")
         r = self.result
-        params = one_seed(r.trainer.policy_params(r.best_state), r.trainer.n_seeds, r.progress.seed_best_scores)
-        return TrainedPolicy(r.trainer.policy, params, r.env_spec, self.config, r.progress.to_meta())
+        params = one_seed(policy_params(r.best_state), r.trainer.n_seeds, r.progress.seed_best_scores)
+        return TrainedPolicy(r.trainer.algorithm.policy, params, r.env_spec, self.config, r.progress.to_meta())
 
     def compute_action(self, observation, deterministic: bool = True, key=None):
         """The best policy's action for one observation (or a batch); see `TrainedPolicy.compute_action`."""
@@ -111,8 +119,6 @@ class RunContext:
     def evaluate(self, n_episodes: int = 100, deterministic: bool = True, seed: int = 0) -> dict:
         """Statistics (Maze's `eval_BaseEnvEvents/reward/...` tags) of `n_episodes` episodes of the best policy."""
         import jax
-
-        from maze_jax.shell.loop import episode_table
 
         policy = self.policy
         returns, lengths = policy.play(n_episodes, jax.random.key(seed), deterministic=deterministic)

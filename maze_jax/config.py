@@ -36,3 +36,36 @@ def read(node: Any, key: str, kind: type, path: str, *, low: float | None = None
     if even and value % 2:
         raise ConfigError(f"{full}={value!r}: must be even (antithetic pairs)")
     return value
+
+
+def import_object(target: str, where: str):
+    """The object a dotted path names (`package.module.name`, `module.Class.attribute`); a ConfigError naming the
+    config key `where` when it cannot be imported."""
+    import importlib
+
+    parts = str(target).split(".")
+    error = None
+    for split in range(len(parts) - 1, 0, -1):  # the longest importable module prefix, then attributes
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError as e:
+            if e.name is None or not ".".join(parts[:split]).startswith(e.name):
+                error = e  # the module exists but fails to import a module of its own
+                break
+            continue
+        except Exception as e:  # the module itself raises on import
+            error = e
+            break
+        try:
+            for name in parts[split:]:
+                obj = getattr(obj, name)
+            return obj
+        except AttributeError as e:
+            error = e
+            break
+    raise ConfigError(f"{where}={target!r} cannot be imported: {error or 'no such module'}")
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to `limit` characters (for one-line errors)."""
+    return (str(error).splitlines() or [""])[0][:limit]

@@ -8,7 +8,6 @@ table; writes `episodes.csv` (return and length of every episode) and, with `run
 from __future__ import annotations
 
 import csv
-import logging
 import os
 import secrets
 import sys
@@ -19,9 +18,10 @@ apply_defaults()  # before anything imports jax
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from maze_jax.config import ConfigError, read  # noqa: E402
+from maze_jax.cli import check_output_dir, run_reporting_errors  # noqa: E402
+from maze_jax.config import read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
 
@@ -78,23 +78,25 @@ def _flat(tree) -> dict:
 
 def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     """Rolls out `cfg.policy` on `cfg.env` as configured; writes the files to `out_dir`; returns the statistics."""
-    import hydra.utils
-
+    from maze_jax.config import import_object
     from maze_jax.envs import build_env
-    from maze_jax.session import enable_compilation_cache, final_evaluation_key
-    from maze_jax.shell.loop import episode_table
+    from maze_jax.session import enable_compilation_cache, final_evaluation_key, normalization_key
+    from maze_jax.settings import plain
+    from maze_jax.shell.statistics import episode_table
     from maze_jax.shell.table import format_table
     from maze_jax.wrappers import stored_statistics, wrap_env
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
-    runner = cfg.runner
+    runner = plain(cfg.runner)
     n_episodes = read(runner, "n_episodes", int, "runner", low=1)
     record = read(runner, "record_trajectory", bool, "runner")
     stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
-    env_spec = wrap_env(build_env(cfg.env), cfg, stored, echo)
-    policy_cfg = {k: v for k, v in OmegaConf.to_container(cfg.policy).items() if k != "_target_"}
+    samples = read(runner, "normalization_samples", int, "runner", low=1)
+    env_spec = wrap_env(build_env(plain(cfg.env)), plain(cfg.wrappers), stored, samples,
+                        normalization_key(cfg.seeding.env_base_seed), echo)
+    policy_cfg = {k: v for k, v in plain(cfg.policy).items() if k != "_target_"}
     deterministic = policy_cfg.pop("deterministic", True)
-    factory = hydra.utils.get_object(cfg.policy._target_)
+    factory = import_object(cfg.policy._target_, "policy._target_")
     loaded = factory(str(cfg.input_dir), env_spec, **policy_cfg)
     batch = runner.get("batch_size") or loaded.eval_episodes or n_episodes
     batch = read({"batch_size": batch}, "batch_size", int, "runner", low=1)
@@ -102,7 +104,7 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
          f"(policy {cfg.policy._target_.rsplit('.', 1)[-1]}, seed {cfg.seeding.env_base_seed})", flush=True)
 
     os.makedirs(out_dir, exist_ok=True)
-    played = loaded.play(n_episodes, final_evaluation_key(cfg), batch, deterministic, record)
+    played = loaded.play(n_episodes, final_evaluation_key(cfg.seeding.env_base_seed), batch, deterministic, record)
     returns, lengths = played[:2]
     stats = {k: float(v) for k, v in episode_table(returns, lengths, "rollout").items()}
     echo(format_table(0, 0, stats).replace("Iteration 0", "Rollout"), flush=True)
@@ -116,21 +118,11 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
 
 @hydra.main(version_base=None, config_path="conf", config_name="conf_rollout")
 def main(cfg: DictConfig) -> None:
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    logging.getLogger("jax").setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
-    try:
-        cfg = rollout_config(cfg, list(hydra_cfg.overrides.task))
-        run_rollout(cfg, hydra_cfg.runtime.output_dir)
-    except ConfigError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"Error: {error}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    run_reporting_errors(lambda: run_rollout(rollout_config(cfg, list(hydra_cfg.overrides.task)),
+                                             hydra_cfg.runtime.output_dir))
 
 
 if __name__ == "__main__":
-    from maze_jax.train import check_output_dir
-
     check_output_dir(sys.argv[1:])
     main()

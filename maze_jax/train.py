@@ -6,7 +6,6 @@ User mistakes end with one line on stderr and exit status 2; `HYDRA_FULL_ERROR=1
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import sys
@@ -19,8 +18,8 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from maze_jax.config import ConfigError, read  # noqa: E402
-from maze_jax.session import RunStopped  # noqa: E402
+from maze_jax.cli import check_output_dir, exit_now, run_reporting_errors  # noqa: E402
+from maze_jax.config import ConfigError, first_line, read  # noqa: E402
 
 CONFIG_NAME = "conf_train"
 
@@ -91,31 +90,8 @@ def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> None
 
 @hydra.main(version_base=None, config_path="conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
-    # Hydra sets the root logger to INFO; keep library chatter (Orbax's read-only notices, say) out of the table
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    logging.getLogger("jax").setLevel(logging.WARNING)
     hydra_cfg = HydraConfig.get()
-    try:
-        main_body(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task))
-    except ConfigError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"Error: {error}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except RunStopped as stopped:
-        sys.exit(stopped.exit_code)
-
-
-def check_output_dir(argv: list[str]) -> None:
-    """Fails early, in one line, when `log_base_dir` cannot be created (Hydra would fail with a traceback)."""
-    base = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("log_base_dir=")), "outputs")
-    path = os.path.abspath(os.path.expanduser(base))
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path) or not os.access(path, os.W_OK):
-        print(f"Error: log_base_dir={base!r} cannot be written ({path} is not a writable directory)",
-              file=sys.stderr, flush=True)
-        sys.exit(2)
+    run_reporting_errors(lambda: main_body(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task)))
 
 
 GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
@@ -207,25 +183,13 @@ def start_distributed(argv: list[str]) -> list[str]:
     try:
         jax.distributed.initialize(**kwargs)
     except Exception as error:  # a wrong address, a missing process, a timeout
-        print(f"Error: runner=distributed could not start ({type(error).__name__}: "
-              f"{str(error).splitlines()[0][:300]})", file=sys.stderr, flush=True)
+        print(f"Error: runner=distributed could not start ({type(error).__name__}: {first_line(error, 300)})",
+              file=sys.stderr, flush=True)
         sys.exit(2)
     if jax.process_index() == 0:
         return []
     return [f"hydra.run.dir={tempfile.mkdtemp(prefix='maze_jax_process_')}", "hydra.output_subdir=null",
             "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
-
-
-def exit_now(code: int = 0) -> None:
-    """Ends the process without the interpreter's teardown, which frees JAX's and XLA's objects one by one (0.3 to
-    0.5 s on a 2-core CPU). Exit handlers (Hydra's log file, jax.distributed's shutdown) and output flushing run
-    first, as in a normal exit."""
-    import atexit
-
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":

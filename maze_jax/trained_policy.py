@@ -18,12 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from maze_jax.config import ConfigError
-from maze_jax.envs import EnvSpec
-from maze_jax.models import Policy
-from maze_jax.models.masking import head_masks
+from maze_jax.config import ConfigError, first_line
+from maze_jax.envs import EnvSpec, as_env_spec, build_env
+from maze_jax.evaluation import evaluate
+from maze_jax.models import Policy, RandomPolicy, build_policy
 from maze_jax.models.policy import action_distribution
-from maze_jax.shell.checkpoints import BEST, LATEST, open_for_resume
+from maze_jax.settings import CONFIG_FILE, plain
+from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays, open_for_resume
+from maze_jax.shell.loop import play_in_batches
+from maze_jax.wrappers import stored_statistics, wrap_env
 
 
 def _shapes(tree):
@@ -76,9 +79,6 @@ class TrainedPolicy:
         """Returns and lengths (numpy) of `n_episodes` episodes on `env_spec`, played `batch_size` at a time
         (default: all at once) as the final evaluation plays them; with `record`, also the batches' Trajectory
         records (time-major, on the host)."""
-        from maze_jax.evaluation import evaluate
-        from maze_jax.shell.loop import play_in_batches
-
         batch = batch_size or n_episodes
         play = jax.jit(lambda p, k: evaluate(self.policy, p, self.env_spec, k, batch, deterministic, record))
         recorded = []
@@ -94,28 +94,8 @@ class TrainedPolicy:
         return (returns, lengths, recorded) if record else (returns, lengths)
 
 
-@dataclass(frozen=True)
-class RandomPolicy:
-    """Uniformly random actions from the env's action space: a baseline for rollouts (`policy=random_policy`).
-    In an env with action masks or sub-steps, uniform over the allowed choices of the acting sub-step."""
-
-    env_spec: EnvSpec
-
-    def act(self, params, obs, key, deterministic: bool):
-        n = jax.tree.leaves(obs)[0].shape[0]
-        dist = action_distribution(self.env_spec)
-        masks = head_masks(dist, self.env_spec.env)
-        if masks is None:
-            space = self.env_spec.env.action_space(self.env_spec.params)
-            return jax.vmap(space.sample)(jax.random.split(key, n))
-        logits = jax.vmap(masks)(jnp.zeros((n, dist.n_outputs)), obs)
-        return dist.to_env(dist.sample(key, logits))
-
-
 def load_config(run_dir: str) -> DictConfig:
     """The saved config (`hydra_config.yaml`) of a run directory."""
-    from maze_jax.session import CONFIG_FILE
-
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         what = "does not exist" if not os.path.isdir(run_dir) else f"is not a maze_jax run directory (no {CONFIG_FILE})"
@@ -134,7 +114,7 @@ def check_fits(policy: Policy, params, env_spec: EnvSpec) -> None:
     except Exception as error:  # flax raises shape errors of several kinds
         raise ConfigError(f"the policy does not take env {env_spec.name}'s observations "
                           f"{jax.tree.map(jnp.shape, env_spec.observation_example())}: "
-                          f"{str(error).splitlines()[0][:200]}") from None
+                          f"{first_line(error)}") from None
 
 
 def one_seed(params, n_seeds: int, seed_scores, seed: int | None = None):
@@ -152,31 +132,36 @@ def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
                 seed: int | None = None) -> TrainedPolicy:
     """The policy of a training run's `best` (default) or `latest` checkpoint.
 
-    The env, model and algorithm are rebuilt from the run's saved config; `env` (an EnvSpec, a gymnax env or
-    an (env, params) pair) and `model` (a flax module) are needed only for runs trained from such objects. For a run of several seeds
-    (`runner.n_seeds`), `seed` picks one; by default the seed with the best evaluation."""
-    from maze_jax.session import agent_key, build
-    from maze_jax.wrappers import stored_statistics
-
+    The env, its wrappers (with the run's normalisation statistics) and the policy network are rebuilt from the
+    run's saved config; `env` (an EnvSpec, a gymnax env or an (env, params) pair) and `model` (a flax module) are
+    needed only for runs trained from such objects. For a run of several seeds (`runner.n_seeds`), `seed` picks
+    one; by default the seed with the best evaluation."""
     if checkpoint not in ("best", "latest"):
         raise ConfigError(f"checkpoint={checkpoint!r}: expected best or latest")
     cfg = load_config(run_dir)
-    if env is None and not cfg.env.get("_target_"):
+    plain_cfg = plain(cfg)
+    if env is None and not (plain_cfg.get("env") or {}).get("_target_"):
         raise ConfigError(f"{run_dir!r} was trained with an env object: pass it, load_policy(..., env=...)")
-    env_spec, trainer = build(cfg, env, model, stored_statistics(run_dir), echo=lambda *a, **k: None)
+    env_spec = build_env(plain_cfg["env"]) if env is None else as_env_spec(env)
+    env_spec = wrap_env(env_spec, plain_cfg.get("wrappers"), stored_statistics(run_dir), echo=lambda *a, **k: None)
+    shared = bool((plain_cfg.get("critic") or {}).get("shared", False))
+    policy = build_policy(plain_cfg["model"] if model is None else model, env_spec, shared_value=shared)
     which = BEST if checkpoint == "best" and os.path.isdir(os.path.join(run_dir, BEST)) else LATEST
     store = open_for_resume(run_dir, which)
-    template = jax.eval_shape(trainer.init, agent_key(cfg))
     try:
-        state, meta = store.restore(template)
+        meta, raw = store.restore_meta(), store.restore_raw()
+        saved = raw["learner"]["params"]["policy"]
     except Exception as error:  # Orbax and TensorStore raise many kinds; all mean "cannot use this checkpoint"
-        raise ConfigError(f"{run_dir!r}: its {which} checkpoint is corrupt or does not fit its config "
-                          f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})") from None
+        raise ConfigError(f"{run_dir!r}: its {which} checkpoint is corrupt or not a maze_jax checkpoint "
+                          f"({type(error).__name__}: {first_line(error)})") from None
     finally:
         store.close()
-    params = one_seed(trainer.policy_params(state), trainer.n_seeds, meta.get("seed_best_scores"), seed)
-    eval_episodes = jax.eval_shape(trainer.evaluate, template, jax.random.key(0)).first_return.shape[-1]
-    return TrainedPolicy(trainer.policy, params, env_spec, cfg, meta, eval_episodes)
+    template = jax.eval_shape(policy.init, jax.random.key(0), env_spec.observation_example())
+    n_seeds = np.shape(jax.tree.leaves(saved)[0])[0] if np.ndim(jax.tree.leaves(saved)[0]) > np.ndim(
+        jax.tree.leaves(template)[0]) else 1
+    params = fit_arrays(template, one_seed(saved, n_seeds, meta.get("seed_best_scores"), seed),
+                        f"the policy in {run_dir!r}")
+    return TrainedPolicy(policy, jax.tree.map(jnp.asarray, params), env_spec, cfg, meta, meta.get("eval_episodes"))
 
 
 def trained_policy(input_dir: str, env_spec: EnvSpec, checkpoint: str = "best", seed: int | None = None,

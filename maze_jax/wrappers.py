@@ -20,19 +20,16 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
-
-from maze_jax.config import ConfigError, read
+from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec
+from maze_jax.envs.episodes import play_episodes
 from maze_jax.envs.normalization import PLAIN_KEY, STRATEGIES, KeySettings, NormalizedObservations, compute_statistics
 from maze_jax.envs.structured import ACTOR_ID
+from maze_jax.models import RandomPolicy
+from maze_jax.shell.checkpoints import LATEST, open_for_resume
 
 WRAPPERS = ("observation_normalization",)
 SAMPLING_ENVS = 32  # random-policy envs played side by side to collect the samples
-
-
-def _plain(node) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def _key_settings(strategy: str, config: dict, strategy_key: str, where: str) -> KeySettings:
@@ -67,7 +64,7 @@ def _statistics(given: dict | None, settings: KeySettings, shape: tuple, where: 
 
 def read_normalization(node: Any, obs_example) -> tuple[dict, dict]:
     """Per-key settings and the statistics the config gives, for the keys to normalise."""
-    node = _plain(node) or {}
+    node = node or {}
     where = "wrappers.observation_normalization"
     unknown = set(node) - {"default_strategy", "default_strategy_config", "default_statistics", "exclude", "manual_config"}
     if unknown:
@@ -98,9 +95,6 @@ def read_normalization(node: Any, obs_example) -> tuple[dict, dict]:
 
 def sample_observations(env_spec: EnvSpec, n_samples: int, key: jax.Array) -> dict:
     """`n_samples` observations of a random policy (uniform over allowed actions), as {key: (n, *shape)}."""
-    from maze_jax.envs.episodes import play_episodes
-    from maze_jax.trained_policy import RandomPolicy
-
     policy = RandomPolicy(env_spec)
     n_steps = math.ceil(n_samples / SAMPLING_ENVS)
     play = jax.jit(lambda k: play_episodes(env_spec.env, env_spec.params, lambda obs, kk: policy.act(None, obs, kk, False),
@@ -118,8 +112,6 @@ def statistics_to_meta(statistics: dict) -> dict:
 
 def stored_statistics(run_dir: str) -> dict | None:
     """The normalisation statistics saved with a run's latest checkpoint (None if it has none)."""
-    from maze_jax.shell.checkpoints import LATEST, open_for_resume
-
     store = open_for_resume(run_dir, LATEST)
     try:
         saved = store.restore_meta().get("normalization")
@@ -128,9 +120,12 @@ def stored_statistics(run_dir: str) -> dict | None:
     return None if saved is None else {k: {n: np.asarray(v, np.float32) for n, v in s.items()} for k, s in saved.items()}
 
 
-def wrap_env(env_spec: EnvSpec, cfg: DictConfig, stored: dict | None = None, echo: Callable = print) -> EnvSpec:
-    """The env wrapped as `cfg.wrappers` says (unchanged without wrappers); `stored` statistics take priority."""
-    wrappers = _plain(cfg.get("wrappers")) or {}
+def wrap_env(env_spec: EnvSpec, wrappers: dict | None, stored: dict | None = None, n_samples: int = 10000,
+             key: jax.Array | None = None, echo: Callable = print) -> EnvSpec:
+    """The env wrapped as the `wrappers` group (a plain dict) says; unchanged without wrappers. `stored`
+    statistics take priority; missing ones are estimated from `n_samples` random-policy observations drawn with
+    `key` (default: key 0)."""
+    wrappers = wrappers or {}
     unknown = set(wrappers) - set(WRAPPERS)
     if unknown:
         raise ConfigError(f"wrappers: unknown wrapper(s) {sorted(unknown)}. Valid: {', '.join(WRAPPERS)}")
@@ -141,12 +136,9 @@ def wrap_env(env_spec: EnvSpec, cfg: DictConfig, stored: dict | None = None, ech
     statistics.update(stored)
     missing = [k for k in settings if k not in statistics]
     if missing:
-        n = read(cfg.runner, "normalization_samples", int, "runner", low=1)
-        seed = cfg.get("seeding", {}).get("env_base_seed")  # null (a composed config not yet seeded): 0
-        key = jax.random.fold_in(jax.random.key(int(seed or 0)), 2**31 - 2)
-        samples = sample_observations(env_spec, n, key)
+        samples = sample_observations(env_spec, n_samples, jax.random.key(0) if key is None else key)
         statistics.update({k: compute_statistics(samples[k], settings[k]) for k in missing})
-        echo(f"Observation normalisation: statistics of {', '.join(missing)} estimated from {n} random-policy "
+        echo(f"Observation normalisation: statistics of {', '.join(missing)} estimated from {n_samples} random-policy "
              "observations", flush=True)
     if stored:
         echo(f"Observation normalisation: statistics of {', '.join(stored)} restored from the checkpoint", flush=True)

@@ -55,14 +55,13 @@ def time_to_solve(algorithm: str, seed: int, cache_dir: str, log_dir: str) -> tu
 def compiled_trainer(algorithm: str, overrides: list[str], env_name: str = "CartPole-v1"):
     import jax
 
-    from maze_jax.algorithms import build_trainer
     from maze_jax.envs import make_gymnax
+    from maze_jax.session import build
+    from maze_jax.settings import compose_config, read_settings
     from maze_jax.shell.loop import compile_programs
 
-    from maze_jax.session import compose_config
-
     cfg, _ = compose_config([f"algorithm={algorithm}", *overrides])
-    trainer = build_trainer(cfg, make_gymnax(env_name))
+    _, trainer = build(read_settings(cfg), env=make_gymnax(env_name), echo=lambda *a, **k: None)
     start = time.perf_counter()
     programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
     return programs, time.perf_counter() - start
@@ -73,7 +72,7 @@ def throughput(algorithm: str, overrides: list[str], repeats: int = 5) -> tuple[
     import jax
 
     programs, compile_s = compiled_trainer(algorithm, overrides)
-    state = programs.init(jax.random.key(0))
+    state = programs.init(jax.random.key(0), jax.random.key(1))
     state, metrics = programs.train_epoch(state)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
@@ -90,7 +89,7 @@ def pendulum(max_epochs: int = 40) -> str:
     from maze_jax.shell.loop import evaluation_stats
 
     programs, compile_s = compiled_trainer("ppo", PENDULUM[2:], "Pendulum-v1")
-    state, steps, start = programs.init(jax.random.key(0)), 0, time.perf_counter()
+    state, steps, start = programs.init(jax.random.key(0), jax.random.key(1)), 0, time.perf_counter()
     for epoch in range(max_epochs):
         state, metrics = programs.train_epoch(state)
         steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
@@ -106,24 +105,27 @@ def cutting(max_epochs: int = 10) -> None:
 
     import jax
 
+    from maze_jax.collectors import policy_params
     from maze_jax.envs.cutting_2d import greedy_policy_act
-    from maze_jax.session import build, compose_config
+    from maze_jax.models import RandomPolicy
+    from maze_jax.session import build
+    from maze_jax.settings import compose_config, read_settings
     from maze_jax.shell.loop import compile_programs
-    from maze_jax.trained_policy import RandomPolicy, TrainedPolicy
+    from maze_jax.trained_policy import TrainedPolicy
 
     cfg, _ = compose_config([*CUTTING, "seeding.env_base_seed=0", "seeding.agent_base_seed=0"])
     start = time.perf_counter()
-    env_spec, trainer = build(cfg, echo=lambda *a, **k: None)
+    env_spec, trainer = build(read_settings(cfg), echo=lambda *a, **k: None)
     programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
     setup_s = time.perf_counter() - start
     raw_per_step = lambda policy, params: -float(
         TrainedPolicy(policy, params, env_spec).play(64, jax.random.key(7))[0].mean()) / 180
     bound = 1 / 6  # the orders of one demand cycle add up to one raw piece
-    state, steps, start = programs.init(jax.random.key(0)), 0, time.perf_counter()
+    state, steps, start = programs.init(jax.random.key(0), jax.random.key(1)), 0, time.perf_counter()
     for epoch in range(1, max_epochs + 1):
         state, metrics = programs.train_epoch(state)
         steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
-        ppo = raw_per_step(trainer.policy, trainer.policy_params(state))
+        ppo = raw_per_step(trainer.algorithm.policy, policy_params(state))
         if ppo <= bound + 1e-6:
             break
     print(f"PPO: {ppo:.4f} raw pieces per step after {epoch} epochs, {steps:,} sub-steps, "

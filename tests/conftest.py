@@ -68,3 +68,18 @@ def run_cli(args: list[str], cwd, cache_dir: str, module: str = "maze_jax.train"
     env.pop("HYDRA_FULL_ERROR", None)
     cmd = [sys.executable, "-m", module, *args, f"compilation_cache_dir={cache_dir}"]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def make_trainer(overrides: list[str], env=None):
+    """(env_spec, trainer) of a composed training config, built as a run builds them (env: replaces the config's)."""
+    from maze_jax.session import build
+    from maze_jax.settings import compose_config, read_settings
+
+    cfg, _ = compose_config(overrides)
+    return build(read_settings(cfg), env=env, echo=lambda *a, **k: None)
+
+
+def init_state(trainer, seed: int = 0):
+    """A fresh training state of `trainer` from one seed (agent and env keys drawn from it)."""
+    key = jax.random.key(seed)
+    return trainer.init(key, jax.random.fold_in(key, 1))

@@ -1,16 +1,16 @@
 """The ideas of the actor-critic trainers: GAE, the PPO loss, minibatch shuffling, truncation and vmapped seeds."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maze_jax.algorithms import build_trainer
+from conftest import init_state, make_trainer
 from maze_jax.algorithms.actor_critic import shuffled_minibatches
 from maze_jax.algorithms.gae import compute_gae
-from maze_jax.algorithms.losses import normalize, ppo_policy_loss
+from maze_jax.algorithms.losses import normalize, ppo_clipped, ppo_diagnostics
 from maze_jax.algorithms.optim import clip_by_global_norm
-from maze_jax.envs import make_gymnax
-from maze_jax.session import compose_config
 
 
 def test_gae_by_hand_with_termination_and_truncation():
@@ -45,9 +45,11 @@ def test_ppo_loss_by_hand():
     log_prob = jnp.log(jnp.array([0.5, 0.2, 0.9]))
     old = jnp.log(jnp.array([0.25, 0.4, 0.9]))  # ratios 2.0, 0.5, 1.0
     adv = jnp.array([1.0, -2.0, 3.0])
-    loss, kl, clip_fraction = ppo_policy_loss(log_prob, old, adv, 0.2)
+    hparams = types.SimpleNamespace(clip_range=0.2)
+    loss = ppo_clipped(log_prob, old, adv, hparams)
+    kl, clip_fraction = ppo_diagnostics(log_prob, old, 0.2)
     # min(2*1, 1.2*1)=1.2 ; min(0.5*-2, 0.8*-2)=-1.6 ; min(3, 3)=3
-    np.testing.assert_allclose(loss, -(1.2 - 1.6 + 3.0) / 3, rtol=1e-6)
+    np.testing.assert_allclose(loss, [-1.2, 1.6, -3.0], rtol=1e-6)
     np.testing.assert_allclose(clip_fraction, 2 / 3, rtol=1e-6)
     np.testing.assert_allclose(kl, np.mean([1 - np.log(2), -0.5 - np.log(0.5), 0.0]), rtol=1e-5)
     np.testing.assert_allclose(normalize(jnp.array([1.0, 3.0])), [-1.0, 1.0], atol=1e-6)
@@ -72,66 +74,74 @@ def test_gradient_clipping_zero_means_off():
 
 def tiny_trainer(algorithm: str, *overrides):
     batch = ["algorithm.batch_size=8"] if algorithm == "ppo" else []
-    cfg, _ = compose_config([f"algorithm={algorithm}", "runner.concurrency=4", "algorithm.n_rollout_steps=8",
-                             "algorithm.epoch_length=2", "model.hidden_units=[8]", *batch, *overrides])
-    return build_trainer(cfg, make_gymnax("CartPole-v1"))
+    return make_trainer([f"algorithm={algorithm}", "runner.concurrency=4", "algorithm.n_rollout_steps=8",
+                         "algorithm.epoch_length=2", "model.hidden_units=[8]", *batch, *overrides])[1]
 
 
 def test_vmapped_seeds_equal_separate_runs():
     trainer = tiny_trainer("ppo")
     keys = jax.random.split(jax.random.key(1), 3)
-    states, metrics = jax.jit(jax.vmap(trainer.train_epoch))(jax.vmap(trainer.init)(keys))
+    init = lambda key: trainer.init(key, jax.random.fold_in(key, 1))
+    states, metrics = jax.jit(jax.vmap(trainer.train_epoch))(jax.vmap(init)(keys))
     for i in range(3):
-        single, single_metrics = jax.jit(trainer.train_epoch)(trainer.init(keys[i]))
-        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], states.params)), jax.tree.leaves(single.params)):
+        single, single_metrics = jax.jit(trainer.train_epoch)(init(keys[i]))
+        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], states.learner.params)),
+                        jax.tree.leaves(single.learner.params)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    first = jax.tree.leaves(states.params)[0]
+    first = jax.tree.leaves(states.learner.params)[0]
     assert not np.allclose(first[0], first[1])
 
 
 def test_critic_burn_in_leaves_the_policy_untouched():
     trainer = tiny_trainer("a2c", "algorithm.critic_burn_in_epochs=1")
-    state = trainer.init(jax.random.key(0))
+    state = init_state(trainer)
     new_state, _ = jax.jit(trainer.train_epoch)(state)
-    for a, b in zip(jax.tree.leaves(state.params["policy"]), jax.tree.leaves(new_state.params["policy"])):
+    old, new = state.learner.params, new_state.learner.params
+    for a, b in zip(jax.tree.leaves(old["policy"]), jax.tree.leaves(new["policy"])):
         np.testing.assert_array_equal(a, b)
-    assert not all(np.array_equal(a, b) for a, b in
-                   zip(jax.tree.leaves(state.params["critic"]), jax.tree.leaves(new_state.params["critic"])))
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(old["critic"]), jax.tree.leaves(new["critic"])))
 
 
 def test_shared_critic_is_one_network_with_a_value_output():
     trainer = tiny_trainer("ppo", "critic=shared")
-    state = trainer.init(jax.random.key(0))
-    assert set(state.params) == {"policy"}
-    assert jax.tree.leaves(state.params["policy"])[-1].shape[-1] == 3  # 2 logits + 1 value (last kernel)
+    state = init_state(trainer)
+    assert set(state.learner.params) == {"policy"}
+    assert jax.tree.leaves(state.learner.params["policy"])[-1].shape[-1] == 3  # 2 logits + 1 value (last kernel)
     new_state, metrics = jax.jit(trainer.train_epoch)(state)
     assert np.isfinite(float(metrics["train_CriticEvents/value_loss"]))
 
 
-def test_truncated_episodes_are_bootstrapped_terminated_are_not(monkeypatch):
-    import maze_jax.algorithms.actor_critic as ac
+def test_the_collector_marks_truncations_and_the_learner_bootstraps_them():
+    from maze_jax.algorithms.actor_critic import advantages_and_targets
+    from maze_jax.collectors.jax_envs import collect_rollout
+    from maze_jax.envs import EpisodeStats, make_gymnax
+    from maze_jax.envs.episodes import EnvBatch
     from maze_jax.models import build_actor_critic
 
-    # With a critic that outputs a constant c, a truncation adds gamma * c to the reward of its last step.
-    cfg, _ = compose_config(["algorithm=ppo", "runner.concurrency=1", "algorithm.n_rollout_steps=6",
-                             "algorithm.batch_size=6", "algorithm.epoch_length=1", "model.hidden_units=[4]"])
+    # CartPole pays 1 per step and cannot fall within 3 steps from its start state: every end is a truncation
     spec = make_gymnax("CartPole-v1")
-    spec = spec._replace(params=spec.params.replace(max_steps_in_episode=3))  # truncates every 3 steps
-    model = build_actor_critic(cfg.model, None, spec)
-    config, hparams = ac.read_config(cfg, spec, ppo=True)
-    init, train_epoch, _ = ac.make_actor_critic(config, spec, model)
-    captured = {}
-
-    def spy(rewards, *args):  # runs under jit: hand the values out through a host callback
-        jax.debug.callback(lambda r: captured.update(rewards=np.asarray(r)), rewards)
-        return compute_gae(rewards, *args)
-
-    monkeypatch.setattr(ac, "compute_gae", spy)
-    state = init(jax.random.key(0), hparams)
-    params = jax.tree.map(jnp.zeros_like, state.params)
+    spec = spec._replace(params=spec.params.replace(max_steps_in_episode=3))
+    _, trainer = make_trainer(["algorithm=ppo", "runner.concurrency=1", "algorithm.n_rollout_steps=6",
+                               "algorithm.batch_size=6", "algorithm.epoch_length=1", "model.hidden_units=[4]"], spec)
+    algorithm, state = trainer.algorithm, init_state(trainer)
+    envs = EnvBatch.reset(spec.env, spec.params, jax.random.key(1), 1)
+    _, stats, trajectory = collect_rollout(algorithm.explore, state.learner.params, spec, envs, EpisodeStats.zeros(1, 3),
+                                           jax.random.key(2), jax.random.key(3), 6)
+    np.testing.assert_array_equal(trajectory.truncated[:, 0], [0, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(trajectory.terminated[:, 0], [0] * 6)
+    np.testing.assert_array_equal(stats.count, [2])
+    # the observation a truncated episode ended in is kept (the next one is already the reset's)
+    assert not np.allclose(trajectory.final_obs[2], trajectory.obs[3])
+    # With a critic that outputs a constant c, a truncation's advantage bootstraps gamma * c; a termination would not
+    params = jax.tree.map(jnp.zeros_like, state.learner.params)
     params["critic"]["params"]["Dense_1"]["bias"] = jnp.array([2.0])  # V(s) = 2 everywhere
-    jax.block_until_ready(train_epoch(state.replace(params=params)))
-    rewards = np.asarray(captured["rewards"])[:, 0]
-    gamma = hparams["gamma"]
-    # CartPole pays 1 per step and cannot fall within 3 steps from its start state, so every end is a truncation
-    np.testing.assert_allclose(rewards, [1, 1, 1 + gamma * 2, 1, 1, 1 + gamma * 2], rtol=1e-6)
+    hparams = algorithm.hyperparams
+    gamma = float(hparams.gamma)
+    model = build_actor_critic({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [4]}, None, spec)
+    advantages, _ = advantages_and_targets(params, trajectory._replace(value=jnp.full((6, 1), 2.0)), hparams, model)
+    one_episode = [1 + gamma * 1 + gamma**2 * (1 + gamma * 2) - 2, 1 + gamma * (1 + gamma * 2) - 2, 1 + gamma * 2 - 2]
+    np.testing.assert_allclose(advantages[:, 0], one_episode * 2, rtol=1e-5)
+    terminated = trajectory._replace(value=jnp.full((6, 1), 2.0), terminated=trajectory.truncated)
+    advantages, _ = advantages_and_targets(params, terminated, hparams, model)
+    np.testing.assert_allclose(advantages[:, 0], [1 + gamma + gamma**2 - 2, 1 + gamma - 2, 1 - 2] * 2, rtol=1e-5)
+

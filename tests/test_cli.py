@@ -21,9 +21,11 @@ def only_run_dir(base: Path) -> Path:
 
 
 def latest_meta_and_theta(run_dir: Path):
+    """The latest checkpoint's metadata, its policy parameters as one flat vector, and the raw saved state."""
     store = CheckpointDir(str(run_dir / "checkpoints"), read_only=True)
-    state = store._manager.restore(store.latest_step())  # raw arrays, no template needed
-    return store.restore_meta(), np.asarray(state["state"]["theta"]), state["state"]
+    state = store.restore_raw()  # raw arrays, no template needed
+    theta = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state["learner"]["params"]["policy"])])
+    return store.restore_meta(), theta, state
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def test_overrides_given_on_resume_apply(two_epoch_run, tmp_path, cache_dir):
     run_dir = only_run_dir(tmp_path)
     assert OmegaConf.load(run_dir / "hydra_config.yaml").algorithm.optimizer.step_size == 0.001
     _, _, state = latest_meta_and_theta(run_dir)
-    np.testing.assert_allclose(state["opt_state"]["hyperparams"]["learning_rate"], 0.001)
+    np.testing.assert_allclose(state["learner"]["hparams"]["step_size"], 0.001)
 
 
 def test_multirun_sweep_writes_one_directory_per_job(tmp_path, cache_dir):
@@ -230,6 +232,6 @@ def test_several_seeds_train_in_one_program(tmp_path, cache_dir):
     run_dir = only_run_dir(tmp_path)
     best = CheckpointDir(str(run_dir / "best"), read_only=True)
     raw = best._manager.restore(best.latest_step())["state"]
-    kernels = jax.tree.leaves(raw["params"]["policy"])
+    kernels = jax.tree.leaves(raw["learner"]["params"]["policy"])
     assert all(k.shape[0] == 3 for k in kernels)  # one best model per seed
     assert not np.allclose(kernels[-1][0], kernels[-1][1])

@@ -155,8 +155,9 @@ def test_cli_trains_the_masked_cutting_env_and_rolls_it_out(tmp_path, cache_dir)
     ("tutorial_cutting_2d_struct", "es", "flatten_concat"),
 ])
 def test_every_variant_trains_with_every_algorithm_family(variant, algorithm, model):
-    from maze_jax.algorithms import make_train
-    from maze_jax.session import compose_config
+    from maze_jax.collectors import policy_params
+    from maze_jax.research import make_train
+    from maze_jax.settings import compose_config
 
     tiny = {"a2c": ["algorithm.epoch_length=1", "algorithm.n_rollout_steps=8"],
             "es": ["algorithm.n_rollouts_per_update=4"]}[algorithm]
@@ -165,8 +166,8 @@ def test_every_variant_trains_with_every_algorithm_family(variant, algorithm, mo
                              *tiny])
     train = make_train(cfg)
     state, metrics = jax.jit(train)(jax.random.key(0))
-    before = train.trainer.policy_params(train.trainer.init(jax.random.key(0)))
-    after = train.trainer.policy_params(state)
+    before = policy_params(train.trainer.init(jax.random.key(0), jax.random.key(1)))
+    after = policy_params(state)
     changed = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before))]
     assert all(np.isfinite(a).all() for a in jax.tree.leaves(after)) and any(changed)
     assert int(metrics["train_BaseEnvEvents/reward/step_count"][0]) > 0

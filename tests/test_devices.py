@@ -17,7 +17,9 @@ from maze_jax.devices import check_divisible
 # Runs in a fresh interpreter: the device count is fixed when jax starts.
 SAME_RESULTS = textwrap.dedent("""
     import jax, numpy as np
-    from maze_jax.session import build, compose_config
+    from maze_jax.collectors import policy_params
+    from maze_jax.session import build
+    from maze_jax.settings import compose_config, read_settings
     from maze_jax.shell.loop import compile_programs
     assert jax.device_count() == 4
     CASES = {"es": ["algorithm.n_rollouts_per_update=16", "algorithm.max_steps=100"],
@@ -28,13 +30,13 @@ SAME_RESULTS = textwrap.dedent("""
         for n_devices in (1, 4):
             cfg, _ = compose_config([f"algorithm={algorithm}", f"runner.n_devices={n_devices}",
                                      "model.hidden_units=[16]", *extra])
-            _, trainer = build(cfg)
+            _, trainer = build(read_settings(cfg))
             programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
-            state = programs.init(jax.random.key(0))
+            state = programs.init(jax.random.key(0), jax.random.key(1))
             for _ in range(2):
                 state, metrics = programs.train_epoch(state)
             hlo = programs.train_epoch.as_text()
-            results[n_devices] = jax.device_get((trainer.policy_params(state), metrics)), hlo, state
+            results[n_devices] = jax.device_get((policy_params(state), metrics)), hlo, state
         (params1, metrics1), hlo1, _ = results[1]
         (params4, metrics4), hlo4, state4 = results[4]
         for a, b in zip(jax.tree.leaves(params1), jax.tree.leaves(params4)):

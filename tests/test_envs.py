@@ -3,12 +3,10 @@
 import jax
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
-from maze_jax.algorithms import build_trainer
+from conftest import init_state, make_trainer
 from maze_jax.config import ConfigError
 from maze_jax.envs import build_env, make_gymnax
-from maze_jax.session import compose_config
 
 def test_cartpole_v0_is_v1_with_200_steps_and_its_own_threshold():
     spec = make_gymnax("CartPole-v0")
@@ -22,23 +20,22 @@ def test_unknown_env_lists_valid_names():
 
 
 def test_env_config_target_factory():
-    spec = build_env(OmegaConf.create({"_target_": "maze_jax.envs.make_gymnax", "name": "Acrobot-v1",
-                                       "max_episode_steps": 50, "reward_threshold": None}))
+    spec = build_env({"_target_": "maze_jax.envs.make_gymnax", "name": "Acrobot-v1", "max_episode_steps": 50,
+                      "reward_threshold": None})
     assert spec.horizon == 50 and spec.reward_threshold is None
     with pytest.raises(ConfigError, match="cannot be imported"):
-        build_env(OmegaConf.create({"_target_": "nowhere.make"}))
+        build_env({"_target_": "nowhere.make"})
 
 
 @pytest.mark.parametrize("name", ["Pendulum-v1", "Breakout-MinAtar", "Catch-bsuite"])
 def test_es_epoch_runs_on_discrete_continuous_and_image_observations(name):
     spec = make_gymnax(name)
-    cfg, _ = compose_config(["algorithm.n_rollouts_per_update=4", "algorithm.max_steps=30",
-                             "model.hidden_units=[8]", "runner.n_eval_rollouts=2"])
-    trainer = build_trainer(cfg, spec)
-    state = trainer.init(jax.random.key(0))
+    _, trainer = make_trainer(["algorithm.n_rollouts_per_update=4", "algorithm.max_steps=30",
+                               "model.hidden_units=[8]", "runner.n_eval_rollouts=2"], spec)
+    state = init_state(trainer)
     new_state, metrics = jax.jit(trainer.train_epoch)(state)
-    assert int(new_state.epoch) == 1
-    assert not np.allclose(new_state.theta, state.theta)
+    changed = jax.tree.map(lambda a, b: not np.allclose(a, b), new_state.learner.params, state.learner.params)
+    assert all(jax.tree.leaves(changed))
     assert int(metrics["train_BaseEnvEvents/reward/episode_count"]) >= 4  # every member ends >= 1 episode in 30 steps
     evaluation = trainer.evaluate(new_state, jax.random.key(1))
     np.testing.assert_array_equal(evaluation.count, [1, 1])

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from maze_jax.algorithms.es import antithetic_population, centered_ranks, es_gradient
 
@@ -59,31 +60,34 @@ def test_es_with_adam_finds_the_optimum_of_a_quadratic():
 
 def test_vmapped_training_over_seeds_and_learning_rates_equals_separate_runs():
     from maze_jax.algorithms.es import ESConfig, make_es
+    from maze_jax.collectors.jax_envs import jax_trainer
     from maze_jax.envs import make_gymnax
     from maze_jax.models import build_policy
 
     spec = make_gymnax("CartPole-v1")
     spec = spec._replace(params=spec.params.replace(max_steps_in_episode=50))
     policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]}, spec)
-    init, train_epoch, _, _ = make_es(ESConfig(population=8, steps_per_member=50, n_eval_episodes=2), spec, policy)
+    algorithm = make_es(ESConfig(population=8, n_eval_episodes=2), policy, spec.observation_example())
+    trainer = jax_trainer(algorithm, spec)
     keys, lrs = jax.random.split(jax.random.key(0), 2), jnp.array([0.01, 0.05])
-    states, metrics = jax.jit(jax.vmap(train_epoch))(jax.vmap(init, in_axes=(0, 0, None, None))(keys, lrs, 0.02, 0.005))
+    init = lambda key, lr: trainer.init(key, jax.random.fold_in(key, 1), algorithm.hyperparams.replace(step_size=lr))
+    states, metrics = jax.jit(jax.vmap(trainer.train_epoch))(jax.vmap(init)(keys, lrs))
+    theta = lambda params: ravel_pytree(params)[0]
     for i in range(2):
-        single, single_metrics = jax.jit(train_epoch)(init(keys[i], lrs[i], 0.02, 0.005))
-        np.testing.assert_allclose(states.theta[i], single.theta, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(states.theta[0], states.theta[1])
+        single, single_metrics = jax.jit(trainer.train_epoch)(init(keys[i], lrs[i]))
+        np.testing.assert_allclose(theta(jax.tree.map(lambda x: x[i], states.learner.params)),
+                                   theta(single.learner.params), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(*(theta(jax.tree.map(lambda x: x[i], states.learner.params)) for i in range(2)))
 
 
 def test_max_steps_caps_training_episodes_but_not_evaluation():
-    from maze_jax.algorithms import build_trainer
+    from conftest import init_state, make_trainer
     from maze_jax.envs import make_gymnax
-    from maze_jax.session import compose_config
 
     # Pendulum never terminates: every episode lasts exactly its time limit (200 steps)
-    cfg, _ = compose_config(["algorithm.n_rollouts_per_update=4", "algorithm.max_steps=20", "model.hidden_units=[8]",
-                             "runner.n_eval_rollouts=3"])
-    trainer = build_trainer(cfg, make_gymnax("Pendulum-v1"))
-    state = trainer.init(jax.random.key(0))
+    _, trainer = make_trainer(["algorithm.n_rollouts_per_update=4", "algorithm.max_steps=20", "model.hidden_units=[8]",
+                               "runner.n_eval_rollouts=3"], make_gymnax("Pendulum-v1"))
+    state = init_state(trainer)
     _, metrics = jax.jit(trainer.train_epoch)(state)
     assert float(metrics["train_BaseEnvEvents/reward/mean_step_count"]) == 20.0
     evaluation = trainer.evaluate(state, jax.random.key(1))

@@ -3,19 +3,17 @@
 import jax
 import pytest
 
-from maze_jax.algorithms import build_trainer
-from maze_jax.envs import make_gymnax
-from maze_jax.session import compose_config
+from conftest import make_trainer
+from maze_jax.collectors import policy_params
 from maze_jax.shell.loop import compile_programs, evaluation_stats, play_in_batches
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
 
 
 def train_until_solved(algorithm: str, overrides: list[str], max_epochs: int):
-    cfg, _ = compose_config([f"algorithm={algorithm}", *overrides])
-    trainer = build_trainer(cfg, make_gymnax("CartPole-v1"))
+    _, trainer = make_trainer(["env=cartpole", f"algorithm={algorithm}", *overrides])
     programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
-    state, scores = programs.init(jax.random.key(0)), []
+    state, scores = programs.init(jax.random.key(0), jax.random.key(1)), []
     for epoch in range(max_epochs):
         state, _ = programs.train_epoch(state)
         scores.append(evaluation_stats(programs, state, jax.random.key(epoch))[EVAL_MEAN])
@@ -43,15 +41,15 @@ def test_ppo_on_the_masked_cutting_env_beats_random_and_first_fit():
     import types
 
     from maze_jax.envs.cutting_2d import greedy_policy_act
-    from maze_jax.session import build
-    from maze_jax.trained_policy import RandomPolicy, TrainedPolicy
+    from maze_jax.models import RandomPolicy
+    from maze_jax.trained_policy import TrainedPolicy
 
-    cfg, _ = compose_config(["env=tutorial_cutting_2d_struct_masked", "wrappers=tutorial_cutting_2d",
-                             "model=tutorial_cutting_2d_struct_masked", "algorithm=ppo", "algorithm.epoch_length=10",
-                             "runner.normalization_samples=2000", "seeding.env_base_seed=0"])
-    env_spec, trainer = build(cfg, echo=lambda *a, **k: None)
+    env_spec, trainer = make_trainer(["env=tutorial_cutting_2d_struct_masked", "wrappers=tutorial_cutting_2d",
+                                      "model=tutorial_cutting_2d_struct_masked", "algorithm=ppo",
+                                      "algorithm.epoch_length=10", "runner.normalization_samples=2000",
+                                      "seeding.env_base_seed=0"])
     programs = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
-    state = programs.init(jax.random.key(0))
+    state = programs.init(jax.random.key(0), jax.random.key(1))
     for _ in range(3):  # 3 x 16,000 sub-steps
         state, _ = programs.train_epoch(state)
 
@@ -60,7 +58,7 @@ def test_ppo_on_the_masked_cutting_env_beats_random_and_first_fit():
         assert (lengths == 360).all()
         return float(returns.mean())
 
-    ppo = mean_return(trainer.policy, trainer.policy_params(state))
+    ppo = mean_return(trainer.algorithm.policy, policy_params(state))
     random = mean_return(RandomPolicy(env_spec), None)
     first_fit = mean_return(types.SimpleNamespace(act=greedy_policy_act(first_fit=True)), None)
     print(f"raw pieces per step: ppo {-ppo / 180:.4f}, random {-random / 180:.4f}, first fit {-first_fit / 180:.4f}")

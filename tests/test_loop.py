@@ -5,7 +5,8 @@ import jax.numpy as jnp
 
 from maze_jax.envs import EpisodeStats
 from maze_jax.shell.checkpoints import CheckpointDir
-from maze_jax.shell.loop import LoopOptions, Programs, Progress, TrainingLoop
+from maze_jax.shell.listeners import Checkpoints
+from maze_jax.shell.loop import LoopOptions, LoopState, Programs, Progress, TrainingLoop
 
 
 def fake_programs(scores):
@@ -19,17 +20,18 @@ def fake_programs(scores):
         score = jnp.asarray(scores)[state - 1]
         return EpisodeStats.zeros(2, 5).add(jnp.array([True, True]), jnp.full(2, score), jnp.array([5, 5]))
 
-    return Programs(init=lambda key: jnp.int32(0), train_epoch=jax.jit(train_epoch), evaluate=jax.jit(evaluate))
+    return Programs(init=lambda *keys: jnp.int32(0), train_epoch=jax.jit(train_epoch), evaluate=jax.jit(evaluate))
 
 
 def run(tmp_path, scores, **options):
     lines = []
-    loop = TrainingLoop(fake_programs(scores), LoopOptions(**options), CheckpointDir(str(tmp_path / "latest")),
-                        CheckpointDir(str(tmp_path / "best")), eval_key=jnp.zeros(2, jnp.uint32),
-                        echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
-    state, progress, best, stop_reason = loop.run(jnp.int32(0), Progress())
-    assert stop_reason == ""
-    return state, progress, best, "\n".join(lines)
+    echo = lambda *a, **k: lines.append(" ".join(map(str, a)))  # noqa: E731
+    checkpoints = Checkpoints(CheckpointDir(str(tmp_path / "latest")), CheckpointDir(str(tmp_path / "best")), echo=echo)
+    loop = TrainingLoop(fake_programs(scores), LoopOptions(**options), eval_key=jnp.zeros(2, jnp.uint32),
+                        listeners=[checkpoints], echo=echo)
+    result = loop.run(LoopState(jnp.int32(0), Progress()))
+    assert result.stop_reason == ""
+    return result.state, result.progress, result.best_state, "\n".join(lines)
 
 
 def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):

@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from conftest import run_cli
 from maze_jax.config import ConfigError
@@ -63,9 +62,8 @@ def test_config_priority_exclusions_and_errors():
 
 def test_wrapped_env_normalises_observations_and_final_observations():
     spec = make_gymnax("CartPole-v1")
-    cfg = OmegaConf.create({"wrappers": {"observation_normalization": {"default_strategy_config": {"axis": [0]}}},
-                            "runner": {"normalization_samples": 2000}, "seeding": {"env_base_seed": 0}})
-    wrapped = wrap_env(spec, cfg, echo=lambda *a, **k: None)
+    wrappers = {"observation_normalization": {"default_strategy_config": {"axis": [0]}}}
+    wrapped = wrap_env(spec, wrappers, n_samples=2000, echo=lambda *a, **k: None)
     stats = wrapped.env.statistics["observation"]
     assert stats["mean"].shape == (4,) and (stats["std"] > 0).all()
     obs, state = wrapped.env.reset(jax.random.key(1), wrapped.params)
@@ -76,7 +74,7 @@ def test_wrapped_env_normalises_observations_and_final_observations():
     np.testing.assert_allclose(info["final_observation"], (raw_info["final_observation"] - stats["mean"]) / stats["std"],
                                rtol=1e-5)
     with pytest.raises(ConfigError, match="unknown wrapper"):
-        wrap_env(spec, OmegaConf.create({"wrappers": {"frame_stack": {}}}))
+        wrap_env(spec, {"frame_stack": {}})
 
 
 TRAIN = ["env=cartpole", "algorithm=ppo", "wrappers=vector_obs", "runner=dev", "runner.normalization_samples=500",

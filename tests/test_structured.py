@@ -115,9 +115,10 @@ def test_ppo_learns_a_multi_discrete_bandit():
     from flax import struct
     from gymnax.environments import environment, spaces
 
-    from maze_jax.algorithms import make_train
+    from maze_jax.collectors import policy_params
     from maze_jax.envs.spaces import MultiDiscrete
-    from maze_jax.session import compose_config
+    from maze_jax.research import make_train
+    from maze_jax.settings import compose_config
 
     @struct.dataclass
     class Params(environment.EnvParams):
@@ -144,6 +145,5 @@ def test_ppo_learns_a_multi_discrete_bandit():
                              "model.hidden_units=[8]"])
     train = make_train(cfg, env=Bandit())
     state, _ = jax.jit(train)(jax.random.key(0))
-    policy = train.trainer.policy
-    action = policy.act(train.trainer.policy_params(state), jnp.ones((1, 2)), jax.random.key(0), True)
+    action = train.algorithm.policy.act(policy_params(state), jnp.ones((1, 2)), jax.random.key(0), True)
     np.testing.assert_array_equal(action[0], [1, 0])

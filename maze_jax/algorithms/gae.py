@@ -7,11 +7,11 @@ import jax.numpy as jnp
 
 
 def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
-    """Advantages and value targets for (steps, envs) arrays.
+    """Advantages and value targets for (steps, envs) arrays; `gamma` and `gae_lambda` are scalars or (steps, envs).
 
     `dones[t]` cuts the trace after step t. Truncated episodes are expected to carry the bootstrap
-    `gamma * V(final observation)` in their reward already (see `collect_rollout`), so termination and
-    truncation both cut here, but only a truncation keeps the value of where the episode stopped.
+    `gamma * V(final observation)` in their reward already (see `actor_critic.advantages_and_targets`), so
+    termination and truncation both cut here, but only a truncation keeps the value of where the episode stopped.
     """
 
     def step(carry, x):

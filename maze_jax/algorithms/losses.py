@@ -1,10 +1,60 @@
-"""Actor-critic losses over a batch: PPO's clipped objective and A2C's policy gradient, and the weights that turn
-per-sample terms into a structured env's per-sub-step means."""
+"""Actor-critic loss terms per sample, and the reductions around them.
+
+Each term maps per-sample arrays to per-sample losses, so the learner can take plain means (a flat env) or sums of
+per-sub-step means (a structured env) of any term. `Losses` bundles the three terms the learner weights with
+`policy_loss_coef`, `value_loss_coef` and `entropy_coef`; research code passes its own (`make_train(...,
+losses=Losses(policy=my_policy_loss))`)."""
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
+
+
+def ppo_clipped(log_prob, old_log_prob, advantage, hparams):
+    """PPO's clipped surrogate: -min(r A, clip(r, 1 - eps, 1 + eps) A) with r = pi / pi_old (joint over heads)."""
+    ratio = jnp.exp(log_prob - old_log_prob)
+    clipped = jnp.clip(ratio, 1.0 - hparams.clip_range, 1.0 + hparams.clip_range)
+    return -jnp.minimum(ratio * advantage, clipped * advantage)
+
+
+def policy_gradient(log_prob, old_log_prob, advantage, hparams):
+    """A2C's policy-gradient term: -log pi(a|s) A."""
+    return -(log_prob * advantage)
+
+
+def squared_error(value, target, old_value, hparams):
+    """The critic's squared error against its GAE target."""
+    return (value - target) ** 2
+
+
+def entropy_bonus(entropy, hparams):
+    """Negative entropy: minimising it keeps the policy exploring."""
+    return -entropy
+
+
+class Losses(NamedTuple):
+    """The learner's loss terms, each per sample:
+    policy(log_prob, old_log_prob, advantage, hparams), value(value, target, old_value, hparams) and
+    entropy(entropy, hparams). `hparams` is the algorithm's traced hyperparameters (clip_range, ...)."""
+
+    policy: Callable = ppo_clipped
+    value: Callable = squared_error
+    entropy: Callable = entropy_bonus
+
+    @classmethod
+    def for_algorithm(cls, ppo: bool) -> Losses:
+        """PPO's or A2C's default terms."""
+        return cls(policy=ppo_clipped if ppo else policy_gradient)
+
+
+def ppo_diagnostics(log_prob, old_log_prob, clip_range):
+    """Approximate KL divergence from the rollout policy and the fraction of clipped ratios (for monitoring)."""
+    log_ratio = log_prob - old_log_prob
+    ratio = jnp.exp(log_ratio)
+    return ((ratio - 1.0) - log_ratio).mean(), (jnp.abs(ratio - 1.0) > clip_range).mean()
 
 
 def normalize(x):
@@ -12,27 +62,16 @@ def normalize(x):
     return (x - x.mean()) / (x.std() + 1e-8)
 
 
-def sub_step_weights(actor_ids, n_sub_steps: int):
-    """(samples, sub-steps) weights: 1 / (samples of that sub-step) where a sample belongs to it, else 0.
-    `(weights * x[:, None]).sum(0)` are the per-sub-step means of x, and their sum is a structured env's loss."""
-    member = jax.nn.one_hot(actor_ids, n_sub_steps)
+def sub_step_weights(ids, n_groups: int):
+    """(samples, groups) weights: 1 / (samples of that group) where a sample belongs to it, else 0, so that
+    `(weights * x[:, None]).sum(0)` are the per-group means of x."""
+    member = jax.nn.one_hot(ids, n_groups)
     return member / jnp.maximum(member.sum(0), 1.0)
 
 
-def ppo_policy_loss(log_prob, old_log_prob, advantages, clip_range, mean=jnp.mean):
-    """Clipped surrogate loss, with approximate KL and the fraction of clipped ratios for monitoring.
-    `mean` reduces the per-sample losses (a structured env sums its sub-steps' means)."""
-    log_ratio = log_prob - old_log_prob
-    ratio = jnp.exp(log_ratio)
-    unclipped = ratio * advantages
-    clipped = jnp.clip(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
-    loss = mean(-jnp.minimum(unclipped, clipped))
-    approx_kl = ((ratio - 1.0) - log_ratio).mean()
-    clip_fraction = (jnp.abs(ratio - 1.0) > clip_range).mean()
-    return loss, approx_kl, clip_fraction
-
-
-def a2c_policy_loss(log_prob, advantages, mean=jnp.mean):
-    """Vanilla policy gradient loss."""
-    return mean(-(log_prob * advantages))
-
+def sub_step_mean(x, ids=None, n_groups: int = 0):
+    """The mean of per-sample `x`: over all samples (ids None), or per sub-step, a vector (n_groups,) whose sum is
+    a structured env's loss (each sub-step weighs the same, whatever its number of samples)."""
+    if ids is None:
+        return x.mean()
+    return (sub_step_weights(ids, n_groups) * x[:, None]).sum(0)

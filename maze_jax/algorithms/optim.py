@@ -1,4 +1,4 @@
-"""Optimizer helpers shared by the algorithms."""
+"""Optimizer helpers shared by the algorithms: steps scaled by a traced learning rate, and traced clipping."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 
 
-def set_learning_rate(opt_state, learning_rate):
-    """`opt_state` of an `optax.inject_hyperparams` optimizer with a new learning rate (a traced scalar)."""
-    hyperparams = {**opt_state.hyperparams, "learning_rate": jnp.asarray(learning_rate, jnp.float32)}
-    return opt_state._replace(hyperparams=hyperparams)
+def scale_by_learning_rate(updates, learning_rate):
+    """A descent step of size `learning_rate` (traced) along optax's transformed `updates`, as optax.adam(lr) would
+    take it. Keeping the rate out of the optimizer state lets it live with the other traced hyperparameters."""
+    return jax.tree.map(lambda u: -learning_rate * u, updates)
 
 
 def clip_by_global_norm(grads, max_norm):

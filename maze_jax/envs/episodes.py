@@ -61,13 +61,73 @@ class EpisodeStats(NamedTuple):
 
 
 def reset_batch(env, env_params, key: jax.Array, n_envs: int):
-    """Resets `n_envs` environments with independent keys."""
+    """Resets `n_envs` environments with independent keys: (observations, states)."""
     return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, n_envs), env_params)
 
 
 def step_batch(env, env_params, keys: jax.Array, states, actions):
     """Steps a batch of environments, one key each (gymnax auto-resets each one whose episode ended)."""
     return jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, states, actions, env_params)
+
+
+class EnvBatch(NamedTuple):
+    """A batch of envs mid-episode: observations, env states, and each env's running return and length."""
+
+    obs: Any
+    state: Any
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+    @classmethod
+    def reset(cls, env, env_params, key: jax.Array, n_envs: int) -> EnvBatch:
+        obs, states = reset_batch(env, env_params, key, n_envs)
+        zeros = jnp.zeros(n_envs, jnp.float32)
+        return cls(obs, states, zeros, zeros.astype(jnp.int32))
+
+
+class Step(NamedTuple):
+    """One step of a batch of envs (time-major once a scan stacks them): the observation acted on, what `act`
+    recorded, the reward, the end flags and the observation the step ended in (before any auto-reset)."""
+
+    obs: Any
+    record: Any
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: Any
+
+
+def step_envs(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStats, act_key, env_keys, mesh=None):
+    """One step of every env under `act(obs_batch, key) -> (env actions, record)`, counting the episodes that end.
+
+    The step function of every JAX-env rollout: `play_episodes` and the actor-critic collector scan it.
+    Returns (envs, stats, Step)."""
+    action, record = act(envs.obs, act_key)
+    next_obs, states, reward, terminated, truncated, info = step_batch(env, env_params, env_keys, envs.state, action)
+    done = terminated | truncated
+    ep_return, ep_length = envs.episode_return + reward, envs.episode_length + 1
+    stats = stats.add(done, ep_return, ep_length)
+    step = Step(envs.obs, record, reward, terminated, truncated, info["final_observation"])
+    envs = EnvBatch(next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length))
+    return shard_batch(envs, mesh), stats, step
+
+
+def run_steps(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStats, key_act: jax.Array,
+              key_env: jax.Array, n_steps: int, mesh=None, keep: Callable = lambda step: step):
+    """`n_steps` steps of every env in one `lax.scan`: (envs, stats, keep(Step) stacked time-major). `key_act`
+    draws the actions' randomness, `key_env` the envs' (resets, dynamics)."""
+    n_envs = envs.episode_return.shape[0]
+    # all keys drawn up front in one vectorised call: cheaper than splitting inside the step loop
+    keys = (jax.random.split(key_act, n_steps),
+            jax.random.split(key_env, n_steps * n_envs).reshape((n_steps, n_envs)))
+
+    def one_step(carry, keys):
+        envs, stats = carry
+        envs, stats, step = step_envs(env, env_params, act, envs, stats, *keys, mesh=mesh)
+        return (envs, stats), keep(step)
+
+    (envs, stats), steps = jax.lax.scan(one_step, (shard_batch(envs, mesh), stats), keys)
+    return envs, stats, steps
 
 
 class Trajectory(NamedTuple):
@@ -88,24 +148,8 @@ def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], k
     Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys).
     With a `mesh`, the envs are split across its devices."""
     key_reset, key_act, key_env = jax.random.split(key, 3)
-    obs, states = shard_batch(reset_batch(env, env_params, key_reset, n_envs), mesh)
-    # all keys drawn up front in one vectorised call: cheaper than splitting inside the step loop
-    act_keys = jax.random.split(key_act, n_steps)
-    env_keys = jax.random.split(key_env, n_steps * n_envs).reshape((n_steps, n_envs))
-    zeros = jnp.zeros(n_envs, jnp.float32)
-
-    def one_step(carry, keys):
-        obs, states, ep_return, ep_length, stats = carry
-        key_act, keys_env = keys
-        action = act(obs, key_act)
-        next_obs, states, reward, terminated, truncated, _ = step_batch(env, env_params, keys_env, states, action)
-        done = terminated | truncated
-        ep_return, ep_length = ep_return + reward, ep_length + 1
-        stats = stats.add(done, ep_return, ep_length)
-        step = Trajectory(obs, action, reward, terminated, truncated) if record else None
-        envs = shard_batch((next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length)), mesh)
-        return (*envs, stats), step
-
-    carry = (obs, states, zeros, zeros.astype(jnp.int32), EpisodeStats.zeros(n_envs, n_steps))
-    carry, trajectory = jax.lax.scan(one_step, carry, (act_keys, env_keys))
-    return (carry[-1], trajectory) if record else carry[-1]
+    envs = EnvBatch.reset(env, env_params, key_reset, n_envs)
+    keep = (lambda s: Trajectory(s.obs, s.record, s.reward, s.terminated, s.truncated)) if record else (lambda s: None)
+    _, stats, trajectory = run_steps(env, env_params, lambda obs, k: (a := act(obs, k), a), envs,
+                                     EpisodeStats.zeros(n_envs, n_steps), key_act, key_env, n_steps, mesh, keep)
+    return (stats, trajectory) if record else stats

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import hydra.utils
-
-from maze_jax.config import ConfigError
+from maze_jax.config import ConfigError, import_object
 from maze_jax.envs.structured import sub_steps
 
 # gym ids that gymnax does not register, as (gymnax id, episode length).
@@ -69,10 +67,7 @@ def build_env(env_cfg: Any) -> EnvSpec:
     target = env_cfg.get("_target_")
     if not target:
         raise ConfigError("env._target_ is missing: an env config names its factory, e.g. maze_jax.envs.make_gymnax")
-    try:
-        factory = hydra.utils.get_object(target)
-    except Exception as error:  # hydra wraps import errors of all kinds
-        raise ConfigError(f"env._target_={target!r} cannot be imported: {error}") from None
+    factory = import_object(target, "env._target_")
     return as_env_spec(factory(**kwargs), kwargs.get("name"), kwargs.get("reward_threshold"))
 
 

@@ -4,5 +4,6 @@ from maze_jax.models.distributions import Categorical, DiagGaussian, distributio
 from maze_jax.models.mlp import FlattenConcatPolicy
 from maze_jax.models.actor_critic import ActorCritic, build_actor_critic
 from maze_jax.models.policy import Policy, build_policy
+from maze_jax.models.random_policy import RandomPolicy
 
-__all__ = ["ActorCritic", "build_actor_critic", "Categorical", "DiagGaussian", "distribution_for", "FlattenConcatPolicy", "Policy", "build_policy"]
+__all__ = ["ActorCritic", "build_actor_critic", "Categorical", "DiagGaussian", "distribution_for", "FlattenConcatPolicy", "Policy", "build_policy", "RandomPolicy"]

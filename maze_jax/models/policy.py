@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import flax.linen as nn
-import hydra.utils
 import jax
 
-from maze_jax.config import ConfigError
+from maze_jax.config import ConfigError, import_object
 from maze_jax.envs.structured import sub_steps
 from maze_jax.models.distributions import distribution_for
 from maze_jax.models.masking import HeadMasks, head_masks
@@ -75,10 +74,7 @@ def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", 
     if "hidden_units" in kwargs:
         kwargs["hidden_units"] = _check_hidden_units(kwargs["hidden_units"])
     target = model_cfg.get("_target_")
-    try:
-        module_cls = hydra.utils.get_object(target)
-    except Exception as error:
-        raise ConfigError(f"{section}._target_={target!r} cannot be imported: {error}") from None
+    module_cls = import_object(target, f"{section}._target_")
     if dataclasses.is_dataclass(module_cls):
         fields = {f.name for f in dataclasses.fields(module_cls)}
         kwargs = {k: v for k, v in kwargs.items() if k in fields or k not in (optional or {})}

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from maze_jax.config import ConfigError
+from maze_jax.config import ConfigError, first_line
 
 LATEST, BEST = "checkpoints", "best"
 
@@ -95,7 +95,10 @@ class CheckpointDir:
         self._manager = ocp.CheckpointManager(self.path, options=options)
 
     def save(self, step: int, state, meta: dict) -> None:
+        """Saves `state` and `meta` as `step`, replacing a checkpoint of that step (a seed's new best model)."""
         ocp = self._ocp
+        if step in self._manager.all_steps():
+            self._manager.delete(step)
         state = to_host(to_savable(state))
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self._manager.save(step, args=args, force=True)
@@ -140,3 +143,17 @@ def open_for_resume(input_dir: str, which: str = LATEST) -> CheckpointDir:
     if store.latest_step() is None:
         raise ConfigError(f"input_dir={input_dir!r} holds no complete checkpoint in {which}/")
     return store
+
+
+def fit_arrays(template, saved, what: str = "the saved networks"):
+    """`saved` (nested dicts of host arrays, as `restore_raw` gives them) in the structure and dtypes of
+    `template` (arrays or shape structs); a ConfigError when shapes or structures differ."""
+    def fit(t, s):
+        if np.shape(t) != np.shape(s):
+            raise ConfigError(f"{what}: saved shape {np.shape(s)} does not fit this model's {np.shape(t)}")
+        return np.asarray(s, t.dtype)
+
+    try:
+        return jax.tree.map(fit, template, saved)
+    except ValueError as error:  # tree structures differ
+        raise ConfigError(f"{what} do not fit this model: {first_line(error)}") from None

@@ -1,4 +1,5 @@
-"""The host training loop: one jitted epoch per iteration, then table, TensorBoard, model selection, checkpoints."""
+"""The host training loop: one compiled epoch per iteration, then evaluation, model selection and stopping rules;
+the table, TensorBoard and checkpoints are listeners (`maze_jax.shell.listeners`)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import signal
 import sys
 import threading
 import time
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
 
-from maze_jax.algorithms import Trainer
-from maze_jax.shell.checkpoints import CheckpointDir, from_savable, to_savable
-from maze_jax.shell.table import format_table
+from maze_jax.collectors import Trainer
+from maze_jax.shell.checkpoints import from_savable, to_savable
+from maze_jax.shell.statistics import across_seeds, epoch_rows, episode_table, non_finite
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
 
@@ -32,6 +32,8 @@ class Progress:
     best_epoch: int = -1
     algorithm: str = ""
     seed_best_scores: list | None = None  # per seed, when several seeds train together
+    eval_episodes: int | None = None  # episodes per evaluation batch (rollouts in such batches reproduce the
+    # final evaluation)
     normalization: dict | None = None  # observation-normalisation statistics ({key: {name: nested list}})
 
     def to_meta(self) -> dict:
@@ -47,19 +49,33 @@ class Progress:
         return cls(**fields)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoopOptions:
-    n_epochs: int = 0
-    reward_threshold: float | None = None
-    checkpoint_every_s: float = 10.0
-    dump_interval: int = 0
-    patience: int = 0
+    """When the loop stops, and how it reports a long epoch."""
+
+    n_epochs: int = 0  # 0 = until stopped
+    reward_threshold: float | None = None  # stop once the evaluation mean reaches it
+    patience: int = 0  # stop after this many epochs without a better evaluation; 0 = never
     n_seeds: int = 1
     progress_interval_s: float = 5.0
 
 
+@dataclass
+class LoopState:
+    """What the loop carries between epochs: the training state, its counters, and the best state so far
+    (`best_version` counts its changes, so listeners know when to write it)."""
+
+    state: Any
+    progress: Progress
+    best_state: Any = None
+    best_version: int = 0
+    stop_reason: str = ""  # "" while running; then "done", "SIGINT", "SIGTERM" or "non-finite"
+    listeners: list = field(default_factory=list)
+
+
 class Programs(NamedTuple):
-    """The compiled programs of a run: init(key), train_epoch(state), evaluate(state, key) -> EpisodeStats."""
+    """A run's programs: init(agent_key, env_key), train_epoch(state), evaluate(state, key) -> EpisodeStats;
+    compiled ahead of time for JAX envs, host functions for Python envs."""
 
     init: Callable
     train_epoch: Callable
@@ -70,12 +86,15 @@ def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -
     """Compiles init, epoch and evaluation ahead of time, so the time users wait for compilation is reported."""
     echo("Compiling init, training epoch and evaluation ...", flush=True)
     start = time.perf_counter()
-    init = jax.jit(trainer.init).lower(key).compile()
-    # the state as init places it (replicated over the devices of a mesh), so the epoch expects it that way
-    state = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                         jax.eval_shape(trainer.init, key), init.output_shardings)
-    programs = Programs(init, *(jax.jit(f).lower(*args).compile()
-                                for f, args in [(trainer.train_epoch, (state,)), (trainer.evaluate, (state, key))]))
+    init = jax.jit(trainer.init).lower(key, key).compile()
+    if trainer.on_host:  # their jitted parts compile on first use
+        programs = Programs(init, trainer.train_epoch, trainer.evaluate)
+    else:
+        # the state as init places it (replicated over the devices of a mesh), so the epoch expects it that way
+        state = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                             jax.eval_shape(trainer.init, key, key), init.output_shardings)
+        programs = Programs(init, *(jax.jit(f).lower(*args).compile()
+                                    for f, args in [(trainer.train_epoch, (state,)), (trainer.evaluate, (state, key))]))
     echo(f"Compiled in {time.perf_counter() - start:.2f} s", flush=True)
     return programs
 
@@ -99,33 +118,6 @@ def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int):
     returns = np.concatenate([b.first_return for b in batches], axis=-1)[..., :n_episodes]
     lengths = np.concatenate([b.first_length for b in batches], axis=-1)[..., :n_episodes]
     return returns, lengths
-
-
-def episode_table(returns, lengths, prefix: str, per_seed: bool = False, ended=None) -> dict:
-    """Reward statistics (Maze's tags under `prefix`) of per-episode returns and lengths, episodes on the last axis
-    (seeds before it: one value per seed with `per_seed`, else all pooled). `ended` marks the episodes that count.
-    Computed with numpy on the host: nothing to compile, so a run starts sooner."""
-    returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths, np.float64)
-    if ended is not None:
-        returns, lengths = np.where(ended, returns, np.nan), np.where(ended, lengths, np.nan)
-    if not per_seed:
-        returns, lengths = returns.reshape(-1), lengths.reshape(-1)
-    tag = f"{prefix}_BaseEnvEvents/reward/"
-    with warnings.catch_warnings():  # no episode ended: NaN statistics, as in training
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {tag + "mean": np.nanmean(returns, -1), tag + "std": np.nanstd(returns, -1),
-                tag + "min": np.nanmin(returns, -1), tag + "max": np.nanmax(returns, -1),
-                tag + "mean_step_count": np.nanmean(lengths, -1), tag + "median_step_count": np.nanmedian(lengths, -1),
-                tag + "episode_count": (~np.isnan(returns)).sum(-1)}
-
-
-def across_seeds(values: dict) -> dict:
-    """Table rows from per-seed values: the mean over seeds, plus the spread of the evaluation mean."""
-    rows = {k: float(np.mean(v)) for k, v in values.items()}
-    for tag, v in values.items():
-        if np.ndim(v) and tag.endswith("BaseEnvEvents/reward/mean") and not tag.startswith("train"):
-            rows[tag + "_seed_min"], rows[tag + "_seed_max"] = float(np.min(v)), float(np.max(v))
-    return rows
 
 
 def select_seeds(improved: np.ndarray, new, old):
@@ -153,18 +145,6 @@ def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = p
             echo(f"... epoch {epoch} running for {time.perf_counter() - start:.0f} s", flush=True)
             next_report += interval_s
     return result
-
-
-def epoch_stats(metrics: dict, progress: Progress, seconds: float) -> dict:
-    """The epoch's table rows: the algorithm's metrics (mean over seeds) plus cumulative counts and timing."""
-    stats = across_seeds({k: v for k, v in metrics.items() if not k.endswith("/step_count")})
-    reward = "train_BaseEnvEvents/reward/"
-    stats[reward + "total_step_count"] = progress.total_step_count
-    stats[reward + "total_episode_count"] = progress.total_episode_count
-    steps = float(np.sum(metrics.get(reward + "step_count", 0)))
-    stats["train_TimeEvents/epoch_time"] = seconds
-    stats["train_TimeEvents/steps_per_second"] = steps / max(seconds, 1e-9)
-    return dict(sorted(stats.items(), key=lambda kv: not kv[0].startswith("train")))
 
 
 class StopSignals:
@@ -204,115 +184,96 @@ def check_processes_agree(state, epoch: int) -> None:
                                  f"the processes' training states differ after epoch {epoch}")
 
 
-def non_finite(stats: dict) -> list[str]:
-    """Algorithm statistics (losses, norms) that are NaN or infinite; reward statistics may be NaN legitimately."""
-    return [tag for tag, value in stats.items() if "BaseEnvEvents" not in tag and not math.isfinite(value)]
-
-
 class TrainingLoop:
-    """Runs epochs until `n_epochs`, the reward threshold, or Ctrl-C; keeps latest and best checkpoints."""
+    """Runs epochs until `n_epochs`, early stopping, the reward threshold, a signal or divergence. After each
+    epoch: evaluation, model selection (per seed), then every listener; when it stops, every listener again."""
 
-    def __init__(self, programs: Programs, options: LoopOptions, latest: CheckpointDir, best: CheckpointDir,
-                 eval_key: jax.Array, writer: Any = None, echo: Callable = print):
-        self.programs, self.options, self.latest, self.best = programs, options, latest, best
-        self.eval_key = eval_key
-        self.writer, self.echo = writer, echo
+    def __init__(self, programs: Programs, options: LoopOptions, eval_key: jax.Array, listeners: list = (),
+                 echo: Callable = print):
+        self.programs, self.options, self.eval_key = programs, options, eval_key
+        self.listeners, self.echo = list(listeners), echo
 
-    def _flush(self, state, progress: Progress, best_state, best_unsaved: bool) -> None:
-        """Writes the latest state, and the best one if it changed since the last flush."""
-        if best_unsaved:
-            meta = {**progress.to_meta(), "epoch": progress.best_epoch}
-            self.best.save(progress.best_epoch, best_state, meta)
-        if self.latest.latest_step() != progress.epoch:  # the closing flush may follow a save of the same epoch
-            self.latest.save(progress.epoch, state, progress.to_meta())
-        self._last_flush = time.perf_counter()
-
-    def run(self, state, progress: Progress):
-        """Trains from `state`; returns the final state, progress, the best state seen, and why it stopped
-        ("" when it ran its course; "SIGINT", "SIGTERM" or "non-finite" when cut short). A signal abandons
-        the epoch in flight: the last completed one is what gets saved.
-
-        Checkpoints (latest, and best when it improved) are written every `checkpoint_every_s` seconds,
-        every `dump_interval` epochs, and when the loop ends for any reason. An epoch that produced NaN or
-        infinite losses or norms is thrown away: the last good state is what gets saved.
-        """
+    def run(self, loop: LoopState) -> LoopState:
+        """Trains from `loop.state` and returns the loop state; `stop_reason` is "" when it ran its course, else
+        "SIGINT", "SIGTERM" or "non-finite". A signal abandons the epoch in flight: the last completed one is
+        what listeners save. An epoch with NaN or infinite losses or norms is thrown away."""
         echo, options = self.echo, self.options
-        best_state, best_unsaved, stop_reason = None, False, ""
-        self._last_flush = time.perf_counter()
         signals = StopSignals()
         try:
             with signals:
-                while (options.n_epochs == 0 or progress.epoch < options.n_epochs) and not signals.received:
-                    state, best_state, best_unsaved, stop_reason = self._epoch(
-                        state, progress, best_state, best_unsaved, lambda: bool(signals.received))
-                    if stop_reason:
+                while (options.n_epochs == 0 or loop.progress.epoch < options.n_epochs) and not signals.received:
+                    self.epoch(loop, lambda: bool(signals.received))
+                    if loop.stop_reason:
                         break
-                stop_reason = signals.received or ("" if stop_reason == "done" else stop_reason)
+                loop.stop_reason = signals.received or ("" if loop.stop_reason == "done" else loop.stop_reason)
         except KeyboardInterrupt:  # a second Ctrl-C
-            stop_reason = "SIGINT"
-        if stop_reason in ("SIGINT", "SIGTERM"):
-            echo(f"\n{stop_reason}: saving the latest checkpoint (epoch {progress.epoch}) to {self.latest.path}",
-                 file=sys.stderr, flush=True)
-        self._flush(state, progress, best_state, best_unsaved)
-        if stop_reason:
-            echo(f"Saved epoch {progress.epoch} to {self.latest.path}", file=sys.stderr, flush=True)
+            loop.stop_reason = "SIGINT"
+        if loop.stop_reason in ("SIGINT", "SIGTERM"):
+            echo(f"\n{loop.stop_reason}: saving the latest checkpoint (epoch {loop.progress.epoch})", file=sys.stderr,
+                 flush=True)
+        for listener in self.listeners:
+            listener.on_end(loop, loop.stop_reason)
         if jax.process_count() > 1:
             echo(f"All {jax.process_count()} processes held the same training state after every epoch", flush=True)
-        return state, progress, best_state, stop_reason
+        return loop
 
-    def _epoch(self, state, progress: Progress, best_state, best_unsaved: bool, should_stop: Callable):
-        """One epoch with its table, model selection and checkpointing. Returns the new
-        (state, best_state, best_unsaved, stop_reason): "" to go on, "done" (early stopping or solved),
-        "non-finite" (the epoch was thrown away), or "" with the state unchanged when a signal abandoned it."""
-        echo, options = self.echo, self.options
+    def epoch(self, loop: LoopState, should_stop: Callable) -> None:
+        """One epoch with its evaluation, model selection, listeners and stopping rules; sets `loop.stop_reason`
+        to "done" (early stopping or solved) or "non-finite" (the epoch was thrown away)."""
+        echo, options, progress = self.echo, self.options, loop.progress
         start = time.perf_counter()
-        result = wait_with_progress(self.programs.train_epoch(state), progress.epoch, options.progress_interval_s,
-                                    echo, should_stop)
-        if result is None:
-            return state, best_state, best_unsaved, ""
+        result = wait_with_progress(self.programs.train_epoch(loop.state), progress.epoch,
+                                    options.progress_interval_s, echo, should_stop)
+        if result is None:  # a signal: the epoch is abandoned
+            return
         new_state, metrics = result[0], jax.device_get(result[1])  # the state stays on the devices
         seconds = time.perf_counter() - start
         broken = non_finite(across_seeds({k: v for k, v in metrics.items() if "BaseEnvEvents" not in k}))
         if broken:
             echo(f"Error: non-finite {', '.join(broken)} in epoch {progress.epoch}: the run diverged "
-                 f"(try a smaller learning rate). The last good state (epoch {progress.epoch}) is kept in "
-                 f"{self.latest.path}", file=sys.stderr, flush=True)
-            return state, best_state, best_unsaved, "non-finite"
-        state = new_state
+                 f"(try a smaller learning rate). The last good state (epoch {progress.epoch}) is kept",
+                 file=sys.stderr, flush=True)
+            loop.stop_reason = "non-finite"
+            return
+        loop.state = new_state
         if jax.process_count() > 1:
-            check_processes_agree(state, progress.epoch)
-        metrics.update(evaluation_stats(self.programs, state, jax.random.fold_in(self.eval_key, progress.epoch),
+            check_processes_agree(loop.state, progress.epoch)
+        metrics.update(evaluation_stats(self.programs, loop.state, jax.random.fold_in(self.eval_key, progress.epoch),
                                         per_seed=options.n_seeds > 1))
         progress.epoch += 1
         progress.total_step_count += int(np.sum(metrics.get("train_BaseEnvEvents/reward/step_count", 0)))
         progress.total_episode_count += int(np.sum(metrics["train_BaseEnvEvents/reward/episode_count"]))
-        stats = epoch_stats(metrics, progress, seconds)
-        echo(format_table(progress.epoch - 1, progress.epoch, stats), flush=True)
-        if self.writer is not None:  # NaN (an epoch in which no episode ended) stays a gap in the curve
-            for tag, value in stats.items():
-                if math.isfinite(value):
-                    self.writer.add_scalar(tag, value, progress.epoch)
-        score = stats.get(EVAL_MEAN, math.nan)
+        rows = epoch_rows(metrics, progress.total_step_count, progress.total_episode_count, seconds)
+        messages = self.select_model(loop, metrics, rows)
+        for listener in self.listeners:
+            listener.on_epoch(loop, rows)
+        for message in messages:
+            echo(message, flush=True)
+        self.check_stopping(loop, rows.get(EVAL_MEAN, math.nan))
+
+    def select_model(self, loop: LoopState, metrics: dict, rows: dict) -> list[str]:
+        """Keeps each seed's best state by its evaluation mean; returns the lines to print."""
+        progress, messages = loop.progress, []
         seed_scores = np.asarray(metrics.get(EVAL_MEAN, math.nan), np.float64)
         seed_best = np.asarray(progress.seed_best_scores or np.full(np.shape(seed_scores), -np.inf))
         improved = seed_scores > seed_best
         if np.any(improved):
-            best_state, best_unsaved = select_seeds(improved, state, best_state), True
+            loop.best_state, loop.best_version = select_seeds(improved, loop.state, loop.best_state), loop.best_version + 1
             progress.seed_best_scores = np.where(improved, seed_scores, seed_best).tolist()
-            if options.n_seeds > 1:
-                echo(f"-> new best model for seeds {np.flatnonzero(improved).tolist()}", flush=True)
+            if self.options.n_seeds > 1:
+                messages.append(f"-> new best model for seeds {np.flatnonzero(improved).tolist()}")
+        score = rows.get(EVAL_MEAN, math.nan)
         if score > progress.best_score:
             progress.best_score, progress.best_epoch = score, progress.epoch
-            echo(f"-> new overall best model {score:.5f}!", flush=True)
-        dump = options.dump_interval and progress.epoch % options.dump_interval == 0
-        if dump or time.perf_counter() - self._last_flush >= options.checkpoint_every_s:
-            self._flush(state, progress, best_state, best_unsaved)
-            best_unsaved = False
+            messages.append(f"-> new overall best model {score:.5f}!")
+        return messages
+
+    def check_stopping(self, loop: LoopState, score: float) -> None:
+        options, progress = self.options, loop.progress
         if options.patience and progress.epoch - max(progress.best_epoch, 0) >= options.patience:
-            echo(f"-> no improvement since {options.patience} epochs: EARLY STOPPING!", flush=True)
-            return state, best_state, best_unsaved, "done"
-        if options.reward_threshold is not None and score >= options.reward_threshold:
-            echo(f"-> evaluation mean {score:.3f} reached the reward threshold "
-                 f"{options.reward_threshold:g}: stopping", flush=True)
-            return state, best_state, best_unsaved, "done"
-        return state, best_state, best_unsaved, ""
+            self.echo(f"-> no improvement since {options.patience} epochs: EARLY STOPPING!", flush=True)
+            loop.stop_reason = "done"
+        elif options.reward_threshold is not None and score >= options.reward_threshold:
+            self.echo(f"-> evaluation mean {score:.3f} reached the reward threshold "
+                      f"{options.reward_threshold:g}: stopping", flush=True)
+            loop.stop_reason = "done"

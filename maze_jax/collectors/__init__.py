@@ -1,0 +1,43 @@
+"""Collectors feed an algorithm's learner with experience: the jitted scan over JAX envs (`jax_envs`, fused with
+the update into one program per epoch) and the host collector that steps Python envs (`host`). Both give the shell
+the same `Trainer`, so the loop, checkpoints and tables never ask which one runs."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from flax import struct
+
+from maze_jax.algorithms import Algorithm
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything a training run checkpoints: the learner's state and the collector's (JAX envs mid-episode and
+    their key; empty for Python envs, whose states live in their processes and are reset on resume)."""
+
+    learner: Any
+    envs: Any
+
+
+class Trainer(NamedTuple):
+    """What the shell's loop drives.
+
+    init(agent_key, env_key, hyperparams=None) -> TrainState (the learner from the agent's key, the collector from
+    the env's); train_epoch(state) -> (state, metrics by TensorBoard tag); evaluate(state, key) -> EpisodeStats of
+    one episode per evaluation env (`eval_episodes` of them). With `n_seeds` > 1 every leaf has a leading seed axis. With `on_host`,
+    train_epoch and evaluate step Python envs: they are called as they are, not compiled.
+    """
+
+    algorithm: Algorithm
+    init: Callable
+    train_epoch: Callable
+    evaluate: Callable
+    eval_episodes: int
+    n_seeds: int = 1
+    on_host: bool = False
+    close: Callable = lambda: None
+
+
+def policy_params(state: TrainState):
+    """The parameters of the policy being trained (every algorithm keeps them in `params["policy"]`)."""
+    return state.learner.params["policy"]

@@ -1,0 +1,125 @@
+"""The collector over JAX envs: an epoch's rollouts and updates as one pure, jittable function.
+
+PPO and A2C: each update scans `n_rollout_steps` steps of `n_envs` envs (`run_steps`, the step function every
+JAX-env rollout shares) into a `Trajectory` and hands it to the learner; `epoch_length` updates are one `lax.scan`.
+ES: the population from `ask` plays its episodes in one vmapped scan, and `update` takes their fitness.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from maze_jax.algorithms import Algorithm
+from maze_jax.algorithms.actor_critic import Trajectory
+from maze_jax.collectors import Trainer, TrainState
+from maze_jax.devices import replicate, shard_batch
+from maze_jax.envs import EnvSpec, EpisodeStats, play_episodes
+from maze_jax.envs.episodes import EnvBatch, run_steps
+from maze_jax.evaluation import evaluate
+from maze_jax.stats import episode_statistics
+
+
+def collect_rollout(explore, params, env_spec: EnvSpec, envs: EnvBatch, stats: EpisodeStats, key_act, key_env,
+                    n_steps: int, mesh=None):
+    """`n_steps` steps of every env in `envs` under `explore(params, obs, key)`: (envs, stats, Trajectory)."""
+    envs, stats, steps = run_steps(env_spec.env, env_spec.params, lambda obs, k: explore(params, obs, k), envs, stats,
+                                   key_act, key_env, n_steps, mesh)
+    experience = steps.record
+    return envs, stats, Trajectory(steps.obs, experience.action, experience.log_prob, experience.value, steps.reward,
+                                   steps.terminated, steps.truncated, steps.final_obs, envs.obs)
+
+
+def actor_critic_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
+    """PPO or A2C on a JAX env: `epoch_length` updates of rollout + learner per call of `train_epoch`."""
+    config = algorithm.config
+    mesh = config.mesh
+
+    def init(agent_key, env_key, hyperparams=None):
+        reset_key, env_key = jax.random.split(env_key)
+        envs = EnvBatch.reset(env_spec.env, env_spec.params, reset_key, config.n_envs)
+        learner = algorithm.init(agent_key, algorithm.hyperparams if hyperparams is None else hyperparams)
+        return replicate(TrainState(learner, (shard_batch(envs, mesh), env_key)), mesh)
+
+    def one_update(carry, _):
+        learner, (envs, env_key), stats = carry
+        env_key, rollout_key = jax.random.split(env_key)
+        act_key = jax.random.fold_in(learner.key, 0)  # the agent's randomness; `update` moves its key on
+        envs, stats, trajectory = collect_rollout(algorithm.explore, learner.params, env_spec, envs, stats, act_key,
+                                                  rollout_key, config.n_rollout_steps, mesh)
+        learner, metrics = algorithm.update(learner, trajectory)
+        return (learner, (envs, env_key), stats), metrics
+
+    def train_epoch(state: TrainState):
+        stats = EpisodeStats.zeros(config.n_envs, env_spec.horizon)
+        (learner, envs, stats), metrics = jax.lax.scan(one_update, (state.learner, state.envs, stats), None,
+                                                       length=config.epoch_length)
+        metrics = {**episode_statistics(stats, "train"),
+                   "train_BaseEnvEvents/reward/step_count": jnp.int32(
+                       config.epoch_length * config.n_rollout_steps * config.n_envs),
+                   **jax.tree.map(jnp.mean, metrics)}
+        return replicate((TrainState(learner, envs), metrics), mesh)
+
+    def evaluate_state(state: TrainState, key):
+        return evaluate(algorithm.policy, state.learner.params["policy"], env_spec, key, config.n_eval_episodes,
+                        config.deterministic_eval)
+
+    return Trainer(algorithm, init, train_epoch, evaluate_state, config.n_eval_episodes)
+
+
+def es_steps_per_member(config, env_spec: EnvSpec) -> int:
+    """Steps each member plays in an update: one (capped) episode length, or more for `n_timesteps_per_update`."""
+    episode_length = min(env_spec.horizon, config.max_steps) if config.max_steps else env_spec.horizon
+    return max(episode_length, math.ceil(config.n_timesteps_per_update / config.population))
+
+
+def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
+    """ES on a JAX env: one update per call of `train_epoch`, the whole population in one vmapped rollout."""
+    config = algorithm.config
+    mesh, policy = config.mesh, algorithm.policy
+    env_params = env_spec.params
+    if config.max_steps and env_spec.horizon > config.max_steps:  # the cap is for training rollouts only
+        env_params = env_params.replace(max_steps_in_episode=config.max_steps)
+    steps = es_steps_per_member(config, env_spec)
+
+    def init(agent_key, env_key, hyperparams=None):
+        learner = algorithm.init(agent_key, algorithm.hyperparams if hyperparams is None else hyperparams)
+        return replicate(TrainState(learner, env_key), mesh)
+
+    def train_epoch(state: TrainState):
+        env_key, rollout_key = jax.random.split(state.envs)
+        population = shard_batch(algorithm.ask(state.learner), mesh)  # once per epoch, outside the step loop
+
+        def act(obs, key):  # member i's parameters on member i's observation, deterministic
+            return policy.dist.to_env(policy.dist.mode(jax.vmap(policy.apply)(population, obs)))
+
+        episodes = play_episodes(env_spec.env, env_params, act, rollout_key, config.population, steps, mesh=mesh)
+        learner, metrics = algorithm.update(state.learner, episodes.mean_return_per_env())
+        metrics = {**episode_statistics(episodes, "train"),
+                   "train_BaseEnvEvents/reward/step_count": jnp.int32(config.population * steps), **metrics}
+        return replicate((TrainState(learner, env_key), metrics), mesh)
+
+    def evaluate_state(state: TrainState, key):
+        return evaluate(policy, state.learner.params["policy"], env_spec, key, config.n_eval_episodes)
+
+    return Trainer(algorithm, init, train_epoch, evaluate_state, config.n_eval_episodes)
+
+
+def jax_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1) -> Trainer:
+    """The trainer of `algorithm` on a JAX env, mapped over `n_seeds` independent seeds in one program."""
+    trainer = (es_trainer if algorithm.ask is not None else actor_critic_trainer)(algorithm, env_spec)
+    return trainer if n_seeds == 1 else vmap_seeds(trainer, n_seeds)
+
+
+def vmap_seeds(trainer: Trainer, n_seeds: int) -> Trainer:
+    """`n_seeds` independent trainings in one compiled program: every function mapped over a leading seed axis."""
+    split = lambda key: jax.random.split(key, n_seeds)
+    return trainer._replace(
+        init=lambda agent_key, env_key, hyperparams=None: jax.vmap(trainer.init, in_axes=(0, 0, None))(
+            split(agent_key), split(env_key), hyperparams),
+        train_epoch=jax.vmap(trainer.train_epoch),
+        evaluate=lambda state, key: jax.vmap(trainer.evaluate)(state, split(key)),
+        n_seeds=n_seeds,
+    )

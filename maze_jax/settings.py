@@ -1,0 +1,181 @@
+"""The border: a composed config (Hydra's DictConfig or any mapping) read once into typed, frozen settings.
+
+Below this module no code sees the config tree: algorithms get `ESConfig` / `ActorCriticConfig`, the loop gets
+`LoopSettings`, and the env, wrapper and model factories get plain dicts. Every value is range-checked here, and a
+mistake is a `ConfigError` naming the exact key (`algorithm.lr=-1.0: must be > 0.0`).
+
+An algorithm config names its reader by `_target_`: `(algorithm: dict, runner: dict) -> settings`. The settings
+of an algorithm of one's own need `name`, `n_epochs`, `patience` and `build(env_spec, model, critic, losses)`
+returning an `Algorithm` (see `maze_jax.training.build_algorithm`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from maze_jax.algorithms.actor_critic import ActorCriticConfig
+from maze_jax.algorithms.es import ESConfig
+from maze_jax.config import ConfigError, import_object, read
+from maze_jax.devices import check_divisible, make_mesh, read_n_devices
+
+CONFIG_FILE = "hydra_config.yaml"  # a run directory's resolved config
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the host loop runs epochs and keeps checkpoints (the `runner` group's keys)."""
+
+    stop_when_solved: bool = True
+    """Stop once the evaluation mean reaches the env's reward threshold."""
+    progress_interval_s: float = 5.0
+    """Print a progress line when one epoch runs longer than this many seconds."""
+    checkpoint_every_s: float = 10.0
+    """Write the latest checkpoint (and the best, if it improved) at most this often, and always at the end."""
+    dump_interval: int = 0
+    """Keep an extra checkpoint every dump_interval epochs (0 = only latest and best)."""
+    final_eval_rollouts: int = 100
+    """Deterministic episodes of the best model after training."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one training run reads from its config."""
+
+    algorithm: Any
+    """ESConfig, ActorCriticConfig, or the settings of an algorithm of one's own."""
+    loop: LoopSettings
+    n_seeds: int = 1
+    """Independent trainings in one compiled program (vmap over seeds)."""
+    normalization_samples: int = 10000
+    """Random-policy observations the normalisation statistics are estimated from."""
+    env: Mapping | None = None
+    """The env group: its factory's `_target_` and arguments."""
+    wrappers: Mapping | None = None
+    model: Mapping | None = None
+    critic: Mapping | None = None
+    input_dir: str = ""
+    """A run directory to resume from ("" = a fresh run)."""
+    agent_seed: int | None = None
+    env_seed: int | None = None
+    compilation_cache_dir: str = ""
+
+
+def compose_config(overrides: list[str] = ()) -> tuple[Any, dict]:
+    """The training config for command-line style `overrides` (as `python -m maze_jax.train` would compose it),
+    and its group choices, e.g. `compose_config(["env=cartpole", "algorithm=ppo"])`. Seeds stay as given."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    with initialize_config_dir(os.path.join(os.path.dirname(__file__), "conf"), version_base=None):
+        cfg = compose("conf_train", overrides=list(overrides), return_hydra_config=True)
+    choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
+def plain(node) -> Any:
+    """A config node as plain Python containers (dicts, lists), interpolations resolved."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def _n_epochs_and_patience(a: Mapping) -> dict:
+    return {"n_epochs": read(a, "n_epochs", int, "algorithm", low=0),
+            "patience": read(a, "patience", int, "algorithm", low=0) if "patience" in a else 0}
+
+
+def es(algorithm: Mapping, runner: Mapping) -> ESConfig:
+    """ES settings from Maze's ES names (`algorithm=es`)."""
+    a, where = algorithm, "algorithm"
+    population = read(a, "n_rollouts_per_update", int, where, low=2, even=True)
+    opt = a.get("optimizer") or {}
+    mesh = make_mesh(read_n_devices(runner))
+    check_divisible(population, mesh, "algorithm.n_rollouts_per_update")
+    return ESConfig(
+        population=population,
+        n_timesteps_per_update=read(a, "n_timesteps_per_update", int, where, low=0),
+        max_steps=read(a, "max_steps", int, where, low=0),
+        n_eval_episodes=read(runner, "n_eval_rollouts", int, "runner", low=1),
+        optimizer=str(opt.get("name", "adam")),
+        step_size=read(opt, "step_size", float, f"{where}.optimizer", low=0.0, low_inclusive=False),
+        noise_stddev=read(a, "noise_stddev", float, where, low=0.0, low_inclusive=False),
+        l2_penalty=read(a, "l2_penalty", float, where, low=0.0),
+        mesh=mesh, **_n_epochs_and_patience(a))
+
+
+def _actor_critic(algorithm: Mapping, runner: Mapping, ppo: bool) -> ActorCriticConfig:
+    a, where = algorithm, "algorithm"
+    n_envs = read(runner, "concurrency", int, "runner", low=1)
+    n_steps = read(a, "n_rollout_steps", int, where, low=1)
+    extra = {}
+    if ppo:
+        batch_size = read(a, "batch_size", int, where, low=1)
+        if (n_envs * n_steps) % batch_size:
+            raise ConfigError(f"algorithm.batch_size={batch_size} does not divide the rollout of runner.concurrency "
+                              f"x algorithm.n_rollout_steps = {n_envs} x {n_steps} = {n_envs * n_steps}")
+        extra = {"batch_size": batch_size, "clip_range": read(a, "clip_range", float, where, low=0.0),
+                 "n_optimization_epochs": read(a, "n_optimization_epochs", int, where, low=1)}
+    evaluator = a.get("rollout_evaluator") or {}
+    mesh = make_mesh(read_n_devices(runner))
+    check_divisible(n_envs, mesh, "runner.concurrency")
+    coefficients = {name: read(a, name, float, where, low=0.0, high=1.0 if name in ("gamma", "gae_lambda") else None)
+                    for name in ("gamma", "gae_lambda", "policy_loss_coef", "value_loss_coef", "entropy_coef",
+                                 "max_grad_norm")}
+    return ActorCriticConfig(
+        ppo=ppo, n_envs=n_envs, n_rollout_steps=n_steps,
+        epoch_length=read(a, "epoch_length", int, where, low=1),
+        n_eval_episodes=read(evaluator, "n_episodes", int, "algorithm.rollout_evaluator", low=1),
+        deterministic_eval=read(evaluator, "deterministic", bool, "algorithm.rollout_evaluator"),
+        lr=read(a, "lr", float, where, low=0.0, low_inclusive=False),
+        critic_burn_in_epochs=read(a, "critic_burn_in_epochs", int, where, low=0),
+        mesh=mesh, **coefficients, **extra, **_n_epochs_and_patience(a))
+
+
+def ppo(algorithm: Mapping, runner: Mapping) -> ActorCriticConfig:
+    """PPO settings from Maze's actor-critic names (`algorithm=ppo`)."""
+    return _actor_critic(algorithm, runner, True)
+
+
+def a2c(algorithm: Mapping, runner: Mapping) -> ActorCriticConfig:
+    """A2C settings from Maze's actor-critic names (`algorithm=a2c`)."""
+    return _actor_critic(algorithm, runner, False)
+
+
+def read_algorithm(algorithm: Mapping, runner: Mapping):
+    """The settings of the algorithm the config names by `_target_` (a reader such as `maze_jax.settings.ppo`)."""
+    target = algorithm.get("_target_")
+    if not target:
+        raise ConfigError("algorithm._target_ is missing: an algorithm config names its settings reader, "
+                          "e.g. maze_jax.settings.ppo")
+    reader = import_object(target, "algorithm._target_")
+    return reader({k: v for k, v in algorithm.items() if k != "_target_"}, runner)
+
+
+def read_loop(runner: Mapping) -> LoopSettings:
+    """The loop's settings from the `runner` group."""
+    return LoopSettings(
+        stop_when_solved=read(runner, "stop_when_solved", bool, "runner"),
+        progress_interval_s=read(runner, "progress_interval_s", float, "runner", low=0.0),
+        checkpoint_every_s=read(runner, "checkpoint_every_s", float, "runner", low=0.0),
+        dump_interval=read(runner, "dump_interval", int, "runner", low=0),
+        final_eval_rollouts=read(runner, "final_eval_rollouts", int, "runner", low=1))
+
+
+def read_settings(cfg) -> RunSettings:
+    """A whole composed training config, read and checked."""
+    cfg = plain(cfg)
+    runner, seeding = cfg.get("runner") or {}, cfg.get("seeding") or {}
+    return RunSettings(
+        algorithm=read_algorithm(cfg.get("algorithm") or {}, runner),
+        loop=read_loop(runner),
+        n_seeds=read(runner, "n_seeds", int, "runner", low=1),
+        normalization_samples=read(runner, "normalization_samples", int, "runner", low=1),
+        env=cfg.get("env"), wrappers=cfg.get("wrappers") or {}, model=cfg.get("model"), critic=cfg.get("critic"),
+        input_dir=str(cfg.get("input_dir") or ""),
+        agent_seed=seeding.get("agent_base_seed"), env_seed=seeding.get("env_base_seed"),
+        compilation_cache_dir=str(cfg.get("compilation_cache_dir") or ""))

@@ -1,0 +1,73 @@
+"""What happens with each epoch's results besides model selection: the console table, TensorBoard, checkpoints.
+
+The loop calls every listener's `on_epoch(loop, rows)` after an epoch and `on_end(loop, reason)` when it stops,
+whatever the reason (as Brax's `progress_fn`). A listener of one's own (a plot, a tracker) has the same two methods.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Callable
+
+from maze_jax.shell.table import format_table
+
+
+class ConsoleTable:
+    """Maze's statistics table on the console after every epoch."""
+
+    def __init__(self, echo: Callable = print):
+        self.echo = echo
+
+    def on_epoch(self, loop, rows: dict) -> None:
+        self.echo(format_table(loop.progress.epoch - 1, loop.progress.epoch, rows), flush=True)
+
+    def on_end(self, loop, reason: str) -> None:
+        pass
+
+
+class TensorBoard:
+    """Every table row as a TensorBoard scalar; NaN (an epoch in which no episode ended) stays a gap in the curve."""
+
+    def __init__(self, writer: Any):
+        self.writer = writer
+
+    def on_epoch(self, loop, rows: dict) -> None:
+        for tag, value in rows.items():
+            if math.isfinite(value):
+                self.writer.add_scalar(tag, value, loop.progress.epoch)
+
+    def on_end(self, loop, reason: str) -> None:
+        self.writer.flush()
+
+
+class Checkpoints:
+    """Writes the latest state, and the best one when it changed, every `every_s` seconds, every `dump_interval`
+    epochs, and when the loop ends for any reason (`latest` and `best` are CheckpointDirs)."""
+
+    def __init__(self, latest, best, every_s: float = 10.0, dump_interval: int = 0, echo: Callable = print):
+        self.latest, self.best, self.every_s, self.dump_interval = latest, best, every_s, dump_interval
+        self.echo = echo
+        self._last_flush = time.perf_counter()
+        self._best_saved = 0  # the loop's `best_version` last written
+
+    def on_epoch(self, loop, rows: dict) -> None:
+        epoch = loop.progress.epoch
+        if (self.dump_interval and epoch % self.dump_interval == 0) or \
+                time.perf_counter() - self._last_flush >= self.every_s:
+            self.flush(loop)
+
+    def on_end(self, loop, reason: str) -> None:
+        self.flush(loop)
+        if reason:
+            self.echo(f"Saved epoch {loop.progress.epoch} to {self.latest.path}", file=sys.stderr, flush=True)
+
+    def flush(self, loop) -> None:
+        progress = loop.progress
+        if loop.best_version != self._best_saved:
+            self.best.save(progress.best_epoch, loop.best_state, {**progress.to_meta(), "epoch": progress.best_epoch})
+            self._best_saved = loop.best_version
+        if self.latest.latest_step() != progress.epoch:  # the closing flush may follow a save of the same epoch
+            self.latest.save(progress.epoch, loop.state, progress.to_meta())
+        self._last_flush = time.perf_counter()

@@ -1,0 +1,54 @@
+"""Table rows on the host: reward statistics of per-episode values, means across seeds, and an epoch's rows.
+
+Computed with numpy rather than by compiled programs, so nothing here adds compile time to a run's start."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+REWARD = "BaseEnvEvents/reward/"
+
+
+def episode_table(returns, lengths, prefix: str, per_seed: bool = False, ended=None) -> dict:
+    """Reward statistics (Maze's tags under `prefix`) of per-episode returns and lengths, episodes on the last axis
+    (seeds before it: one value per seed with `per_seed`, else all pooled). `ended` marks the episodes that count."""
+    returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths, np.float64)
+    if ended is not None:
+        returns, lengths = np.where(ended, returns, np.nan), np.where(ended, lengths, np.nan)
+    if not per_seed:
+        returns, lengths = returns.reshape(-1), lengths.reshape(-1)
+    tag = f"{prefix}_{REWARD}"
+    with warnings.catch_warnings():  # no episode ended: NaN statistics, as in training
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {tag + "mean": np.nanmean(returns, -1), tag + "std": np.nanstd(returns, -1),
+                tag + "min": np.nanmin(returns, -1), tag + "max": np.nanmax(returns, -1),
+                tag + "mean_step_count": np.nanmean(lengths, -1), tag + "median_step_count": np.nanmedian(lengths, -1),
+                tag + "episode_count": (~np.isnan(returns)).sum(-1)}
+
+
+def across_seeds(values: dict) -> dict:
+    """Table rows from per-seed values: the mean over seeds, plus the spread of the evaluation mean."""
+    rows = {k: float(np.mean(v)) for k, v in values.items()}
+    for tag, v in values.items():
+        if np.ndim(v) and tag.endswith(REWARD + "mean") and not tag.startswith("train"):
+            rows[tag + "_seed_min"], rows[tag + "_seed_max"] = float(np.min(v)), float(np.max(v))
+    return rows
+
+
+def epoch_rows(metrics: dict, total_steps: int, total_episodes: int, seconds: float) -> dict:
+    """An epoch's table rows: the metrics (means over seeds), cumulative counts and timing; training rows first."""
+    rows = across_seeds({k: v for k, v in metrics.items() if not k.endswith("/step_count")})
+    rows[f"train_{REWARD}total_step_count"] = total_steps
+    rows[f"train_{REWARD}total_episode_count"] = total_episodes
+    steps = float(np.sum(metrics.get(f"train_{REWARD}step_count", 0)))
+    rows["train_TimeEvents/epoch_time"] = seconds
+    rows["train_TimeEvents/steps_per_second"] = steps / max(seconds, 1e-9)
+    return dict(sorted(rows.items(), key=lambda kv: not kv[0].startswith("train")))
+
+
+def non_finite(rows: dict) -> list[str]:
+    """Algorithm statistics (losses, norms) that are NaN or infinite; reward statistics may be NaN legitimately."""
+    return [tag for tag, value in rows.items() if "BaseEnvEvents" not in tag and not math.isfinite(value)]

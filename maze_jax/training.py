@@ -1,0 +1,46 @@
+"""Assembly: an `Algorithm` for the env's spaces, and the `Trainer` that feeds it from the right collector.
+
+The shell (`session`) and the research API (`research.make_train`) both build through here, from settings that
+were read at the border (`maze_jax.settings`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from maze_jax.algorithms import Algorithm
+from maze_jax.algorithms.actor_critic import ActorCriticConfig, make_actor_critic
+from maze_jax.algorithms.es import ESConfig, make_es
+from maze_jax.algorithms.losses import Losses
+from maze_jax.collectors import Trainer
+from maze_jax.collectors.jax_envs import jax_trainer
+from maze_jax.envs import EnvSpec
+from maze_jax.envs.structured import ACTOR_ID, sub_steps
+from maze_jax.models import build_actor_critic, build_policy
+
+
+def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = None,
+                    losses: Losses | None = None) -> Algorithm:
+    """The algorithm `config` sets up, with networks for `env_spec`'s spaces.
+
+    `model` and `critic` are model configs (dicts with a `_target_`) or flax modules; `losses` replaces PPO's or
+    A2C's loss terms. Settings of an algorithm of one's own build themselves (`config.build(...)`).
+    The networks are traced once here (nothing compiles), so a model config mistake ends the build."""
+    obs_example = env_spec.observation_example()
+    if isinstance(config, ESConfig):
+        algorithm = make_es(config, build_policy(model, env_spec), obs_example)
+    elif isinstance(config, ActorCriticConfig):
+        steps = sub_steps(env_spec.env)
+        ids = (lambda obs: obs[ACTOR_ID]) if steps else None
+        algorithm = make_actor_critic(config, build_actor_critic(model, critic, env_spec), obs_example, ids,
+                                      tuple(step.name for step in steps), losses)
+    else:
+        algorithm = config.build(env_spec, model, critic, losses)
+    jax.eval_shape(algorithm.init, jax.random.key(0), algorithm.hyperparams)
+    return algorithm
+
+
+def build_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1) -> Trainer:
+    """The trainer that runs `algorithm` on `env_spec`: one jitted program per epoch for a JAX env."""
+    return jax_trainer(algorithm, env_spec, n_seeds)

@@ -1,0 +1,74 @@
+"""The research API's doors: settings without Hydra, loss terms as parameters, evaluation inside the jitted run,
+from a trained state to a policy (wrappers kept) and to a run directory, the compilation cache."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from maze_jax.algorithms.actor_critic import ActorCriticConfig
+from maze_jax.algorithms.es import ESConfig
+from maze_jax.research import make_train
+from maze_jax.trained_policy import load_policy
+
+TINY = dict(n_epochs=2, epoch_length=2, n_envs=4, n_rollout_steps=16, batch_size=32)
+MLP = {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [16]}
+
+
+def test_settings_dataclasses_train_without_hydra_with_an_evaluation_per_seed_and_epoch(tmp_path):
+    train = make_train(ActorCriticConfig(**TINY), env="CartPole-v1", model=MLP, eval_episodes=3,
+                       compilation_cache=str(tmp_path))
+    _, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 2))
+    assert metrics["eval_BaseEnvEvents/reward/mean"].shape == (2, 2)  # (seeds, epochs)
+    assert (metrics["eval_BaseEnvEvents/reward/episode_count"] == 3).all()
+    assert not np.allclose(*metrics["eval_BaseEnvEvents/reward/mean"])  # one value per seed, not merged
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path)
+    es = make_train(ESConfig(n_epochs=1, population=8), env="CartPole-v1", model=MLP, compilation_cache=None)
+    _, es_metrics = jax.jit(es)(jax.random.key(0))
+    assert es_metrics["train_ESEvents/policy_norm"].shape == (1,)
+
+
+def test_loss_terms_are_parameters_of_the_learner():
+    zero = lambda x, *args: jnp.zeros_like(x)  # noqa: E731
+    frozen = make_train(ActorCriticConfig(**TINY), env="CartPole-v1", model=MLP, policy_loss=zero, entropy_loss=zero,
+                        compilation_cache=None)
+    state, _ = jax.jit(frozen)(jax.random.key(0))
+    fresh = frozen.trainer.init(jax.random.fold_in(jax.random.key(0), 0), jax.random.fold_in(jax.random.key(0), 1))
+    for a, b in zip(jax.tree.leaves(state.learner.params["policy"]), jax.tree.leaves(fresh.learner.params["policy"])):
+        np.testing.assert_array_equal(a, b)  # no policy term left: only the critic learned
+    assert not np.allclose(jax.tree.leaves(state.learner.params["critic"])[0],
+                           jax.tree.leaves(fresh.learner.params["critic"])[0])
+    with pytest.raises(ValueError, match="unknown hyperparameters"):
+        frozen(jax.random.key(0), {"learning_rate": 1.0})
+
+
+def test_a_trained_state_becomes_a_policy_with_its_normalisation_and_a_run_directory(tmp_path, cache_dir):
+    wrappers = {"observation_normalization": {"default_strategy_config": {"axis": [0]}}}
+    train = make_train(ActorCriticConfig(**TINY), env="CartPole-v1", model=MLP, wrappers=wrappers,
+                       compilation_cache=cache_dir)
+    state, _ = jax.jit(train)(jax.random.key(3))
+    policy = train.to_policy(state)
+    raw = jax.random.normal(jax.random.key(1), (32, 4)) * jnp.array([1.0, 2.0, 0.1, 1.5])
+    normalized = train.env_spec.env.normalize_observation(raw)
+    expected = train.algorithm.policy.act(state.learner.params["policy"], normalized, jax.random.key(0), True)
+    np.testing.assert_array_equal(policy.compute_action(raw), expected)  # raw observations in, as in training
+    run_dir = str(tmp_path / "research_run")
+    assert train.save(state, run_dir) == run_dir
+    loaded = load_policy(run_dir)
+    np.testing.assert_array_equal(loaded.compute_action(raw), expected)
+    proc = run_cli([f"input_dir={run_dir}", "runner.n_episodes=4", f"log_base_dir={tmp_path}"], tmp_path, cache_dir,
+                   module="maze_jax.rollout")
+    assert proc.returncode == 0, proc.stderr
+    assert "rollout               BaseEnvEvents         reward                episode_count" in proc.stdout
+
+
+def test_run_context_refuses_a_run_dir_that_holds_a_run(tmp_path, cache_dir):
+    from maze_jax.api import RunContext
+    from maze_jax.config import ConfigError
+
+    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        RunContext(env="cartpole", algorithm="ppo", run_dir=str(tmp_path / "old"), echo=lambda *a, **k: None)
