@@ -92,3 +92,15 @@ def test_max_steps_caps_training_episodes_but_not_evaluation():
     assert float(metrics["train_BaseEnvEvents/reward/mean_step_count"]) == 20.0
     evaluation = trainer.evaluate(state, jax.random.key(1))
     np.testing.assert_array_equal(evaluation.length_sum, [200, 200, 200])
+
+
+def test_max_steps_counts_whole_steps_of_a_structured_env():
+    from conftest import init_state, make_trainer
+
+    # each cutting step is two sub-steps: a cap of 5 steps ends every episode after 10 calls of `step`
+    _, trainer = make_trainer(["env=tutorial_cutting_2d_struct_masked", "model=tutorial_cutting_2d_struct_masked",
+                               "algorithm.n_rollouts_per_update=4", "algorithm.max_steps=5", "runner.n_eval_rollouts=2"])
+    _, metrics = jax.jit(trainer.train_epoch)(init_state(trainer))
+    assert int(metrics["train_BaseEnvEvents/reward/episode_count"]) == 4
+    assert float(metrics["train_BaseEnvEvents/reward/mean_step_count"]) == 10.0
+    assert np.isfinite(float(metrics["train_BaseEnvEvents/reward/mean"]))

@@ -18,6 +18,7 @@ from maze_jax.collectors import Trainer, TrainState
 from maze_jax.devices import replicate, shard_batch
 from maze_jax.envs import EnvSpec, EpisodeStats, play_episodes
 from maze_jax.envs.episodes import EnvBatch, run_steps
+from maze_jax.envs.structured import sub_steps
 from maze_jax.evaluation import evaluate
 from maze_jax.stats import episode_statistics
 
@@ -70,9 +71,11 @@ def actor_critic_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
 
 
 def es_steps_per_member(config, env_spec: EnvSpec) -> int:
-    """Steps each member plays in an update: one (capped) episode length, or more for `n_timesteps_per_update`."""
-    episode_length = min(env_spec.horizon, config.max_steps) if config.max_steps else env_spec.horizon
-    return max(episode_length, math.ceil(config.n_timesteps_per_update / config.population))
+    """Calls of `step` each member plays in an update: one (capped) episode length, or more for
+    `n_timesteps_per_update`. `max_steps` counts whole env steps, each one call per sub-step."""
+    calls_per_step = max(len(sub_steps(env_spec.env)), 1)
+    capped = config.max_steps * calls_per_step if config.max_steps else env_spec.horizon
+    return max(min(env_spec.horizon, capped), math.ceil(config.n_timesteps_per_update / config.population))
 
 
 def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
@@ -80,7 +83,7 @@ def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
     config = algorithm.config
     mesh, policy = config.mesh, algorithm.policy
     env_params = env_spec.params
-    if config.max_steps and env_spec.horizon > config.max_steps:  # the cap is for training rollouts only
+    if config.max_steps and env_params.max_steps_in_episode > config.max_steps:  # for training rollouts only
         env_params = env_params.replace(max_steps_in_episode=config.max_steps)
     steps = es_steps_per_member(config, env_spec)
 
