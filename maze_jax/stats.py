@@ -24,8 +24,8 @@ def episode_statistics(stats: EpisodeStats, prefix: str) -> dict:
     """
     count = stats.count.sum()
     n = jnp.maximum(count, 1)
-    mean = stats.return_sum.sum() / n
-    var = jnp.maximum(stats.return_sq_sum.sum() / n - mean**2, 0.0)
+    mean = (stats.count * stats.return_mean).sum() / n  # the envs' running means and deviations merged (Chan)
+    var = (stats.return_m2 + stats.count * (stats.return_mean - mean) ** 2).sum() / n
     none = count == 0
     nan = jnp.float32(jnp.nan)
     tag = f"{prefix}_BaseEnvEvents/reward/"

@@ -28,7 +28,7 @@ def test_returns_follow_the_actions_and_first_episodes_keep_one_per_env():
     np.testing.assert_array_equal(stats.count, [3, 3])
     first = stats.first_episodes()
     np.testing.assert_array_equal(first.count, [1, 1])
-    np.testing.assert_array_equal(first.return_sum, [2.0, 4.0])
+    np.testing.assert_array_equal(first.return_mean, [2.0, 4.0])
     summary = episode_statistics(first, "eval")
     assert float(summary["eval_BaseEnvEvents/reward/mean"]) == 3.0
     assert int(summary["eval_BaseEnvEvents/reward/episode_count"]) == 2
@@ -69,3 +69,15 @@ def test_statistics_without_finished_episodes_are_nan_with_zero_count():
     summary = episode_statistics(EpisodeStats.zeros(3, 5), "eval")
     assert int(summary["eval_BaseEnvEvents/reward/episode_count"]) == 0
     assert np.isnan(float(summary["eval_BaseEnvEvents/reward/mean"]))
+
+
+def test_reward_std_is_accurate_for_large_returns():
+    # returns of 1e4 +- 1: E[x^2] - mean^2 in float32 cancels to 0 (or goes negative); the std is 1
+    stats = EpisodeStats.zeros(n_envs=3, max_length=10)
+    returns = np.array([[1e4 + 1, 1e4 - 1, 1e4 + 1], [1e4 - 1, 1e4 + 1, 1e4 - 1]], np.float32)
+    for row in returns:
+        stats = stats.add(jnp.ones(3, bool), jnp.asarray(row), jnp.full(3, 5))
+    summary = episode_statistics(stats, "train")
+    np.testing.assert_allclose(float(summary[TAG + "std"]), np.std(returns.astype(np.float64)), rtol=1e-3)
+    np.testing.assert_allclose(float(summary[TAG + "mean"]), 1e4, rtol=1e-6)
+    np.testing.assert_allclose(stats.mean_return_per_env(), returns.mean(0), rtol=1e-6)

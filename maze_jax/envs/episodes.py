@@ -15,11 +15,12 @@ from maze_jax.devices import shard_batch
 
 
 class EpisodeStats(NamedTuple):
-    """Finished episodes so far, per env (`length_hist` is shared: index = episode length)."""
+    """Finished episodes so far, per env (`length_hist` is shared: index = episode length). Returns are kept as a
+    running mean and sum of squared deviations (Welford), so their spread stays exact for returns far from 0."""
 
     count: jax.Array
-    return_sum: jax.Array
-    return_sq_sum: jax.Array
+    return_mean: jax.Array
+    return_m2: jax.Array
     return_min: jax.Array
     return_max: jax.Array
     length_sum: jax.Array
@@ -35,10 +36,13 @@ class EpisodeStats(NamedTuple):
     def add(self, done: jax.Array, ep_return: jax.Array, ep_length: jax.Array) -> EpisodeStats:
         """Counts the episodes that ended this step (`done`) with their returns and lengths."""
         first = done & (self.count == 0)
+        count = self.count + done
+        delta = ep_return - self.return_mean
+        mean = jnp.where(done, self.return_mean + delta / jnp.maximum(count, 1), self.return_mean)
         return EpisodeStats(
-            self.count + done,
-            self.return_sum + jnp.where(done, ep_return, 0.0),
-            self.return_sq_sum + jnp.where(done, ep_return**2, 0.0),
+            count,
+            mean,
+            jnp.where(done, self.return_m2 + delta * (ep_return - mean), self.return_m2),
             jnp.where(done, jnp.minimum(self.return_min, ep_return), self.return_min),
             jnp.where(done, jnp.maximum(self.return_max, ep_return), self.return_max),
             self.length_sum + jnp.where(done, ep_length, 0),
@@ -52,12 +56,12 @@ class EpisodeStats(NamedTuple):
         ended = self.count > 0
         ret, length = jnp.where(ended, self.first_return, 0.0), jnp.where(ended, self.first_length, 0)
         hist = jnp.zeros_like(self.length_hist).at[length].add(ended.astype(jnp.int32), mode="drop")
-        return EpisodeStats(ended.astype(jnp.int32), ret, ret**2, jnp.where(ended, ret, jnp.inf),
+        return EpisodeStats(ended.astype(jnp.int32), ret, jnp.zeros_like(ret), jnp.where(ended, ret, jnp.inf),
                             jnp.where(ended, ret, -jnp.inf), length, ret, length, hist)
 
     def mean_return_per_env(self) -> jax.Array:
         """Mean return of each env's finished episodes (0 where none finished)."""
-        return self.return_sum / jnp.maximum(self.count, 1)
+        return self.return_mean
 
 
 def reset_batch(env, env_params, key: jax.Array, n_envs: int):
