@@ -145,3 +145,38 @@ def test_the_collector_marks_truncations_and_the_learner_bootstraps_them():
     advantages, _ = advantages_and_targets(params, terminated, hparams, model)
     np.testing.assert_allclose(advantages[:, 0], [1 + gamma + gamma**2 - 2, 1 + gamma - 2, 1 - 2] * 2, rtol=1e-5)
 
+
+
+def a2c_policy_loss_for(advantages):
+    """A2C's policy loss (and info) of a fixed batch of CartPole samples with the given advantages."""
+    from maze_jax.algorithms.actor_critic import loss
+    from maze_jax.algorithms.losses import Losses
+    from maze_jax.envs import make_gymnax
+    from maze_jax.models import build_actor_critic
+
+    spec = make_gymnax("CartPole-v1")
+    model = build_actor_critic({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [4]}, None, spec)
+    params = model.init(jax.random.key(0), spec.observation_example())
+    n = advantages.shape[0]
+    batch = {"obs": jax.random.normal(jax.random.key(1), (n, 4)), "action": jnp.arange(n) % 2,
+             "log_prob": jnp.zeros(n), "value": jnp.zeros(n), "advantage": advantages, "target": jnp.zeros(n)}
+    hparams = types.SimpleNamespace(clip_range=0.2)
+    weights = {"policy": 1.0, "value": 0.5, "entropy": 0.0}
+    return loss(params, batch, hparams, weights, model, Losses.for_algorithm(False), None, 0, False)[1]["policy_loss"]
+
+
+def test_a2c_normalises_advantages_as_ppo_does():
+    advantages = jnp.array([1.0, -2.0, 0.5, 3.0, -1.0, 0.0])
+    # (a - mean) / std: a constant shift or a positive scale of the advantages leaves the loss unchanged
+    np.testing.assert_allclose(a2c_policy_loss_for(advantages + 5.0), a2c_policy_loss_for(advantages), atol=1e-6)
+    np.testing.assert_allclose(a2c_policy_loss_for(advantages * 10.0), a2c_policy_loss_for(advantages), atol=1e-6)
+
+
+def test_advantages_are_normalised_per_sub_step():
+    x = jnp.array([1.0, 100.0, 3.0, 300.0, 5.0, 200.0])
+    ids = jnp.array([0, 1, 0, 1, 0, 1])
+    out = normalize(x, ids, 2)
+    for i in (0, 1):
+        np.testing.assert_allclose(out[ids == i].mean(), 0.0, atol=1e-6)
+        np.testing.assert_allclose(out[ids == i].std(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out[ids == 0], (x[ids == 0] - 3.0) / np.std([1.0, 3.0, 5.0]), rtol=1e-5)

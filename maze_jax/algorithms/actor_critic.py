@@ -179,14 +179,15 @@ def advantages_and_targets(params, trajectory: Trajectory, hparams: ACHyperparam
 
 def loss(params, batch: dict, hparams: ACHyperparams, weights: dict, model: ActorCritic, losses: Losses,
          sub_step_ids, n_sub_steps: int, ppo: bool):
-    """The weighted loss of a minibatch and its statistics. A structured env's terms are sums over its sub-steps of
-    per-sub-step means, and its statistics are reported per sub-step too."""
+    """The weighted loss of a minibatch and its statistics. Advantages are normalised (per sub-step in a
+    structured env, whose terms are sums over its sub-steps of per-sub-step means; its statistics are reported per
+    sub-step too)."""
     out, values = model(params, batch["obs"])
     dist = model.policy.dist
     log_prob = dist.log_prob(out, batch["action"])
     ids = None if sub_step_ids is None else sub_step_ids(batch["obs"])
     mean = functools.partial(sub_step_mean, ids=ids, n_groups=n_sub_steps)
-    advantage = normalize(batch["advantage"]) if ppo else batch["advantage"]
+    advantage = normalize(batch["advantage"], ids, n_sub_steps)  # PPO and A2C, per sub-step (as Maze does)
     entropy = dist.entropy(out)
     terms = {"policy_loss": losses.policy(log_prob, batch["log_prob"], advantage, hparams),
              "value_loss": losses.value(values, batch["target"], batch["value"], hparams),

@@ -57,9 +57,15 @@ def ppo_diagnostics(log_prob, old_log_prob, clip_range):
     return ((ratio - 1.0) - log_ratio).mean(), (jnp.abs(ratio - 1.0) > clip_range).mean()
 
 
-def normalize(x):
-    """Zero mean, unit std (PPO normalises advantages per minibatch)."""
-    return (x - x.mean()) / (x.std() + 1e-8)
+def normalize(x, ids=None, n_groups: int = 0):
+    """(x - mean) / (std + 1e-8) over the whole batch, or within each sub-step's samples (`ids`: the sub-step of
+    each sample, `n_groups` sub-steps), as Maze normalises advantages (per minibatch, per sub-step)."""
+    if ids is None:
+        return (x - x.mean()) / (x.std() + 1e-8)
+    weights = sub_step_weights(ids, n_groups)
+    mean = (weights * x[:, None]).sum(0)[ids]
+    std = jnp.sqrt((weights * ((x - mean) ** 2)[:, None]).sum(0))[ids]
+    return (x - mean) / (std + 1e-8)
 
 
 def sub_step_weights(ids, n_groups: int):
