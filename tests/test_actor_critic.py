@@ -180,3 +180,23 @@ def test_advantages_are_normalised_per_sub_step():
         np.testing.assert_allclose(out[ids == i].mean(), 0.0, atol=1e-6)
         np.testing.assert_allclose(out[ids == i].std(), 1.0, rtol=1e-5)
     np.testing.assert_allclose(out[ids == 0], (x[ids == 0] - 3.0) / np.std([1.0, 3.0, 5.0]), rtol=1e-5)
+
+
+def test_a_structured_env_discounts_once_per_whole_env_step():
+    from maze_jax.algorithms.actor_critic import ACHyperparams, Trajectory, advantages_and_targets
+
+    # two env steps of two sub-steps each; only the last sub-step of a step pays. gamma 0.5, lambda 1, V = 0:
+    # the sub-steps of one step see the same discount, so A = [1 + 0.5 * 1, 1 + 0.5 * 1, 1, 1]
+    obs = {"x": jnp.zeros((4, 1, 1)), "actor_id": jnp.array([[0], [1], [0], [1]])}
+    trajectory = Trajectory(obs=obs, action=None, log_prob=None, value=jnp.zeros((4, 1)),
+                            reward=jnp.array([[0.0], [1.0], [0.0], [1.0]]), terminated=jnp.zeros((4, 1), bool),
+                            truncated=jnp.zeros((4, 1), bool), final_obs=obs,
+                            last_obs={"x": jnp.zeros((1, 1)), "actor_id": jnp.array([0])})
+    hparams = ACHyperparams(*[jnp.float32(v) for v in (1e-3, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0, 0.2, 0.0)])
+    zero_critic = types.SimpleNamespace(value=lambda params, obs: jnp.zeros(obs["actor_id"].shape[0]))
+    advantages, targets = advantages_and_targets(None, trajectory, hparams, zero_critic, lambda o: o["actor_id"])
+    np.testing.assert_allclose(advantages[:, 0], [1.5, 1.5, 1.0, 1.0])
+    # lambda likewise: with lambda 0.5 the trace decays once per env step
+    advantages, _ = advantages_and_targets(None, trajectory, hparams.replace(gae_lambda=jnp.float32(0.5)), zero_critic,
+                                           lambda o: o["actor_id"])
+    np.testing.assert_allclose(advantages[:, 0], [1.25, 1.25, 1.0, 1.0], rtol=1e-6)

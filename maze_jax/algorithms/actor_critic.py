@@ -54,9 +54,9 @@ class ActorCriticConfig:
     lr: float = 0.00025
     """Adam's learning rate."""
     gamma: float = 0.98
-    """Discount per step."""
+    """Discount per env step (a structured env's sub-steps share their step's discount)."""
     gae_lambda: float = 1.0
-    """GAE's lambda."""
+    """GAE's lambda, per env step like gamma."""
     policy_loss_coef: float = 1.0
     value_loss_coef: float = 0.5
     entropy_coef: float = 0.00025
@@ -166,15 +166,29 @@ def batch_values(model: ActorCritic, params, obs):
     return model.value(params, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), obs)).reshape(leading)
 
 
-def advantages_and_targets(params, trajectory: Trajectory, hparams: ACHyperparams, model: ActorCritic):
+def step_ends(trajectory: Trajectory, sub_step_ids: Callable | None):
+    """(T, B): whether a transition completes a whole env step: always in a flat env; in a structured env when
+    the next observation's acting sub-step is the first again, or the episode ended."""
+    dones = trajectory.terminated | trajectory.truncated
+    if sub_step_ids is None:
+        return jnp.ones_like(dones)
+    ids = jax.vmap(sub_step_ids)(trajectory.obs)
+    next_ids = jnp.concatenate([ids[1:], sub_step_ids(trajectory.last_obs)[None]])
+    return dones | (next_ids == 0)
+
+
+def advantages_and_targets(params, trajectory: Trajectory, hparams: ACHyperparams, model: ActorCritic,
+                           sub_step_ids: Callable | None = None):
     """GAE advantages and value targets, (T, B) each. A truncated episode bootstraps from the value of its final
-    observation; a terminated one does not."""
+    observation; a terminated one does not. Gamma and lambda apply once per whole env step: the sub-steps of a
+    structured env's step share its discount."""
     final_value = batch_values(model, params, trajectory.final_obs)
     last_value = model.value(params, trajectory.last_obs)
-    bootstrap = jnp.where(trajectory.truncated & ~trajectory.terminated, hparams.gamma * final_value, 0.0)
+    ends = step_ends(trajectory, sub_step_ids)
+    gamma, gae_lambda = jnp.where(ends, hparams.gamma, 1.0), jnp.where(ends, hparams.gae_lambda, 1.0)
+    bootstrap = jnp.where(trajectory.truncated & ~trajectory.terminated, gamma * final_value, 0.0)
     dones = trajectory.terminated | trajectory.truncated
-    return compute_gae(trajectory.reward + bootstrap, trajectory.value, dones, last_value, hparams.gamma,
-                       hparams.gae_lambda)
+    return compute_gae(trajectory.reward + bootstrap, trajectory.value, dones, last_value, gamma, gae_lambda)
 
 
 def loss(params, batch: dict, hparams: ACHyperparams, weights: dict, model: ActorCritic, losses: Losses,
@@ -213,7 +227,7 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     n_sub_steps = len(sub_step_names)
     hparams = state.hparams
     key, shuffle_key = jax.random.split(state.key)
-    advantages, targets = advantages_and_targets(state.params, trajectory, hparams, model)
+    advantages, targets = advantages_and_targets(state.params, trajectory, hparams, model, sub_step_ids)
     flat = lambda x: x.reshape((-1,) + x.shape[2:])
     batch = {"obs": jax.tree.map(flat, trajectory.obs), "action": jax.tree.map(flat, trajectory.action),
              "log_prob": flat(trajectory.log_prob), "value": flat(trajectory.value),

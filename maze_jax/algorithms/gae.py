@@ -16,12 +16,14 @@ def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
 
     def step(carry, x):
         next_value, next_advantage = carry
-        reward, value, done = x
+        reward, value, done, discount, trace = x
         keep = 1.0 - done
-        delta = reward + gamma * next_value * keep - value
-        advantage = delta + gamma * gae_lambda * keep * next_advantage
+        delta = reward + discount * next_value * keep - value
+        advantage = delta + discount * trace * keep * next_advantage
         return (value, advantage), advantage
 
+    per_step = lambda v: jnp.broadcast_to(jnp.asarray(v, jnp.float32), rewards.shape)  # noqa: E731
     init = (last_value, jnp.zeros_like(last_value))
-    _, advantages = jax.lax.scan(step, init, (rewards, values, dones.astype(jnp.float32)), reverse=True)
+    _, advantages = jax.lax.scan(step, init, (rewards, values, dones.astype(jnp.float32), per_step(gamma),
+                                              per_step(gae_lambda)), reverse=True)
     return advantages, advantages + values
