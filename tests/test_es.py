@@ -104,3 +104,27 @@ def test_max_steps_counts_whole_steps_of_a_structured_env():
     assert int(metrics["train_BaseEnvEvents/reward/episode_count"]) == 4
     assert float(metrics["train_BaseEnvEvents/reward/mean_step_count"]) == 10.0
     assert np.isfinite(float(metrics["train_BaseEnvEvents/reward/mean"]))
+
+
+def test_sgd_momentum_is_mazes_exponential_average():
+    from maze_jax.algorithms import es
+    from maze_jax.envs import make_gymnax
+    from maze_jax.models import build_policy
+
+    spec = make_gymnax("CartPole-v1")
+    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [4]}, spec)
+    config = es.ESConfig(population=8, optimizer="sgd", step_size=0.1, l2_penalty=0.01)
+    algorithm = es.make_es(config, policy, spec.observation_example())
+    state = algorithm.init(jax.random.key(0), algorithm.hyperparams)
+    theta = ravel_pytree(state.params)[0]
+    fitness = jnp.arange(8.0)
+    g = es.es_gradient(fitness, es.noise(state, 8))
+    direction = -g + 0.01 * theta
+    # v = 0.9 v + 0.1 g' from v = 0, then theta - step_size * v: a tenth of plain SGD's first step
+    first, _ = algorithm.update(state, fitness)
+    np.testing.assert_allclose(ravel_pytree(first.params)[0], theta - 0.1 * 0.1 * direction, rtol=1e-5, atol=1e-7)
+    second, _ = algorithm.update(first, fitness)
+    theta1 = ravel_pytree(first.params)[0]
+    g2 = es.es_gradient(fitness, es.noise(first, 8))
+    v2 = 0.9 * 0.1 * direction + 0.1 * (-g2 + 0.01 * theta1)
+    np.testing.assert_allclose(ravel_pytree(second.params)[0], theta1 - 0.1 * v2, rtol=1e-5, atol=1e-7)

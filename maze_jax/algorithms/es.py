@@ -41,7 +41,7 @@ class ESConfig:
     n_eval_episodes: int = 10
     """Evaluation episodes after every epoch (Maze's `runner.n_eval_rollouts`)."""
     optimizer: str = "adam"
-    """adam, or sgd (with momentum 0.9)."""
+    """adam, or sgd with momentum 0.9 as Maze defines it: v = 0.9 v + 0.1 g, step -step_size * v."""
     n_epochs: int = 200
     """Epochs (one update each) to train; 0 = until stopped."""
     patience: int = 0
@@ -87,7 +87,8 @@ class ESState(struct.PyTreeNode):
     hparams: ESHyperparams
 
 
-OPTIMIZERS = {"adam": optax.scale_by_adam(), "sgd": optax.trace(decay=0.9)}
+# sgd: momentum as Maze defines it, v = 0.9 v + (1 - 0.9) g (an exponential average, not a sum)
+OPTIMIZERS = {"adam": optax.scale_by_adam(), "sgd": optax.ema(decay=0.9, debias=False)}
 
 
 def centered_ranks(x: jax.Array) -> jax.Array:
