@@ -128,3 +128,20 @@ def test_sgd_momentum_is_mazes_exponential_average():
     g2 = es.es_gradient(fitness, es.noise(first, 8))
     v2 = 0.9 * 0.1 * direction + 0.1 * (-g2 + 0.01 * theta1)
     np.testing.assert_allclose(ravel_pytree(second.params)[0], theta1 - 0.1 * v2, rtol=1e-5, atol=1e-7)
+
+
+def test_antithetic_pairs_start_from_the_same_env_states():
+    from maze_jax.algorithms import es
+    from maze_jax.collectors.jax_envs import play_population
+    from maze_jax.envs import make_gymnax
+    from maze_jax.models import build_policy
+
+    spec = make_gymnax("CartPole-v1")
+    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]}, spec)
+    algorithm = es.make_es(es.ESConfig(population=16), policy, spec.observation_example())
+    # a vanishing perturbation: both members of a pair act alike, so only their env states could differ
+    state = algorithm.init(jax.random.key(0), algorithm.hyperparams.replace(noise_stddev=jnp.float32(1e-9)))
+    episodes = play_population(policy, algorithm.ask(state), spec.env, spec.params, jax.random.key(1), 200)
+    fitness = np.asarray(episodes.mean_return_per_env())
+    np.testing.assert_array_equal(fitness[:8], fitness[8:])  # pair i is members i and i + 8
+    assert len(set(fitness[:8].tolist())) > 1  # the pairs themselves start from different states

@@ -78,6 +78,16 @@ def es_steps_per_member(config, env_spec: EnvSpec) -> int:
     return max(min(env_spec.horizon, capped), math.ceil(config.n_timesteps_per_update / config.population))
 
 
+def play_population(policy, population, env, env_params, key, n_steps: int, mesh=None) -> EpisodeStats:
+    """Member i of `population` (policy parameters, leading member axis) plays env i for `n_steps` steps,
+    deterministically; antithetic pairs (members i and i + P / 2) meet the same env states and randomness."""
+    def act(obs, key):  # member i's parameters on member i's observation
+        return policy.dist.to_env(policy.dist.mode(jax.vmap(policy.apply)(population, obs)))
+
+    n_members = jax.tree.leaves(population)[0].shape[0]
+    return play_episodes(env, env_params, act, key, n_members, n_steps, mesh=mesh, mirrored=True)
+
+
 def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
     """ES on a JAX env: one update per call of `train_epoch`, the whole population in one vmapped rollout."""
     config = algorithm.config
@@ -94,11 +104,7 @@ def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
     def train_epoch(state: TrainState):
         env_key, rollout_key = jax.random.split(state.envs)
         population = shard_batch(algorithm.ask(state.learner), mesh)  # once per epoch, outside the step loop
-
-        def act(obs, key):  # member i's parameters on member i's observation, deterministic
-            return policy.dist.to_env(policy.dist.mode(jax.vmap(policy.apply)(population, obs)))
-
-        episodes = play_episodes(env_spec.env, env_params, act, rollout_key, config.population, steps, mesh=mesh)
+        episodes = play_population(policy, population, env_spec.env, env_params, rollout_key, steps, mesh)
         learner, metrics = algorithm.update(state.learner, episodes.mean_return_per_env())
         metrics = {**episode_statistics(episodes, "train"),
                    "train_BaseEnvEvents/reward/step_count": jnp.int32(config.population * steps), **metrics}

@@ -64,11 +64,6 @@ class EpisodeStats(NamedTuple):
         return self.return_mean
 
 
-def reset_batch(env, env_params, key: jax.Array, n_envs: int):
-    """Resets `n_envs` environments with independent keys: (observations, states)."""
-    return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, n_envs), env_params)
-
-
 def step_batch(env, env_params, keys: jax.Array, states, actions):
     """Steps a batch of environments, one key each (gymnax auto-resets each one whose episode ended)."""
     return jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, states, actions, env_params)
@@ -83,8 +78,9 @@ class EnvBatch(NamedTuple):
     episode_length: jax.Array
 
     @classmethod
-    def reset(cls, env, env_params, key: jax.Array, n_envs: int) -> EnvBatch:
-        obs, states = reset_batch(env, env_params, key, n_envs)
+    def reset(cls, env, env_params, key: jax.Array, n_envs: int, mirrored: bool = False) -> EnvBatch:
+        keys = env_keys(key, 1, n_envs, mirrored)[0]
+        obs, states = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
         zeros = jnp.zeros(n_envs, jnp.float32)
         return cls(obs, states, zeros, zeros.astype(jnp.int32))
 
@@ -116,14 +112,22 @@ def step_envs(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStat
     return shard_batch(envs, mesh), stats, step
 
 
+def env_keys(key: jax.Array, n: int, n_envs: int, mirrored: bool = False) -> jax.Array:
+    """(n, n_envs) keys, or keys of n_envs / 2 envs repeated (`mirrored`: env i and env i + n_envs / 2 share
+    every key, so that they meet the same randomness)."""
+    if not mirrored:
+        return jax.random.split(key, n * n_envs).reshape((n, n_envs))
+    half = jax.random.split(key, n * (n_envs // 2)).reshape((n, n_envs // 2))
+    return jnp.concatenate([half, half], axis=1)
+
+
 def run_steps(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStats, key_act: jax.Array,
-              key_env: jax.Array, n_steps: int, mesh=None, keep: Callable = lambda step: step):
+              key_env: jax.Array, n_steps: int, mesh=None, keep: Callable = lambda step: step, mirrored: bool = False):
     """`n_steps` steps of every env in one `lax.scan`: (envs, stats, keep(Step) stacked time-major). `key_act`
-    draws the actions' randomness, `key_env` the envs' (resets, dynamics)."""
+    draws the actions' randomness, `key_env` the envs' dynamics (`mirrored`: see `env_keys`)."""
     n_envs = envs.episode_return.shape[0]
     # all keys drawn up front in one vectorised call: cheaper than splitting inside the step loop
-    keys = (jax.random.split(key_act, n_steps),
-            jax.random.split(key_env, n_steps * n_envs).reshape((n_steps, n_envs)))
+    keys = (jax.random.split(key_act, n_steps), env_keys(key_env, n_steps, n_envs, mirrored))
 
     def one_step(carry, keys):
         envs, stats = carry
@@ -146,14 +150,16 @@ class Trajectory(NamedTuple):
 
 
 def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], key: jax.Array,
-                  n_envs: int, n_steps: int, record: bool = False, mesh=None):
+                  n_envs: int, n_steps: int, record: bool = False, mesh=None, mirrored: bool = False):
     """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`.
 
     Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys).
-    With a `mesh`, the envs are split across its devices."""
+    With a `mesh`, the envs are split across its devices. `mirrored`: env i and env i + n_envs / 2 start from
+    the same state and meet the same env randomness (ES's antithetic pairs)."""
     key_reset, key_act, key_env = jax.random.split(key, 3)
-    envs = EnvBatch.reset(env, env_params, key_reset, n_envs)
+    envs = EnvBatch.reset(env, env_params, key_reset, n_envs, mirrored)
     keep = (lambda s: Trajectory(s.obs, s.record, s.reward, s.terminated, s.truncated)) if record else (lambda s: None)
     _, stats, trajectory = run_steps(env, env_params, lambda obs, k: (a := act(obs, k), a), envs,
-                                     EpisodeStats.zeros(n_envs, n_steps), key_act, key_env, n_steps, mesh, keep)
+                                     EpisodeStats.zeros(n_envs, n_steps), key_act, key_env, n_steps, mesh, keep,
+                                     mirrored)
     return (stats, trajectory) if record else stats
