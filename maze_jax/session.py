@@ -41,29 +41,39 @@ class RunStopped(Exception):
         self.exit_code = self.EXIT_CODES.get(reason, 1)
 
 
+# Two streams of randomness, each from its own root: the agent's (`seeding.agent_base_seed`: network init, action
+# sampling, minibatches) and the envs' (`seeding.env_base_seed`: resets, dynamics, evaluation episodes), so that
+# equal seed numbers still give independent randomness.
+AGENT_STREAM, ENV_STREAM = 0x61676E74, 0x656E7673  # "agnt", "envs"
+
+
+def _env_stream(env_seed: int | None, use: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(ENV_STREAM), int(env_seed or 0)), use)
+
+
 def agent_key(settings: RunSettings) -> jax.Array:
     """The run's root key of the agent (network init, action sampling, minibatches)."""
-    return jax.random.fold_in(jax.random.key(int(settings.agent_seed)), int(settings.env_seed))
+    return jax.random.fold_in(jax.random.key(AGENT_STREAM), int(settings.agent_seed))
 
 
 def env_key(settings: RunSettings) -> jax.Array:
     """The run's root key of the training envs (resets and dynamics)."""
-    return jax.random.fold_in(agent_key(settings), 1)
+    return _env_stream(settings.env_seed, 0)
 
 
 def eval_key(settings: RunSettings) -> jax.Array:
     """The key of the evaluations after each epoch (`fold_in(eval_key, epoch)`)."""
-    return jax.random.key(int(settings.env_seed))
+    return _env_stream(settings.env_seed, 1)
 
 
 def final_evaluation_key(env_seed: int) -> jax.Array:
     """The key of a run's final evaluation (a rollout of the run with this key reproduces it)."""
-    return jax.random.fold_in(jax.random.key(int(env_seed)), 2**31 - 1)
+    return _env_stream(env_seed, 2)
 
 
 def normalization_key(env_seed: int | None) -> jax.Array:
     """The key of the random-policy samples that normalisation statistics are estimated from."""
-    return jax.random.fold_in(jax.random.key(int(env_seed or 0)), 2**31 - 2)
+    return _env_stream(env_seed, 3)
 
 
 def build(settings: RunSettings, env=None, model=None, statistics: dict | None = None,
