@@ -200,3 +200,13 @@ def test_a_structured_env_discounts_once_per_whole_env_step():
     advantages, _ = advantages_and_targets(None, trajectory, hparams.replace(gae_lambda=jnp.float32(0.5)), zero_critic,
                                            lambda o: o["actor_id"])
     np.testing.assert_allclose(advantages[:, 0], [1.25, 1.25, 1.0, 1.0], rtol=1e-6)
+
+
+def test_critic_burn_in_trains_the_critic_with_weight_one_whatever_value_loss_coef():
+    runs = []
+    for coef in (0.5, 1.0):
+        trainer = tiny_trainer("a2c", "algorithm.critic_burn_in_epochs=1", f"algorithm.value_loss_coef={coef}")
+        state, _ = jax.jit(trainer.train_epoch)(init_state(trainer))
+        runs.append(state.learner.params["critic"])
+    for a, b in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1])):
+        np.testing.assert_array_equal(a, b)  # Maze: value loss 1.0, policy and entropy 0.0 during burn-in

@@ -65,7 +65,7 @@ class ActorCriticConfig:
     clip_range: float = 0.2
     """PPO's ratio clip."""
     critic_burn_in_epochs: int = 0
-    """First epochs train the critic alone."""
+    """First epochs train the critic alone (value loss weight 1, policy and entropy weights 0, as in Maze)."""
     mesh: Any = None
     """A jax.sharding.Mesh to split the envs over (None: one device); set by the shell, not a config key."""
 
@@ -232,8 +232,9 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     batch = {"obs": jax.tree.map(flat, trajectory.obs), "action": jax.tree.map(flat, trajectory.action),
              "log_prob": flat(trajectory.log_prob), "value": flat(trajectory.value),
              "advantage": flat(advantages), "target": flat(targets)}
-    burn_in = state.step < hparams.critic_burn_in_epochs * config.epoch_length  # the critic alone
-    weights = {"policy": jnp.where(burn_in, 0.0, hparams.policy_loss_coef), "value": hparams.value_loss_coef,
+    burn_in = state.step < hparams.critic_burn_in_epochs * config.epoch_length  # Maze: the critic alone, weight 1
+    weights = {"policy": jnp.where(burn_in, 0.0, hparams.policy_loss_coef),
+               "value": jnp.where(burn_in, 1.0, hparams.value_loss_coef),
                "entropy": jnp.where(burn_in, 0.0, hparams.entropy_coef)}
     grad_fn = jax.grad(functools.partial(loss, model=model, losses=losses, sub_step_ids=sub_step_ids,
                                          n_sub_steps=n_sub_steps, ppo=config.ppo), has_aux=True)
