@@ -34,14 +34,18 @@ def run(tmp_path, scores, **options):
     return result.state, result.progress, result.best_state, "\n".join(lines)
 
 
-def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
-    state, progress, best, out = run(tmp_path, [1.0, 3.0, 2.0, 3.0, 2.5, 9.0, 9.0], n_epochs=7, patience=3)
+def test_early_stopping_once_more_than_patience_epochs_passed_without_improvement(tmp_path):
+    # best at epoch 2; epochs 3 to 5 are `patience` epochs without improvement, and Maze still trains epoch 6
+    # (it stops when the epochs since the last improvement exceed patience)
+    state, progress, best, out = run(tmp_path, [1.0, 3.0, 2.0, 3.0, 2.5, 2.0, 9.0, 9.0], n_epochs=8, patience=3)
     assert "-> no improvement since 3 epochs: EARLY STOPPING!" in out
-    assert progress.epoch == 5 and progress.best_epoch == 2 and progress.best_score == 3.0
+    assert progress.epoch == 6 and progress.best_epoch == 2 and progress.best_score == 3.0
     assert int(best) == 2
     assert out.count("-> new overall best model") == 2 and "-> new overall best model 3.00000!" in out
     assert CheckpointDir(str(tmp_path / "best"), read_only=True).latest_step() == 2
-    assert CheckpointDir(str(tmp_path / "latest"), read_only=True).latest_step() == 5
+    assert CheckpointDir(str(tmp_path / "latest"), read_only=True).latest_step() == 6
+    _, progress, _, out = run(tmp_path / "late", [1.0, 3.0, 2.0, 3.0, 2.5, 9.0, 9.0], n_epochs=7, patience=3)
+    assert progress.epoch == 7 and progress.best_epoch == 6 and "EARLY STOPPING" not in out
 
 
 def test_stops_at_the_reward_threshold_and_at_n_epochs(tmp_path):

@@ -50,7 +50,7 @@ class ActorCriticConfig:
     n_epochs: int = 100
     """Epochs to train; 0 = until stopped."""
     patience: int = 15
-    """Epochs without a better evaluation before early stopping; 0 = never."""
+    """Stop once more epochs than this pass without a better evaluation (as Maze); 0 = never."""
     lr: float = 0.00025
     """Adam's learning rate."""
     gamma: float = 0.98

@@ -55,7 +55,7 @@ class LoopOptions:
 
     n_epochs: int = 0  # 0 = until stopped
     reward_threshold: float | None = None  # stop once the evaluation mean reaches it
-    patience: int = 0  # stop after this many epochs without a better evaluation; 0 = never
+    patience: int = 0  # stop when more epochs than this passed without a better evaluation; 0 = never
     n_seeds: int = 1
     progress_interval_s: float = 5.0
 
@@ -270,7 +270,8 @@ class TrainingLoop:
 
     def check_stopping(self, loop: LoopState, score: float) -> None:
         options, progress = self.options, loop.progress
-        if options.patience and progress.epoch - max(progress.best_epoch, 0) >= options.patience:
+        # as Maze: stop once the epochs since the last improvement exceed `patience`
+        if options.patience and progress.epoch - max(progress.best_epoch, 0) > options.patience:
             self.echo(f"-> no improvement since {options.patience} epochs: EARLY STOPPING!", flush=True)
             loop.stop_reason = "done"
         elif options.reward_threshold is not None and score >= options.reward_threshold:
