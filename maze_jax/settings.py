@@ -102,6 +102,7 @@ def es(algorithm: Mapping, runner: Mapping) -> ESConfig:
         max_steps=read(a, "max_steps", int, where, low=0),
         n_eval_episodes=read(runner, "n_eval_rollouts", int, "runner", low=1),
         optimizer=str(opt.get("name", "adam")),
+        deterministic=read(a, "deterministic", bool, where) if "deterministic" in a else True,
         step_size=read(opt, "step_size", float, f"{where}.optimizer", low=0.0, low_inclusive=False),
         noise_stddev=read(a, "noise_stddev", float, where, low=0.0, low_inclusive=False),
         l2_penalty=read(a, "l2_penalty", float, where, low=0.0),

@@ -3,6 +3,7 @@
 solve      Time to solve CartPole-v1 with the default command (`env=cartpole algorithm=es|ppo|a2c`), whole process
            from start to exit: first run with an empty compilation cache, then a repeat with the cache it filled.
 es         ES epoch throughput (env steps/s, compile time apart) for several populations, 32x32 network.
+es-sampling  ES acting on the policy's mode against sampling from it, CartPole-v1 and Acrobot-v1 (not in the default run).
 ppo        PPO training throughput: 64x64 network, 16 envs x 128 steps, 4 epochs of 4 minibatches.
 pendulum   PPO on Pendulum-v1 (continuous actions): env steps and seconds to an evaluation mean >= -200.
 cutting    PPO on the masked structured cutting env (the README's command, default settings): epochs, sub-steps and
@@ -81,6 +82,34 @@ def throughput(algorithm: str, overrides: list[str], repeats: int = 5) -> tuple[
     jax.block_until_ready(metrics)
     seconds = (time.perf_counter() - start) / repeats
     return float(metrics["train_BaseEnvEvents/reward/step_count"]) / seconds, compile_s
+
+
+def es_sampling(seeds: list[int], max_epochs: int = 60) -> None:
+    """ES with members and evaluations on the policy's mode against sampling from it (Maze's way), on CartPole-v1
+    and Acrobot-v1: epochs until the evaluation mean reaches the env's threshold, and the final 100 episodes."""
+    import jax
+
+    from maze_jax.shell.loop import evaluation_stats, play_in_batches
+
+    for env_name, threshold in (("CartPole-v1", 475.0), ("Acrobot-v1", -100.0)):
+        for deterministic in (True, False):
+            rows = []
+            for seed in seeds:
+                programs, _ = compiled_trainer("es", [f"algorithm.deterministic={str(deterministic).lower()}",
+                                                      "runner.n_eval_rollouts=32"], env_name)
+                state = programs.init(jax.random.key(seed), jax.random.key(seed + 1000))
+                solved = None
+                for epoch in range(1, max_epochs + 1):
+                    state, _ = programs.train_epoch(state)
+                    score = evaluation_stats(programs, state, jax.random.key(epoch))["eval_BaseEnvEvents/reward/mean"]
+                    if score >= threshold:
+                        solved = epoch
+                        break
+                returns, _ = play_in_batches(programs.evaluate, state, jax.random.key(999), 100)
+                rows.append(f"seed {seed}: {'solved at epoch %d' % solved if solved else 'not solved'}, "
+                            f"final {returns.mean():.1f}")
+            mode = "mode" if deterministic else "sampled"
+            print(f"{env_name} {mode:8s}: " + "; ".join(rows), flush=True)
 
 
 def pendulum(max_epochs: int = 40) -> str:
@@ -204,6 +233,9 @@ def main() -> None:
     if "cutting" in args.only:
         print("\n== PPO on the masked cutting env: python -m maze_jax.train " + " ".join(CUTTING) + " ==", flush=True)
         cutting()
+    if "es-sampling" in args.only:
+        print("\n== ES acting on the mode against sampling (algorithm.deterministic), up to 60 epochs ==", flush=True)
+        es_sampling([0] if args.quick else [0, 1, 2])
     if "pendulum" in args.only:
         print("\n== PPO on Pendulum-v1: python -m maze_jax.train " + " ".join(PENDULUM) + " ==", flush=True)
         print(pendulum(), flush=True)

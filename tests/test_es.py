@@ -145,3 +145,22 @@ def test_antithetic_pairs_start_from_the_same_env_states():
     fitness = np.asarray(episodes.mean_return_per_env())
     np.testing.assert_array_equal(fitness[:8], fitness[8:])  # pair i is members i and i + 8
     assert len(set(fitness[:8].tolist())) > 1  # the pairs themselves start from different states
+
+
+def test_members_act_on_the_mode_or_sample_as_configured():
+    from conftest import Countdown
+    from maze_jax.algorithms import es
+    from maze_jax.collectors.jax_envs import play_population
+    from maze_jax.envs import as_env_spec
+    from maze_jax.models import build_policy
+
+    spec = as_env_spec(Countdown(length=1))  # one step per episode, paying 1 + action
+    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [4]}, spec)
+    algorithm = es.make_es(es.ESConfig(population=64), policy, spec.observation_example())
+    state = algorithm.init(jax.random.key(0), algorithm.hyperparams.replace(noise_stddev=jnp.float32(1e-9)))
+    returns = {mode: np.asarray(play_population(policy, algorithm.ask(state), spec.env, spec.params,
+                                                jax.random.key(1), 1, deterministic=mode).mean_return_per_env())
+               for mode in (True, False)}
+    assert len(set(returns[True].tolist())) == 1  # (nearly) equal members' mode: the same action for every member
+    assert set(returns[False].tolist()) == {1.0, 2.0}  # sampled: both actions
+    np.testing.assert_array_equal(returns[False][:32], returns[False][32:])  # pairs share their sampling noise

@@ -40,6 +40,8 @@ class ESConfig:
     """Episode length cap in training rollouts, in env steps; 0 = the env's own limit. Evaluation keeps the env's."""
     n_eval_episodes: int = 10
     """Evaluation episodes after every epoch (Maze's `runner.n_eval_rollouts`)."""
+    deterministic: bool = True
+    """Members and evaluations act on the distribution's mode; false samples from it (Maze's behaviour)."""
     optimizer: str = "adam"
     """adam, or sgd with momentum 0.9 as Maze defines it: v = 0.9 v + 0.1 g, step -step_size * v."""
     n_epochs: int = 200

@@ -17,7 +17,7 @@ from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import Trainer, TrainState
 from maze_jax.devices import replicate, shard_batch
 from maze_jax.envs import EnvSpec, EpisodeStats, play_episodes
-from maze_jax.envs.episodes import EnvBatch, run_steps
+from maze_jax.envs.episodes import EnvBatch, env_keys, run_steps
 from maze_jax.envs.structured import sub_steps
 from maze_jax.evaluation import evaluate
 from maze_jax.stats import episode_statistics
@@ -78,13 +78,19 @@ def es_steps_per_member(config, env_spec: EnvSpec) -> int:
     return max(min(env_spec.horizon, capped), math.ceil(config.n_timesteps_per_update / config.population))
 
 
-def play_population(policy, population, env, env_params, key, n_steps: int, mesh=None) -> EpisodeStats:
-    """Member i of `population` (policy parameters, leading member axis) plays env i for `n_steps` steps,
-    deterministically; antithetic pairs (members i and i + P / 2) meet the same env states and randomness."""
-    def act(obs, key):  # member i's parameters on member i's observation
-        return policy.dist.to_env(policy.dist.mode(jax.vmap(policy.apply)(population, obs)))
-
+def play_population(policy, population, env, env_params, key, n_steps: int, mesh=None,
+                    deterministic: bool = True) -> EpisodeStats:
+    """Member i of `population` (policy parameters, leading member axis) plays env i for `n_steps` steps, on the
+    mode or sampling; antithetic pairs (members i and i + P / 2) meet the same env states and randomness, and the
+    same sampling noise."""
     n_members = jax.tree.leaves(population)[0].shape[0]
+
+    def act(obs, key):  # member i's parameters on member i's observation
+        out = jax.vmap(policy.apply)(population, obs)
+        if deterministic:
+            return policy.dist.to_env(policy.dist.mode(out))
+        return policy.dist.to_env(jax.vmap(policy.dist.sample)(env_keys(key, 1, n_members, mirrored=True)[0], out))
+
     return play_episodes(env, env_params, act, key, n_members, n_steps, mesh=mesh, mirrored=True)
 
 
@@ -104,14 +110,16 @@ def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
     def train_epoch(state: TrainState):
         env_key, rollout_key = jax.random.split(state.envs)
         population = shard_batch(algorithm.ask(state.learner), mesh)  # once per epoch, outside the step loop
-        episodes = play_population(policy, population, env_spec.env, env_params, rollout_key, steps, mesh)
+        episodes = play_population(policy, population, env_spec.env, env_params, rollout_key, steps, mesh,
+                                   config.deterministic)
         learner, metrics = algorithm.update(state.learner, episodes.mean_return_per_env())
         metrics = {**episode_statistics(episodes, "train"),
                    "train_BaseEnvEvents/reward/step_count": jnp.int32(config.population * steps), **metrics}
         return replicate((TrainState(learner, env_key), metrics), mesh)
 
     def evaluate_state(state: TrainState, key):
-        return evaluate(policy, state.learner.params["policy"], env_spec, key, config.n_eval_episodes)
+        return evaluate(policy, state.learner.params["policy"], env_spec, key, config.n_eval_episodes,
+                        config.deterministic)
 
     return Trainer(algorithm, init, train_epoch, evaluate_state, config.n_eval_episodes)
 
