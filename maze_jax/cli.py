@@ -15,6 +15,7 @@ from maze_jax.config import ConfigError
 def run_reporting_errors(body: Callable[[], None]) -> None:
     """Runs `body`; a ConfigError ends the process with one line on stderr and exit status 2, a stopped run
     with its own status (130/143 on a signal, 3 on divergence). `HYDRA_FULL_ERROR=1` shows the traceback."""
+    from maze_jax.collectors import EnvFailed
     from maze_jax.session import RunStopped
 
     # Hydra sets the root logger to INFO; keep library chatter (Orbax's read-only notices, say) out of the table
@@ -29,6 +30,9 @@ def run_reporting_errors(body: Callable[[], None]) -> None:
         sys.exit(2)
     except RunStopped as stopped:
         sys.exit(stopped.exit_code)
+    except EnvFailed as failed:  # after training (final evaluation, rollouts): the checkpoints are complete
+        print(f"Error: {failed}", file=sys.stderr, flush=True)
+        sys.exit(RunStopped.EXIT_CODES[failed.reason])
 
 
 def check_output_dir(argv: list[str]) -> None:

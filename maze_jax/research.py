@@ -17,10 +17,12 @@ import os
 from typing import Any, Callable, Mapping
 
 import jax
+import numpy as np
 from omegaconf import OmegaConf
 
 from maze_jax.algorithms.losses import Losses
 from maze_jax.collectors import TrainState, policy_params
+from maze_jax.collectors.host import HostEvaluator
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.evaluation import evaluate
 from maze_jax.settings import CONFIG_FILE, LoopSettings, RunSettings, read_settings
@@ -31,7 +33,7 @@ from maze_jax.trained_policy import TrainedPolicy
 from maze_jax.training import build_algorithm, build_trainer
 from maze_jax.wrappers import normalization_statistics, statistics_to_meta, wrap_env
 
-DEFAULT_ENV = {"_target_": "maze_jax.envs.make_gymnax", "name": "CartPole-v1"}
+DEFAULT_ENV = {"_target_": "maze_jax.envs.make_env", "name": "CartPole-v1"}
 DEFAULT_MODEL = {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [64, 64], "non_lin": "Tanh"}
 # JAX's persistent compilation cache: a re-run of the same script skips most of its compile time.
 DEFAULT_CACHE = "~/.cache/maze_jax/jax_cache"
@@ -52,7 +54,9 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
                entropy_loss: Callable | None = None, eval_episodes: int = 0,
                compilation_cache: str | None = DEFAULT_CACHE) -> Callable:
     """A whole training as one pure function: `train(key, hyperparams=None) -> (final TrainState, metrics)`,
-    metrics stacked per epoch. `algorithm.n_epochs` epochs run in one `lax.scan`.
+    metrics stacked per epoch. `algorithm.n_epochs` epochs run in one `lax.scan`. On a Python env (gymnasium,
+    envpool, your own) the epochs run on the host instead: the same call and result, but not under `jit` or
+    `vmap` (for several seeds there, use `RunSettings(n_seeds=...)`).
 
     config: algorithm settings (`ESConfig`, `ActorCriticConfig`: no Hydra needed), `RunSettings`, or a composed
       config (`maze_jax.settings.compose_config`).
@@ -77,8 +81,12 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
         **{term: loss for term, loss in given.items() if loss is not None})
     algorithm = build_algorithm(settings.algorithm, env_spec, model or settings.model, critic or settings.critic,
                                 losses)
-    trainer = build_trainer(algorithm, env_spec)
+    trainer = build_trainer(algorithm, env_spec, settings.n_seeds, settings.host)
     n_epochs = settings.algorithm.n_epochs
+    if env_spec.is_python:
+        play = HostEvaluator(algorithm.policy, env_spec, eval_episodes or 1, settings.n_seeds, True)
+    else:
+        play = lambda params, key: evaluate(algorithm.policy, params, env_spec, key, eval_episodes)  # noqa: E731
     if n_epochs <= 0:
         raise ValueError(f"make_train needs n_epochs > 0 (got {n_epochs})")
 
@@ -93,12 +101,21 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
         def epoch(state, i):
             state, metrics = trainer.train_epoch(state)
             if eval_episodes:
-                played = evaluate(algorithm.policy, policy_params(state), env_spec,
-                                  jax.random.fold_in(jax.random.fold_in(key, 2), i), eval_episodes)
+                played = play(policy_params(state), jax.random.fold_in(jax.random.fold_in(key, 2), i))
                 metrics = {**metrics, **episode_statistics(played, "eval")}
             return state, metrics
 
-        return jax.lax.scan(epoch, state, jax.numpy.arange(n_epochs))
+        if not trainer.on_host:
+            return jax.lax.scan(epoch, state, jax.numpy.arange(n_epochs))
+        per_epoch = []
+        try:
+            for i in range(n_epochs):
+                state, metrics = epoch(state, i)
+                per_epoch.append(metrics)
+        finally:  # the envs (and their worker processes) end with the call
+            trainer.close()
+            getattr(play, "close", lambda: None)()
+        return state, jax.tree.map(lambda *xs: np.stack(xs), *per_epoch)
 
     train.trainer, train.algorithm, train.env_spec = trainer, algorithm, env_spec  # pieces for loops of one's own
     train.to_policy = lambda state: to_policy(state, algorithm.policy, env_spec)
@@ -119,7 +136,7 @@ def save_run(run_dir: str, state: TrainState, algorithm: str, env_spec: EnvSpec,
     on an env object records its name only; loading it then needs the object (`load_policy(..., env=...)`)."""
     os.makedirs(run_dir, exist_ok=True)
     env_cfg = settings.env if env is None else (
-        {"_target_": "maze_jax.envs.make_gymnax", "name": env} if isinstance(env, str) else {"name": env_spec.name})
+        {"_target_": "maze_jax.envs.make_env", "name": env} if isinstance(env, str) else {"name": env_spec.name})
     config = {"env": env_cfg, "wrappers": dict(settings.wrappers or {}), "model": settings.model,
               "critic": settings.critic, "algorithm": {"name": algorithm},
               "seeding": {"env_base_seed": settings.env_seed or 0, "agent_base_seed": settings.agent_seed or 0}}

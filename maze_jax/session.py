@@ -33,7 +33,7 @@ SHAPE_SECTIONS = ("env", "wrappers", "model")
 class RunStopped(Exception):
     """Training ended early (signal or divergence) after saving; `reason` is SIGINT, SIGTERM or non-finite."""
 
-    EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "non-finite": 3}
+    EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "non-finite": 3, "env-failed": 4}
 
     def __init__(self, reason: str, checkpoint_dir: str):
         super().__init__(f"training stopped ({reason}); resume from the run directory of {checkpoint_dir}")
@@ -86,7 +86,7 @@ def build(settings: RunSettings, env=None, model=None, statistics: dict | None =
                         normalization_key(settings.env_seed), echo)
     algorithm = build_algorithm(settings.algorithm, env_spec, settings.model if model is None else model,
                                 settings.critic)
-    return env_spec, build_trainer(algorithm, env_spec, settings.n_seeds)
+    return env_spec, build_trainer(algorithm, env_spec, settings.n_seeds, settings.host)
 
 
 def check_compatible(input_dir: str, cfg: DictConfig) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from maze_jax.algorithms.actor_critic import ActorCriticConfig
 from maze_jax.algorithms.es import ESConfig
+from maze_jax.collectors.host import HostSettings
 from maze_jax.config import ConfigError, import_object, read
 from maze_jax.devices import check_divisible, make_mesh, read_n_devices
 
@@ -47,6 +48,8 @@ class RunSettings:
     loop: LoopSettings
     n_seeds: int = 1
     """Independent trainings in one compiled program (vmap over seeds)."""
+    host: HostSettings = HostSettings()
+    """How Python envs are stepped (runner.concurrency, vectorization, policy_lag)."""
     normalization_samples: int = 10000
     """Random-policy observations the normalisation statistics are estimated from."""
     env: Mapping | None = None
@@ -167,6 +170,19 @@ def read_loop(runner: Mapping) -> LoopSettings:
         final_eval_rollouts=read(runner, "final_eval_rollouts", int, "runner", low=1))
 
 
+def read_host(runner: Mapping) -> HostSettings:
+    """The host collector's settings from the `runner` group (defaults where a runner config lacks them)."""
+    defaults = HostSettings()
+    vectorization = str(runner.get("vectorization", defaults.vectorization))
+    if vectorization not in ("sync", "async"):
+        raise ConfigError(f"runner.vectorization={vectorization!r} is unknown. Valid: sync, async")
+    return HostSettings(
+        n_envs=read(runner, "concurrency", int, "runner", low=1) if "concurrency" in runner else defaults.n_envs,
+        vectorization=vectorization,
+        policy_lag=read(runner, "policy_lag", int, "runner", low=0, high=1) if "policy_lag" in runner
+        else defaults.policy_lag)
+
+
 def read_settings(cfg) -> RunSettings:
     """A whole composed training config, read and checked."""
     cfg = plain(cfg)
@@ -175,6 +191,7 @@ def read_settings(cfg) -> RunSettings:
         algorithm=read_algorithm(cfg.get("algorithm") or {}, runner),
         loop=read_loop(runner),
         n_seeds=read(runner, "n_seeds", int, "runner", low=1),
+        host=read_host(runner),
         normalization_samples=read(runner, "normalization_samples", int, "runner", low=1),
         env=cfg.get("env"), wrappers=cfg.get("wrappers") or {}, model=cfg.get("model"), critic=cfg.get("critic"),
         input_dir=str(cfg.get("input_dir") or ""),

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from maze_jax.collectors.host import HostEvaluator
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.evaluation import evaluate
@@ -53,7 +54,11 @@ class TrainedPolicy:
     def compute_action(self, observation, deterministic: bool = True, key: jax.Array | None = None):
         """The env action for one observation, or actions for a batch of them (a leading axis).
 
-        Stochastic actions (`deterministic=False`) need a `key`."""
+        Stochastic actions (`deterministic=False`) need a `key`. A Python env's observations and actions are its
+        own (gymnasium's): converted on the way in and out."""
+        python = self.env_spec.is_python
+        if python:
+            observation = self.env_spec.env.to_observation(observation)
         example = self.env_spec.observation_example()
         try:
             obs = jax.tree.map(lambda x, e: jnp.asarray(x, e.dtype), observation, example)
@@ -72,6 +77,8 @@ class TrainedPolicy:
                 raise ValueError("stochastic actions (deterministic=False) need a key, e.g. jax.random.key(0)")
             key = jax.random.key(0)
         actions = self._act(self.params, batch, key, deterministic)
+        if python:
+            actions = self.env_spec.env.to_env_action(jax.device_get(actions))
         return jax.tree.map(lambda a: a[0], actions) if single else actions
 
     def play(self, n_episodes: int, key: jax.Array, batch_size: int | None = None, deterministic: bool = True,
@@ -80,7 +87,10 @@ class TrainedPolicy:
         (default: all at once) as the final evaluation plays them; with `record`, also the batches' Trajectory
         records (time-major, on the host)."""
         batch = batch_size or n_episodes
-        play = jax.jit(lambda p, k: evaluate(self.policy, p, self.env_spec, k, batch, deterministic, record))
+        if self.env_spec.is_python:
+            play = HostEvaluator(self.policy, self.env_spec, batch, 1, deterministic, record=record)
+        else:
+            play = jax.jit(lambda p, k: evaluate(self.policy, p, self.env_spec, k, batch, deterministic, record))
         recorded = []
 
         def play_batch(params, key):
@@ -90,7 +100,10 @@ class TrainedPolicy:
             recorded.append(jax.device_get(trajectory))
             return stats
 
-        returns, lengths = play_in_batches(play_batch, self.params, key, n_episodes)
+        try:
+            returns, lengths = play_in_batches(play_batch, self.params, key, n_episodes)
+        finally:
+            getattr(play, "close", lambda: None)()
         return (returns, lengths, recorded) if record else (returns, lengths)
 
 

@@ -14,6 +14,7 @@ from maze_jax.algorithms.actor_critic import ActorCriticConfig, make_actor_criti
 from maze_jax.algorithms.es import ESConfig, make_es
 from maze_jax.algorithms.losses import Losses
 from maze_jax.collectors import Trainer
+from maze_jax.collectors.host import HostSettings, host_trainer
 from maze_jax.collectors.jax_envs import jax_trainer
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.structured import ACTOR_ID, sub_steps
@@ -41,6 +42,10 @@ def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = No
     return algorithm
 
 
-def build_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1) -> Trainer:
-    """The trainer that runs `algorithm` on `env_spec`: one jitted program per epoch for a JAX env."""
+def build_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1,
+                  host: HostSettings = HostSettings()) -> Trainer:
+    """The trainer that runs `algorithm` on `env_spec`: one jitted program per epoch for a JAX env, the host
+    collector (with `host`'s settings) for a Python env."""
+    if env_spec.is_python:
+        return host_trainer(algorithm, env_spec, n_seeds, host)
     return jax_trainer(algorithm, env_spec, n_seeds)

@@ -1,4 +1,11 @@
-"""The `wrappers` config group: builds the wrapped env. One wrapper today, Maze's observation normalisation:
+"""The `wrappers` config group: builds the wrapped env.
+
+Python envs take gymnasium wrappers in Maze's format, by class path with their arguments, applied in order:
+
+    gymnasium.wrappers.FlattenObservation: {}
+    gymnasium.wrappers.TimeLimit: {max_episode_steps: 100}
+
+and every env takes maze_jax's own, Maze's observation normalisation (applied after the gymnasium wrappers):
 
     observation_normalization:
       default_strategy: mean_zero_std_one      # or range_zero_one
@@ -18,12 +25,17 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+import functools
+
 import jax
 import numpy as np
-from maze_jax.config import ConfigError
+
+from maze_jax.collectors.host import sample_host_observations
+from maze_jax.config import ConfigError, import_object
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.episodes import play_episodes
 from maze_jax.envs.normalization import PLAIN_KEY, STRATEGIES, KeySettings, NormalizedObservations, compute_statistics
+from maze_jax.envs.make import python_env_spec
 from maze_jax.envs.structured import ACTOR_ID
 from maze_jax.models import RandomPolicy
 from maze_jax.shell.checkpoints import LATEST, open_for_resume
@@ -96,6 +108,10 @@ def read_normalization(node: Any, obs_example) -> tuple[dict, dict]:
 def sample_observations(env_spec: EnvSpec, n_samples: int, key: jax.Array) -> dict:
     """`n_samples` observations of a random policy (uniform over allowed actions), as {key: (n, *shape)}."""
     policy = RandomPolicy(env_spec)
+    if env_spec.is_python:
+        observations = sample_host_observations(env_spec, lambda obs, k: policy.act(None, obs, k, False), n_samples,
+                                                key, SAMPLING_ENVS)
+        return observations if isinstance(observations, dict) else {PLAIN_KEY: observations}
     n_steps = math.ceil(n_samples / SAMPLING_ENVS)
     play = jax.jit(lambda k: play_episodes(env_spec.env, env_spec.params, lambda obs, kk: policy.act(None, obs, kk, False),
                                            k, SAMPLING_ENVS, n_steps, record=True)[1].observation)
@@ -126,9 +142,8 @@ def wrap_env(env_spec: EnvSpec, wrappers: dict | None, stored: dict | None = Non
     statistics take priority; missing ones are estimated from `n_samples` random-policy observations drawn with
     `key` (default: key 0)."""
     wrappers = wrappers or {}
-    unknown = set(wrappers) - set(WRAPPERS)
-    if unknown:
-        raise ConfigError(f"wrappers: unknown wrapper(s) {sorted(unknown)}. Valid: {', '.join(WRAPPERS)}")
+    env_spec = apply_python_wrappers(env_spec, python_wrappers({k: v for k, v in wrappers.items()
+                                                                if k not in WRAPPERS}))
     if "observation_normalization" not in wrappers:
         return env_spec
     settings, statistics = read_normalization(wrappers["observation_normalization"], env_spec.observation_example())
@@ -143,6 +158,51 @@ def wrap_env(env_spec: EnvSpec, wrappers: dict | None, stored: dict | None = Non
     if stored:
         echo(f"Observation normalisation: statistics of {', '.join(stored)} restored from the checkpoint", flush=True)
     return env_spec._replace(env=NormalizedObservations(env_spec.env, settings, statistics))
+
+
+def python_wrappers(node: dict) -> list[tuple[str, dict]]:
+    """[(class path, arguments)] of the gymnasium wrappers in the `wrappers` group, in order. The command line
+    splits dotted keys into nested ones (`+wrappers.gymnasium.wrappers.TimeLimit=...`): they are joined again."""
+    found = []
+
+    def walk(path: str, value) -> None:
+        try:
+            obj = import_object(path, "wrappers")
+        except ConfigError:
+            obj = None
+        if callable(obj):
+            found.append((path, dict(value or {})))
+        elif isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{path}.{key}", inner)
+        else:
+            raise ConfigError(f"wrappers: {path!r} is not a wrapper class (a gymnasium wrapper's path, e.g. "
+                              f"gymnasium.wrappers.FlattenObservation) nor one of {', '.join(WRAPPERS)}")
+
+    for key, value in node.items():
+        walk(key, value)
+    return found
+
+
+def wrapped_env(make, wrappers: list[tuple[str, dict]]):
+    """One env built by `make`, wrapped by each gymnasium wrapper in turn (module-level: worker processes call it)."""
+    env = make()
+    for path, kwargs in wrappers:
+        env = import_object(path, "wrappers")(env, **kwargs)
+    return env
+
+
+def apply_python_wrappers(env_spec: EnvSpec, wrappers: list[tuple[str, dict]]) -> EnvSpec:
+    """The Python env with gymnasium wrappers applied to each of its copies; a JAX or envpool env refuses them."""
+    if not wrappers:
+        return env_spec
+    names = ", ".join(path for path, _ in wrappers)
+    if not env_spec.is_python or env_spec.env.envpool_id is not None:
+        kind = "an envpool env" if env_spec.is_python else "a JAX env"
+        raise ConfigError(f"wrappers {names}: gymnasium wrappers need a gymnasium env, and {env_spec.name} is {kind}: "
+                          "use env=gymnasium")
+    make = functools.partial(wrapped_env, env_spec.env.make_one, wrappers)
+    return python_env_spec(make, env_spec.name, env_spec.reward_threshold)
 
 
 def normalization_statistics(env_spec: EnvSpec) -> dict | None:

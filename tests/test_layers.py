@@ -7,7 +7,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "maze_jax"
 ENTRY = {"train", "rollout", "api", "research", "trained_policy", "cli"}
-SHELL = {"session", "settings", "training", "wrappers", "shell", "collectors.host"}
+SHELL = {"session", "settings", "training", "wrappers", "shell", "collectors.host", "collectors.vector_env"}
 # everything else is core: algorithms, collectors (jax_envs), envs, models, evaluation, stats, devices, config, ...
 
 

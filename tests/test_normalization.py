@@ -73,7 +73,7 @@ def test_wrapped_env_normalises_observations_and_final_observations():
     _, _, _, _, _, raw_info = spec.env.step(jax.random.key(2), state, 0, spec.params)
     np.testing.assert_allclose(info["final_observation"], (raw_info["final_observation"] - stats["mean"]) / stats["std"],
                                rtol=1e-5)
-    with pytest.raises(ConfigError, match="unknown wrapper"):
+    with pytest.raises(ConfigError, match="not a wrapper class"):
         wrap_env(spec, {"frame_stack": {}})
 
 

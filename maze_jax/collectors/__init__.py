@@ -11,6 +11,15 @@ from flax import struct
 from maze_jax.algorithms import Algorithm
 
 
+class EnvFailed(RuntimeError):
+    """A Python env failed: it raised, its worker process died (`reason` "env-failed"), or it returned NaN or
+    infinite observations or rewards ("non-finite"). The run stops and keeps its last complete checkpoint."""
+
+    def __init__(self, message: str, reason: str = "env-failed"):
+        super().__init__(message)
+        self.reason = reason
+
+
 class TrainState(struct.PyTreeNode):
     """Everything a training run checkpoints: the learner's state and the collector's (JAX envs mid-episode and
     their key; empty for Python envs, whose states live in their processes and are reset on resume)."""
@@ -24,8 +33,9 @@ class Trainer(NamedTuple):
 
     init(agent_key, env_key, hyperparams=None) -> TrainState (the learner from the agent's key, the collector from
     the env's); train_epoch(state) -> (state, metrics by TensorBoard tag); evaluate(state, key) -> EpisodeStats of
-    one episode per evaluation env (`eval_episodes` of them). With `n_seeds` > 1 every leaf has a leading seed axis. With `on_host`,
-    train_epoch and evaluate step Python envs: they are called as they are, not compiled.
+    one episode per evaluation env (`eval_episodes` of them). With `n_seeds` > 1 every leaf has a leading seed axis.
+    With `on_host`, train_epoch(state, should_stop) and evaluate step Python envs: they are called as they are,
+    not compiled, and train_epoch gives None when `should_stop()` turned true mid-epoch.
     """
 
     algorithm: Algorithm

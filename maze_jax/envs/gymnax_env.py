@@ -1,10 +1,11 @@
-"""gymnax environments by the gym ids Maze users type, and `env` configs with a `_target_` factory."""
+"""The EnvSpec every part of maze_jax takes, gymnax environments by the gym ids Maze users type, and `env` configs
+with a `_target_` factory."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from maze_jax.config import ConfigError, import_object
+from maze_jax.config import ConfigError
 from maze_jax.envs.structured import sub_steps
 
 # gym ids that gymnax does not register, as (gymnax id, episode length).
@@ -20,12 +21,19 @@ _THRESHOLDS = {
 
 
 class EnvSpec(NamedTuple):
-    """An environment ready for training: gymnax env, its params pytree, display name and solved threshold."""
+    """An environment ready for training: gymnax-style env, its params pytree, display name and solved threshold.
+
+    A Python env (`maze_jax.envs.python_env.PythonEnv`, params None) trains through the host collector."""
 
     env: Any
     params: Any
     name: str
     reward_threshold: float | None = None
+
+    @property
+    def is_python(self) -> bool:
+        """A Python env (stepped on the host), not a JAX env."""
+        return hasattr(self.env, "make_one")
 
     @property
     def horizon(self) -> int:
@@ -38,17 +46,26 @@ class EnvSpec(NamedTuple):
         import jax
         import jax.numpy as jnp
 
+        if self.is_python:
+            return self.env.observation_example()
         shapes = jax.eval_shape(self.env.reset, jax.random.key(0), self.params)[0]
         return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
-def make_gymnax(name: str, max_episode_steps: int | None = None, reward_threshold: Any = "auto") -> EnvSpec:
-    """A gymnax environment by gymnax or gym id (e.g. `CartPole-v0` is CartPole-v1 capped at 200 steps)."""
+def gymnax_ids() -> set[str]:
+    """The ids `make_gymnax` takes: gymnax's own, plus gym ids that map onto them (`CartPole-v0`)."""
     import gymnax  # imported here: it is slow to import and not every env needs it
 
+    return set(gymnax.registered_envs) | set(_ALIASES)
+
+
+def make_gymnax(name: str, max_episode_steps: int | None = None, reward_threshold: Any = "auto") -> EnvSpec:
+    """A gymnax environment by gymnax or gym id (e.g. `CartPole-v0` is CartPole-v1 capped at 200 steps)."""
+    import gymnax
+
     gymnax_id, default_steps = _ALIASES.get(name, (name, None))
-    if gymnax_id not in gymnax.registered_envs:
-        valid = ", ".join(sorted(set(gymnax.registered_envs) | set(_ALIASES)))
+    if name not in gymnax_ids():
+        valid = ", ".join(sorted(gymnax_ids()))
         raise ConfigError(f"env.name={name!r} is not a known environment. Valid names: {valid}")
     env, params = gymnax.make(gymnax_id)
     steps = max_episode_steps or default_steps
@@ -59,24 +76,3 @@ def make_gymnax(name: str, max_episode_steps: int | None = None, reward_threshol
     if reward_threshold == "auto":
         reward_threshold = _THRESHOLDS.get(name)
     return EnvSpec(env, params, name, None if reward_threshold is None else float(reward_threshold))
-
-
-def build_env(env_cfg: Any) -> EnvSpec:
-    """Calls the config's `_target_` factory with its other keys; it may return an EnvSpec, (env, params) or env."""
-    kwargs = {k: v for k, v in dict(env_cfg).items() if k != "_target_"}
-    target = env_cfg.get("_target_")
-    if not target:
-        raise ConfigError("env._target_ is missing: an env config names its factory, e.g. maze_jax.envs.make_gymnax")
-    factory = import_object(target, "env._target_")
-    return as_env_spec(factory(**kwargs), kwargs.get("name"), kwargs.get("reward_threshold"))
-
-
-def as_env_spec(env: Any, name: str | None = None, reward_threshold: float | None = None) -> EnvSpec:
-    """An EnvSpec from an EnvSpec, a gymnax-style env (its default params are used), an (env, params) pair,
-    or a gymnax / gym id such as "CartPole-v1"."""
-    if isinstance(env, EnvSpec):
-        return env
-    if isinstance(env, str):
-        return make_gymnax(env)
-    env, params = env if isinstance(env, tuple) else (env, env.default_params)
-    return EnvSpec(env, params, name or type(env).__name__, reward_threshold)

@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from maze_jax.collectors import Trainer
+from maze_jax.collectors import EnvFailed, Trainer
 from maze_jax.shell.checkpoints import from_savable, to_savable
 from maze_jax.shell.statistics import across_seeds, epoch_rows, episode_table, non_finite
 
@@ -75,11 +75,13 @@ class LoopState:
 
 class Programs(NamedTuple):
     """A run's programs: init(agent_key, env_key), train_epoch(state), evaluate(state, key) -> EpisodeStats;
-    compiled ahead of time for JAX envs, host functions for Python envs."""
+    compiled ahead of time for JAX envs, host functions for Python envs (`on_host`: train_epoch(state,
+    should_stop) returns when done, or None when stopped)."""
 
     init: Callable
     train_epoch: Callable
     evaluate: Callable
+    on_host: bool = False
 
 
 def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -> Programs:
@@ -88,7 +90,7 @@ def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -
     start = time.perf_counter()
     init = jax.jit(trainer.init).lower(key, key).compile()
     if trainer.on_host:  # their jitted parts compile on first use
-        programs = Programs(init, trainer.train_epoch, trainer.evaluate)
+        programs = Programs(init, trainer.train_epoch, trainer.evaluate, on_host=True)
     else:
         # the state as init places it (replicated over the devices of a mesh), so the epoch expects it that way
         state = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
@@ -195,8 +197,9 @@ class TrainingLoop:
 
     def run(self, loop: LoopState) -> LoopState:
         """Trains from `loop.state` and returns the loop state; `stop_reason` is "" when it ran its course, else
-        "SIGINT", "SIGTERM" or "non-finite". A signal abandons the epoch in flight: the last completed one is
-        what listeners save. An epoch with NaN or infinite losses or norms is thrown away."""
+        "SIGINT", "SIGTERM", "non-finite" or "env-failed". A signal abandons the epoch in flight: the last completed
+        one is what listeners save. An epoch with NaN or infinite losses or norms is thrown away, and so is one in
+        which a Python env failed."""
         echo, options = self.echo, self.options
         signals = StopSignals()
         try:
@@ -208,6 +211,10 @@ class TrainingLoop:
                 loop.stop_reason = signals.received or ("" if loop.stop_reason == "done" else loop.stop_reason)
         except KeyboardInterrupt:  # a second Ctrl-C
             loop.stop_reason = "SIGINT"
+        except EnvFailed as failed:
+            echo(f"Error: {failed}. The last good state (epoch {loop.progress.epoch}) is kept", file=sys.stderr,
+                 flush=True)
+            loop.stop_reason = failed.reason
         if loop.stop_reason in ("SIGINT", "SIGTERM"):
             echo(f"\n{loop.stop_reason}: saving the latest checkpoint (epoch {loop.progress.epoch})", file=sys.stderr,
                  flush=True)
@@ -222,8 +229,11 @@ class TrainingLoop:
         to "done" (early stopping or solved) or "non-finite" (the epoch was thrown away)."""
         echo, options, progress = self.echo, self.options, loop.progress
         start = time.perf_counter()
-        result = wait_with_progress(self.programs.train_epoch(loop.state), progress.epoch,
-                                    options.progress_interval_s, echo, should_stop)
+        if self.programs.on_host:
+            result = self.programs.train_epoch(loop.state, should_stop)
+        else:
+            result = wait_with_progress(self.programs.train_epoch(loop.state), progress.epoch,
+                                        options.progress_interval_s, echo, should_stop)
         if result is None:  # a signal: the epoch is abandoned
             return
         new_state, metrics = result[0], jax.device_get(result[1])  # the state stays on the devices

@@ -1,0 +1,458 @@
+"""The host collector: Python envs stepped in a vector env on the host, the jitted policy acting on the whole batch,
+and the very learners the JAX-env collector feeds (`Algorithm.update` on a time-major `Trajectory`, ES's update on
+one fitness per member).
+
+PPO and A2C overlap acting and learning as Sebulba does: an actor thread collects rollout r with the parameters
+of update r - 1 while the learner computes update r - 1, through a queue of one rollout. The lag is exact (never
+more, never less), so a seed still gives the same run. `policy_lag=0` collects in the learner's thread, strictly
+on-policy. ES plays each population member for one episode, members queued over the envs.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import threading
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from maze_jax.algorithms import Algorithm
+from maze_jax.algorithms.actor_critic import Trajectory
+from maze_jax.collectors import Trainer, TrainState
+from maze_jax.collectors.vector_env import VectorEnv
+from maze_jax.envs import EnvSpec, EpisodeStats
+from maze_jax.envs.episodes import Trajectory as Recorded
+
+
+def add_seed_axis(tree, n_seeds: int):
+    """The host collector keeps a seed axis on everything; a one-seed state has none (as the JAX collector's)."""
+    return jax.tree.map(lambda x: x[None], tree) if n_seeds == 1 else tree
+
+
+def drop_seed_axis(tree, n_seeds: int):
+    return jax.tree.map(lambda x: x[0], tree) if n_seeds == 1 else tree
+
+
+def normalizer(env_spec: EnvSpec) -> Callable:
+    """The env's observation normalisation (identity without it), applied inside the jitted functions."""
+    return getattr(env_spec.env, "normalize_observation", lambda obs: obs)
+
+
+def seed_of(key: jax.Array) -> int:
+    """An integer seed for gymnasium or envpool from a JAX key."""
+    return int(jax.random.randint(key, (), 0, 2**31 - 1))
+
+
+class Episodes:
+    """Running returns and lengths of `n` envs, and the episodes that ended (return, length), per env."""
+
+    def __init__(self, n: int):
+        self.returns, self.lengths = np.zeros(n), np.zeros(n, np.int64)
+        self.ended: list[tuple[int, float, int]] = []  # (env, return, length)
+
+    def add(self, reward, done) -> np.ndarray:
+        self.returns += reward
+        self.lengths += 1
+        ended = np.flatnonzero(done)
+        self.ended += [(int(i), float(self.returns[i]), int(self.lengths[i])) for i in ended]
+        self.returns[ended], self.lengths[ended] = 0.0, 0
+        return ended
+
+    def take(self) -> list:
+        ended, self.ended = self.ended, []
+        return ended
+
+
+def episode_metrics(ended: list, n_seeds: int, envs_per_seed: int, steps: int) -> dict:
+    """Training reward rows (arrays over seeds with several) of the episodes that ended: as the JAX collector's."""
+    from maze_jax.shell.statistics import episode_table
+
+    per_seed = [[(r, n) for env, r, n in ended if env // envs_per_seed == s] for s in range(n_seeds)]
+    width = max([len(p) for p in per_seed] + [1])
+    returns, lengths, mask = (np.zeros((n_seeds, width)) for _ in range(3))
+    for s, episodes in enumerate(per_seed):
+        for i, (r, n) in enumerate(episodes):
+            returns[s, i], lengths[s, i], mask[s, i] = r, n, 1
+    rows = episode_table(returns, lengths, "train", per_seed=True, ended=mask.astype(bool))
+    rows["train_BaseEnvEvents/reward/step_count"] = np.full(n_seeds, steps // n_seeds)
+    return drop_seed_axis(rows, n_seeds) if n_seeds == 1 else rows
+
+
+def time_major(buffers, n_seeds: int):
+    """(T, S * N, ...) host buffers as (S, T, N, ...) device arrays."""
+    def move(x):
+        x = np.asarray(x)
+        x = x.reshape(x.shape[:1] + (n_seeds, -1) + x.shape[2:])
+        return jnp.asarray(np.swapaxes(x, 0, 1))
+
+    return jax.tree.map(move, buffers)
+
+
+class RolloutCollector:
+    """Rollouts of `n_steps` steps from `n_seeds * n_envs` Python envs under `explore(params, obs, key)` (vmapped
+    over seeds): time-major `Trajectory`s with a leading seed axis, plus the episodes that ended."""
+
+    def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_envs: int, n_steps: int, n_seeds: int,
+                 seed: int, vectorization: str):
+        self.n_envs, self.n_steps, self.n_seeds = n_envs, n_steps, n_seeds
+        normalize = normalizer(env_spec)
+
+        def act(flat_params, obs, key, unravel):
+            """Actions for the envs' observations, the experience to keep, and the next step's key. The parameters
+            arrive as one flat vector and the key stays on the device: fewer arguments to hand over every step."""
+            obs = jax.tree.map(lambda x: x.reshape((n_seeds, n_envs) + x.shape[1:]), obs)
+            key, step_key = jax.random.split(key)
+            explore = lambda p, o, k: algorithm.explore(p, normalize(o), k)  # noqa: E731
+            action, experience = jax.vmap(explore)(unravel(flat_params), obs, jax.random.split(step_key, n_seeds))
+            flat = lambda x: x.reshape((n_seeds * n_envs,) + x.shape[2:])  # noqa: E731
+            return jax.tree.map(flat, action), jax.tree.map(flat, experience), key
+
+        def stack(experiences):  # (T, S * N, ...) -> (S, T, N, ...)
+            return jax.tree.map(lambda *xs: jnp.swapaxes(jnp.stack(xs).reshape(
+                (len(xs), n_seeds, n_envs) + xs[0].shape[1:]), 0, 1), *experiences)
+
+        self.act, self.stack = act, jax.jit(stack)  # `act` compiles at the first rollout, which shows the params
+        self._jitted_act = None
+        self.envs = VectorEnv(env_spec.env, n_seeds * n_envs, seed, vectorization)
+        self.episodes = Episodes(n_seeds * n_envs)
+
+    def collect(self, params, key) -> tuple[Trajectory, list]:
+        """One rollout with `params` (leading seed axis): the env actions come to the host every step, the rest of
+        the policy's outputs stay on the device until the rollout is complete."""
+        columns = {"obs": [], "reward": [], "terminated": [], "truncated": [], "final_obs": []}
+        experiences = []
+        flat_params, unravel = ravel_pytree(params)  # every rollout's parameters have the same layout
+        if self._jitted_act is None:
+            self._jitted_act = jax.jit(functools.partial(self.act, unravel=unravel))
+        for _ in range(self.n_steps):
+            obs = self.envs.obs
+            action, experience, key = self._jitted_act(flat_params, obs, key)
+            _, reward, terminated, truncated, final = self.envs.step(jax.device_get(action))
+            self.episodes.add(reward, terminated | truncated)
+            experiences.append(experience)
+            for name, value in (("obs", obs), ("reward", reward), ("terminated", terminated),
+                                ("truncated", truncated), ("final_obs", final)):
+                columns[name].append(value)
+        stacked = {k: jax.tree.map(lambda *xs: np.stack(xs), *v) for k, v in columns.items()}
+        experience = self.stack(experiences)
+        last = jax.tree.map(lambda x: jnp.asarray(x.reshape((self.n_seeds, self.n_envs) + x.shape[1:])),
+                            self.envs.obs)
+        return Trajectory(**time_major(stacked, self.n_seeds), **experience._asdict(), last_obs=last), \
+            self.episodes.take()
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class Pipeline:
+    """Rollouts for the learner: rollout r collected with the parameters of version r - `lag` (version v: after v
+    updates), in an actor thread when `lag` is 1, in the caller's thread when 0. An actor's exception comes out of
+    `next()`. `publish(params)` hands the learner's new version over."""
+
+    def __init__(self, collect: Callable, params, key, lag: int):
+        self.collect, self.key, self.lag = collect, key, lag
+        self.versions, self.version, self.index = {0: params}, 0, 0
+        self.cond, self.stopped = threading.Condition(), threading.Event()
+        self.rollouts: queue.Queue = queue.Queue(maxsize=1)
+        self.thread = None
+        if lag:
+            self.thread = threading.Thread(target=self._actor, name="maze_jax-actor", daemon=True)
+            self.thread.start()
+
+    def _params_for(self, index: int):
+        with self.cond:
+            wanted = max(index - self.lag, 0)
+            while wanted not in self.versions and not self.stopped.is_set():
+                self.cond.wait(0.1)
+            return self.versions.get(wanted)
+
+    def _actor(self) -> None:
+        index = 0
+        while not self.stopped.is_set():
+            try:
+                params = self._params_for(index)
+                if params is None:
+                    return
+                item = self.collect(params, jax.random.fold_in(self.key, index))
+            except BaseException as error:  # handed to the learner, which stops the run
+                item = error
+            while not self.stopped.is_set():
+                try:
+                    self.rollouts.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+            index += 1
+
+    def next(self, should_stop: Callable = lambda: False):
+        """The next rollout, or None when `should_stop()` turned true while waiting."""
+        if not self.lag:
+            item = self.collect(self.versions[self.version], jax.random.fold_in(self.key, self.index))
+        else:
+            while True:
+                try:
+                    item = self.rollouts.get(timeout=0.05)
+                    break
+                except queue.Empty:
+                    if should_stop():
+                        return None
+        self.index += 1
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def publish(self, params) -> None:
+        with self.cond:
+            self.version += 1
+            self.versions[self.version] = params
+            for old in [v for v in self.versions if v < self.version - self.lag]:
+                del self.versions[old]
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        self.stopped.set()
+        with self.cond:
+            self.cond.notify_all()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+
+
+class HostEvaluator:
+    """Deterministic (or sampled) episodes of the policy on `n_seeds * n_episodes` Python envs, one per env:
+    the EpisodeStats the JAX collector's evaluation gives (leading seed axis with several seeds), and with `record`
+    the steps taken (an `envs.Trajectory`, time-major, until every env ended its first episode).
+
+    Called with the policy's parameters (a leading seed axis when `n_seeds` > 1) and a key."""
+
+    def __init__(self, policy, env_spec: EnvSpec, n_episodes: int, n_seeds: int, deterministic: bool,
+                 vectorization: str = "sync", max_steps: int = 100_000, record: bool = False):
+        self.env_spec, self.n_episodes, self.n_seeds, self.vectorization = env_spec, n_episodes, n_seeds, vectorization
+        self.record = record
+        self.max_steps = env_spec.env.max_episode_steps or max_steps
+        normalize = normalizer(env_spec)
+
+        def act(params, obs, key, t):
+            obs = jax.tree.map(lambda x: x.reshape((n_seeds, n_episodes) + x.shape[1:]), obs)
+            keys = jax.random.split(jax.random.fold_in(key, t), n_seeds)
+            action = jax.vmap(lambda p, o, k: policy.act(p, normalize(o), k, deterministic))(params, obs, keys)
+            return jax.tree.map(lambda x: x.reshape((n_seeds * n_episodes,) + x.shape[2:]), action)
+
+        self.act = jax.jit(act)
+        self.envs = None
+
+    def __call__(self, params, key):
+        params = add_seed_axis(params, self.n_seeds)
+        n = self.n_seeds * self.n_episodes
+        if self.envs is None:
+            self.envs = VectorEnv(self.env_spec.env, n, seed_of(key), self.vectorization)
+        else:
+            self.envs.reset(seed_of(key))
+        first_return, first_length, ended = np.zeros(n, np.float32), np.zeros(n, np.int32), np.zeros(n, bool)
+        episodes, steps = Episodes(n), []
+        for t in range(self.max_steps):
+            obs = self.envs.obs
+            action = jax.device_get(self.act(params, obs, key, t))
+            _, reward, terminated, truncated, _ = self.envs.step(action)
+            if self.record:
+                steps.append(Recorded(obs, action, reward, terminated, truncated))
+            episodes.add(reward, terminated | truncated)
+            for env, ret, length in episodes.take():
+                if not ended[env]:
+                    first_return[env], first_length[env], ended[env] = ret, length, True
+            if ended.all():
+                break
+        shape = (self.n_seeds, self.n_episodes)
+        count = ended.astype(np.int32).reshape(shape)
+        ret, length = first_return.reshape(shape), first_length.reshape(shape)
+        stats = drop_seed_axis(EpisodeStats(count, ret, np.zeros(shape, np.float32), ret, ret, length, ret, length,
+                                            np.zeros((self.n_seeds, 1), np.int32)), self.n_seeds)
+        if not self.record:
+            return stats
+        return stats, jax.tree.map(lambda *xs: np.stack(xs), *steps)
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+
+
+class HostSettings(NamedTuple):
+    """How the host collector runs (the runner's keys): envs per seed for ES, gymnasium's vectorisation (sync:
+    in the training process; async: a worker process per env) and the actor's policy lag (0 or 1)."""
+
+    n_envs: int = 16
+    vectorization: str = "sync"
+    policy_lag: int = 1
+
+
+def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int,
+                              settings: HostSettings) -> Trainer:
+    """PPO or A2C on a Python env: `epoch_length` updates per call of `train_epoch`, fed by a RolloutCollector."""
+    config = algorithm.config
+    normalize = normalizer(env_spec)
+
+    def learn(state, trajectory):
+        trajectory = trajectory._replace(obs=normalize(trajectory.obs), final_obs=normalize(trajectory.final_obs),
+                                         last_obs=normalize(trajectory.last_obs))
+        return algorithm.update(state, trajectory)
+
+    update = jax.jit(jax.vmap(learn))
+    evaluator = HostEvaluator(algorithm.policy, env_spec, config.n_eval_episodes, n_seeds, config.deterministic_eval,
+                              settings.vectorization)
+    running: dict = {}
+
+    def init(agent_key, env_key, hyperparams=None):
+        keys = jax.random.split(agent_key, n_seeds) if n_seeds > 1 else agent_key[None]
+        hparams = algorithm.hyperparams if hyperparams is None else hyperparams
+        learner = jax.vmap(lambda k: algorithm.init(k, hparams))(keys)
+        return TrainState(drop_seed_axis(learner, n_seeds), env_key)
+
+    def start(state: TrainState) -> None:
+        """The collector and its pipeline, (re)started from a state's env key (fresh envs: Python env states are
+        not checkpointed)."""
+        env_key, pipeline_key = jax.random.split(state.envs)
+        collector = RolloutCollector(algorithm, env_spec, config.n_envs, config.n_rollout_steps, n_seeds,
+                                     seed_of(env_key), settings.vectorization)
+        params = add_seed_axis(state.learner.params, n_seeds)
+        running.update(collector=collector, pipeline=Pipeline(collector.collect, params, pipeline_key,
+                                                              settings.policy_lag), state=state)
+
+    def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
+        if running.get("state") is not state:  # a fresh or restored state: (re)start the collector from it
+            close()
+            start(state)
+        pipeline = running["pipeline"]
+        learner, infos, ended = add_seed_axis(state.learner, n_seeds), [], []
+        for _ in range(config.epoch_length):
+            rollout = pipeline.next(should_stop)
+            if rollout is None:
+                return None
+            trajectory, episodes = rollout
+            learner, info = update(learner, trajectory)
+            pipeline.publish(learner.params)
+            infos.append(info)
+            ended += episodes
+        steps = config.epoch_length * config.n_rollout_steps * config.n_envs * n_seeds
+        metrics = {**drop_seed_axis(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs), 0), *infos), n_seeds),
+                   **episode_metrics(ended, n_seeds, config.n_envs, steps)}
+        new_state = TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1))
+        running["state"] = new_state
+        return new_state, metrics
+
+    def evaluate(state: TrainState, key):
+        return evaluator(state.learner.params["policy"], key)
+
+    def close():
+        for part in ("pipeline", "collector"):
+            if running.get(part) is not None:
+                running.pop(part).close()
+        running.pop("state", None)
+
+    def close_all():
+        close()
+        evaluator.close()
+
+    return Trainer(algorithm, init, train_epoch, evaluate, config.n_eval_episodes, n_seeds, on_host=True,
+                   close=close_all)
+
+
+def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings) -> Trainer:
+    """ES on a Python env: every member of the population plays one episode (capped by `max_steps`), members
+    queued over `n_seeds * n_envs` envs."""
+    config, policy = algorithm.config, algorithm.policy
+    normalize = normalizer(env_spec)
+    n_members, n_slots = config.population, settings.n_envs * n_seeds
+    ask, update = jax.jit(jax.vmap(algorithm.ask)), jax.jit(jax.vmap(algorithm.update))
+
+    def act(population, members, obs, key, t):
+        """Env slot i acts with member `members[i]` of the population (seeds and members flattened)."""
+        key = jax.random.fold_in(key, t)
+        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), population)
+        params = jax.tree.map(lambda x: x[members], flat)
+        out = jax.vmap(policy.apply)(params, normalize(obs))
+        if config.deterministic:
+            return policy.dist.to_env(policy.dist.mode(out))
+        return policy.dist.to_env(jax.vmap(policy.dist.sample)(jax.random.split(key, members.shape[0]), out))
+
+    act = jax.jit(act)
+    evaluator = HostEvaluator(policy, env_spec, config.n_eval_episodes, n_seeds, config.deterministic,
+                              settings.vectorization)
+    running: dict = {}
+
+    def init(agent_key, env_key, hyperparams=None):
+        keys = jax.random.split(agent_key, n_seeds) if n_seeds > 1 else agent_key[None]
+        hparams = algorithm.hyperparams if hyperparams is None else hyperparams
+        return TrainState(drop_seed_axis(jax.vmap(lambda k: algorithm.init(k, hparams))(keys), n_seeds), env_key)
+
+    def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
+        if running.get("envs") is None:
+            running["envs"] = VectorEnv(env_spec.env, n_slots, seed_of(state.envs), settings.vectorization,
+                                        config.max_steps or None)
+        envs = running["envs"]
+        envs.reset(seed_of(state.envs))  # every member starts a fresh episode
+        learner = add_seed_axis(state.learner, n_seeds)
+        population = ask(learner)
+        queued = list(range(n_seeds * n_members))  # seed s, member m: s * n_members + m
+        members = np.array([queued.pop(0) for _ in range(min(n_slots, len(queued)))] +
+                           [0] * max(0, n_slots - n_seeds * n_members))
+        active = np.arange(n_slots) < n_seeds * n_members
+        fitness, episodes, ended, steps = np.zeros(n_seeds * n_members), Episodes(n_slots), [], 0
+        key = jax.random.fold_in(state.envs, 7)
+        while active.any():
+            if should_stop():
+                return None
+            action = jax.device_get(act(population, members, envs.obs, key, steps))
+            _, reward, terminated, truncated, _ = envs.step(action)
+            steps += int(active.sum())
+            episodes.add(np.where(active, reward, 0.0), terminated | truncated)
+            for slot, ret, length in episodes.take():
+                if not active[slot]:
+                    continue
+                fitness[members[slot]] = ret
+                ended.append((members[slot] // n_members, ret, length))  # (seed, return, length)
+                if queued:
+                    members[slot] = queued.pop(0)
+                else:
+                    active[slot] = False
+        learner, metrics = update(learner, jnp.asarray(fitness.reshape(n_seeds, n_members), jnp.float32))
+        ended = [(seed * settings.n_envs, ret, length) for seed, ret, length in ended]
+        metrics = {**drop_seed_axis(metrics, n_seeds), **episode_metrics(ended, n_seeds, settings.n_envs, steps)}
+        return TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1)), metrics
+
+    def evaluate(state: TrainState, key):
+        return evaluator(state.learner.params["policy"], key)
+
+    def close():
+        if running.get("envs") is not None:
+            running.pop("envs").close()
+
+    def close_all():
+        close()
+        evaluator.close()
+
+    return Trainer(algorithm, init, train_epoch, evaluate, config.n_eval_episodes, n_seeds, on_host=True,
+                   close=close_all)
+
+
+def host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings) -> Trainer:
+    """The trainer of `algorithm` on a Python env."""
+    make = es_host_trainer if algorithm.ask is not None else actor_critic_host_trainer
+    return make(algorithm, env_spec, n_seeds, settings)
+
+
+def sample_host_observations(env_spec: EnvSpec, act: Callable, n_samples: int, key, n_envs: int = 32):
+    """`n_samples` observations of `n_envs` Python envs under `act(obs, key) -> actions` (stacked, numpy)."""
+    envs = VectorEnv(env_spec.env, n_envs, seed_of(key))
+    step_act, collected = jax.jit(lambda obs, key, t: act(obs, jax.random.fold_in(key, t))), []
+    try:
+        for t in range(-(-n_samples // n_envs)):
+            collected.append(envs.obs)
+            envs.step(jax.device_get(step_act(envs.obs, key, t)))
+    finally:
+        envs.close()
+    return jax.tree.map(lambda *xs: np.concatenate(xs)[:n_samples], *collected)

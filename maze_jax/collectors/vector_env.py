@@ -1,0 +1,192 @@
+"""Copies of a Python env stepped together, as the host collector needs them: observations converted to
+maze_jax's arrays, same-step auto-reset (an ended episode's final observation is kept and the env starts its next
+episode at once, as gymnax envs do), and every failure turned into one `EnvFailed` that names the env, the step
+and the exception.
+
+gymnasium's own vector envs do the stepping (`sync`: in this process; `async`: one worker process per env), or an
+envpool batch for envpool ids (its next-step auto-reset is turned into same-step by resetting ended envs at once).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from typing import Any
+
+import numpy as np
+
+from maze_jax.collectors import EnvFailed
+from maze_jax.config import ConfigError, first_line
+
+MODES = ("sync", "async")
+WORKER_DIED = (EOFError, BrokenPipeError, ConnectionError)
+
+
+def worker_env(make, max_episode_steps: int | None = None):
+    """One env as a vector env's worker builds it: Ctrl-C is left to the training process (which stops cleanly and
+    closes the workers), and an optional time limit."""
+    if max_episode_steps:
+        import gymnasium
+
+        return gymnasium.wrappers.TimeLimit(_ignoring_sigint(make), max_episode_steps)
+    return _ignoring_sigint(make)
+
+
+def _ignoring_sigint(make):
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None:
+        return make()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # in a worker process only
+    try:
+        return make()
+    except Exception as error:  # one line instead of the worker's traceback; the training process then stops
+        print(f"env worker could not build its env: {type(error).__name__}: {first_line(error)}", file=sys.stderr,
+              flush=True)
+        os._exit(1)
+
+
+def _rows(tree, index):
+    return tree[index] if not isinstance(tree, dict) else {k: _rows(v, index) for k, v in tree.items()}
+
+
+def _set_rows(tree, index, value):
+    if isinstance(tree, dict):
+        for k in tree:
+            _set_rows(tree[k], index, value[k])
+    else:
+        tree[index] = value
+
+
+def _copy(tree):
+    return np.array(tree, copy=True) if not isinstance(tree, dict) else {k: _copy(v) for k, v in tree.items()}
+
+
+def _finite(tree) -> bool:
+    leaves = tree.values() if isinstance(tree, dict) else [tree]
+    return all(_finite(x) if isinstance(x, dict) else
+               (not np.issubdtype(np.asarray(x).dtype, np.floating) or np.isfinite(x).all()) for x in leaves)
+
+
+class VectorEnv:
+    """`n` copies of `env` (a PythonEnv), seeded `seed`, `seed + 1`, ...; `max_episode_steps` caps episodes."""
+
+    def __init__(self, env: Any, n: int, seed: int, mode: str = "sync", max_episode_steps: int | None = None):
+        if mode not in MODES:
+            raise ConfigError(f"runner.vectorization={mode!r} is unknown. Valid: {', '.join(MODES)}")
+        self.env, self.n, self.name, self.steps = env, n, env.name, 0
+        self._pool = self._vector = None
+        self._call("start", self._start, mode, max_episode_steps)
+        self.reset(seed)
+
+    def _start(self, mode: str, max_episode_steps: int | None):
+        if self.env.envpool_id is not None:
+
+            kwargs = dict(self.env.envpool_kwargs)
+            if max_episode_steps:
+                kwargs["max_episode_steps"] = int(max_episode_steps)
+            self._envpool_kwargs = kwargs
+            return
+        import gymnasium
+
+        fns = [functools.partial(worker_env, self.env.make_one, max_episode_steps)] * self.n
+        same_step = gymnasium.vector.AutoresetMode.SAME_STEP
+        if mode == "sync":
+            self._vector = gymnasium.vector.SyncVectorEnv(fns, autoreset_mode=same_step)
+        else:  # spawned: forking a process that runs JAX's threads can deadlock
+            # a worker's exception comes back as one EnvFailed line: not also as gymnasium's logged traceback
+            gymnasium.logger.min_level = gymnasium.logger.ERROR + 10
+            self._vector = gymnasium.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=same_step)
+
+    def reset(self, seed: int) -> None:
+        """Every env starts a new episode; env i seeded `seed + i`."""
+        self._call("reset", self._reset, int(seed))
+
+    def _reset(self, seed: int) -> None:
+        if self.env.envpool_id is not None:  # envpool seeds a batch when it builds it
+            import envpool
+
+            if self._pool is not None:
+                self._pool.close()
+            self._pool = envpool.make_gymnasium(self.env.envpool_id, num_envs=self.n, seed=seed,
+                                                **self._envpool_kwargs)
+            obs, info = self._pool.reset()
+            self._obs = self.env.to_observation(self._ordered(obs, info))
+            return
+        obs, _ = self._vector.reset(seed=seed)
+        self._obs = self.env.to_observation(obs)
+
+    @staticmethod
+    def _ordered(x, info):
+        """envpool's outputs in env-id order."""
+        if (np.diff(info["env_id"]) > 0).all():
+            return x
+        order = np.argsort(info["env_id"])
+        return _rows(x, order) if isinstance(x, dict) else np.asarray(x)[order]
+
+    def _call(self, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except (EnvFailed, ConfigError):
+            raise
+        except WORKER_DIED as error:
+            raise EnvFailed(f"a worker process of env {self.name} died during {what} (vector step {self.steps}; "
+                            f"{type(error).__name__} from its pipe)") from None
+        except Exception as error:  # the env's own code raised
+            raise EnvFailed(f"env {self.name} raised {type(error).__name__} in {what} (vector step {self.steps}): "
+                            f"{first_line(error)}") from None
+
+    @property
+    def obs(self):
+        """The current observations (maze_jax arrays, leading axis: env)."""
+        return self._obs
+
+    def step(self, actions):
+        """Steps every env with `actions` (maze_jax actions, numpy). Returns (next observations, rewards, terminated,
+        truncated, final observations): where an episode ended, the next observation is the new episode's first and
+        the final observation the ended one's last; elsewhere both are the next observation."""
+        env_actions = self.env.to_env_action(actions)
+        obs, reward, terminated, truncated, final = self._call("step", self._step, env_actions)
+        self.steps += 1
+        if not (np.isfinite(reward).all() and _finite(obs) and _finite(final)):
+            what = "rewards" if not np.isfinite(reward).all() else "observations"
+            raise EnvFailed(f"env {self.name} returned non-finite {what} in vector step {self.steps}", "non-finite")
+        self._obs = obs
+        return obs, reward, terminated, truncated, final
+
+    def _step(self, env_actions):
+        if self._pool is not None:
+            raw, reward, terminated, truncated, info = self._pool.step(env_actions)
+            obs = self.env.to_observation(self._ordered(raw, info))
+            reward, terminated, truncated = (self._ordered(x, info) for x in (reward, terminated, truncated))
+            final, done = _copy(obs), np.flatnonzero(terminated | truncated)
+            if len(done):  # envpool resets on the next call: reset the ended envs now, same step
+                dummy = _rows(env_actions, done) if isinstance(env_actions, dict) else np.asarray(env_actions)[done]
+                raw, _, _, _, info = self._pool.step(dummy, done)
+                _set_rows(obs, info["env_id"], self.env.to_observation(raw))
+            return obs, np.asarray(reward, np.float32), np.asarray(terminated), np.asarray(truncated), final
+        raw, reward, terminated, truncated, info = self._vector.step(env_actions)
+        obs = self.env.to_observation(raw)
+        final = obs
+        if "final_obs" in info:
+            final = _copy(obs)
+            for i in np.flatnonzero(info["_final_obs"]):
+                _set_rows(final, i, self.env.to_observation(info["final_obs"][i], batched=False))
+        return obs, np.asarray(reward, np.float32), np.asarray(terminated), np.asarray(truncated), final
+
+    def close(self) -> None:
+        """Closes the envs; worker processes end (killed, if one died mid-call and left the others waiting)."""
+        if self._pool is not None:
+            self._pool.close()
+        vector = self._vector
+        if vector is not None:
+            try:
+                vector.close(**({"terminate": True, "timeout": 5} if hasattr(vector, "processes") else {}))
+            except Exception:  # a worker died mid-call: end the others directly
+                for process in getattr(vector, "processes", []):
+                    process.kill()
+                    process.join(5)
+                vector.closed = True
+        self._pool = self._vector = None

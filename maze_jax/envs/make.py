@@ -1,0 +1,166 @@
+"""`env.name` to an environment, as Maze's `gym_env` takes it: a gymnax id (pure JAX, the fastest path), else an
+envpool id (when envpool is installed), else a gymnasium id, also in gymnasium's `module:Id` form that imports the
+package registering it (`minigrid:MiniGrid-Empty-8x8-v0`).
+
+A gymnasium id that the installed gymnasium only knows in another version (`LunarLander-v2`, while gymnasium 1.x
+has `LunarLander-v3`) takes the newest registered version, and says so in one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import importlib.util
+import re
+from typing import Any, Callable
+
+from maze_jax.config import ConfigError, first_line, import_object
+from maze_jax.envs.gymnax_env import EnvSpec, gymnax_ids, make_gymnax
+from maze_jax.envs.python_env import PythonEnv
+
+BACKENDS = ("auto", "gymnax", "envpool", "gymnasium")
+
+
+def envpool_ids() -> set[str]:
+    """The ids envpool offers (empty when it is not installed)."""
+    if importlib.util.find_spec("envpool") is None:
+        return set()
+    import envpool
+
+    return set(envpool.list_all_envs())
+
+
+def gymnasium_ids() -> set[str]:
+    import gymnasium
+
+    return set(gymnasium.registry)
+
+
+def newest_version(env_id: str, registered: set[str]) -> str | None:
+    """The newest registered version of `env_id`'s name (`LunarLander-v2` -> `LunarLander-v3`), if any."""
+    match = re.fullmatch(r"(.+)-v(\d+)", env_id)
+    if not match:
+        return None
+    versions = [int(m.group(1)) for k in registered if (m := re.fullmatch(re.escape(match.group(1)) + r"-v(\d+)", k))]
+    return f"{match.group(1)}-v{max(versions)}" if versions else None
+
+
+def make_gymnasium_env(env_id: str, kwargs: dict, max_episode_steps: int | None, module: str = ""):
+    """One gymnasium env (module-level, so that a spawned worker process can build it too, importing `module`
+    first, the package that registers the id)."""
+    import gymnasium
+
+    if module:
+        importlib.import_module(module)
+    return gymnasium.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+
+
+def _threshold(reward_threshold: Any, default: float | None) -> float | None:
+    if reward_threshold == "auto":
+        return None if default is None else float(default)
+    return None if reward_threshold is None else float(reward_threshold)
+
+
+def python_env_spec(make: Callable, name: str, reward_threshold: Any = "auto", envpool_id: str | None = None,
+                    envpool_kwargs: dict | None = None) -> EnvSpec:
+    """The EnvSpec of a Python env that `make()` builds; "auto" takes the env's own reward threshold."""
+    try:
+        env = PythonEnv(make, name, envpool_id, envpool_kwargs)
+    except ConfigError:
+        raise
+    except Exception as error:  # the env's own constructor or reset failed
+        raise ConfigError(f"env {name!r} could not be built: {type(error).__name__}: {first_line(error)}") from None
+    return EnvSpec(env, None, name, _threshold(reward_threshold, env.reward_threshold))
+
+
+def make_env(name: str, kwargs: dict | None = None, max_episode_steps: int | None = None,
+             reward_threshold: Any = "auto", backend: str = "auto", echo: Callable = print) -> EnvSpec:
+    """The `env` factory of `env=gym_env` (backend auto) and `env=gymnasium` (backend gymnasium): `name` resolved
+    in the order gymnax, envpool, gymnasium; `kwargs` go to the env's constructor."""
+    kwargs = dict(kwargs or {})
+    if backend not in BACKENDS:
+        raise ConfigError(f"env.backend={backend!r} is unknown. Valid: {', '.join(BACKENDS)}")
+    if max_episode_steps is not None and int(max_episode_steps) <= 0:
+        raise ConfigError(f"env.max_episode_steps={max_episode_steps!r}: must be > 0")
+    module, _, env_id = str(name).rpartition(":")
+    if not module and backend in ("auto", "gymnax") and env_id in gymnax_ids():
+        if kwargs:
+            raise ConfigError(f"env.kwargs: {env_id} is a gymnax env, whose settings are env.max_episode_steps and "
+                              "env.reward_threshold; use env=gymnasium for gymnasium's constructor arguments")
+        return make_gymnax(env_id, max_episode_steps, reward_threshold)
+    if not module and backend in ("auto", "envpool") and env_id in envpool_ids():
+        make = functools.partial(_make_envpool_probe, env_id, kwargs, max_episode_steps)
+        return python_env_spec(make, env_id, reward_threshold, env_id,
+                               {**kwargs, **({"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {})})
+    if backend in ("auto", "gymnasium"):
+        if module:
+            try:
+                importlib.import_module(module)
+            except Exception as error:
+                raise ConfigError(f"env.name={name!r}: module {module!r} cannot be imported "
+                                  f"({type(error).__name__}: {first_line(error)})") from None
+        registered = gymnasium_ids()
+        if env_id not in registered and (newer := newest_version(env_id, registered)):
+            echo(f"env.name={env_id}: this gymnasium has {newer} only; training on {newer}", flush=True)
+            env_id = newer
+        if env_id in registered:
+            make = functools.partial(make_gymnasium_env, env_id, kwargs, max_episode_steps, module)
+            return python_env_spec(make, env_id, reward_threshold)
+    known = gymnax_ids() | envpool_ids() | gymnasium_ids()
+    close = difflib.get_close_matches(env_id, sorted(known), n=5, cutoff=0.6)
+    hint = f" Close matches: {', '.join(close)}" if close else " See gymnax.registered_envs and gymnasium.registry"
+    where = {"auto": "gymnax, envpool or gymnasium"}.get(backend, backend)
+    raise ConfigError(f"env.name={name!r} is not a known environment of {where}.{hint}")
+
+
+def _make_envpool_probe(env_id: str, kwargs: dict, max_episode_steps: int | None):
+    """One envpool env (a batch of one), to read the spaces from."""
+    import envpool
+
+    extra = {"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {}
+    return envpool.make_gymnasium(env_id, num_envs=1, **kwargs, **extra)
+
+
+def is_gymnasium_env(obj) -> bool:
+    import gymnasium
+
+    return isinstance(obj, gymnasium.Env)
+
+
+def build_env(env_cfg: Any) -> EnvSpec:
+    """Calls the config's `_target_` factory with its other keys. It may return an EnvSpec, (env, params), a
+    gymnax-style env, or a `gymnasium.Env` (a Python env: the factory is called again for every copy)."""
+    kwargs = {k: v for k, v in dict(env_cfg).items() if k != "_target_"}
+    target = env_cfg.get("_target_")
+    if not target:
+        raise ConfigError("env._target_ is missing: an env config names its factory, e.g. maze_jax.envs.make_env")
+    factory = import_object(target, "env._target_")
+    try:
+        env = factory(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as error:  # arguments that do not fit the factory
+        raise ConfigError(f"env config does not fit {target}: {first_line(error)}") from None
+    if is_gymnasium_env(env):
+        env.close()
+        return python_env_spec(functools.partial(factory, **kwargs), kwargs.get("name") or target.rsplit(".", 1)[-1],
+                               kwargs.get("reward_threshold", "auto"))
+    return as_env_spec(env, kwargs.get("name"), kwargs.get("reward_threshold"))
+
+
+def as_env_spec(env: Any, name: str | None = None, reward_threshold: float | None = None) -> EnvSpec:
+    """An EnvSpec from an EnvSpec, an id ("CartPole-v1", "LunarLander-v3": resolved as `make_env` does), a
+    gymnax-style env (its default params are used), an (env, params) pair, or a `gymnasium.Env` (copied for
+    every env the collector steps)."""
+    import copy
+
+    if isinstance(env, EnvSpec):
+        return env
+    if isinstance(env, str):
+        return make_env(env)
+    if is_gymnasium_env(env):
+        return python_env_spec(functools.partial(copy.deepcopy, env), name or type(env.unwrapped).__name__,
+                               "auto" if reward_threshold is None else reward_threshold)
+    env, params = env if isinstance(env, tuple) else (env, env.default_params)
+    return EnvSpec(env, params, name or type(env).__name__, reward_threshold)

@@ -1,0 +1,173 @@
+"""Python envs end to end, as a user runs them: every algorithm from the CLI, resume (also to another algorithm),
+rollouts, several seeds, a sweep, signals with worker processes, and each failure as one line with its exit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from test_cli import only_run_dir
+
+TESTS = Path(__file__).resolve().parent
+CARTPOLE = ["env=gymnasium", "env.name=CartPole-v1", "runner=dev", "model.hidden_units=[16]",
+            "seeding.agent_base_seed=1", "seeding.env_base_seed=2", "runner.stop_when_solved=false"]
+TINY = {"ppo": ["algorithm.epoch_length=2", "algorithm.n_rollout_steps=32", "algorithm.batch_size=32"],
+        "a2c": ["algorithm.epoch_length=2", "algorithm.n_rollout_steps=32"],
+        "es": ["algorithm.n_rollouts_per_update=8", "runner.n_eval_rollouts=2"]}
+COUNTDOWN = ["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "runner=dev", "algorithm=ppo",
+             *TINY["ppo"], "model.hidden_units=[8]", "runner.stop_when_solved=false"]
+
+
+def run_tests_cli(args, tmp_path, cache_dir, **kwargs):
+    """The CLI with the tests folder as working directory, so `python_envs` (and its envs) import."""
+    return run_cli([*args, f"log_base_dir={tmp_path}"], TESTS, cache_dir, **kwargs)
+
+
+@pytest.mark.parametrize("algorithm", ["es", "ppo", "a2c"])
+def test_every_algorithm_trains_on_a_gymnasium_env(algorithm, tmp_path, cache_dir):
+    proc = run_cli([*CARTPOLE, f"algorithm={algorithm}", *TINY[algorithm], "algorithm.n_epochs=2",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "    2|eval                  BaseEnvEvents         reward                mean" in proc.stdout
+    assert "Final evaluation of the best model" in proc.stdout and "Traceback" not in proc.stderr
+    assert only_run_dir(tmp_path).parent.name == f"gymnasium-flatten_concat-{algorithm}-dev"
+
+
+def test_python_env_runs_resume_switch_algorithm_and_roll_out(tmp_path, cache_dir):
+    first = run_cli([*CARTPOLE, "algorithm=ppo", *TINY["ppo"], "algorithm.n_epochs=2", "wrappers=vector_obs",
+                     "runner.normalization_samples=200", f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = only_run_dir(tmp_path / "a")
+    resumed = run_cli([f"input_dir={run}", "algorithm.n_epochs=3", "algorithm.lr=0.0001",
+                       f"log_base_dir={tmp_path / 'b'}"], tmp_path, cache_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resumed {run} at epoch 2" in resumed.stdout and "restored from the checkpoint" in resumed.stdout
+    assert "    3|train                 PolicyEvents          learning_rate" in resumed.stdout
+    switched = run_cli([f"input_dir={run}", "algorithm=a2c", *TINY["a2c"], "algorithm.n_epochs=1",
+                        f"log_base_dir={tmp_path / 'c'}"], tmp_path, cache_dir)
+    assert switched.returncode == 0 and "Resumed the critic and policy of a ppo run" in switched.stdout
+    rollout = run_cli([f"input_dir={run}", "runner.n_episodes=3", "runner.record_trajectory=true",
+                       f"log_base_dir={tmp_path / 'r'}"], tmp_path, cache_dir, module="maze_jax.rollout")
+    assert rollout.returncode == 0, rollout.stderr[-3000:]
+    data = np.load(next((tmp_path / "r" / "rollout").glob("*/trajectories.npz")))
+    assert data["episode_return"].shape == (3,) and data["observation"].shape[0] == 3
+    assert np.all(data["episode_length"] == data["episode_return"])  # CartPole pays 1 a step
+
+
+def test_several_seeds_and_a_sweep_on_a_python_env(tmp_path, cache_dir):
+    seeds = run_tests_cli([*COUNTDOWN, "runner.n_seeds=2", "algorithm.n_epochs=1"], tmp_path / "s", cache_dir)
+    assert seeds.returncode == 0, seeds.stderr[-3000:]
+    assert "reward                mean_seed_min" in seeds.stdout
+    sweep = run_tests_cli(["--multirun", *COUNTDOWN, "algorithm.n_epochs=1", "algorithm.lr=0.001,0.0003"],
+                          tmp_path / "m", cache_dir)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    assert len([p for p in (tmp_path / "m" / "sweep").glob("*/*") if (p / "checkpoints").is_dir()]) == 2
+
+
+BAD = [
+    (["env=gym_env", "env.name=LunarLandr-v2"], 2, "Close matches: LunarLander-v2"),
+    (["env=gymnasium", "env.name=CartPole-v1", "+wrappers.gymnasium.wrappers.NoSuchWrapper={}"], 2,
+     "is not a wrapper class"),
+    (["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "+env.kwargs.fail_at=40"], 4,
+     "env MazeJaxTest/Countdown-v0 raised ValueError in step (vector step"),
+    (["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "+env.kwargs.nan_at=40"], 3,
+     "returned non-finite rewards in vector step"),
+    (["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "+env.kwargs.die_at=40",
+      "runner.vectorization=async"], 4, "a worker process of env MazeJaxTest/Countdown-v0 died during step"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_python_env_failures_are_one_line_with_their_exit_status(args, code, message, tmp_path, cache_dir):
+    base = [a for a in COUNTDOWN if not a.startswith("env")]
+    proc = run_tests_cli([*base, *args, "algorithm.n_epochs=3"], tmp_path, cache_dir)
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, proc.stderr
+    if code in (3, 4):  # the epochs before the failure are saved
+        assert (only_run_dir(tmp_path) / "checkpoints").is_dir()
+
+
+def children_of(pid: int) -> set[int]:
+    """Every live descendant of `pid` (from /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+            except (OSError, IndexError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "zombie" not in (Path(f"/proc/{pid}/status").read_text().lower())
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_save_and_leave_no_worker_process(sig, code, tmp_path, cache_dir):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "maze_jax.train", *COUNTDOWN, "runner.vectorization=async", "runner.concurrency=3",
+           "algorithm.n_epochs=0", f"log_base_dir={tmp_path}", f"compilation_cache_dir={cache_dir}"]
+    proc = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = set()
+    try:
+        deadline = time.time() + 120
+        for line in proc.stdout:
+            workers |= children_of(proc.pid)
+            if "Iteration 1 " in line:
+                break
+            assert time.time() < deadline
+        workers |= children_of(proc.pid)
+        assert len(workers) >= 3  # the async vector env's worker processes (eval and training envs)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, proc.stderr.read()[-3000:]
+    time.sleep(0.5)
+    assert not [pid for pid in workers if alive(pid)]
+    assert (only_run_dir(tmp_path) / "checkpoints").is_dir()
+
+
+def test_ppo_learns_a_gymnasium_env_within_budget(tmp_path, cache_dir):
+    """PPO with Maze's defaults on CartPole stepped as a Python env: solved within 4 epochs of 40,000 steps."""
+    proc = run_cli(["env=gymnasium", "env.name=CartPole-v1", "algorithm=ppo", "algorithm.n_epochs=4",
+                    "seeding.agent_base_seed=0", "seeding.env_base_seed=0", f"log_base_dir={tmp_path}"],
+                   tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reached the reward threshold 475" in proc.stdout
+
+
+def test_the_python_env_example_trains_resumes_and_rolls_out_from_its_own_folder(tmp_path, cache_dir):
+    project = tmp_path / "python_project"
+    shutil.copytree(REPO / "examples" / "python_project", project)
+    train = run_cli(["--config-dir", "conf", "env=thermostat", "algorithm=ppo", "runner=dev", *TINY["ppo"],
+                     "algorithm.n_epochs=1", "log_base_dir=outputs"], project, cache_dir)
+    assert train.returncode == 0, train.stderr[-3000:]
+    run = only_run_dir(project / "outputs")
+    assert run.parent.name == "thermostat-flatten_concat-ppo-dev"
+    resumed = run_cli([f"input_dir={run}", "algorithm.n_epochs=2", "log_base_dir=outputs2"], project, cache_dir)
+    assert resumed.returncode == 0 and "at epoch 1" in resumed.stdout, resumed.stderr[-3000:]
+    rollout = run_cli([f"input_dir={run}", "runner.n_episodes=2", "log_base_dir=outputs3"], project, cache_dir,
+                      module="maze_jax.rollout")
+    assert rollout.returncode == 0 and "rollout               BaseEnvEvents" in rollout.stdout, rollout.stderr[-3000:]

@@ -1,0 +1,191 @@
+"""Python envs: ids resolved gymnax > envpool > gymnasium, spaces converted both ways, gymnasium wrappers, masks and
+sub-steps, the host collector's vector env, and the structured cutting env ported to numpy matching the JAX one."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import python_envs
+from conftest import init_state, make_trainer
+from maze_jax.collectors import EnvFailed
+from maze_jax.collectors.vector_env import VectorEnv
+from maze_jax.config import ConfigError
+from maze_jax.envs import build_env, make_env
+from maze_jax.envs.python_env import to_observation
+from maze_jax.wrappers import python_wrappers, wrap_env
+
+HAS_ENVPOOL = importlib.util.find_spec("envpool") is not None
+
+
+def test_ids_resolve_gymnax_then_envpool_then_gymnasium():
+    assert not make_env("CartPole-v1").is_python  # gymnax has it: pure JAX
+    forced = make_env("CartPole-v1", backend="gymnasium")
+    assert forced.is_python and forced.env.envpool_id is None and forced.reward_threshold == 475.0
+    lunar = make_env("LunarLander-v3")
+    assert lunar.is_python and lunar.reward_threshold == 200.0
+    assert (lunar.env.envpool_id == "LunarLander-v3") == HAS_ENVPOOL
+    said = []
+    mapped = make_env("LunarLander-v2", backend="gymnasium", echo=lambda *a, **k: said.append(a[0]))
+    assert mapped.name == "LunarLander-v3" and said == ["env.name=LunarLander-v2: this gymnasium has LunarLander-v3 "
+                                                         "only; training on LunarLander-v3"]
+    continuous = make_env("LunarLander-v3", kwargs={"continuous": True}, backend="gymnasium")
+    assert continuous.env.action_space().shape == (2,)  # env.kwargs reach the constructor
+    registered = make_env("python_envs:MazeJaxTest/Countdown-v0")
+    assert registered.is_python and registered.reward_threshold == 5.5
+
+
+def test_unknown_ids_list_close_matches_and_bad_settings_are_one_line():
+    with pytest.raises(ConfigError, match="Close matches: LunarLander-v3"):
+        make_env("LunarLandr-v3")
+    with pytest.raises(ConfigError, match="module 'no_such_package' cannot be imported"):
+        make_env("no_such_package:Thing-v0")
+    with pytest.raises(ConfigError, match="env.kwargs: Acrobot-v1 is a gymnax env"):
+        make_env("Acrobot-v1", kwargs={"x": 1})
+
+
+def test_own_gymnasium_env_by_target_takes_the_python_path():
+    spec = build_env({"_target_": "python_envs.Countdown", "length": 4})
+    assert spec.is_python and spec.name == "Countdown" and spec.env.observation_example().shape == (1,)
+    envs = VectorEnv(spec.env, 3, seed=0)
+    for _ in range(3):
+        obs, reward, terminated, truncated, final = envs.step(np.ones(3, np.int32))
+    obs, reward, terminated, truncated, final = envs.step(np.ones(3, np.int32))
+    assert terminated.all() and (reward == 2.0).all()
+    np.testing.assert_array_equal(final[:, 0], [0, 0, 0])  # the ended episode's last observation
+    np.testing.assert_array_equal(obs[:, 0], [4, 4, 4])  # the next episode's first: reset at once
+    envs.close()
+
+
+def test_observations_and_actions_of_every_supported_space():
+    spec = build_env({"_target_": "python_envs.AllSpaces"})
+    example = spec.observation_example()
+    shapes = {k: v.shape if not isinstance(v, dict) else {i: x.shape for i, x in v.items()} for k, v in example.items()}
+    assert shapes == {"box": (2, 3), "discrete": (4,), "multi": (5,), "binary": (3,), "pair": {"0": (2,), "1": (1,)}}
+    gym_space = spec.env.gym_observation_space
+    converted = to_observation(gym_space, {"box": np.ones((2, 3)), "discrete": 2, "multi": np.array([1, 2]),
+                                           "binary": np.array([1, 0, 1]), "pair": (1, np.array([0.5]))})
+    np.testing.assert_array_equal(converted["discrete"], [0, 1, 0, 0])  # one-hot of 2 - start 1
+    np.testing.assert_array_equal(converted["multi"], [0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(converted["pair"]["0"], [0, 1])
+    assert converted["box"].dtype == np.float32
+    actions = {"move": np.array([0, 2]), "pick": np.array([[1, 0], [0, 1]]), "force": np.array([[5.0, -5.0], [1, 1]])}
+    env_actions = spec.env.to_env_action(actions)
+    np.testing.assert_array_equal(env_actions["move"], [-1, 1])  # Discrete's start added
+    np.testing.assert_array_equal(env_actions["force"], [[2.0, -2.0], [1.0, 1.0]])  # clipped to the Box
+    # every algorithm family trains on it (AllSpaces asserts each action is in its space)
+    tiny = {"ppo": ["algorithm.epoch_length=1", "algorithm.n_rollout_steps=8", "algorithm.batch_size=16"],
+            "es": ["algorithm.n_rollouts_per_update=4", "runner.n_eval_rollouts=2"]}
+    for algorithm, overrides in tiny.items():
+        _, trainer = make_trainer([f"algorithm={algorithm}", "runner=dev", "model.hidden_units=[8]", *overrides],
+                                  spec)
+        state, metrics = trainer.train_epoch(init_state(trainer))
+        assert np.isfinite(float(metrics["train_BaseEnvEvents/reward/mean"]))
+        trainer.close()
+
+
+def test_unsupported_spaces_are_named_in_one_line():
+    import gymnasium
+
+    from maze_jax.envs.make import as_env_spec
+
+    text = python_envs.Countdown()
+    text.observation_space = gymnasium.spaces.Text(5)
+    with pytest.raises(ConfigError, match="observation space Text.* is not supported"):
+        as_env_spec(text)
+    graph = python_envs.Countdown()
+    graph.action_space = gymnasium.spaces.Tuple((gymnasium.spaces.Discrete(2), gymnasium.spaces.Discrete(2)))
+    with pytest.raises(ConfigError, match="action space Tuple.* is not supported"):
+        as_env_spec(graph)
+
+
+def test_gymnasium_wrappers_by_class_path_in_order_and_joined_from_nested_keys():
+    nested = {"gymnasium": {"wrappers": {"TimeLimit": {"max_episode_steps": 2}}}}
+    assert python_wrappers(nested) == [("gymnasium.wrappers.TimeLimit", {"max_episode_steps": 2})]
+    spec = build_env({"_target_": "python_envs.Countdown", "length": 10})
+    wrapped = wrap_env(spec, {"gymnasium.wrappers.TimeLimit": {"max_episode_steps": 2},
+                              "gymnasium.wrappers.TransformReward": {"func": abs}}, echo=lambda *a, **k: None)
+    envs = VectorEnv(wrapped.env, 1, seed=0)
+    envs.step(np.zeros(1, np.int32))
+    _, reward, terminated, truncated, _ = envs.step(np.zeros(1, np.int32))
+    assert truncated[0] and not terminated[0]  # the time limit of 2 steps, applied before the env's own end
+    envs.close()
+    with pytest.raises(ConfigError, match="need a gymnasium env, and CartPole-v1 is a JAX env"):
+        wrap_env(make_env("CartPole-v1"), {"gymnasium.wrappers.FlattenObservation": {}})
+    with pytest.raises(ConfigError, match="'frame_stack' is not a wrapper class"):
+        wrap_env(spec, {"frame_stack": {}})
+
+
+def test_normalisation_statistics_come_from_the_python_env():
+    spec = build_env({"_target_": "python_envs.Countdown", "length": 4})
+    wrapped = wrap_env(spec, {"observation_normalization": {}}, n_samples=512, echo=lambda *a, **k: None)  # 4 episodes an env
+    stats = wrapped.env.statistics["observation"]
+    np.testing.assert_allclose(stats["mean"], np.mean([4, 3, 2, 1]), rtol=1e-5)  # each episode sees 4, 3, 2, 1
+
+
+def test_failing_envs_raise_one_env_failed_naming_env_step_and_exception():
+    with pytest.raises(EnvFailed, match=r"env Countdown raised RuntimeError in reset \(vector step 0\): the simulator"):
+        VectorEnv(build_env({"_target_": "python_envs.Countdown", "fail_in_reset": True}).env, 2, seed=0)
+    spec = build_env({"_target_": "python_envs.Countdown", "fail_at": 3})
+    envs = VectorEnv(spec.env, 2, seed=0)
+    envs.step(np.zeros(2, np.int32))
+    envs.step(np.zeros(2, np.int32))
+    with pytest.raises(EnvFailed, match=r"env Countdown raised ValueError in step \(vector step 2\): pressure too high"):
+        envs.step(np.zeros(2, np.int32))
+    nan = VectorEnv(build_env({"_target_": "python_envs.Countdown", "nan_at": 2}).env, 2, seed=0)
+    nan.step(np.zeros(2, np.int32))
+    with pytest.raises(EnvFailed, match="non-finite rewards in vector step 2") as raised:
+        nan.step(np.zeros(2, np.int32))
+    assert raised.value.reason == "non-finite"
+
+
+def test_the_ported_cutting_env_matches_the_jax_one_step_for_step():
+    from maze_jax.envs.cutting_2d import make_cutting_2d
+    from maze_jax.envs.make import as_env_spec
+
+    jax_spec = make_cutting_2d("struct_masked")
+    python_spec = as_env_spec(python_envs.Cutting())
+    assert python_spec.env.sub_steps == jax_spec.env.sub_steps and python_spec.env.action_masks == \
+        jax_spec.env.action_masks
+    rng = np.random.default_rng(0)
+    jax_obs, state = jax_spec.env.reset(jax.random.key(0), jax_spec.params)
+    env = python_spec.env.make_one()
+    obs, _ = env.reset(seed=0)
+    step = jax.jit(jax_spec.env.step)
+    for t in range(300):
+        converted = python_spec.env.to_observation(obs, batched=False)
+        for key, value in jax_obs.items():
+            np.testing.assert_array_equal(converted[key], np.asarray(value), err_msg=f"{key} at sub-step {t}")
+        mask = np.asarray(jax_obs["inventory_mask"])
+        piece = rng.choice(np.flatnonzero(mask)) if mask.any() and rng.random() < 0.9 else rng.integers(50)
+        action = {"piece_idx": int(piece), "cut_rotation": int(rng.integers(2)), "cut_order": int(rng.integers(2))}
+        jax_obs, state, jax_reward, _, _, _ = step(jax.random.key(t), state,
+                                                    {k: jnp.int32(v) for k, v in action.items()}, jax_spec.params)
+        obs, reward, _, _, _ = env.step(action)
+        assert float(jax_reward) == reward, t
+    # and the structured Python env trains through the same learner, masks and sub-steps applied
+    _, trainer = make_trainer(["algorithm=ppo", "runner=dev", "algorithm.epoch_length=1", "algorithm.n_rollout_steps=16",
+                               "algorithm.batch_size=16", "model=tutorial_cutting_2d_struct_masked"], python_spec)
+    _, metrics = trainer.train_epoch(init_state(trainer))
+    assert "train_PolicyEvents/entropy/select_piece" in metrics and np.isfinite(
+        float(metrics["train_CriticEvents/value_loss/cut"]))
+    trainer.close()
+
+
+@pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool is an optional extra: pip install '.[envpool]'")
+def test_envpool_batches_reset_at_once_and_keep_the_final_observation():
+    spec = make_env("CartPole-v1", backend="envpool", max_episode_steps=3)
+    assert spec.env.envpool_id == "CartPole-v1" and spec.reward_threshold == 475.0
+    envs = VectorEnv(spec.env, 4, seed=0)
+    before = envs.obs
+    for _ in range(3):
+        obs, reward, terminated, truncated, final = envs.step(np.zeros(4, np.int32))
+    assert truncated.all() and (reward == 1.0).all()
+    assert not np.allclose(final, obs)  # final: the episode's last observation; obs: the next episode's first
+    assert np.abs(obs).max() < 0.05 and np.abs(before).max() < 0.05  # CartPole starts near 0
+    obs, *_ = envs.step(np.zeros(4, np.int32))  # and the new episodes go on from there
+    envs.close()
