@@ -9,6 +9,8 @@ pendulum   PPO on Pendulum-v1 (continuous actions): env steps and seconds to an 
 cutting    PPO on the masked structured cutting env (the README's command, default settings): epochs, sub-steps and
            seconds until the evaluation uses the fewest raw pieces possible; raw pieces per step of PPO, a random
            masked policy and the first-fit and best-fit heuristics on the same 64 episodes.
+python     Python envs through the host collector: raw vector-env stepping against PPO's training throughput
+           (CartPole-v1 and LunarLander-v3, gymnasium and envpool), and LunarLander to an evaluation mean of 200.
 scale      ES and PPO env steps/s against the batch (ES population, PPO envs: --sizes), on one device and on
            every device (on a CPU: 4 devices forced with --xla_force_host_platform_device_count=4).
 Targets on a 2-core CPU: solve in < 10 s; ES >= 2,000,000 steps/s at population 128; PPO >= 120,000 steps/s.
@@ -112,6 +114,78 @@ def es_sampling(seeds: list[int], max_epochs: int = 60) -> None:
             print(f"{env_name} {mode:8s}: " + "; ".join(rows), flush=True)
 
 
+def raw_vector_rate(env_id: str, backend: str, n_envs: int, steps: int = 2000) -> float:
+    """Env steps per second of the library's own vector env with random actions (no policy, no conversion)."""
+    import numpy as np
+
+    if backend == "envpool":
+        import envpool
+
+        env = envpool.make_gymnasium(env_id, num_envs=n_envs)
+        sample = lambda: np.array([env.action_space.sample() for _ in range(n_envs)])  # noqa: E731
+    else:
+        import gymnasium
+
+        env = gymnasium.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
+                                 vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP})
+        sample = env.action_space.sample
+    env.reset(seed=0)
+    actions = [sample() for _ in range(64)]
+    start = time.perf_counter()
+    for i in range(steps):
+        env.step(actions[i % 64])
+    rate = steps * n_envs / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def python_envs(quick: bool) -> None:
+    """The host collector: raw vector-env stepping against PPO's training throughput on the same env and
+    concurrency (the experiment's settings), and LunarLander to an evaluation mean of 200, whole process."""
+    import importlib.util
+
+    from maze_jax.session import build
+    from maze_jax.settings import compose_config, read_settings
+
+    backends = ["gymnasium"] + (["envpool"] if importlib.util.find_spec("envpool") else [])
+    for env_id in ("CartPole-v1", "LunarLander-v3"):
+        for backend in backends:
+            raw = raw_vector_rate(env_id, backend, 16)
+            cfg, _ = compose_config(["+experiment=lunarlander_ppo", f"env.name={env_id}", f"env.backend={backend}",
+                                     "seeding.agent_base_seed=0", "seeding.env_base_seed=0"])
+            _, trainer = build(read_settings(cfg), echo=lambda *a, **k: None)
+            state = trainer.init(jax_key(0), jax_key(1))
+            state, metrics = trainer.train_epoch(state)  # compiles the act and update programs
+            start, steps = time.perf_counter(), 0
+            for _ in range(2):
+                state, metrics = trainer.train_epoch(state)
+                steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
+            rate = steps / (time.perf_counter() - start)
+            trainer.close()
+            print(f"{env_id} ({backend}, 16 envs): raw vector env {raw:,.0f} steps/s; PPO training {rate:,.0f} "
+                  f"steps/s = {rate / raw:.0%} of raw", flush=True)
+    for backend in backends:
+        for seed in [0] if quick else [0, 1, 2]:
+            cmd = [sys.executable, "-m", "maze_jax.train", "+experiment=lunarlander_ppo", f"env.backend={backend}",
+                   f"seeding.agent_base_seed={seed}", f"seeding.env_base_seed={seed}",
+                   f"log_base_dir={tempfile.mkdtemp()}"]
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            seconds = time.perf_counter() - start
+            epochs = len(re.findall(r"\*\*\*\*\*\*\*\*\*\* Iteration", proc.stdout))
+            final = re.search(r"\|final\s+BaseEnvEvents\s+reward\s+mean\s+\|\s+(\S+)", proc.stdout)
+            solved = "reached the reward threshold" in proc.stdout
+            print(f"LunarLander +experiment=lunarlander_ppo ({backend}) seed {seed}: "
+                  f"{'evaluation mean >= 200' if solved else 'NOT solved'} after {epochs} epochs in {seconds:.0f} s, "
+                  f"final 100-episode evaluation {final.group(1) if final else '?'}", flush=True)
+
+
+def jax_key(seed: int):
+    import jax
+
+    return jax.random.key(seed)
+
+
 def pendulum(max_epochs: int = 40) -> str:
     import jax
 
@@ -185,7 +259,7 @@ def scaling(sizes: list[int], n_devices: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, fewer population sizes")
-    parser.add_argument("--only", nargs="*", default=["solve", "es", "ppo", "pendulum", "cutting"])
+    parser.add_argument("--only", nargs="*", default=["solve", "es", "ppo", "python", "pendulum", "cutting"])
     parser.add_argument("--populations", default="16,128,1024,4096")
     parser.add_argument("--sizes", default="16,256,4096", help="batch sizes of the scale section")
     parser.add_argument("--devices", type=int, default=0, help=argparse.SUPPRESS)  # the scale section's workers
@@ -236,6 +310,9 @@ def main() -> None:
     if "es-sampling" in args.only:
         print("\n== ES acting on the mode against sampling (algorithm.deterministic), up to 60 epochs ==", flush=True)
         es_sampling([0] if args.quick else [0, 1, 2])
+    if "python" in args.only:
+        print("\n== Python envs (host collector), 2-core figures in the README ==", flush=True)
+        python_envs(args.quick)
     if "pendulum" in args.only:
         print("\n== PPO on Pendulum-v1: python -m maze_jax.train " + " ".join(PENDULUM) + " ==", flush=True)
         print(pendulum(), flush=True)
