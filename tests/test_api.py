@@ -125,3 +125,12 @@ def test_a_policy_is_refused_by_an_env_it_does_not_fit():
         check_fits(policy, params, as_env_spec(Countdown()))
     with pytest.raises(ConfigError, match="needs Categorical\\(n=3\\)"):
         check_fits(policy, params, make_gymnax("Acrobot-v1"))
+
+
+def test_run_context_trains_a_python_env_and_acts_on_its_own_observations(tmp_path, cache_dir):
+    rc = tiny_context("ppo", tmp_path, cache_dir, env="gymnasium", overrides={"env.name": "LunarLander-v3"})
+    final = rc.train(n_epochs=1)
+    assert final["final_BaseEnvEvents/reward/episode_count"] == 10
+    assert rc.compute_action(np.zeros(8, np.float32)) in range(4)
+    assert rc.compute_action(np.zeros((3, 8), np.float32)).shape == (3,)
+    assert rc.evaluate(n_episodes=3)["eval_BaseEnvEvents/reward/episode_count"] == 3
