@@ -33,7 +33,7 @@ sys.path.insert(0, REPO)  # runs from a checkout without installing too
 PENDULUM = ["env=gymnax", "env.name=Pendulum-v1", "algorithm=ppo", "runner.concurrency=64",
             "algorithm.n_rollout_steps=64", "algorithm.batch_size=1024", "algorithm.n_optimization_epochs=10",
             "algorithm.epoch_length=10", "algorithm.lr=0.002", "algorithm.gamma=0.9", "algorithm.gae_lambda=0.95",
-            "algorithm.entropy_coef=0.0", "algorithm.max_grad_norm=0.5"]
+            "algorithm.entropy_coef=0.0", "algorithm.max_grad_norm=0.5", "algorithm.rollout_evaluator.n_episodes=64"]
 
 
 CUTTING = ["env=tutorial_cutting_2d_struct_masked", "wrappers=tutorial_cutting_2d",

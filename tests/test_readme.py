@@ -22,3 +22,15 @@ def test_readme_python_blocks_run_in_order(tmp_path):
     assert namespace["action"] in (0, 1)
     assert namespace["metrics"]["train_BaseEnvEvents/reward/mean"].shape[0] == 4
     assert (tmp_path / "outputs" / "research_run" / "hydra_config.yaml").exists()  # train.save wrote a run
+
+
+def test_every_claim_that_the_readme_makes_is_checked_by_the_claims_script():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from readme_claims import CLAIMS
+
+    text = " ".join(README.split())
+    for claim in CLAIMS:  # scripts/readme_claims.py runs each command and checks these words
+        assert " ".join(claim.readme.split()) in text, claim.name
+    assert {claim.name for claim in CLAIMS} >= {"quickstart", "ppo", "pendulum", "cutting", "lunarlander"}
