@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from maze_jax.algorithms.actor_critic import ActorCriticConfig
 from maze_jax.algorithms.es import ESConfig
 from maze_jax.collectors.host import HostSettings
-from maze_jax.config import ConfigError, import_object, read
+from maze_jax.config import ConfigError, first_line, import_object, read
 from maze_jax.devices import check_divisible, make_mesh, read_n_devices
 
 CONFIG_FILE = "hydra_config.yaml"  # a run directory's resolved config
@@ -78,6 +78,23 @@ def compose_config(overrides: list[str] = ()) -> tuple[Any, dict]:
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg, choices
+
+
+def load_yaml(path: str, what: str):
+    """A YAML mapping from a run directory, or a ConfigError naming the file and what is wrong with it."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what}: {os.path.basename(path)} is missing (not a maze_jax run directory?)")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as error:  # YAML syntax of all kinds, unreadable bytes
+        raise ConfigError(f"{what}: {path} is not valid YAML ({type(error).__name__}: {first_line(error)})") from None
+    if not OmegaConf.is_dict(loaded):
+        raise ConfigError(f"{what}: {path} does not hold a mapping")
+    return loaded
 
 
 def plain(node) -> Any:

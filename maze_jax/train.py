@@ -22,41 +22,55 @@ from maze_jax.cli import check_output_dir, exit_now, run_reporting_errors  # noq
 from maze_jax.config import ConfigError, first_line, read  # noqa: E402
 
 CONFIG_NAME = "conf_train"
+GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
+_ABSENT = object()
 
 
 def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def merge_overrides(saved: list[str], given: list[str], saved_choices: dict | None = None) -> list[str]:
-    """The saved run's overrides with the given ones replacing those of the same key (and no old input_dir).
+def merge_on_resume(saved: DictConfig, saved_choices: dict, composed: DictConfig, given: list[str]) -> DictConfig:
+    """A resumed run's config: the saved run's resolved config with this command's overrides on top, so that a
+    chain of resumes keeps every setting of every link.
 
-    Choosing another option of a group (say `algorithm=a2c` after a PPO run) drops the saved run's keys
-    of that group (`algorithm.batch_size=...`), which belonged to the old option."""
-    saved_map = {_override_key(o): o for o in saved if _override_key(o) != "input_dir"}
-    given_map = {_override_key(o): o for o in given}
-    chosen = {k: f"{k}={v}" for k, v in (saved_choices or {}).items()}
-    switched = {k for k, o in given_map.items() if "." not in k and saved_map.get(k, chosen.get(k, o)) != o}
-    merged = {k: o for k, o in saved_map.items() if k.split(".", 1)[0] not in switched or "." not in k}
-    merged.update(given_map)
-    return list(merged.values())
+    `composed` is this command's config as Hydra composed it (the saved run's group choices plus the command's
+    overrides). A key the command sets takes its value from there; a group the command switches to another
+    option (`algorithm=a2c` after a PPO run) takes that option's whole section, dropping the old option's keys."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    merged = OmegaConf.create(OmegaConf.to_container(saved, resolve=True))
+    for override in OverridesParser.create().parse_overrides(given):
+        key = override.key_or_group
+        if key == "input_dir" or key.startswith("hydra"):
+            continue
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if node is not None and leaf in node:
+                del node[leaf]
+        elif "." not in key and key in GROUPS:
+            if saved_choices.get(key) != str(override.value()):  # another option: its section, as composed
+                merged[key] = composed.get(key)
+        elif (value := OmegaConf.select(composed, key, default=_ABSENT)) is not _ABSENT:
+            OmegaConf.update(merged, key, value, merge=False, force_add=True)
+    merged.input_dir = composed.input_dir
+    return merged
 
 
-def resume_config(input_dir: str, given: list[str]) -> DictConfig:
-    """The config of the run in `input_dir` with this command's overrides on top."""
-    overrides_file = os.path.join(input_dir, ".hydra", "overrides.yaml")
-    saved_file = os.path.join(input_dir, "hydra_config.yaml")
+def resume_config(input_dir: str, composed: DictConfig, given: list[str]) -> DictConfig:
+    """The config of the run in `input_dir` with this command's overrides on top (see `merge_on_resume`)."""
+    from maze_jax.settings import CONFIG_FILE, load_yaml
+
     if not os.path.isdir(input_dir):
         raise ConfigError(f"input_dir={input_dir!r} does not exist")
-    if not os.path.isfile(saved_file):
-        raise ConfigError(f"input_dir={input_dir!r} is not a maze_jax run directory (no hydra_config.yaml)")
-    saved_overrides = list(OmegaConf.load(overrides_file)) if os.path.isfile(overrides_file) else []
+    saved = load_yaml(os.path.join(input_dir, CONFIG_FILE), f"input_dir={input_dir!r}")
     hydra_file = os.path.join(input_dir, ".hydra", "hydra.yaml")
-    saved_choices = dict(OmegaConf.load(hydra_file).hydra.runtime.choices) if os.path.isfile(hydra_file) else {}
-    saved = OmegaConf.load(saved_file)
-    seeds = [f"seeding.{k}={v}" for k, v in saved.seeding.items() if v is not None]
-    merged = merge_overrides(seeds + saved_overrides, given, saved_choices)
-    return hydra.compose(CONFIG_NAME, overrides=merged)
+    choices = {}
+    if os.path.isfile(hydra_file):
+        choices = dict(OmegaConf.select(load_yaml(hydra_file, f"input_dir={input_dir!r}"), "hydra.runtime.choices",
+                                        default=None) or {})
+    return merge_on_resume(saved, choices, composed, given)
 
 
 def draw_seeds(cfg: DictConfig) -> None:
@@ -83,7 +97,7 @@ def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> None
     from maze_jax.session import run_training
 
     if cfg.input_dir:
-        cfg = resume_config(str(cfg.input_dir), given_overrides)
+        cfg = resume_config(str(cfg.input_dir), cfg, given_overrides)
     draw_seeds(cfg)
     run_training(cfg, run_dir)
 
@@ -93,8 +107,6 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_reporting_errors(lambda: main_body(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task)))
 
-
-GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
 
 
 def with_saved_choices(argv: list[str]) -> list[str]:

@@ -1,10 +1,10 @@
-"""Config values are type- and range-checked with messages naming the key; resume overrides merge by key."""
+"""Config values are type- and range-checked with messages naming the key; a resume merges by key."""
 
 import pytest
 
 from maze_jax.config import ConfigError, read
 from maze_jax.models.mlp import activation
-from maze_jax.train import merge_overrides
+from maze_jax.train import merge_on_resume
 
 
 @pytest.mark.parametrize("value, kind, kwargs, message", [
@@ -32,20 +32,29 @@ def test_activation_accepts_maze_and_flax_names():
         activation("Swish2")
 
 
-def test_resume_overrides_replace_saved_ones_by_key():
-    saved = ["env=cartpole", "algorithm.n_epochs=5", "input_dir=old"]
-    merged = merge_overrides(saved, ["algorithm.n_epochs=9", "input_dir=new", "+x=1"])
-    assert merged == ["env=cartpole", "algorithm.n_epochs=9", "input_dir=new", "+x=1"]
+def test_a_resume_keeps_the_saved_config_and_puts_this_commands_overrides_on_top():
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.create({"algorithm": {"lr": 0.001, "gamma": 0.9, "batch_size": 16}, "runner": {"concurrency": 4},
+                              "input_dir": "g0", "seeding": {"env_base_seed": 3}})
+    composed = OmegaConf.create({"algorithm": {"lr": 0.00025, "gamma": 0.98, "batch_size": 100, "n_epochs": 9},
+                                 "runner": {"concurrency": 16}, "input_dir": "g1", "seeding": {"env_base_seed": None}})
+    merged = merge_on_resume(saved, {"algorithm": "ppo"}, composed, ["input_dir=g1", "algorithm.n_epochs=9",
+                                                                      "algorithm=ppo"])
+    # the saved run's settings stay (not this composition's defaults); the command's keys and input_dir apply
+    assert merged.algorithm == {"lr": 0.001, "gamma": 0.9, "batch_size": 16, "n_epochs": 9}
+    assert merged.runner.concurrency == 4 and merged.input_dir == "g1" and merged.seeding.env_base_seed == 3
+    assert merge_on_resume(saved, {}, composed, ["~algorithm.batch_size"]).algorithm == {"lr": 0.001, "gamma": 0.9}
 
 
-def test_switching_a_group_on_resume_drops_the_old_options_keys():
-    saved = ["algorithm=ppo", "algorithm.batch_size=16", "runner.concurrency=4", "algorithm.lr=0.1"]
-    assert merge_overrides(saved, ["algorithm=a2c"]) == ["algorithm=a2c", "runner.concurrency=4"]
-    assert merge_overrides(saved, ["algorithm=ppo"]) == saved  # same option: keys stay
-    # a run that took the default group option records it only among Hydra's choices
-    assert merge_overrides(["algorithm.max_steps=9"], ["algorithm=ppo"], {"algorithm": "es"}) == ["algorithm=ppo"]
-    assert merge_overrides(["algorithm.max_steps=9"], ["algorithm=es"], {"algorithm": "es"}) == \
-        ["algorithm.max_steps=9", "algorithm=es"]
+def test_switching_a_group_on_resume_takes_the_new_options_section():
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.create({"algorithm": {"lr": 0.1, "batch_size": 16}, "runner": {"concurrency": 4}, "input_dir": ""})
+    composed = OmegaConf.create({"algorithm": {"lr": 0.0005, "epoch_length": 3}, "runner": {"concurrency": 16},
+                                 "input_dir": "x"})
+    merged = merge_on_resume(saved, {"algorithm": "ppo"}, composed, ["algorithm=a2c", "algorithm.epoch_length=3"])
+    assert merged.algorithm == {"lr": 0.0005, "epoch_length": 3} and merged.runner.concurrency == 4
 
 
 def test_hydra_flags_keep_their_values_when_saved_choices_are_added():

@@ -139,3 +139,31 @@ def test_ppo_two_epochs_plus_resume_equals_three_epochs(tmp_path, cache_dir):
     # the epoch trained after the resume logs exactly what the straight run logged for it
     last = lambda out: out[out.index("********** Iteration 2 **********"):].split("-> ")[0]
     assert tables(last(resumed.stdout)) == tables(last(straight.stdout))
+
+
+ES = ["env=cartpole", "algorithm=es", "runner=dev", "algorithm.n_rollouts_per_update=8", "model.hidden_units=[16]",
+      "seeding.agent_base_seed=5", "seeding.env_base_seed=6", "runner.stop_when_solved=false", "algorithm.max_steps=50"]
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "es"])
+def test_a_chain_of_resumes_keeps_every_setting_and_equals_a_straight_run(algorithm, tmp_path, cache_dir):
+    import jax
+    from omegaconf import OmegaConf
+
+    base = [*AC, "algorithm.lr=0.001", "algorithm.gamma=0.9"] if algorithm == "ppo" else \
+        [*ES, "algorithm.optimizer.step_size=0.02", "algorithm.noise_stddev=0.05"]
+    assert run_cli([*base, "algorithm.n_epochs=1", f"log_base_dir={tmp_path / 'g0'}"], tmp_path, cache_dir).returncode == 0
+    for link in (1, 2):  # each link resumes the previous one, naming nothing but the epochs
+        proc = run_cli([f"input_dir={only_run_dir(tmp_path / f'g{link - 1}')}", f"algorithm.n_epochs={link + 1}",
+                        f"log_base_dir={tmp_path / f'g{link}'}"], tmp_path, cache_dir)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    straight = run_cli([*base, "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 's'}"], tmp_path, cache_dir)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    last = OmegaConf.load(only_run_dir(tmp_path / "g2") / "hydra_config.yaml")
+    if algorithm == "ppo":
+        assert last.algorithm.lr == 0.001 and last.algorithm.gamma == 0.9  # the first link's settings
+    else:
+        assert last.algorithm.optimizer.step_size == 0.02 and last.algorithm.noise_stddev == 0.05
+    (_, chained), (_, direct) = latest_theta(only_run_dir(tmp_path / "g2")), latest_theta(only_run_dir(tmp_path / "s"))
+    for a, b in zip(jax.tree.leaves(chained), jax.tree.leaves(direct), strict=True):
+        np.testing.assert_array_equal(a, b)
