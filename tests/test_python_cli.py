@@ -171,3 +171,20 @@ def test_the_python_env_example_trains_resumes_and_rolls_out_from_its_own_folder
     rollout = run_cli([f"input_dir={run}", "runner.n_episodes=2", "log_base_dir=outputs3"], project, cache_dir,
                       module="maze_jax.rollout")
     assert rollout.returncode == 0 and "rollout               BaseEnvEvents" in rollout.stdout, rollout.stderr[-3000:]
+
+
+def test_a_resumed_runs_best_model_keeps_the_epoch_it_came_from(tmp_path, cache_dir):
+    from maze_jax.shell.checkpoints import CheckpointDir
+
+    # Countdown's best return (6) is found in the first epoch; later epochs cannot beat it
+    first = run_tests_cli([*COUNTDOWN, "algorithm.lr=0.01", "algorithm.patience=0", "algorithm.n_epochs=3"],
+                          tmp_path / "a", cache_dir)
+    assert first.returncode == 0 and "-> new overall best model 6.00000!" in first.stdout, first.stderr[-2000:]
+    run = only_run_dir(tmp_path / "a")
+    best_epoch = CheckpointDir(str(run / "best"), read_only=True).restore_meta()["best_epoch"]
+    assert best_epoch < 3
+    resumed = run_tests_cli([f"input_dir={run}", "algorithm.n_epochs=4"], tmp_path / "b", cache_dir)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    best = CheckpointDir(str(only_run_dir(tmp_path / "b") / "best"), read_only=True)
+    meta = best.restore_meta()
+    assert best.latest_step() == best_epoch and meta["epoch"] == meta["best_epoch"] == best_epoch
