@@ -37,4 +37,7 @@ def episode_statistics(stats: EpisodeStats, prefix: str) -> dict:
         tag + "mean_step_count": jnp.where(none, nan, stats.length_sum.sum() / n),
         tag + "median_step_count": median_from_histogram(stats.length_hist),
         tag + "episode_count": count,
+        # not table rows: the loop stops the run when the env gave NaN or infinite data
+        "check/non_finite_rewards": stats.bad_rewards.sum(),
+        "check/non_finite_observations": stats.bad_observations.sum(),
     }

@@ -50,7 +50,7 @@ def test_statistics_of_added_episodes():
     from maze_jax.shell.statistics import episode_table
 
     host = episode_table([1.0, 3.0, 5.0, 7.0, 0.0], [1, 3, 5, 7, 0], "train", ended=[True] * 4 + [False])
-    for key, value in summary.items():
+    for key, value in ((k, v) for k, v in summary.items() if not k.startswith("check/")):
         np.testing.assert_allclose(host[key], value, rtol=1e-5, err_msg=key)
     per_seed = episode_table([[1.0, 3.0], [5.0, 9.0]], [[1, 3], [5, 9]], "eval", per_seed=True)
     np.testing.assert_allclose(per_seed["eval_BaseEnvEvents/reward/mean"], [2.0, 7.0])

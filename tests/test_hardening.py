@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,16 @@ def test_a_chain_of_resumes_keeps_every_setting_and_equals_a_straight_run(algori
     (_, chained), (_, direct) = latest_theta(only_run_dir(tmp_path / "g2")), latest_theta(only_run_dir(tmp_path / "s"))
     for a, b in zip(jax.tree.leaves(chained), jax.tree.leaves(direct), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("algorithm, what", [("es", "rewards"), ("ppo", "observations")])
+def test_nan_from_a_jax_env_stops_the_run_naming_the_env_data(algorithm, what, tmp_path, cache_dir):
+    tests = Path(__file__).resolve().parent
+    tiny = ["algorithm.n_rollouts_per_update=8"] if algorithm == "es" else \
+        ["algorithm.n_rollout_steps=16", "algorithm.batch_size=16", "algorithm.epoch_length=2"]
+    proc = run_cli(["env=gymnax", "env._target_=jax_envs.make_broken", f"+env.what={what}", "+env.after=2",
+                    f"algorithm={algorithm}", "runner=dev", "model.hidden_units=[8]", *tiny,
+                    f"log_base_dir={tmp_path}"], tests, cache_dir)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert f"Error: the env returned NaN or infinite {what} in" in proc.stderr and "in epoch 0" in proc.stderr
+    assert "learning rate" not in proc.stderr and "Traceback" not in proc.stderr

@@ -270,8 +270,9 @@ class HostEvaluator:
         shape = (self.n_seeds, self.n_episodes)
         count = ended.astype(np.int32).reshape(shape)
         ret, length = first_return.reshape(shape), first_length.reshape(shape)
+        none = np.zeros(shape, np.int32)  # non-finite data already raised in the vector env
         stats = drop_seed_axis(EpisodeStats(count, ret, np.zeros(shape, np.float32), ret, ret, length, ret, length,
-                                            np.zeros((self.n_seeds, 1), np.int32)), self.n_seeds)
+                                            np.zeros((self.n_seeds, 1), np.int32), none, none), self.n_seeds)
         if not self.record:
             return stats
         return stats, jax.tree.map(lambda *xs: np.stack(xs), *steps)

@@ -27,11 +27,21 @@ class EpisodeStats(NamedTuple):
     first_return: jax.Array
     first_length: jax.Array
     length_hist: jax.Array
+    bad_rewards: jax.Array  # steps whose reward was NaN or infinite
+    bad_observations: jax.Array  # steps whose observation held a NaN or infinite value
 
     @classmethod
     def zeros(cls, n_envs: int, max_length: int) -> EpisodeStats:
         f, i = jnp.zeros(n_envs, jnp.float32), jnp.zeros(n_envs, jnp.int32)
-        return cls(i, f, f, f + jnp.inf, f - jnp.inf, i, f, i, jnp.zeros(max_length + 1, jnp.int32))
+        return cls(i, f, f, f + jnp.inf, f - jnp.inf, i, f, i, jnp.zeros(max_length + 1, jnp.int32), i, i)
+
+    def check(self, reward: jax.Array, obs) -> EpisodeStats:
+        """Counts the steps whose reward or observation is NaN or infinite (the loop stops on any)."""
+        finite = lambda x: jnp.isfinite(x).reshape(x.shape[0], -1).all(-1)  # noqa: E731
+        floats = [x for x in jax.tree.leaves(obs) if jnp.issubdtype(x.dtype, jnp.floating)]
+        obs_ok = jnp.all(jnp.stack([finite(x) for x in floats]), 0) if floats else True
+        return self._replace(bad_rewards=self.bad_rewards + ~jnp.isfinite(reward),
+                             bad_observations=self.bad_observations + ~obs_ok)
 
     def add(self, done: jax.Array, ep_return: jax.Array, ep_length: jax.Array) -> EpisodeStats:
         """Counts the episodes that ended this step (`done`) with their returns and lengths."""
@@ -49,6 +59,8 @@ class EpisodeStats(NamedTuple):
             jnp.where(first, ep_return, self.first_return),
             jnp.where(first, ep_length, self.first_length),
             self.length_hist.at[ep_length].add(done.astype(jnp.int32), mode="drop"),
+            self.bad_rewards,
+            self.bad_observations,
         )
 
     def first_episodes(self) -> EpisodeStats:
@@ -57,7 +69,8 @@ class EpisodeStats(NamedTuple):
         ret, length = jnp.where(ended, self.first_return, 0.0), jnp.where(ended, self.first_length, 0)
         hist = jnp.zeros_like(self.length_hist).at[length].add(ended.astype(jnp.int32), mode="drop")
         return EpisodeStats(ended.astype(jnp.int32), ret, jnp.zeros_like(ret), jnp.where(ended, ret, jnp.inf),
-                            jnp.where(ended, ret, -jnp.inf), length, ret, length, hist)
+                            jnp.where(ended, ret, -jnp.inf), length, ret, length, hist, self.bad_rewards,
+                            self.bad_observations)
 
     def mean_return_per_env(self) -> jax.Array:
         """Mean return of each env's finished episodes (0 where none finished)."""
@@ -106,7 +119,7 @@ def step_envs(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStat
     next_obs, states, reward, terminated, truncated, info = step_batch(env, env_params, env_keys, envs.state, action)
     done = terminated | truncated
     ep_return, ep_length = envs.episode_return + reward, envs.episode_length + 1
-    stats = stats.add(done, ep_return, ep_length)
+    stats = stats.add(done, ep_return, ep_length).check(reward, next_obs)
     step = Step(envs.obs, record, reward, terminated, truncated, info["final_observation"])
     envs = EnvBatch(next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length))
     return shard_batch(envs, mesh), stats, step

@@ -238,10 +238,13 @@ class TrainingLoop:
             return
         new_state, metrics = result[0], jax.device_get(result[1])  # the state stays on the devices
         seconds = time.perf_counter() - start
+        checks = {k.split("/", 1)[1]: int(np.sum(metrics.pop(k))) for k in list(metrics) if k.startswith("check/")}
+        bad_data = [f"{k.replace('non_finite_', '')} in {n} steps" for k, n in checks.items() if n]
         broken = non_finite(across_seeds({k: v for k, v in metrics.items() if "BaseEnvEvents" not in k}))
-        if broken:
-            echo(f"Error: non-finite {', '.join(broken)} in epoch {progress.epoch}: the run diverged "
-                 f"(try a smaller learning rate). The last good state (epoch {progress.epoch}) is kept",
+        if bad_data or broken:
+            cause = (f"the env returned NaN or infinite {' and '.join(bad_data)}" if bad_data else
+                     f"non-finite {', '.join(broken)}: the run diverged (try a smaller learning rate or step size)")
+            echo(f"Error: {cause} in epoch {progress.epoch}. The last good state (epoch {progress.epoch}) is kept",
                  file=sys.stderr, flush=True)
             loop.stop_reason = "non-finite"
             return
