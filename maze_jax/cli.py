@@ -4,12 +4,16 @@ and a fast exit."""
 from __future__ import annotations
 
 import atexit
+import difflib
 import logging
 import os
 import sys
 from typing import Callable
 
-from maze_jax.config import ConfigError
+from maze_jax.config import ConfigError, first_line
+
+# `HYDRA_FULL_ERROR=1` as the user set it: show tracebacks instead of one-line errors
+SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 def run_reporting_errors(body: Callable[[], None]) -> None:
@@ -24,7 +28,7 @@ def run_reporting_errors(body: Callable[[], None]) -> None:
     try:
         body()
     except ConfigError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if SHOW_TRACEBACKS:
             raise
         print(f"Error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -33,6 +37,60 @@ def run_reporting_errors(body: Callable[[], None]) -> None:
     except EnvFailed as failed:  # after training (final evaluation, rollouts): the checkpoints are complete
         print(f"Error: {failed}", file=sys.stderr, flush=True)
         sys.exit(RunStopped.EXIT_CODES[failed.reason])
+
+
+def did_you_mean(name: str, options, prefix: str = "") -> str:
+    """'. Did you mean <prefix><closest>?' when an option is close to `name` (case aside), else ''."""
+    options = [str(o) for o in options]
+    close = [o for o in options if o.lower() == name.lower()] or difflib.get_close_matches(name, options, 1, 0.6)
+    return f". Did you mean {prefix}{close[0]}?" if close else ""
+
+
+def hydra_error_line(error: BaseException) -> str:
+    """Hydra's multi-line report of a composition error as one line, with a "did you mean" where a name is close."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(error, MissingConfigException) and "/" in str(error.missing_cfg_file or ""):
+        group, _, option = str(error.missing_cfg_file).rpartition("/")
+        options = list(error.options or [])
+        return (f"Could not find '{group}/{option}': {group}={option} is not an option. Available options in "
+                f"'{group}': {', '.join(options)}{did_you_mean(option, options, group + '=')}")
+    if isinstance(error, OverrideParseException):
+        return f"{error.override}: not a valid override ({first_line(error)})"
+    cause = error.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        parent = getattr(cause, "parent_node", None)
+        keys = list(parent.keys()) if hasattr(parent, "keys") else []
+        where = str(cause.full_key).rpartition(".")[0]
+        hint = did_you_mean(str(cause.key), keys, where + "." if where else "")
+        return (f"Could not override '{cause.full_key}': Key '{cause.key}' is not in struct{hint} "
+                f"(+{cause.full_key}=... adds a new key)")
+    return " ".join(line.strip() for line in str(error).split("\nConfig search path")[0].splitlines() if line.strip())
+
+
+def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> None:
+    """Runs a `@hydra.main` function; Hydra's own errors (a misspelt option or key, a bad override, another
+    config name) end in one line with exit status 2 instead of Hydra's multi-line report and status 1."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    given = next((argv[i + 1] if a in ("-cn", "--config-name") and i + 1 < len(argv) else a.split("=", 1)[1]
+                  for i, a in enumerate(argv) if a in ("-cn", "--config-name") or a.startswith("--config-name=")),
+                 config_name)
+    if given != config_name:
+        other = {"conf_train": "python -m maze_jax.train", "conf_rollout": "python -m maze_jax.rollout"}
+        print(f"Error: --config-name {given}: this command runs {config_name}"
+              + (f"; {given} is {other[given]}'s" if given in other else ""), file=sys.stderr, flush=True)
+        sys.exit(2)
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its report; we print one line
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as error:
+        if SHOW_TRACEBACKS:
+            raise
+        print(f"Error: {hydra_error_line(error)}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def check_output_dir(argv: list[str]) -> None:

@@ -20,7 +20,7 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from maze_jax.cli import check_output_dir, run_reporting_errors  # noqa: E402
+from maze_jax.cli import check_output_dir, run_hydra, run_reporting_errors  # noqa: E402
 from maze_jax.config import read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
@@ -125,4 +125,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     check_output_dir(sys.argv[1:])
-    main()
+    run_hydra(main, "conf_rollout", sys.argv[1:])

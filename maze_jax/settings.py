@@ -203,6 +203,10 @@ def read_host(runner: Mapping) -> HostSettings:
 def read_settings(cfg) -> RunSettings:
     """A whole composed training config, read and checked."""
     cfg = plain(cfg)
+    for group, example in (("env", "env=gym_env"), ("model", "model=flatten_concat"), ("algorithm", "algorithm=es"),
+                           ("runner", "runner=local")):
+        if not cfg.get(group):
+            raise ConfigError(f"{group} is missing (removed with ~{group}?): a run needs one, e.g. {example}")
     runner, seeding = cfg.get("runner") or {}, cfg.get("seeding") or {}
     return RunSettings(
         algorithm=read_algorithm(cfg.get("algorithm") or {}, runner),

@@ -18,7 +18,7 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from maze_jax.cli import check_output_dir, exit_now, run_reporting_errors  # noqa: E402
+from maze_jax.cli import check_output_dir, exit_now, run_hydra, run_reporting_errors  # noqa: E402
 from maze_jax.config import ConfigError, first_line, read  # noqa: E402
 
 CONFIG_NAME = "conf_train"
@@ -208,5 +208,5 @@ if __name__ == "__main__":
     check_output_dir(sys.argv[1:])
     sys.argv[1:] = with_saved_choices(sys.argv[1:])
     sys.argv[1:] += start_distributed(sys.argv[1:])
-    main()
+    run_hydra(main, CONFIG_NAME, sys.argv[1:])
     exit_now(0)

@@ -235,3 +235,20 @@ def test_several_seeds_train_in_one_program(tmp_path, cache_dir):
     kernels = jax.tree.leaves(raw["learner"]["params"]["policy"])
     assert all(k.shape[0] == 3 for k in kernels)  # one best model per seed
     assert not np.allclose(kernels[-1][0], kernels[-1][1])
+
+
+HYDRA_SLIPS = [
+    (["algorithm=PPO"], "Available options in 'algorithm': a2c, es, ppo. Did you mean algorithm=ppo?"),
+    (["env.nmae=CartPole-v1"], "Key 'nmae' is not in struct. Did you mean env.name?"),
+    (["-cn", "conf_rollout"], "this command runs conf_train; conf_rollout is python -m maze_jax.rollout's"),
+    (["algorithm.lr=[1"], "algorithm.lr=[1: not a valid override"),
+    (["~env"], "env is missing (removed with ~env?)"),
+    (["~algorithm"], "algorithm is missing (removed with ~algorithm?)"),
+]
+
+
+@pytest.mark.parametrize("args, message", HYDRA_SLIPS, ids=[" ".join(a) for a, _ in HYDRA_SLIPS])
+def test_hydra_slips_are_one_line_with_exit_2_and_a_suggestion(args, message, tmp_path, cache_dir):
+    proc = run_cli([*args, f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr, proc.stderr
