@@ -83,7 +83,7 @@ class RunContext:
         draw_seeds(cfg)
         self.config: DictConfig = cfg
         label = lambda g: choices.get(g) if isinstance(given[g], (str, type(None))) else "custom"
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
         self.run_dir = run_dir or os.path.join(
             str(cfg.log_base_dir), f"{label('env')}-{label('model')}-{label('algorithm')}-{label('runner')}", stamp)
         if os.path.isdir(os.path.join(self.run_dir, LATEST)):

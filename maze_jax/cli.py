@@ -16,9 +16,10 @@ from maze_jax.config import ConfigError, first_line
 SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
-def run_reporting_errors(body: Callable[[], None]) -> None:
-    """Runs `body`; a ConfigError ends the process with one line on stderr and exit status 2, a stopped run
-    with its own status (130/143 on a signal, 3 on divergence). `HYDRA_FULL_ERROR=1` shows the traceback."""
+def run_reporting_errors(body: Callable[[], None], on_config_error: Callable[[], None] = lambda: None) -> None:
+    """Runs `body`; a ConfigError ends the process with one line on stderr and exit status 2 (after
+    `on_config_error`), a stopped run with its own status (130/143 on a signal, 3 on divergence, 4 when a Python
+    env failed). `HYDRA_FULL_ERROR=1` shows the traceback."""
     from maze_jax.collectors import EnvFailed
     from maze_jax.session import RunStopped
 
@@ -28,6 +29,7 @@ def run_reporting_errors(body: Callable[[], None]) -> None:
     try:
         body()
     except ConfigError as error:
+        on_config_error()
         if SHOW_TRACEBACKS:
             raise
         print(f"Error: {error}", file=sys.stderr, flush=True)
@@ -37,6 +39,19 @@ def run_reporting_errors(body: Callable[[], None]) -> None:
     except EnvFailed as failed:  # after training (final evaluation, rollouts): the checkpoints are complete
         print(f"Error: {failed}", file=sys.stderr, flush=True)
         sys.exit(RunStopped.EXIT_CODES[failed.reason])
+
+
+def override_value(argv: list[str], key: str) -> str:
+    """The value a command-line override gives `key`, as Hydra reads it (quotes removed: `input_dir='/a b'`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    raw = next((a for a in argv if a.lstrip("+").startswith(f"{key}=")), None)
+    if raw is None:
+        return ""
+    try:
+        return str(OverridesParser.create().parse_override(raw).value())
+    except Exception:  # Hydra reports a malformed override itself
+        return raw.split("=", 1)[1]
 
 
 def did_you_mean(name: str, options, prefix: str = "") -> str:
@@ -75,6 +90,7 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+
     given = next((argv[i + 1] if a in ("-cn", "--config-name") and i + 1 < len(argv) else a.split("=", 1)[1]
                   for i, a in enumerate(argv) if a in ("-cn", "--config-name") or a.startswith("--config-name=")),
                  config_name)
@@ -90,6 +106,12 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
         if SHOW_TRACEBACKS:
             raise
         print(f"Error: {hydra_error_line(error)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except OSError as error:  # Hydra could not create the run directory (under a file, too long, read-only)
+        if SHOW_TRACEBACKS:
+            raise
+        print(f"Error: the run directory {override_value(argv, 'hydra.run.dir') or ''} cannot be created: "
+              f"{error.strerror or type(error).__name__}: {error.filename or ''}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 

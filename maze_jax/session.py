@@ -192,13 +192,54 @@ class RunResult(NamedTuple):
     programs: Programs
 
 
+LOCK_FILE = ".lock"
+_LOCKS: dict = {}  # run directory -> the open lock file this process holds
+
+
+def lock_run_dir(run_dir: str) -> None:
+    """Holds `run_dir/.lock` for this process (released when it ends), or a ConfigError when another live run holds
+    it: two runs never write one run directory."""
+    import fcntl
+
+    run_dir = os.path.abspath(run_dir)
+    if run_dir in _LOCKS:
+        return
+    handle = open(os.path.join(run_dir, LOCK_FILE), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(f"run directory {run_dir} is in use by another run: choose another hydra.run.dir") from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _LOCKS[run_dir] = handle
+
+
+def held_by_another_run(run_dir: str) -> bool:
+    """Whether another live process holds `run_dir`'s lock."""
+    import fcntl
+
+    path = os.path.join(run_dir, LOCK_FILE)
+    if os.path.abspath(run_dir) in _LOCKS or not os.path.isfile(path):
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+    return False
+
+
 def prepare_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, primary: bool) -> None:
-    """Checks that a run to resume from has a checkpoint and fits this config, and creates the run directory."""
+    """Checks that a run to resume from has a checkpoint and fits this config, creates the run directory and locks
+    it for this process."""
     if settings.input_dir:
         open_for_resume(settings.input_dir, LATEST).close()  # has a checkpoint at all?
         check_compatible(settings.input_dir, cfg)
     if primary:
         os.makedirs(run_dir, exist_ok=True)
+        lock_run_dir(run_dir)
 
 
 def restore_or_init(programs: Programs, trainer: Trainer, settings: RunSettings, echo: Callable):
@@ -238,11 +279,10 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
     env_spec, trainer = build(settings, env_spec, model, stored, echo)  # config mistakes end here, in one line
     echo(OmegaConf.to_yaml(cfg), flush=True)
     echo(describe_devices(settings), flush=True)
-    if primary:
-        OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
-
     programs = compile_programs(trainer, agent_key(settings), echo)
-    state, progress, best_state = restore_or_init(programs, trainer, settings, echo)
+    state, progress, best_state = restore_or_init(programs, trainer, settings, echo)  # a corrupt input ends here
+    if primary:  # the run directory holds a run from here on
+        OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
     statistics = normalization_statistics(env_spec)
     progress.eval_episodes = trainer.eval_episodes
     progress.normalization = statistics_to_meta(statistics) if statistics is not None else None

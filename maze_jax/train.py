@@ -18,7 +18,7 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from maze_jax.cli import check_output_dir, exit_now, run_hydra, run_reporting_errors  # noqa: E402
+from maze_jax.cli import check_output_dir, exit_now, override_value, run_hydra, run_reporting_errors  # noqa: E402
 from maze_jax.config import ConfigError, first_line, read  # noqa: E402
 
 CONFIG_NAME = "conf_train"
@@ -102,10 +102,34 @@ def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> None
     run_training(cfg, run_dir)
 
 
+def remove_unused_run_dir(run_dir: str) -> None:
+    """After a mistake found before training started: the files Hydra made for this command go, and the folder
+    too when nothing else is in it. A folder that holds a run (its config, checkpoints) or that another live run
+    holds is left as it is."""
+    import shutil
+
+    from maze_jax.settings import CONFIG_FILE
+
+    from maze_jax.session import held_by_another_run
+
+    if not os.path.isdir(run_dir) or held_by_another_run(run_dir) or \
+            any(os.path.exists(os.path.join(run_dir, f)) for f in (CONFIG_FILE, "checkpoints")):
+        return
+    shutil.rmtree(os.path.join(run_dir, ".hydra"), ignore_errors=True)
+    for name in ("train.log", ".lock"):
+        if os.path.isfile(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
+    for folder in (run_dir, os.path.dirname(run_dir)):  # the run's folder, then its env-model-algorithm folder
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+
+
 @hydra.main(version_base=None, config_path="conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
-    run_reporting_errors(lambda: main_body(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task)))
+    run_dir = hydra_cfg.runtime.output_dir
+    run_reporting_errors(lambda: main_body(cfg, run_dir, list(hydra_cfg.overrides.task)),
+                         on_config_error=lambda: remove_unused_run_dir(run_dir))
 
 
 
@@ -115,11 +139,14 @@ def with_saved_choices(argv: list[str]) -> list[str]:
 
     Hydra composes before our code runs: without this, `input_dir=<a PPO run> algorithm.lr=1e-4` would be
     composed against the default algorithm and refused, and the run directory would be misnamed."""
-    input_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("input_dir=")), "")
+    input_dir = override_value(argv, "input_dir")
     hydra_file = os.path.join(input_dir, ".hydra", "hydra.yaml")
     if not input_dir or not os.path.isfile(hydra_file):
         return argv
-    runtime = OmegaConf.load(hydra_file).hydra.runtime
+    try:
+        runtime = OmegaConf.load(hydra_file).hydra.runtime
+    except Exception:  # an unreadable file: the resume itself says what is wrong, in one line
+        return argv
     flags, overrides = split_flags(argv)
     given = {_override_key(a) for a in overrides}
     missing = [f"{g}={runtime.choices[g]}" for g in GROUPS

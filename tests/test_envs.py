@@ -39,3 +39,8 @@ def test_es_epoch_runs_on_discrete_continuous_and_image_observations(name):
     assert int(metrics["train_BaseEnvEvents/reward/episode_count"]) >= 4  # every member ends >= 1 episode in 30 steps
     evaluation = trainer.evaluate(new_state, jax.random.key(1))
     np.testing.assert_array_equal(evaluation.count, [1, 1])
+
+
+def test_a_factory_that_returns_no_env_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"env._target_='builtins.dict' returned dict, not an env"):
+        build_env({"_target_": "builtins.dict", "name": "x"})

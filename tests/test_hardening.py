@@ -181,3 +181,42 @@ def test_nan_from_a_jax_env_stops_the_run_naming_the_env_data(algorithm, what, t
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert f"Error: the env returned NaN or infinite {what} in" in proc.stderr and "in epoch 0" in proc.stderr
     assert "learning rate" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_refused_command_leaves_no_run_directory(tmp_path, cache_dir):
+    for args in (["algorithm.n_rollouts_per_update=7"], ["runner.final_eval_rollouts=0"], ["env=gymnax", "env.name=No"]):
+        proc = run_cli([*args, f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+        assert proc.returncode == 2 and "Compiling" not in proc.stdout, proc.stderr  # refused before compiling
+        assert list(tmp_path.glob("*/*")) == [], list(tmp_path.rglob("*"))
+
+
+def test_runs_started_together_get_directories_of_their_own_and_a_held_one_is_refused(tmp_path, cache_dir, start):
+    args = [*AC, "algorithm.n_epochs=1", f"log_base_dir={tmp_path / 'same'}"]
+    procs = [start(args, tmp_path) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-2000:]
+    assert len([p for p in (tmp_path / "same").glob("*/*") if (p / "checkpoints").is_dir()]) == 2
+    held = tmp_path / "held"
+    first = start([*AC, "algorithm.n_epochs=0", f"hydra.run.dir={held}"], tmp_path)
+    wait_for(first, "Iteration 0 ")
+    second = run_cli([*AC, "algorithm.n_epochs=1", f"hydra.run.dir={held}"], tmp_path, cache_dir)
+    assert second.returncode == 2 and f"run directory {held} is in use by another run" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)  # drains its output, so that it is not stuck writing to a full pipe
+    assert first.returncode == 143
+    assert (held / "hydra_config.yaml").is_file() and (held / "checkpoints").is_dir()  # the first run's files stay
+
+
+def test_paths_with_spaces_and_unicode_resume_and_refused_paths_are_one_line(tmp_path, cache_dir):
+    run = tmp_path / "my runs ü" / "first"
+    assert run_cli([*AC, "algorithm=ppo", "algorithm.n_epochs=1", f"hydra.run.dir='{run}'"], tmp_path,
+                   cache_dir).returncode == 0
+    resumed = run_cli([f"input_dir='{run}'", "algorithm.n_epochs=2", "algorithm.lr=0.001",
+                       f"log_base_dir={tmp_path / 'r'}"], tmp_path, cache_dir)
+    assert resumed.returncode == 0 and f"Resumed {run} at epoch 1" in resumed.stdout, resumed.stderr[-2000:]
+    (tmp_path / "a_file").write_text("")
+    for bad in (tmp_path / "a_file" / "run", tmp_path / ("x" * 300)):
+        proc = run_cli([*AC, "algorithm.n_epochs=1", f"hydra.run.dir={bad}"], tmp_path, cache_dir)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "cannot be created" in proc.stderr and "Traceback" not in proc.stderr

@@ -146,7 +146,15 @@ def build_env(env_cfg: Any) -> EnvSpec:
         env.close()
         return python_env_spec(functools.partial(factory, **kwargs), kwargs.get("name") or target.rsplit(".", 1)[-1],
                                kwargs.get("reward_threshold", "auto"))
+    if not isinstance(env, (EnvSpec, str)) and not is_jax_env(env[0] if isinstance(env, tuple) and env else env):
+        raise ConfigError(f"env._target_={target!r} returned {type(env).__name__}, not an env: a factory returns an "
+                          "EnvSpec, an (env, params) pair, a gymnax-style env or a gymnasium.Env")
     return as_env_spec(env, kwargs.get("name"), kwargs.get("reward_threshold"))
+
+
+def is_jax_env(obj) -> bool:
+    """A gymnax-style env: reset(key, params), step(key, state, action, params), action_space(params)."""
+    return all(callable(getattr(obj, name, None)) for name in ("reset", "step", "action_space"))
 
 
 def as_env_spec(env: Any, name: str | None = None, reward_threshold: float | None = None) -> EnvSpec:
