@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -19,6 +20,7 @@ from maze_jax.settings import CONFIG_FILE, RunSettings, read_settings
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, open_for_resume, \
     place_like
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
+from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.loop import LoopOptions, LoopState, Programs, Progress, TrainingLoop, compile_programs, \
     play_in_batches
 from maze_jax.shell.statistics import across_seeds, episode_table
@@ -33,7 +35,7 @@ SHAPE_SECTIONS = ("env", "wrappers", "model")
 class RunStopped(Exception):
     """Training ended early (signal or divergence) after saving; `reason` is SIGINT, SIGTERM or non-finite."""
 
-    EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "non-finite": 3, "env-failed": 4}
+    EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "non-finite": 3, "env-failed": 4, "write-failed": 5}
 
     def __init__(self, reason: str, checkpoint_dir: str):
         super().__init__(f"training stopped ({reason}); resume from the run directory of {checkpoint_dir}")
@@ -154,10 +156,15 @@ def save_model_summary(run_dir: str, params) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: int, echo: Callable) -> dict:
-    """Deterministic evaluation of `state`'s policy: `runner.final_eval_rollouts` episodes, printed."""
-    returns, lengths = play_in_batches(programs.evaluate, state, final_evaluation_key(settings.env_seed),
-                                       settings.loop.final_eval_rollouts)
+def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: int, echo: Callable,
+                     should_stop: Callable = lambda: False) -> dict | None:
+    """Deterministic evaluation of `state`'s policy: `runner.final_eval_rollouts` episodes, printed; None when
+    `should_stop()` turned true first."""
+    played = play_in_batches(programs.evaluate, state, final_evaluation_key(settings.env_seed),
+                             settings.loop.final_eval_rollouts, should_stop)
+    if played is None:
+        return None
+    returns, lengths = played
     stats = across_seeds(episode_table(returns, lengths, "final", per_seed=settings.n_seeds > 1))
     echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
          flush=True)
@@ -267,9 +274,16 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
 
     `env_spec` and `model` (a flax module) replace the env and model configs when given. With several
     processes (jax.distributed) every process trains its share; only process 0 prints and writes files."""
+    settings = read_settings(cfg)
+    with StopSignals(echo) as signals:  # Ctrl-C and SIGTERM from here on: stop at the next safe point
+        return train_in_run_dir(cfg, settings, run_dir, echo, env_spec, model, signals)
+
+
+def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: Callable, env_spec, model,
+                     signals: StopSignals) -> RunResult:
+    """`run_training`'s named steps, with signals handled."""
     from tensorboardX import SummaryWriter
 
-    settings = read_settings(cfg)
     enable_compilation_cache(settings.compilation_cache_dir)
     primary = jax.process_index() == 0
     if not primary:
@@ -281,6 +295,10 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
     echo(describe_devices(settings), flush=True)
     programs = compile_programs(trainer, agent_key(settings), echo)
     state, progress, best_state = restore_or_init(programs, trainer, settings, echo)  # a corrupt input ends here
+    if signals.received:  # before training started: nothing to save, and an input run is left as it was
+        trainer.close()
+        echo(f"{signals.received} before training started: nothing saved", file=sys.stderr, flush=True)
+        raise RunStopped(signals.received, run_dir)
     if primary:  # the run directory holds a run from here on
         OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
     statistics = normalization_statistics(env_spec)
@@ -304,12 +322,17 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
     if writer is not None:
         writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:
-        loop = TrainingLoop(programs, options, eval_key(settings), listeners, echo).run(loop)
+        loop = TrainingLoop(programs, options, eval_key(settings), listeners, echo, signals).run(loop)
         if loop.stop_reason:
             raise RunStopped(loop.stop_reason, latest.path)
         # no evaluation improved: the latest; per-seed selection leaves host arrays, placed as the state is
         best_state = loop.state if loop.best_state is None else place_like(loop.best_state, loop.state)
-        final = final_evaluation(programs, best_state, settings, loop.progress.epoch, echo)
+        final = final_evaluation(programs, best_state, settings, loop.progress.epoch, echo,
+                                 lambda: bool(signals.received))
+        if final is None:  # the checkpoints are complete: only the final evaluation is cut short
+            echo(f"{signals.received} during the final evaluation: the checkpoints are complete", file=sys.stderr,
+                 flush=True)
+            raise RunStopped(signals.received, latest.path)
         for tag, value in final.items():
             if writer is not None and not math.isnan(value):
                 writer.add_scalar(tag, value, loop.progress.epoch)

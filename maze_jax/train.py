@@ -235,5 +235,8 @@ if __name__ == "__main__":
     check_output_dir(sys.argv[1:])
     sys.argv[1:] = with_saved_choices(sys.argv[1:])
     sys.argv[1:] += start_distributed(sys.argv[1:])
-    run_hydra(main, CONFIG_NAME, sys.argv[1:])
+    try:
+        run_hydra(main, CONFIG_NAME, sys.argv[1:])
+    except SystemExit as stop:  # every exit, a stopped run's too, skips the interpreter's teardown of JAX's threads
+        exit_now(stop.code if isinstance(stop.code, int) else 1)
     exit_now(0)

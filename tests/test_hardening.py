@@ -20,13 +20,18 @@ AC = ["env=cartpole", "algorithm=ppo", "runner=dev", "runner.concurrency=4", "al
       "seeding.env_base_seed=6", "runner.stop_when_solved=false", "algorithm.patience=0"]
 
 
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
 @pytest.fixture
 def start(cache_dir):
     """Starts training processes whose stdout we can read line by line; kills any still running at the end."""
     started = []
 
-    def launch(args, cwd, cache_dir=cache_dir):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    def launch(args, cwd, cache_dir=cache_dir, faults: dict | None = None):
+        """`faults`: environment variables of tests/faults/sitecustomize.py (a slow or failing checkpoint)."""
+        path = f"{FAULTS}{os.pathsep}{REPO}" if faults else str(REPO)
+        env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **(faults or {})}
         cmd = [sys.executable, "-m", "maze_jax.train", f"compilation_cache_dir={cache_dir}", *args]
         started.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True))
@@ -220,3 +225,72 @@ def test_paths_with_spaces_and_unicode_resume_and_refused_paths_are_one_line(tmp
         proc = run_cli([*AC, "algorithm.n_epochs=1", f"hydra.run.dir={bad}"], tmp_path, cache_dir)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
         assert "cannot be created" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_kill_9_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path, cache_dir, start):
+    """A deliberate pause between writing a checkpoint and renaming it into place: the kill lands in the save."""
+    proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=0", f"log_base_dir={tmp_path / 'a'}"],
+                 tmp_path, faults={"MAZE_JAX_TEST_SLOW_COMMIT": "3"})
+    wait_for(proc, "Iteration 2 ")
+    wait_for(proc, "committing checkpoint")
+    proc.kill()
+    proc.wait(timeout=30)
+    run_dir = only_run_dir(tmp_path / "a")
+    assert any(".orbax-checkpoint-tmp" in p.name for p in (run_dir / "checkpoints").iterdir())  # the cut save
+    resumed = run_cli([f"input_dir={run_dir}", "algorithm.n_epochs=5", f"log_base_dir={tmp_path / 'b'}"], tmp_path,
+                      cache_dir)
+    assert resumed.returncode == 0 and "Resumed" in resumed.stdout, resumed.stderr[-2000:]
+
+
+def test_a_second_ctrl_c_waits_for_the_save_in_progress(tmp_path, cache_dir, start):
+    proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=1000", f"log_base_dir={tmp_path}"],
+                 tmp_path, faults={"MAZE_JAX_TEST_SLOW_COMMIT": "2"})
+    wait_for(proc, "Iteration 3 ")
+    proc.send_signal(signal.SIGINT)
+    wait_for(proc, "committing checkpoint")  # the final save has begun
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "SIGINT again: saving the latest checkpoint (epoch" in err and "Traceback" not in err
+    epoch, _ = latest_theta(only_run_dir(tmp_path))
+    assert epoch >= 4  # the epochs trained, saved despite the second Ctrl-C
+
+
+def test_ctrl_c_while_compiling_or_in_the_final_evaluation_is_one_line(tmp_path, cache_dir, start):
+    compiling = start([*AC, "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 'a'}"], tmp_path,
+                      cache_dir=str(tmp_path / "empty_cache"))
+    wait_for(compiling, "Compiling")
+    compiling.send_signal(signal.SIGINT)
+    _, err = compiling.communicate(timeout=120)
+    assert compiling.returncode == 130 and "SIGINT before training started: nothing saved" in err, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    final = start([*AC, "algorithm.n_epochs=1", "runner.final_eval_rollouts=1000000", f"log_base_dir={tmp_path / 'b'}"],
+                  tmp_path)
+    wait_for(final, "Iteration 0 ")
+    time.sleep(1.0)  # into the (long) final evaluation
+    final.send_signal(signal.SIGINT)
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 130 and "during the final evaluation: the checkpoints are complete" in err, err[-2000:]
+    assert "Traceback" not in err and latest_theta(only_run_dir(tmp_path / "b"))[0] == 1
+
+
+def test_stopping_exits_with_its_status_every_time(tmp_path, cache_dir, start):
+    for attempt in range(5):  # a crash in the interpreter's teardown once turned some of these into 139
+        proc = start([*AC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / str(attempt)}"], tmp_path)
+        wait_for(proc, "Iteration 1 ")
+        proc.send_signal(signal.SIGINT if attempt % 2 else signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert proc.returncode == (130 if attempt % 2 else 143), attempt
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_the_previous_checkpoint_survives(tmp_path, cache_dir, start):
+    proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=0", f"log_base_dir={tmp_path / 'a'}"],
+                 tmp_path, faults={"MAZE_JAX_TEST_FAIL_COMMIT": "3"})
+    _, err = proc.communicate(timeout=120)
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert proc.returncode == 5 and len(errors) == 1, err[-2000:]
+    assert "could not write the checkpoint of epoch" in errors[0] and "[Errno 28] No space left on device" in errors[0]
+    assert str(tmp_path / "a") in errors[0] and "Traceback" not in err
+    resumed = run_cli([f"input_dir={only_run_dir(tmp_path / 'a')}", "algorithm.n_epochs=4",
+                       f"log_base_dir={tmp_path / 'b'}"], tmp_path, cache_dir)
+    assert resumed.returncode == 0 and "Resumed" in resumed.stdout, resumed.stderr[-2000:]

@@ -58,6 +58,20 @@ def to_host(state):
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, state)
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, folder unwritable): the path and the OS's reason."""
+
+
+def os_reason(error: BaseException) -> str:
+    """The OS error behind an exception (Orbax and TensorStore wrap it), else its first line."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return f"[Errno {seen.errno}] {seen.strerror}"
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
 class NoCheckpoints:
     """Stands in for a CheckpointDir in processes other than 0 of a multi-process run: saves nothing."""
 
@@ -97,12 +111,16 @@ class CheckpointDir:
     def save(self, step: int, state, meta: dict) -> None:
         """Saves `state` and `meta` as `step`, replacing a checkpoint of that step (a seed's new best model)."""
         ocp = self._ocp
-        if step in self._manager.all_steps():
-            self._manager.delete(step)
-        state = to_host(to_savable(state))
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        self._manager.save(step, args=args, force=True)
-        self._manager.wait_until_finished()
+        try:
+            if step in self._manager.all_steps():
+                self._manager.delete(step)
+            state = to_host(to_savable(state))
+            args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+            self._manager.save(step, args=args, force=True)
+            self._manager.wait_until_finished()
+        except Exception as error:  # Orbax wraps the OS's reason (no space left, permission denied) many ways
+            raise CheckpointWriteError(f"could not write the checkpoint of epoch {step} to {self.path}: "
+                                       f"{os_reason(error)}") from None
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()

@@ -4,9 +4,7 @@ the table, TensorBoard and checkpoints are listeners (`maze_jax.shell.listeners`
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, NamedTuple
@@ -15,7 +13,8 @@ import jax
 import numpy as np
 
 from maze_jax.collectors import EnvFailed, Trainer
-from maze_jax.shell.checkpoints import from_savable, to_savable
+from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, to_savable
+from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.statistics import across_seeds, epoch_rows, episode_table, non_finite
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
@@ -107,14 +106,18 @@ def evaluation_stats(programs: Programs, state, key: jax.Array, prefix: str = "e
     return episode_table(episodes.first_return, episodes.first_length, prefix, per_seed, ended=episodes.count > 0)
 
 
-def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int):
+def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int,
+                    should_stop: Callable = lambda: False):
     """Returns and lengths (numpy; episodes on the last axis, seeds before it) of `n_episodes` episodes, played
-    one batch per call of `evaluate(state, key) -> EpisodeStats`, with keys `fold_in(key, i)`.
+    one batch per call of `evaluate(state, key) -> EpisodeStats`, with keys `fold_in(key, i)`; None when
+    `should_stop()` turned true between batches.
 
     The final evaluation of a run and `python -m maze_jax.rollout` both play episodes this way, so a rollout
     with the run's seed and batch size reproduces the final evaluation exactly."""
     batches, played = [], 0
     while played < n_episodes:
+        if should_stop():
+            return None
         batches.append(jax.device_get(evaluate(state, jax.random.fold_in(key, len(batches)))))
         played += batches[-1].first_return.shape[-1]
     returns = np.concatenate([b.first_return for b in batches], axis=-1)[..., :n_episodes]
@@ -149,33 +152,6 @@ def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = p
     return result
 
 
-class StopSignals:
-    """While active, SIGINT and SIGTERM only set `received`; the loop checks it between steps and stops cleanly.
-
-    Raising from the handler instead could land inside a library holding a lock (an Orbax save, say) and hang
-    the final save. A second SIGINT still raises KeyboardInterrupt at once, for a user who will not wait.
-    """
-
-    def __init__(self):
-        self.received = ""
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def check_processes_agree(state, epoch: int) -> None:
     """Raises unless every process of a multi-process run holds the same state (compared by a checksum)."""
     from jax.experimental import multihost_utils
@@ -191,35 +167,42 @@ class TrainingLoop:
     epoch: evaluation, model selection (per seed), then every listener; when it stops, every listener again."""
 
     def __init__(self, programs: Programs, options: LoopOptions, eval_key: jax.Array, listeners: list = (),
-                 echo: Callable = print):
+                 echo: Callable = print, signals: StopSignals | None = None):
         self.programs, self.options, self.eval_key = programs, options, eval_key
         self.listeners, self.echo = list(listeners), echo
+        self.signals = signals or StopSignals(echo)  # the caller's, active for the whole run; else never set
 
     def run(self, loop: LoopState) -> LoopState:
         """Trains from `loop.state` and returns the loop state; `stop_reason` is "" when it ran its course, else
         "SIGINT", "SIGTERM", "non-finite" or "env-failed". A signal abandons the epoch in flight: the last completed
         one is what listeners save. An epoch with NaN or infinite losses or norms is thrown away, and so is one in
         which a Python env failed."""
-        echo, options = self.echo, self.options
-        signals = StopSignals()
+        echo, options, signals = self.echo, self.options, self.signals
         try:
-            with signals:
-                while (options.n_epochs == 0 or loop.progress.epoch < options.n_epochs) and not signals.received:
-                    self.epoch(loop, lambda: bool(signals.received))
-                    if loop.stop_reason:
-                        break
-                loop.stop_reason = signals.received or ("" if loop.stop_reason == "done" else loop.stop_reason)
-        except KeyboardInterrupt:  # a second Ctrl-C
-            loop.stop_reason = "SIGINT"
+            while (options.n_epochs == 0 or loop.progress.epoch < options.n_epochs) and not signals.received:
+                self.epoch(loop, lambda: bool(signals.received))
+                if loop.stop_reason:
+                    break
+            loop.stop_reason = signals.received or ("" if loop.stop_reason == "done" else loop.stop_reason)
         except EnvFailed as failed:
             echo(f"Error: {failed}. The last good state (epoch {loop.progress.epoch}) is kept", file=sys.stderr,
                  flush=True)
             loop.stop_reason = failed.reason
+        except CheckpointWriteError as failed:
+            echo(f"Error: {failed}. The last complete checkpoint is kept", file=sys.stderr, flush=True)
+            loop.stop_reason = "write-failed"
         if loop.stop_reason in ("SIGINT", "SIGTERM"):
             echo(f"\n{loop.stop_reason}: saving the latest checkpoint (epoch {loop.progress.epoch})", file=sys.stderr,
                  flush=True)
+        signals.busy = f"saving the latest checkpoint (epoch {loop.progress.epoch})"
         for listener in self.listeners:
-            listener.on_end(loop, loop.stop_reason)
+            try:
+                listener.on_end(loop, loop.stop_reason)
+            except CheckpointWriteError as failed:
+                if loop.stop_reason != "write-failed":
+                    echo(f"Error: {failed}. The last complete checkpoint is kept", file=sys.stderr, flush=True)
+                loop.stop_reason = "write-failed"
+        signals.busy = ""
         if jax.process_count() > 1:
             echo(f"All {jax.process_count()} processes held the same training state after every epoch", flush=True)
         return loop
