@@ -84,7 +84,8 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.settings import plain
     from maze_jax.shell.statistics import episode_table
     from maze_jax.shell.table import format_table
-    from maze_jax.wrappers import stored_statistics, wrap_env
+    from maze_jax.shell.resume import stored_statistics
+    from maze_jax.wrappers import wrap_env
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
     runner = plain(cfg.runner)

@@ -14,19 +14,19 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from maze_jax.collectors import Trainer, TrainState, policy_params
-from maze_jax.config import ConfigError, first_line
+from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
-from maze_jax.settings import CONFIG_FILE, RunSettings, read_settings
-from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, open_for_resume, \
-    place_like
+from maze_jax.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
+from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
+from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.loop import LoopOptions, LoopState, Programs, Progress, TrainingLoop, compile_programs, \
     play_in_batches
 from maze_jax.shell.statistics import across_seeds, episode_table
 from maze_jax.shell.table import format_table
 from maze_jax.training import build_algorithm, build_trainer
-from maze_jax.wrappers import normalization_statistics, statistics_to_meta, stored_statistics, wrap_env
+from maze_jax.wrappers import normalization_statistics, statistics_to_meta, wrap_env
 
 # Config sections a checkpoint depends on (shapes, normalisation): resuming with different ones is refused.
 SHAPE_SECTIONS = ("env", "wrappers", "model")
@@ -93,9 +93,11 @@ def build(settings: RunSettings, env=None, model=None, statistics: dict | None =
 
 def check_compatible(input_dir: str, cfg: DictConfig) -> None:
     """Refuses to resume a run whose env, wrappers or model differ from this config's (shapes would not match)."""
-    saved = OmegaConf.load(os.path.join(input_dir, CONFIG_FILE))
+    if not os.path.isdir(input_dir):
+        raise ConfigError(f"input_dir={input_dir!r} does not exist")
+    saved = load_yaml(os.path.join(input_dir, CONFIG_FILE), f"input_dir={input_dir!r}")
     for section in SHAPE_SECTIONS:
-        old, new = OmegaConf.to_container(saved[section]), OmegaConf.to_container(cfg[section])
+        old, new = plain(saved.get(section)) or {}, plain(cfg.get(section)) or {}
         if section == "env":  # only what defines the environment, not e.g. its reward threshold
             old = {k: v for k, v in old.items() if k != "reward_threshold"}
             new = {k: v for k, v in new.items() if k != "reward_threshold"}
@@ -113,32 +115,33 @@ def carry_model(raw: dict, state: TrainState) -> tuple[TrainState, list]:
 
 
 def restore(input_dir: str, trainer: Trainer, fresh: TrainState, echo: Callable):
-    """Latest state and progress of a previous run, plus its best state when it has one, with this config's
-    hyperparameters. A run of another algorithm hands over its networks only: optimizer state and counters
-    start afresh."""
-    store = open_for_resume(input_dir, LATEST)
-    saved_algorithm = store.restore_meta().get("algorithm", trainer.algorithm.name)
-    if saved_algorithm != trainer.algorithm.name:
-        raw = store.restore_raw()
-        store.close()
-        state, networks = carry_model(raw, fresh)
+    """The newest usable state and progress of a previous run, plus its best state when that is usable too, with
+    this config's hyperparameters. Corrupt checkpoints are skipped with a line (see `shell.resume`). A run of another
+    algorithm hands over its networks only: optimizer state, counters and best score start afresh."""
+    name = trainer.algorithm.name
+
+    def read_state(store: CheckpointDir, step: int):
+        saved_algorithm = store.restore_meta(step).get("algorithm", name)
+        if saved_algorithm != name:  # another algorithm's state: raw arrays, its networks are carried over
+            return saved_algorithm, store.restore_raw(step)
+        return name, store.restore(fresh, step)[0]
+
+    (saved_algorithm, state), progress, source = read_first_usable(input_dir, read_state, echo)
+    if saved_algorithm != name:
+        state, networks = carry_model(state, fresh)
         echo(f"Resumed the {' and '.join(networks)} of a {saved_algorithm} run from {input_dir}; "
-             f"optimizer state, counters and best score restart for {trainer.algorithm.name}", flush=True)
-        return state, Progress(algorithm=trainer.algorithm.name), None
-    try:
-        state, meta = store.restore(fresh)
-        store.close()
-        best = None
-        if os.path.isdir(os.path.join(input_dir, BEST)):
-            best_store = CheckpointDir(os.path.join(input_dir, BEST), read_only=True)
-            if best_store.latest_step() is not None:
-                best = best_store.restore(fresh)[0]
-            best_store.close()
-    except Exception as error:  # Orbax and TensorStore raise many kinds; all mean "cannot use this checkpoint"
-        raise ConfigError(f"input_dir={input_dir!r}: its checkpoint is corrupt or does not fit this "
-                          f"env/model/algorithm ({type(error).__name__}: {first_line(error)})") from None
-    progress = Progress.from_meta(meta)
-    progress.algorithm = trainer.algorithm.name
+             f"optimizer state, counters and best score restart for {name}", flush=True)
+        return state, Progress(algorithm=name), None
+    if source.startswith(BEST):  # the latest checkpoints were unusable: the best model is where training goes on
+        best = state
+    else:
+        try:
+            best = read_first_usable(input_dir, lambda store, step: store.restore(fresh, step)[0], echo, (BEST,))[0]
+        except ConfigError as error:  # no usable best model: the next evaluation sets a new one
+            if os.path.isdir(os.path.join(input_dir, BEST)):
+                echo(f"No usable best model ({error}): the best model restarts", flush=True)
+            best, progress.best_score, progress.best_epoch, progress.seed_best_scores = None, -math.inf, -1, None
+    progress.algorithm = name
     echo(f"Resumed {input_dir} at epoch {progress.epoch} (best {progress.best_score:.3f} "
          f"at epoch {progress.best_epoch})", flush=True)
     with_hparams = lambda s: s.replace(learner=s.learner.replace(hparams=fresh.learner.hparams))  # this config's
@@ -239,10 +242,8 @@ def held_by_another_run(run_dir: str) -> bool:
 
 
 def prepare_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, primary: bool) -> None:
-    """Checks that a run to resume from has a checkpoint and fits this config, creates the run directory and locks
-    it for this process."""
+    """Checks that a run to resume from fits this config, creates the run directory and locks it for this process."""
     if settings.input_dir:
-        open_for_resume(settings.input_dir, LATEST).close()  # has a checkpoint at all?
         check_compatible(settings.input_dir, cfg)
     if primary:
         os.makedirs(run_dir, exist_ok=True)

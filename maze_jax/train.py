@@ -68,8 +68,13 @@ def resume_config(input_dir: str, composed: DictConfig, given: list[str]) -> Dic
     hydra_file = os.path.join(input_dir, ".hydra", "hydra.yaml")
     choices = {}
     if os.path.isfile(hydra_file):
-        choices = dict(OmegaConf.select(load_yaml(hydra_file, f"input_dir={input_dir!r}"), "hydra.runtime.choices",
-                                        default=None) or {})
+        try:
+            choices = OmegaConf.select(load_yaml(hydra_file, f"input_dir={input_dir!r}"), "hydra.runtime.choices",
+                                       default=None) or {}
+            choices = dict(choices)
+        except (ConfigError, ValueError, TypeError) as error:  # Hydra's record of the choices: not essential
+            print(f"Skipped {hydra_file} ({error}): the saved config holds the run's settings", flush=True)
+            choices = {}
     return merge_on_resume(saved, choices, composed, given)
 
 
@@ -143,15 +148,16 @@ def with_saved_choices(argv: list[str]) -> list[str]:
     hydra_file = os.path.join(input_dir, ".hydra", "hydra.yaml")
     if not input_dir or not os.path.isfile(hydra_file):
         return argv
-    try:
-        runtime = OmegaConf.load(hydra_file).hydra.runtime
-    except Exception:  # an unreadable file: the resume itself says what is wrong, in one line
-        return argv
     flags, overrides = split_flags(argv)
     given = {_override_key(a) for a in overrides}
-    missing = [f"{g}={runtime.choices[g]}" for g in GROUPS
-               if g not in given and runtime.choices.get(g) not in (None, "null")]
-    own_dirs = [s.path for s in runtime.get("config_sources", []) if s.provider == "command-line" and s.schema == "file"]
+    try:
+        runtime = OmegaConf.load(hydra_file).hydra.runtime
+        missing = [f"{g}={runtime.choices[g]}" for g in GROUPS
+                   if g not in given and runtime.choices.get(g) not in (None, "null")]
+        own_dirs = [str(s.path) for s in runtime.get("config_sources", [])
+                    if s.provider == "command-line" and s.schema == "file"]
+    except Exception:  # Hydra's record unreadable or mangled: the resume says so, and the saved config still holds
+        return argv
     if own_dirs and os.path.isdir(own_dirs[0]) and not any(f.split("=")[0] in ("--config-dir", "-cd") for f in flags):
         flags = ["--config-dir", own_dirs[0], *flags]
     return flags + missing + overrides

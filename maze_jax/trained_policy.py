@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from maze_jax.collectors.host import HostEvaluator
 from maze_jax.config import ConfigError, first_line
@@ -24,10 +24,11 @@ from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.evaluation import evaluate
 from maze_jax.models import Policy, RandomPolicy, build_policy
 from maze_jax.models.policy import action_distribution
-from maze_jax.settings import CONFIG_FILE, plain
-from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays, open_for_resume
+from maze_jax.settings import CONFIG_FILE, load_yaml, plain
+from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays
+from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.loop import play_in_batches
-from maze_jax.wrappers import stored_statistics, wrap_env
+from maze_jax.wrappers import wrap_env
 
 
 def _shapes(tree):
@@ -109,11 +110,9 @@ class TrainedPolicy:
 
 def load_config(run_dir: str) -> DictConfig:
     """The saved config (`hydra_config.yaml`) of a run directory."""
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        what = "does not exist" if not os.path.isdir(run_dir) else f"is not a maze_jax run directory (no {CONFIG_FILE})"
-        raise ConfigError(f"run directory {run_dir!r} {what}")
-    return OmegaConf.load(path)
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"run directory {run_dir!r} does not exist")
+    return load_yaml(os.path.join(run_dir, CONFIG_FILE), f"run directory {run_dir!r}")
 
 
 def check_fits(policy: Policy, params, env_spec: EnvSpec) -> None:
@@ -142,13 +141,13 @@ def one_seed(params, n_seeds: int, seed_scores, seed: int | None = None):
 
 
 def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
-                seed: int | None = None) -> TrainedPolicy:
+                seed: int | None = None, echo=print) -> TrainedPolicy:
     """The policy of a training run's `best` (default) or `latest` checkpoint.
 
     The env, its wrappers (with the run's normalisation statistics) and the policy network are rebuilt from the
     run's saved config; `env` (an EnvSpec, a gymnax env or an (env, params) pair) and `model` (a flax module) are
     needed only for runs trained from such objects. For a run of several seeds (`runner.n_seeds`), `seed` picks
-    one; by default the seed with the best evaluation."""
+    one; by default the seed with the best evaluation. A corrupt checkpoint is skipped with a line (`echo`)."""
     if checkpoint not in ("best", "latest"):
         raise ConfigError(f"checkpoint={checkpoint!r}: expected best or latest")
     cfg = load_config(run_dir)
@@ -159,16 +158,10 @@ def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
     env_spec = wrap_env(env_spec, plain_cfg.get("wrappers"), stored_statistics(run_dir), echo=lambda *a, **k: None)
     shared = bool((plain_cfg.get("critic") or {}).get("shared", False))
     policy = build_policy(plain_cfg["model"] if model is None else model, env_spec, shared_value=shared)
-    which = BEST if checkpoint == "best" and os.path.isdir(os.path.join(run_dir, BEST)) else LATEST
-    store = open_for_resume(run_dir, which)
-    try:
-        meta, raw = store.restore_meta(), store.restore_raw()
-        saved = raw["learner"]["params"]["policy"]
-    except Exception as error:  # Orbax and TensorStore raise many kinds; all mean "cannot use this checkpoint"
-        raise ConfigError(f"{run_dir!r}: its {which} checkpoint is corrupt or not a maze_jax checkpoint "
-                          f"({type(error).__name__}: {first_line(error)})") from None
-    finally:
-        store.close()
+    folders = (BEST, LATEST) if checkpoint == "best" else (LATEST, BEST)  # a corrupt one is skipped, and said
+    saved, meta, _ = read_first_usable(run_dir, lambda store, step: store.restore_raw(step)["learner"]["params"][
+        "policy"], echo, folders)
+    meta = meta.to_meta()
     template = jax.eval_shape(policy.init, jax.random.key(0), env_spec.observation_example())
     n_seeds = np.shape(jax.tree.leaves(saved)[0])[0] if np.ndim(jax.tree.leaves(saved)[0]) > np.ndim(
         jax.tree.leaves(template)[0]) else 1

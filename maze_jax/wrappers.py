@@ -38,7 +38,6 @@ from maze_jax.envs.normalization import PLAIN_KEY, STRATEGIES, KeySettings, Norm
 from maze_jax.envs.make import python_env_spec
 from maze_jax.envs.structured import ACTOR_ID
 from maze_jax.models import RandomPolicy
-from maze_jax.shell.checkpoints import LATEST, open_for_resume
 
 WRAPPERS = ("observation_normalization",)
 SAMPLING_ENVS = 32  # random-policy envs played side by side to collect the samples
@@ -124,16 +123,6 @@ def sample_observations(env_spec: EnvSpec, n_samples: int, key: jax.Array) -> di
 def statistics_to_meta(statistics: dict) -> dict:
     """JSON-ready statistics (nested lists) for checkpoint metadata."""
     return {k: {name: np.asarray(v).tolist() for name, v in stats.items()} for k, stats in statistics.items()}
-
-
-def stored_statistics(run_dir: str) -> dict | None:
-    """The normalisation statistics saved with a run's latest checkpoint (None if it has none)."""
-    store = open_for_resume(run_dir, LATEST)
-    try:
-        saved = store.restore_meta().get("normalization")
-    finally:
-        store.close()
-    return None if saved is None else {k: {n: np.asarray(v, np.float32) for n, v in s.items()} for k, s in saved.items()}
 
 
 def wrap_env(env_spec: EnvSpec, wrappers: dict | None, stored: dict | None = None, n_samples: int = 10000,

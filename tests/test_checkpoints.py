@@ -6,7 +6,8 @@ import pytest
 
 from conftest import init_state, make_trainer
 from maze_jax.config import ConfigError
-from maze_jax.shell.checkpoints import CheckpointDir, open_for_resume
+from maze_jax.shell.checkpoints import CheckpointDir
+from maze_jax.shell.resume import read_first_usable
 
 
 def small_trainer():
@@ -34,8 +35,9 @@ def test_state_round_trip_is_exact(tmp_path):
 
 
 def test_missing_or_empty_checkpoint_dirs_are_config_errors(tmp_path):
+    read = lambda store, step: None  # noqa: E731
     with pytest.raises(ConfigError, match="does not exist"):
-        open_for_resume(str(tmp_path / "nope"))
+        read_first_usable(str(tmp_path / "nope"), read)
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="no complete checkpoint"):
-        open_for_resume(str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="holds no usable checkpoint"):
+        read_first_usable(str(tmp_path / "run"), read)

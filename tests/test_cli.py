@@ -146,16 +146,22 @@ def test_resume_refuses_empty_and_incompatible_runs(two_epoch_run, tmp_path, cac
     (empty / "hydra_config.yaml").write_text((first / "hydra_config.yaml").read_text())
     (empty / ".hydra" / "overrides.yaml").write_text((first / ".hydra" / "overrides.yaml").read_text())
     proc = run_cli([f"input_dir={empty}", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
-    assert proc.returncode == 2 and "holds no checkpoint" in proc.stderr
+    assert proc.returncode == 2 and "holds no usable checkpoint" in proc.stderr
     assert "Traceback" not in proc.stderr
     corrupt = tmp_path / "corrupt_run"
     __import__("shutil").copytree(first, corrupt)
     for f in (corrupt / "checkpoints").rglob("*"):
         if f.is_file() and "state" in f.parts:
             f.write_text("garbage")
+    proc = run_cli([f"input_dir={corrupt}", "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 'from_best'}"],
+                   tmp_path, cache_dir)  # the latest checkpoint is garbage: the best model is where training goes on
+    assert proc.returncode == 0 and "Skipped checkpoints/2 (" in proc.stdout and ": using best/" in proc.stdout
+    for f in (corrupt / "best").rglob("*"):
+        if f.is_file() and "state" in f.parts:
+            f.write_text("garbage")
     proc = run_cli([f"input_dir={corrupt}", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
-    assert proc.returncode == 2 and "its checkpoint is corrupt or does not fit" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "holds no usable checkpoint (checkpoints/2 (" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_default_command_solves_cartpole_and_stops(tmp_path, cache_dir):

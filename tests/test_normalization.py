@@ -84,7 +84,7 @@ TRAIN = ["env=cartpole", "algorithm=ppo", "wrappers=vector_obs", "runner=dev", "
 
 def test_statistics_round_trip_through_checkpoints_resume_and_rollout(tmp_path, cache_dir):
     from maze_jax.trained_policy import load_policy
-    from maze_jax.wrappers import stored_statistics
+    from maze_jax.shell.resume import stored_statistics
 
     proc = run_cli([*TRAIN, f"log_base_dir={tmp_path}/a"], tmp_path, cache_dir)
     assert proc.returncode == 0, proc.stderr

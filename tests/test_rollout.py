@@ -77,7 +77,7 @@ def test_rollout_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, cache_d
     cases = [
         ([], "policy=trained_policy needs input_dir"),
         (["input_dir=/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),
-        ([f"input_dir={no_checkpoint}"], "holds no checkpoint"),
+        ([f"input_dir={no_checkpoint}"], "holds no usable checkpoint (no checkpoint in checkpoints/ or best/)"),
         ([f"input_dir={run_dir}", "env=gymnax", "env.name=Acrobot-v1"], "needs Categorical(n=3)"),
         ([f"input_dir={run_dir}", "env=gymnax", "env.name=Pendulum-v1"], "needs DiagGaussian"),
         ([f"input_dir={run_dir}", "runner.n_episodes=0"], "runner.n_episodes=0: must be >= 1"),

@@ -28,6 +28,29 @@ class _NoReadOnlyNotices(logging.Filter):
 logging.getLogger("absl").addFilter(_NoReadOnlyNotices())
 
 
+def _quiet_callbacks_on_closed_loops() -> None:
+    """When Orbax fails to read a corrupt checkpoint, its event loop closes while TensorStore's other reads are
+    still in flight; their completions then call `call_soon_threadsafe` on the closed loop from TensorStore's
+    threads, and each prints an 'Event loop is closed' traceback after our one-line error. Nothing can run on a
+    closed loop either way, so such a call is dropped silently."""
+    import asyncio
+
+    original = asyncio.BaseEventLoop.call_soon_threadsafe
+    if getattr(original, "quiet_when_closed", False):
+        return
+
+    def call_soon_threadsafe(self, callback, *args, **kwargs):
+        if self.is_closed():
+            return None
+        return original(self, callback, *args, **kwargs)
+
+    call_soon_threadsafe.quiet_when_closed = True
+    asyncio.BaseEventLoop.call_soon_threadsafe = call_soon_threadsafe
+
+
+_quiet_callbacks_on_closed_loops()
+
+
 def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
@@ -148,19 +171,6 @@ class CheckpointDir:
 
     def close(self) -> None:
         self._manager.close()
-
-
-def open_for_resume(input_dir: str, which: str = LATEST) -> CheckpointDir:
-    """The checkpoints of a previous run, or a ConfigError saying what is missing."""
-    if not os.path.isdir(input_dir):
-        raise ConfigError(f"input_dir={input_dir!r} does not exist")
-    path = os.path.join(input_dir, which)
-    if not os.path.isdir(path):
-        raise ConfigError(f"input_dir={input_dir!r} holds no checkpoint (no {which}/ folder)")
-    store = CheckpointDir(path, read_only=True)
-    if store.latest_step() is None:
-        raise ConfigError(f"input_dir={input_dir!r} holds no complete checkpoint in {which}/")
-    return store
 
 
 def fit_arrays(template, saved, what: str = "the saved networks"):

@@ -42,7 +42,18 @@ class Progress:
 
     @classmethod
     def from_meta(cls, meta: dict) -> Progress:
+        """The counters of a checkpoint's metadata; a ValueError names a value of the wrong type."""
+        if not isinstance(meta, dict):
+            raise ValueError(f"its metadata is {type(meta).__name__}, not a mapping")
         fields = {k: meta[k] for k in asdict(cls()) if k in meta}
+        kinds = {"epoch": int, "total_step_count": int, "total_episode_count": int, "best_epoch": int,
+                 "algorithm": str, "best_score": (int, float, type(None)), "eval_episodes": (int, type(None)),
+                 "seed_best_scores": (list, int, float, type(None)), "normalization": (dict, type(None))}
+        for key, kind in kinds.items():
+            if key in fields and (isinstance(fields[key], bool) or not isinstance(fields[key], kind)):
+                raise ValueError(f"its metadata has {key}={fields[key]!r}")
+        if "epoch" not in fields or fields["epoch"] < 0:
+            raise ValueError(f"its metadata has no valid epoch ({fields.get('epoch')!r})")
         if fields.get("best_score") is None:
             fields["best_score"] = -math.inf
         return cls(**fields)

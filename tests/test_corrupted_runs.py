@@ -1,0 +1,143 @@
+"""Every file of a run directory deleted, truncated, emptied, overwritten with random bytes or given wrong types:
+a resume either goes on from the newest usable checkpoint (naming what it skipped) or refuses in one line."""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import jax
+import pytest
+import yaml
+
+from conftest import run_cli
+from maze_jax.config import ConfigError
+from test_cli import only_run_dir
+
+SMALL = ["env=cartpole", "algorithm=ppo", "runner=dev", "runner.concurrency=4", "algorithm.n_rollout_steps=16",
+         "algorithm.batch_size=16", "algorithm.epoch_length=1", "model.hidden_units=[8]", "runner.stop_when_solved=false",
+         "seeding.agent_base_seed=1", "seeding.env_base_seed=2", "runner.checkpoint_every_s=0", "runner.dump_interval=1"]
+
+
+@pytest.fixture(scope="module")
+def intact_run(tmp_path_factory, cache_dir):
+    base = tmp_path_factory.mktemp("intact")
+    proc = run_cli([*SMALL, "algorithm.n_epochs=3", f"log_base_dir={base}"], base, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    return only_run_dir(base)
+
+
+def resume(run_dir) -> list[str]:
+    """What a resume of `run_dir` does up to its first epoch, in this process: the config (saved config and group
+    choices), the compatibility check, the normalisation statistics, the build and the restore. Returns the lines
+    it said; a refusal raises its ConfigError."""
+    from hydra import compose, initialize_config_dir
+
+    from maze_jax import train
+    from maze_jax.session import build, check_compatible, restore
+    from maze_jax.settings import read_settings
+    from maze_jax.shell.resume import stored_statistics
+
+    said = []
+    echo = lambda *a, **k: said.append(" ".join(map(str, a)))  # noqa: E731
+    flags, overrides = train.split_flags(train.with_saved_choices([f"input_dir={run_dir}", "algorithm.n_epochs=9"]))
+    with initialize_config_dir(str(train.os.path.join(train.os.path.dirname(train.__file__), "conf")),
+                               version_base=None):
+        composed = compose("conf_train", overrides=overrides)
+    cfg = train.resume_config(str(run_dir), composed, overrides)
+    settings = read_settings(cfg)
+    check_compatible(str(run_dir), cfg)
+    _, trainer = build(settings, statistics=stored_statistics(str(run_dir)), echo=echo)
+    key = jax.random.key(0)
+    restore(str(run_dir), trainer, jax.eval_shape(trainer.init, key, key), echo)
+    return said
+
+
+def corrupt(path, mode: str, rng: random.Random) -> None:
+    data = path.read_bytes()
+    if mode == "delete":
+        path.unlink()
+    elif mode == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif mode == "empty":
+        path.write_bytes(b"")
+    elif mode == "random":
+        path.write_bytes(bytes(rng.randrange(256) for _ in range(max(len(data), 16))))
+    elif mode == "types":  # YAML or JSON that parses, with strings where numbers were and lists where maps were
+        try:
+            loaded = yaml.safe_load(data)
+        except Exception:
+            loaded = None
+        path.write_text(yaml.safe_dump(wrong_types(loaded)) if loaded is not None else '{"epoch": "three"}')
+
+
+def wrong_types(node):
+    if isinstance(node, dict):
+        return {k: wrong_types(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return {"was": "a list"}
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, (int, float)):
+        return f"number {node}"
+    return node
+
+
+MODES = ("delete", "truncate", "empty", "random", "types")
+
+
+def test_every_corrupted_file_gives_a_resume_or_one_line(intact_run, tmp_path):
+    assert resume(intact_run)[-1].startswith(f"Resumed {intact_run} at epoch 3")
+    files = sorted(p.relative_to(intact_run) for p in intact_run.rglob("*") if p.is_file())
+    assert len(files) > 30
+    rng, outcomes = random.Random(0), {"resumed": 0, "refused": 0}
+    for i, relative in enumerate(files):
+        for mode in MODES:
+            copy = tmp_path / f"{i}-{mode}"
+            shutil.copytree(intact_run, copy)
+            corrupt(copy / relative, mode, rng)
+            case = f"{relative} {mode}"
+            try:
+                said = resume(copy)
+            except ConfigError as error:
+                assert "\n" not in str(error), case
+                outcomes["refused"] += 1
+            else:
+                assert said and said[-1].startswith(f"Resumed {copy}"), (case, said)
+                assert all("\n" not in line for line in said), case
+                outcomes["resumed"] += 1
+            shutil.rmtree(copy)
+    # the essential files refuse; most others are skipped in favour of another checkpoint
+    assert outcomes["resumed"] > outcomes["refused"] > 0, outcomes
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_an_older_one_and_says_so(intact_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(intact_run, copy)
+    (copy / "checkpoints" / "3" / "meta" / "metadata").write_text("{broken")
+    said = resume(copy)
+    assert said[0].startswith("Skipped checkpoints/3 (") and said[0].endswith(": using checkpoints/2")
+    assert said[-1].startswith(f"Resumed {copy} at epoch 2")
+
+
+def test_a_corrupt_best_model_does_not_block_a_resume(intact_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(intact_run, copy)
+    for f in (copy / "best").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\0\0")
+    said = resume(copy)
+    assert any(line.startswith("No usable best model") for line in said)
+    assert said[-1].startswith(f"Resumed {copy} at epoch 3 (best -inf")
+
+
+def test_the_cli_says_one_line_and_no_background_noise_for_a_run_with_nothing_usable(intact_run, tmp_path, cache_dir):
+    copy = tmp_path / "run"
+    shutil.copytree(intact_run, copy)
+    for f in list((copy / "checkpoints").rglob("*")) + list((copy / "best").rglob("*")):
+        if f.is_file() and f.name == "manifest.ocdbt":  # TensorStore's reads fail mid-flight: the noisy kind
+            f.write_text("not a manifest")
+    proc = run_cli([f"input_dir={copy}", f"log_base_dir={tmp_path / 'out'}"], tmp_path, cache_dir)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"Error: input_dir='{copy}' holds no usable checkpoint (checkpoints/3 (")
+    assert proc.stderr.count("\n") == 1, proc.stderr  # nothing from Orbax's or asyncio's threads after it
