@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from maze_jax.config import ConfigError
+from maze_jax.config import ConfigError, read
 from maze_jax.envs.structured import sub_steps
 
 # gym ids that gymnax does not register, as (gymnax id, episode length).
@@ -59,6 +59,20 @@ def gymnax_ids() -> set[str]:
     return set(gymnax.registered_envs) | set(_ALIASES)
 
 
+def read_threshold(value: Any, default: float | None) -> float | None:
+    """`env.reward_threshold`: a number, null (no threshold) or "auto" (`default`, the env's own)."""
+    if value == "auto":
+        return None if default is None else float(default)
+    if value is None:
+        return None
+    return read({"reward_threshold": value}, "reward_threshold", float, "env")
+
+
+def read_episode_cap(value: Any) -> int | None:
+    """`env.max_episode_steps`: a positive integer, or null for the env's own limit."""
+    return None if value is None else read({"max_episode_steps": value}, "max_episode_steps", int, "env", low=1)
+
+
 def make_gymnax(name: str, max_episode_steps: int | None = None, reward_threshold: Any = "auto") -> EnvSpec:
     """A gymnax environment by gymnax or gym id (e.g. `CartPole-v0` is CartPole-v1 capped at 200 steps)."""
     import gymnax
@@ -68,11 +82,7 @@ def make_gymnax(name: str, max_episode_steps: int | None = None, reward_threshol
         valid = ", ".join(sorted(gymnax_ids()))
         raise ConfigError(f"env.name={name!r} is not a known environment. Valid names: {valid}")
     env, params = gymnax.make(gymnax_id)
-    steps = max_episode_steps or default_steps
+    steps = read_episode_cap(max_episode_steps) or default_steps
     if steps is not None:
-        if int(steps) <= 0:
-            raise ConfigError(f"env.max_episode_steps={steps!r}: must be > 0")
-        params = params.replace(max_steps_in_episode=int(steps))
-    if reward_threshold == "auto":
-        reward_threshold = _THRESHOLDS.get(name)
-    return EnvSpec(env, params, name, None if reward_threshold is None else float(reward_threshold))
+        params = params.replace(max_steps_in_episode=steps)
+    return EnvSpec(env, params, name, read_threshold(reward_threshold, _THRESHOLDS.get(name)))

@@ -16,7 +16,7 @@ import re
 from typing import Any, Callable
 
 from maze_jax.config import ConfigError, first_line, import_object
-from maze_jax.envs.gymnax_env import EnvSpec, gymnax_ids, make_gymnax
+from maze_jax.envs.gymnax_env import EnvSpec, gymnax_ids, make_gymnax, read_episode_cap, read_threshold
 from maze_jax.envs.python_env import PythonEnv
 
 BACKENDS = ("auto", "gymnax", "envpool", "gymnasium")
@@ -56,12 +56,6 @@ def make_gymnasium_env(env_id: str, kwargs: dict, max_episode_steps: int | None,
     return gymnasium.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
 
 
-def _threshold(reward_threshold: Any, default: float | None) -> float | None:
-    if reward_threshold == "auto":
-        return None if default is None else float(default)
-    return None if reward_threshold is None else float(reward_threshold)
-
-
 def python_env_spec(make: Callable, name: str, reward_threshold: Any = "auto", envpool_id: str | None = None,
                     envpool_kwargs: dict | None = None) -> EnvSpec:
     """The EnvSpec of a Python env that `make()` builds; "auto" takes the env's own reward threshold."""
@@ -71,18 +65,19 @@ def python_env_spec(make: Callable, name: str, reward_threshold: Any = "auto", e
         raise
     except Exception as error:  # the env's own constructor or reset failed
         raise ConfigError(f"env {name!r} could not be built: {type(error).__name__}: {first_line(error)}") from None
-    return EnvSpec(env, None, name, _threshold(reward_threshold, env.reward_threshold))
+    return EnvSpec(env, None, name, read_threshold(reward_threshold, env.reward_threshold))
 
 
 def make_env(name: str, kwargs: dict | None = None, max_episode_steps: int | None = None,
              reward_threshold: Any = "auto", backend: str = "auto", echo: Callable = print) -> EnvSpec:
     """The `env` factory of `env=gym_env` (backend auto) and `env=gymnasium` (backend gymnasium): `name` resolved
     in the order gymnax, envpool, gymnasium; `kwargs` go to the env's constructor."""
-    kwargs = dict(kwargs or {})
+    kwargs = kwargs if kwargs is not None else {}
     if backend not in BACKENDS:
         raise ConfigError(f"env.backend={backend!r} is unknown. Valid: {', '.join(BACKENDS)}")
-    if max_episode_steps is not None and int(max_episode_steps) <= 0:
-        raise ConfigError(f"env.max_episode_steps={max_episode_steps!r}: must be > 0")
+    max_episode_steps = read_episode_cap(max_episode_steps)
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"env.kwargs={kwargs!r}: expected a mapping of constructor arguments")
     module, _, env_id = str(name).rpartition(":")
     if not module and backend in ("auto", "gymnax") and env_id in gymnax_ids():
         if kwargs:

@@ -48,10 +48,10 @@ class Policy:
         return self.dist.to_env(action)
 
 
-def _check_hidden_units(units) -> tuple:
+def _check_hidden_units(units, section: str) -> tuple:
     units = tuple(units)
     if not units or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in units):
-        raise ConfigError(f"model.hidden_units={list(units)!r}: expected a non-empty list of positive integers")
+        raise ConfigError(f"{section}.hidden_units={list(units)!r}: expected a non-empty list of positive integers")
     return units
 
 
@@ -72,7 +72,7 @@ def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", 
     kwargs = {k: v for k, v in dict(model_cfg).items() if k != "_target_"}
     kwargs.update(overrides)
     if "hidden_units" in kwargs:
-        kwargs["hidden_units"] = _check_hidden_units(kwargs["hidden_units"])
+        kwargs["hidden_units"] = _check_hidden_units(kwargs["hidden_units"], section)
     target = model_cfg.get("_target_")
     module_cls = import_object(target, f"{section}._target_")
     if dataclasses.is_dataclass(module_cls):
