@@ -20,10 +20,13 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from maze_jax.cli import check_output_dir, run_hydra, run_reporting_errors  # noqa: E402
+from maze_jax.cli import check_output_dir, exit_now, run_hydra, run_reporting_errors  # noqa: E402
+from maze_jax.cli_help import usage  # noqa: E402
 from maze_jax.config import read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
+CONFIG_NAME = "conf_rollout"
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")  # absolute: found however we start
 
 
 def sets_group(overrides: list[str], group: str) -> bool:
@@ -117,13 +120,26 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     return stats
 
 
-@hydra.main(version_base=None, config_path="conf", config_name="conf_rollout")
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_reporting_errors(lambda: run_rollout(rollout_config(cfg, list(hydra_cfg.overrides.task)),
                                              hydra_cfg.runtime.output_dir))
 
 
+def cli(argv: list[str], command: str = "python -m maze_jax.rollout") -> None:
+    """The rollout command line: `argv` are its arguments (Hydra flags and overrides). Never returns."""
+    if any(a in ("--help", "-h") for a in argv):
+        print(usage(CONFIG_NAME, command))
+        exit_now(0)
+    check_output_dir(argv)
+    sys.argv[1:] = argv  # Hydra reads its command line from sys.argv
+    try:
+        run_hydra(main, CONFIG_NAME, argv)
+    except SystemExit as stop:
+        exit_now(stop.code if isinstance(stop.code, int) else 1)
+    exit_now(0)
+
+
 if __name__ == "__main__":
-    check_output_dir(sys.argv[1:])
-    run_hydra(main, "conf_rollout", sys.argv[1:])
+    cli(sys.argv[1:])

@@ -19,9 +19,11 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from maze_jax.cli import check_output_dir, exit_now, override_value, run_hydra, run_reporting_errors  # noqa: E402
+from maze_jax.cli_help import usage  # noqa: E402
 from maze_jax.config import ConfigError, first_line, read  # noqa: E402
 
 CONFIG_NAME = "conf_train"
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")  # absolute: found however we start
 GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
 _ABSENT = object()
 
@@ -129,7 +131,7 @@ def remove_unused_run_dir(run_dir: str) -> None:
             os.rmdir(folder)
 
 
-@hydra.main(version_base=None, config_path="conf", config_name=CONFIG_NAME)
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
@@ -237,12 +239,21 @@ def start_distributed(argv: list[str]) -> list[str]:
             "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
-if __name__ == "__main__":
-    check_output_dir(sys.argv[1:])
-    sys.argv[1:] = with_saved_choices(sys.argv[1:])
-    sys.argv[1:] += start_distributed(sys.argv[1:])
+def cli(argv: list[str], command: str = "python -m maze_jax.train") -> None:
+    """The training command line: `argv` are its arguments (Hydra flags and overrides). Never returns."""
+    if any(a in ("--help", "-h") for a in argv):
+        print(usage(CONFIG_NAME, command))
+        exit_now(0)
+    check_output_dir(argv)
+    argv = with_saved_choices(argv)
+    argv += start_distributed(argv)
+    sys.argv[1:] = argv  # Hydra reads its command line from sys.argv
     try:
-        run_hydra(main, CONFIG_NAME, sys.argv[1:])
+        run_hydra(main, CONFIG_NAME, argv)
     except SystemExit as stop:  # every exit, a stopped run's too, skips the interpreter's teardown of JAX's threads
         exit_now(stop.code if isinstance(stop.code, int) else 1)
     exit_now(0)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

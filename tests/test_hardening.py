@@ -230,7 +230,7 @@ def test_paths_with_spaces_and_unicode_resume_and_refused_paths_are_one_line(tmp
 def test_kill_9_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path, cache_dir, start):
     """A deliberate pause between writing a checkpoint and renaming it into place: the kill lands in the save."""
     proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=0", f"log_base_dir={tmp_path / 'a'}"],
-                 tmp_path, faults={"MAZE_JAX_TEST_SLOW_COMMIT": "3"})
+                 tmp_path, faults={"MAZE_JAX_TEST_SLOW_COMMIT": "1.5"})
     wait_for(proc, "Iteration 2 ")
     wait_for(proc, "committing checkpoint")
     proc.kill()
