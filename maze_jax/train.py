@@ -99,14 +99,15 @@ def draw_seeds(cfg: DictConfig) -> None:
             cfg.seeding[key] = int(seed)
 
 
-def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> None:
-    """The whole training run in `run_dir` (the CLI's work, reusable from Python)."""
+def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> float:
+    """The whole training run in `run_dir` (the CLI's work, reusable from Python); returns its best evaluation mean
+    (-inf when nothing was evaluated)."""
     from maze_jax.session import run_training
 
     if cfg.input_dir:
         cfg = resume_config(str(cfg.input_dir), cfg, given_overrides)
     draw_seeds(cfg)
-    run_training(cfg, run_dir)
+    return float(run_training(cfg, run_dir).progress.best_score)
 
 
 def remove_unused_run_dir(run_dir: str) -> None:
@@ -132,11 +133,12 @@ def remove_unused_run_dir(run_dir: str) -> None:
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name=CONFIG_NAME)
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
+    """One run; returns its best evaluation mean, the score a sweeper (`+experiment=optuna`) maximises."""
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
-    run_reporting_errors(lambda: main_body(cfg, run_dir, list(hydra_cfg.overrides.task)),
-                         on_config_error=lambda: remove_unused_run_dir(run_dir))
+    return run_reporting_errors(lambda: main_body(cfg, run_dir, list(hydra_cfg.overrides.task)),
+                                on_config_error=lambda: remove_unused_run_dir(run_dir))
 
 
 

@@ -23,6 +23,7 @@ from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.evaluation import evaluate
 from maze_jax.models import Policy, RandomPolicy, build_policy
+from maze_jax.models.distributions import BOX_DISTRIBUTIONS
 from maze_jax.models.policy import action_distribution
 from maze_jax.settings import CONFIG_FILE, load_yaml, plain
 from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays
@@ -117,9 +118,15 @@ def load_config(run_dir: str) -> DictConfig:
 
 def check_fits(policy: Policy, params, env_spec: EnvSpec) -> None:
     """A ConfigError unless the policy's network takes this env's observations and acts in its action space."""
-    wanted = action_distribution(env_spec)
-    if wanted != policy.dist:
-        raise ConfigError(f"the policy acts with {policy.dist}, but env {env_spec.name} needs {wanted}")
+    def fits(box: str) -> bool:
+        try:
+            return action_distribution(env_spec, box) == policy.dist
+        except ConfigError:  # a squashed Gaussian on an unbounded Box
+            return False
+
+    if not any(fits(box) for box in BOX_DISTRIBUTIONS):
+        raise ConfigError(f"the policy acts with {policy.dist}, but env {env_spec.name} needs "
+                          f"{action_distribution(env_spec)}")
     obs = jax.tree.map(lambda x: x[None], env_spec.observation_example())
     try:
         jax.eval_shape(lambda p, o: policy.act(p, o, jax.random.key(0), True), params, obs)
@@ -180,6 +187,7 @@ def trained_policy(input_dir: str, env_spec: EnvSpec, checkpoint: str = "best", 
     return dataclasses.replace(loaded, env_spec=env_spec)
 
 
-def random_policy(input_dir: str, env_spec: EnvSpec) -> TrainedPolicy:
-    """Rollout policy factory (`policy=random_policy`): uniformly random actions, a baseline."""
-    return TrainedPolicy(RandomPolicy(env_spec), None, env_spec)
+def random_policy(input_dir: str, env_spec: EnvSpec, masked: bool = False) -> TrainedPolicy:
+    """Rollout policy factory (`policy=random_policy`, `policy=masked_random_policy`): uniformly random actions, a
+    baseline; `masked`: only actions the env's masks allow."""
+    return TrainedPolicy(RandomPolicy(env_spec, bool(masked)), None, env_spec)

@@ -1,4 +1,5 @@
-"""The package's layers: entry points > shell > core, imports pointing down only, no import circle."""
+"""The package's layers: the maze-run command > entry points > shell > core, imports pointing down only, no
+import circle."""
 
 import ast
 from pathlib import Path
@@ -6,13 +7,16 @@ from pathlib import Path
 from conftest import REPO
 
 PACKAGE = REPO / "maze_jax"
+COMMAND = {"maze_run"}  # dispatches to the entry points train and rollout
 ENTRY = {"train", "rollout", "api", "research", "trained_policy", "cli"}
 SHELL = {"session", "settings", "training", "wrappers", "shell", "collectors.host", "collectors.vector_env"}
 # everything else is core: algorithms, collectors (jax_envs), envs, models, evaluation, stats, devices, config, ...
 
 
 def layer(module: str) -> int:
-    """0 core, 1 shell, 2 entry point, for a module path relative to the package (`shell.loop`, `envs`)."""
+    """0 core, 1 shell, 2 entry point, 3 command, for a module path relative to the package (`shell.loop`, `envs`)."""
+    if module in COMMAND:
+        return 3
     if module in ENTRY:
         return 2
     if any(module == s or module.startswith(s + ".") for s in SHELL):

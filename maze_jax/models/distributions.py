@@ -83,6 +83,28 @@ class DiagGaussian:
 
 
 @dataclass(frozen=True)
+class SquashedGaussian(DiagGaussian):
+    """Maze's squashed Gaussian over a bounded Box: a Gaussian sample `u` squashed into the bounds,
+    `low + (tanh(u) + 1) / 2 * (high - low)`, so every action is inside them without clipping.
+
+    Trajectories keep `u`, so probability ratios are exact; `log_prob` adds the squash's log-Jacobian (a
+    density of the env action). The entropy is the Gaussian's: the squashed one has no closed form."""
+
+    def log_prob(self, out, action):
+        log_1m_tanh2 = 2.0 * (math.log(2.0) - action - jax.nn.softplus(-2.0 * action))  # log(1 - tanh(u)^2)
+        half_width = (np.asarray(self.high, np.float32) - np.asarray(self.low, np.float32)).reshape(-1) / 2
+        return super().log_prob(out, action) - (log_1m_tanh2 + jnp.log(half_width)).sum(-1)
+
+    def to_env(self, action):
+        low, high = np.asarray(self.low, np.float32).reshape(-1), np.asarray(self.high, np.float32).reshape(-1)
+        squashed = low + (jnp.tanh(action) + 1.0) / 2.0 * (high - low)
+        return squashed.reshape(action.shape[:-1] + self.shape)
+
+
+BOX_DISTRIBUTIONS = {"gaussian": DiagGaussian, "squashed_gaussian": SquashedGaussian}
+
+
+@dataclass(frozen=True)
 class Joint:
     """Independent heads over consecutive slices of the output: a dict action (Dict spaces) or, with
     `stacked`, an integer vector (MultiDiscrete). Log-probabilities and entropies are sums over heads."""
@@ -127,17 +149,23 @@ class Joint:
         return self._action(parts)
 
 
-def distribution_for(space, order: tuple | None = None):
+def distribution_for(space, order: tuple | None = None, box: str = "gaussian"):
     """The distribution for a gymnax action space: Discrete, Box, MultiDiscrete (`nvec`) or a Dict of these.
-    `order` lists a Dict space's keys in output order (default: the space's own order)."""
+    `order` lists a Dict space's keys in output order (default: the space's own order); `box` names the
+    distribution of Box heads (`gaussian`, clipped to the bounds, or `squashed_gaussian`, Maze's for bounded Boxes)."""
+    if box not in BOX_DISTRIBUTIONS:
+        raise ConfigError(f"model.box_distribution={box!r} is unknown. Valid: {', '.join(BOX_DISTRIBUTIONS)}")
     if hasattr(space, "nvec"):
         return Joint(tuple((str(i), Categorical(int(n))) for i, n in enumerate(space.nvec)), stacked=True)
     if hasattr(space, "spaces") and isinstance(space.spaces, dict):
         keys = tuple(order or space.spaces)
-        return Joint(tuple((k, distribution_for(space.spaces[k])) for k in keys))
+        return Joint(tuple((k, distribution_for(space.spaces[k], box=box)) for k in keys))
     if hasattr(space, "n"):
         return Categorical(int(space.n))
     if hasattr(space, "low") and hasattr(space, "shape"):
         as_key = lambda b: float(b) if np.ndim(b) == 0 else tuple(np.asarray(b, float).reshape(-1).tolist())
-        return DiagGaussian(tuple(space.shape), as_key(space.low), as_key(space.high))
+        if box == "squashed_gaussian" and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise ConfigError(f"model.box_distribution=squashed_gaussian needs a bounded Box action space; this one "
+                              f"is [{space.low}, {space.high}]: use box_distribution=gaussian")
+        return BOX_DISTRIBUTIONS[box](tuple(space.shape), as_key(space.low), as_key(space.high))
     raise ConfigError(f"action space {space!r} is not supported (Discrete, Box, MultiDiscrete and Dict are)")

@@ -69,7 +69,7 @@ def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", 
             raise ConfigError(f"{section}: the module {type(model_cfg).__name__} needs an `n_outputs` field "
                               "(the outputs the action distribution or the critic needs)")
         return model_cfg.clone(n_outputs=n_outputs, **{k: v for k, v in overrides.items() if k in fields})
-    kwargs = {k: v for k, v in dict(model_cfg).items() if k != "_target_"}
+    kwargs = {k: v for k, v in dict(model_cfg).items() if k not in ("_target_", "box_distribution")}
     kwargs.update(overrides)
     if "hidden_units" in kwargs:
         kwargs["hidden_units"] = _check_hidden_units(kwargs["hidden_units"], section)
@@ -111,10 +111,15 @@ def build_networks(model_cfg: Any, env, n_outputs: list[int], section: str, pick
     return SubStepNetworks(networks, tuple(tuple(s.observation_keys) for s in steps), pick_by_actor)
 
 
-def action_distribution(env_spec):
-    """The distribution of the env's action space; a structured env's heads in sub-step order."""
+def action_distribution(env_spec, box: str = "gaussian"):
+    """The distribution of the env's action space; a structured env's heads in sub-step order; `box`: of Box heads."""
     order = tuple(k for step in sub_steps(env_spec.env) for k in step.action_keys) or None
-    return distribution_for(env_spec.env.action_space(env_spec.params), order)
+    return distribution_for(env_spec.env.action_space(env_spec.params), order, box)
+
+
+def box_distribution(model_cfg: Any) -> str:
+    """The model config's `box_distribution` (flax module objects: the plain Gaussian)."""
+    return "gaussian" if isinstance(model_cfg, nn.Module) else str(model_cfg.get("box_distribution") or "gaussian")
 
 
 def build_policy(model_cfg: Any, env_spec, shared_value: bool = False) -> Policy:
@@ -122,7 +127,7 @@ def build_policy(model_cfg: Any, env_spec, shared_value: bool = False) -> Policy
     one network per sub-step for a structured env, with the env's action masks."""
     env = env_spec.env
     steps = sub_steps(env)
-    dist = action_distribution(env_spec)
+    dist = action_distribution(env_spec, box_distribution(model_cfg))
     if not steps:
         return Policy(build_networks(model_cfg, env, [dist.n_outputs + int(shared_value)], "model"), dist,
                       shared_value, head_masks(dist, env))
