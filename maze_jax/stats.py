@@ -1,10 +1,16 @@
-"""Episode statistics as fixed-shape reductions, so they can leave a jitted epoch (Maze's reward statistics)."""
+"""Episode and action statistics as fixed-shape reductions, so they can leave a jitted epoch (Maze's reward and
+action statistics)."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from maze_jax.envs.episodes import EpisodeStats
+from maze_jax.models.distributions import Categorical, Joint
+
+DISCRETE_ACTIONS = "train_DiscreteActionEvents/action/"
+CONTINUOUS_ACTIONS = "train_ContinuousActionEvents/action/"
 
 
 def median_from_histogram(hist: jnp.ndarray) -> jnp.ndarray:
@@ -41,3 +47,39 @@ def episode_statistics(stats: EpisodeStats, prefix: str) -> dict:
         "check/non_finite_rewards": stats.bad_rewards.sum(),
         "check/non_finite_observations": stats.bad_observations.sum(),
     }
+
+
+def action_statistics(dist, action, acting=None, head_sub_steps: dict | None = None) -> dict:
+    """Maze's action rows of a batch of raw actions (leading axes (T, B), as the distribution sampled them).
+
+    Per head, by tag `train_<Discrete|Continuous>ActionEvents/action/substep_<i>/<head>`: a discrete head's counts
+    of each choice, shape (n,); a continuous head's `[count, sum]` of its env-space values (all dimensions).
+    A structured env's head counts only where its sub-step acts: `acting` (T, B) holds the acting sub-step ids and
+    `head_sub_steps` maps head names to sub-step ids. Counts add up over the updates of an epoch."""
+    heads = dist.heads if isinstance(dist, Joint) else (("action", dist),)
+    actions = dist.head_actions(action) if isinstance(dist, Joint) else [action]
+    stacked = isinstance(dist, Joint) and dist.stacked
+    rows = {}
+    for (name, head), head_action in zip(heads, actions):
+        sub_step = (head_sub_steps or {}).get(name, 0)
+        weight = jnp.ones(head_action.shape[:2]) if acting is None else (acting == sub_step).astype(jnp.float32)
+        label = f"substep_{sub_step}/" + (f"action_{name}" if stacked else name)
+        if isinstance(head, Categorical):
+            hist = (jax.nn.one_hot(head_action, head.n) * weight[..., None]).reshape(-1, head.n).sum(0)
+            rows[DISCRETE_ACTIONS + label] = hist
+        else:
+            values = head.to_env(head_action).reshape(weight.shape + (-1,))
+            count = weight.sum() * values.shape[-1]
+            rows[CONTINUOUS_ACTIONS + label] = jnp.stack([count, (values * weight[..., None]).sum()])
+    return rows
+
+
+def is_action_count(tag: str) -> bool:
+    """Whether a metric is an action statistic: its counts add up over updates instead of averaging."""
+    return tag.startswith((DISCRETE_ACTIONS, CONTINUOUS_ACTIONS))
+
+
+def epoch_totals(update_metrics: dict) -> dict:
+    """An epoch's statistics from its updates' (stacked on the first axis): action counts summed, others averaged."""
+    return {k: (v.sum(0) if is_action_count(k) else jnp.mean(v, 0)) if jnp.ndim(v) else v
+            for k, v in update_metrics.items()}

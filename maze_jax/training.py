@@ -35,7 +35,8 @@ def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = No
         steps = sub_steps(env_spec.env)
         ids = (lambda obs: obs[ACTOR_ID]) if steps else None
         algorithm = make_actor_critic(config, build_actor_critic(model, critic, env_spec), obs_example, ids,
-                                      tuple(step.name for step in steps), losses)
+                                      tuple(step.name for step in steps), losses,
+                                      {key: i for i, step in enumerate(steps) for key in step.action_keys})
     else:
         algorithm = config.build(env_spec, model, critic, losses)
     jax.eval_shape(algorithm.init, jax.random.key(0), algorithm.hyperparams)

@@ -173,6 +173,13 @@ def test_the_ported_cutting_env_matches_the_jax_one_step_for_step():
     _, metrics = trainer.train_epoch(init_state(trainer))
     assert "train_PolicyEvents/entropy/select_piece" in metrics and np.isfinite(
         float(metrics["train_CriticEvents/value_loss/cut"]))
+    for row in ("policy_loss", "grad_norm"):  # Maze's multi-step rows, per sub-step
+        assert np.isfinite(float(metrics[f"train_PolicyEvents/{row}/select_piece"]))
+        assert np.isfinite(float(metrics[f"train_PolicyEvents/{row}/cut"]))
+    # every sub-step's heads are counted where it acts: 8 of the 16 sub-steps each, in each of the 2 envs
+    pieces = np.asarray(metrics["train_DiscreteActionEvents/action/substep_0/piece_idx"])
+    cuts = np.asarray(metrics["train_DiscreteActionEvents/action/substep_1/cut_rotation"])
+    assert pieces.sum() == 16 and cuts.sum() == 16
     trainer.close()
 
 

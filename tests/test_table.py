@@ -24,3 +24,24 @@ def test_tags_split_into_four_parts_and_long_parts_are_cut():
 def test_values_scalars_and_lists():
     assert format_value(1234.5678) == "            1234.568"
     assert format_value([1.0, 2.0, 6.0]).strip() == "[len:3, μ:3.0]"
+
+
+def test_small_values_keep_their_significant_digits_and_large_ones_stay_readable():
+    from maze_jax.shell.table import format_number
+
+    assert format_number(0.00025) == "0.00025"  # a learning rate, not 0.000
+    assert format_number(-3.14159e-6) == "-3.14e-06"
+    assert format_number(0.0123) == "0.012" and format_number(0.0099) == "0.0099"
+    assert format_number(475.0) == "475.000" and format_number(0) == "0.000"
+    assert format_number(12345678) == "12,345,678" and format_number(2.5e16) == "2.5000e+16"
+    assert format_number(float("nan")) == "nan" and format_number(float("-inf")) == "-inf"
+    assert all(len(format_value(v)) == 20 for v in (0.00025, 12345678, 2.5e16, -1e-30))
+
+
+def test_deep_tags_keep_the_rest_of_their_path_in_the_last_part():
+    from maze_jax.shell.table import ActionSummary
+
+    tag = "train_DiscreteActionEvents/action/substep_0/piece_idx"
+    assert tag_parts(tag) == ["train", "DiscreteActionEvents", "action", "substep_0/piece_idx"]
+    row = format_table(0, 1, {tag: ActionSummary(4000, 54.83)}).splitlines()[-1]
+    assert row.endswith("substep_0/piece_idx".ljust(22) + "|" + "[len:4000, μ:54.8]".rjust(20))

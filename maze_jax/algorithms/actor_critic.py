@@ -22,8 +22,9 @@ from flax import struct
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.gae import compute_gae
 from maze_jax.algorithms.losses import Losses, normalize, ppo_diagnostics, sub_step_mean
-from maze_jax.algorithms.optim import clip_by_global_norm, scale_by_learning_rate
+from maze_jax.algorithms.optim import clip_by_global_norm, global_norm, scale_by_learning_rate
 from maze_jax.models import ActorCritic
+from maze_jax.stats import action_statistics
 
 
 @dataclass(frozen=True)
@@ -211,19 +212,21 @@ def loss(params, batch: dict, hparams: ACHyperparams, weights: dict, model: Acto
              + weights["entropy"] * means["entropy_loss"].sum())
     info = {name: means[name].sum() for name in ("policy_loss", "value_loss", "entropy")}
     if n_sub_steps:  # scalars by name: the epoch averages every leaf over updates
-        info["per_sub_step"] = {name: tuple(means[name]) for name in ("value_loss", "entropy")}
+        info["per_sub_step"] = {name: tuple(means[name]) for name in ("policy_loss", "value_loss", "entropy")}
     if ppo:
         info["approx_kl"], info["clip_fraction"] = ppo_diagnostics(log_prob, batch["log_prob"], hparams.clip_range)
     return total, info
 
 
 def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, model: ActorCritic,
-           losses: Losses, sub_step_ids: Callable | None = None, sub_step_names: tuple = ()) -> tuple[ACState, dict]:
+           losses: Losses, sub_step_ids: Callable | None = None, sub_step_names: tuple = (),
+           head_sub_steps: dict | None = None) -> tuple[ACState, dict]:
     """One learner update on a rollout: GAE, then PPO's minibatch passes or A2C's single step.
 
     `sub_step_ids(obs) -> int ids` marks the acting sub-step of a structured env's samples (None: a flat env), and
-    `sub_step_names` names its sub-steps. Returns the new state and the update's statistics by TensorBoard tag
-    (means over its gradient steps)."""
+    `sub_step_names` names its sub-steps and `head_sub_steps` maps action heads to the sub-step that sets them.
+    Returns the new state and the update's statistics by TensorBoard tag (means over its gradient steps), with
+    the rollout's action statistics (`stats.action_statistics`)"""
     n_sub_steps = len(sub_step_names)
     hparams = state.hparams
     key, shuffle_key = jax.random.split(state.key)
@@ -242,6 +245,8 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     def minibatch_step(carry, minibatch):
         params, opt_state = carry
         grads, info = grad_fn(params, minibatch, hparams, weights)
+        if n_sub_steps:  # each sub-step's policy network's gradient, before clipping
+            info["per_sub_step"]["grad_norm"] = sub_step_grad_norms(grads, n_sub_steps)
         grads, info["grad_norm"] = clip_by_global_norm(grads, hparams.max_grad_norm)
         updates, opt_state = OPTIMIZER.update(grads, opt_state, params)
         return (optax.apply_updates(params, scale_by_learning_rate(updates, hparams.lr)), opt_state), info
@@ -252,7 +257,15 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     (params, opt_state), info = jax.lax.scan(
         pass_over_batch, (state.params, state.opt_state), jax.random.split(shuffle_key, config.n_optimization_epochs))
     state = state.replace(params=params, opt_state=opt_state, key=key, step=state.step + 1)
-    return state, learner_metrics(jax.tree.map(jnp.mean, info), hparams, sub_step_names, config.ppo)
+    acting = None if sub_step_ids is None else jax.vmap(sub_step_ids)(trajectory.obs)
+    actions = action_statistics(model.policy.dist, trajectory.action, acting, head_sub_steps)
+    return state, {**learner_metrics(jax.tree.map(jnp.mean, info), hparams, sub_step_names, config.ppo), **actions}
+
+
+def sub_step_grad_norms(grads, n_sub_steps: int) -> tuple:
+    """The global norm of each sub-step policy network's gradient (`SubStepNetworks` names them networks_<i>)."""
+    networks = grads["policy"]["params"]
+    return tuple(global_norm(networks.get(f"networks_{i}", {})) for i in range(n_sub_steps))
 
 
 def learner_metrics(info: dict, hparams: ACHyperparams, sub_step_names: tuple, ppo: bool) -> dict:
@@ -264,8 +277,9 @@ def learner_metrics(info: dict, hparams: ACHyperparams, sub_step_names: tuple, p
         "train_PolicyEvents/learning_rate": hparams.lr,
         "train_CriticEvents/value_loss": info["value_loss"],
     }
-    for i, name in enumerate(sub_step_names):  # a structured env's statistics per sub-step
-        metrics[f"train_PolicyEvents/entropy/{name}"] = info["per_sub_step"]["entropy"][i]
+    for i, name in enumerate(sub_step_names):  # a structured env's statistics per sub-step (Maze's multi-step rows)
+        for row in ("policy_loss", "entropy", "grad_norm"):
+            metrics[f"train_PolicyEvents/{row}/{name}"] = info["per_sub_step"][row][i]
         metrics[f"train_CriticEvents/value_loss/{name}"] = info["per_sub_step"]["value_loss"][i]
     if ppo:  # A2C's single step starts at the rollout policy, so its KL and clipping say nothing
         metrics["train_PolicyEvents/approx_kl"] = info["approx_kl"]
@@ -274,7 +288,8 @@ def learner_metrics(info: dict, hparams: ACHyperparams, sub_step_names: tuple, p
 
 
 def make_actor_critic(config: ActorCriticConfig, model: ActorCritic, obs_example, sub_step_ids: Callable | None = None,
-                      sub_step_names: tuple = (), losses: Losses | None = None) -> Algorithm:
+                      sub_step_names: tuple = (), losses: Losses | None = None,
+                      head_sub_steps: dict | None = None) -> Algorithm:
     """PPO or A2C with its static settings bound: the `Algorithm` that collectors and the shell drive.
 
     `obs_example` is one observation (for the networks' shapes). `losses` replaces the loss terms (default: PPO's
@@ -287,6 +302,6 @@ def make_actor_critic(config: ActorCriticConfig, model: ActorCritic, obs_example
         hyperparams=config.hyperparams(),
         init=lambda key, hparams: init(key, hparams, model, obs_example),
         update=functools.partial(update, config=config, model=model, losses=losses, sub_step_ids=sub_step_ids,
-                                 sub_step_names=sub_step_names),
+                                 sub_step_names=sub_step_names, head_sub_steps=head_sub_steps),
         explore=functools.partial(explore, model),
     )

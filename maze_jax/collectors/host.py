@@ -26,6 +26,7 @@ from maze_jax.collectors import Trainer, TrainState
 from maze_jax.collectors.vector_env import VectorEnv
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import Trajectory as Recorded
+from maze_jax.stats import epoch_totals
 
 
 def add_seed_axis(tree, n_seeds: int):
@@ -339,7 +340,7 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
             infos.append(info)
             ended += episodes
         steps = config.epoch_length * config.n_rollout_steps * config.n_envs * n_seeds
-        metrics = {**drop_seed_axis(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs), 0), *infos), n_seeds),
+        metrics = {**drop_seed_axis(epoch_totals(jax.tree.map(lambda *xs: jnp.stack(xs), *infos)), n_seeds),
                    **episode_metrics(ended, n_seeds, config.n_envs, steps)}
         new_state = TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1))
         running["state"] = new_state

@@ -20,7 +20,7 @@ from maze_jax.envs import EnvSpec, EpisodeStats, play_episodes
 from maze_jax.envs.episodes import EnvBatch, env_keys, run_steps
 from maze_jax.envs.structured import sub_steps
 from maze_jax.evaluation import evaluate
-from maze_jax.stats import episode_statistics
+from maze_jax.stats import episode_statistics, epoch_totals
 
 
 def collect_rollout(explore, params, env_spec: EnvSpec, envs: EnvBatch, stats: EpisodeStats, key_act, key_env,
@@ -60,7 +60,7 @@ def actor_critic_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
         metrics = {**episode_statistics(stats, "train"),
                    "train_BaseEnvEvents/reward/step_count": jnp.int32(
                        config.epoch_length * config.n_rollout_steps * config.n_envs),
-                   **jax.tree.map(jnp.mean, metrics)}
+                   **epoch_totals(metrics)}
         return replicate((TrainState(learner, envs), metrics), mesh)
 
     def evaluate_state(state: TrainState, key):

@@ -128,7 +128,8 @@ class Joint:
     def _action(self, parts):
         return jnp.stack(parts, axis=-1) if self.stacked else {name: p for (name, _), p in zip(self.heads, parts)}
 
-    def _parts(self, action):
+    def head_actions(self, action):
+        """The action of each head, in head order."""
         return [action[..., i] for i in range(len(self.heads))] if self.stacked else [action[n] for n, _ in self.heads]
 
     def sample(self, key, out):
@@ -139,13 +140,13 @@ class Joint:
         return self._action(self._per_head(lambda d, o: d.mode(o), out))
 
     def log_prob(self, out, action):
-        return sum(self._per_head(lambda d, o, a: d.log_prob(o, a), out, self._parts(action)))
+        return sum(self._per_head(lambda d, o, a: d.log_prob(o, a), out, self.head_actions(action)))
 
     def entropy(self, out):
         return sum(self._per_head(lambda d, o: d.entropy(o), out))
 
     def to_env(self, action):
-        parts = [dist.to_env(p) for (_, dist), p in zip(self.heads, self._parts(action))]
+        parts = [dist.to_env(p) for (_, dist), p in zip(self.heads, self.head_actions(action))]
         return self._action(parts)
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from maze_jax.shell.table import format_table
+from maze_jax.shell.table import ActionSummary, format_table
 
 
 class ConsoleTable:
@@ -28,13 +28,16 @@ class ConsoleTable:
 
 
 class TensorBoard:
-    """Every table row as a TensorBoard scalar; NaN (an epoch in which no episode ended) stays a gap in the curve."""
+    """Every table row as a TensorBoard scalar (an action head's: its mean action); NaN (an epoch in which no
+    episode ended) stays a gap in the curve."""
 
     def __init__(self, writer: Any):
         self.writer = writer
 
     def on_epoch(self, loop, rows: dict) -> None:
         for tag, value in rows.items():
+            if isinstance(value, ActionSummary):  # an action head: the mean action (the count is the steps')
+                value = value.mean
             if math.isfinite(value):
                 self.writer.add_scalar(tag, value, loop.progress.epoch)
 

@@ -9,6 +9,9 @@ import warnings
 
 import numpy as np
 
+from maze_jax.shell.table import ActionSummary
+from maze_jax.stats import DISCRETE_ACTIONS, is_action_count
+
 REWARD = "BaseEnvEvents/reward/"
 
 
@@ -38,9 +41,26 @@ def across_seeds(values: dict) -> dict:
     return rows
 
 
+def action_rows(metrics: dict) -> dict:
+    """The action statistics of an epoch (`stats.action_statistics`, seeds pooled) as `[len:N, μ:X]` rows."""
+    rows = {}
+    for tag, value in metrics.items():
+        if not is_action_count(tag):
+            continue
+        value = np.asarray(value, np.float64)
+        totals = value.reshape(-1, value.shape[-1]).sum(0)  # every seed's actions together
+        if tag.startswith(DISCRETE_ACTIONS):
+            count, total = totals.sum(), (totals * np.arange(len(totals))).sum()
+        else:
+            count, total = totals
+        rows[tag] = ActionSummary(int(round(count)), float(total / count) if count else math.nan)
+    return rows
+
+
 def epoch_rows(metrics: dict, total_steps: int, total_episodes: int, seconds: float) -> dict:
     """An epoch's table rows: the metrics (means over seeds), cumulative counts and timing; training rows first."""
-    rows = across_seeds({k: v for k, v in metrics.items() if not k.endswith("/step_count")})
+    rows = across_seeds({k: v for k, v in metrics.items() if not k.endswith("/step_count") and not is_action_count(k)})
+    rows.update(action_rows(metrics))
     rows[f"train_{REWARD}total_step_count"] = total_steps
     rows[f"train_{REWARD}total_episode_count"] = total_episodes
     steps = float(np.sum(metrics.get(f"train_{REWARD}step_count", 0)))
@@ -51,4 +71,5 @@ def epoch_rows(metrics: dict, total_steps: int, total_episodes: int, seconds: fl
 
 def non_finite(rows: dict) -> list[str]:
     """Algorithm statistics (losses, norms) that are NaN or infinite; reward statistics may be NaN legitimately."""
-    return [tag for tag, value in rows.items() if "BaseEnvEvents" not in tag and not math.isfinite(value)]
+    return [tag for tag, value in rows.items() if "BaseEnvEvents" not in tag and not is_action_count(tag)
+            and not math.isfinite(value)]
