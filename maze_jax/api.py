@@ -25,7 +25,7 @@ apply_defaults()  # before anything imports jax
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from maze_jax.collectors import policy_params  # noqa: E402
-from maze_jax.config import ConfigError  # noqa: E402
+from maze_jax.config import ConfigError, env_label  # noqa: E402
 from maze_jax.research import make_train  # noqa: E402
 from maze_jax.session import RunResult, run_training  # noqa: E402
 from maze_jax.settings import compose_config  # noqa: E402
@@ -83,9 +83,10 @@ class RunContext:
         draw_seeds(cfg)
         self.config: DictConfig = cfg
         label = lambda g: choices.get(g) if isinstance(given[g], (str, type(None))) else "custom"
+        env_part = env_label(cfg.env.get("name"), label("env")) if isinstance(env, (str, dict, type(None))) else "custom"
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
         self.run_dir = run_dir or os.path.join(
-            str(cfg.log_base_dir), f"{label('env')}-{label('model')}-{label('algorithm')}-{label('runner')}", stamp)
+            str(cfg.log_base_dir), f"{env_part}-{label('model')}-{label('algorithm')}-{label('runner')}", stamp)
         if os.path.isdir(os.path.join(self.run_dir, LATEST)):
             raise ConfigError(f"run_dir={self.run_dir!r} already holds a run: resume it with "
                               f"overrides={{'input_dir': {self.run_dir!r}}} and a new run_dir")

@@ -69,3 +69,12 @@ def import_object(target: str, where: str):
 def first_line(error: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, cut to `limit` characters (for one-line errors)."""
     return (str(error).splitlines() or [""])[0][:limit]
+
+
+def env_label(name: Any, group: str) -> str:
+    """The env part of a run directory's name: the env id (`Acrobot-v1`, `minigrid_MiniGrid-Empty-8x8-v0`), made
+    safe for a path, or the env group's name when the env has no id (`tutorial_cutting_2d`)."""
+    import re
+
+    text = re.sub(r"[^\w.-]+", "_", str(name or "")).strip("._")
+    return text or group

@@ -280,6 +280,18 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
         return train_in_run_dir(cfg, settings, run_dir, echo, env_spec, model, signals)
 
 
+def stopping_threshold(threshold: float | None, stop_when_solved: bool, progress: Progress, echo: Callable):
+    """The evaluation mean that stops the run (None: none does). A resumed run that was solved already trains on
+    to its `algorithm.n_epochs`: more epochs are what its command asked for."""
+    if not stop_when_solved or threshold is None:
+        return None
+    if progress.best_score >= threshold:
+        echo(f"The run was solved already (best evaluation mean {progress.best_score:g} >= {threshold:g}): "
+             f"training on to algorithm.n_epochs", flush=True)
+        return None
+    return threshold
+
+
 def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: Callable, env_spec, model,
                      signals: StopSignals) -> RunResult:
     """`run_training`'s named steps, with signals handled."""
@@ -311,7 +323,8 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
 
     loop_settings = settings.loop
     options = LoopOptions(n_epochs=settings.algorithm.n_epochs, patience=settings.algorithm.patience,
-                          reward_threshold=env_spec.reward_threshold if loop_settings.stop_when_solved else None,
+                          reward_threshold=stopping_threshold(env_spec.reward_threshold,
+                                                              loop_settings.stop_when_solved, progress, echo),
                           n_seeds=trainer.n_seeds, progress_interval_s=loop_settings.progress_interval_s)
     latest, best = open_checkpoints(run_dir, settings, primary)
     checkpoints = Checkpoints(latest, best, loop_settings.checkpoint_every_s, loop_settings.dump_interval, echo)
@@ -319,7 +332,7 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
     loop = LoopState(state, progress, best_state,
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
     writer = SummaryWriter(run_dir) if primary else None
-    listeners = [ConsoleTable(echo), checkpoints] + ([TensorBoard(writer)] if writer is not None else [])
+    listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + ([TensorBoard(writer)] if writer is not None else [])
     if writer is not None:
         writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:

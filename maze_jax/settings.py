@@ -37,6 +37,8 @@ class LoopSettings:
     """Keep an extra checkpoint every dump_interval epochs (0 = only latest and best)."""
     final_eval_rollouts: int = 100
     """Deterministic episodes of the best model after training."""
+    table: str = "full"
+    """The console after each epoch: Maze's full table, or one compact line (long runs)."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,16 @@ def read_loop(runner: Mapping) -> LoopSettings:
         progress_interval_s=read(runner, "progress_interval_s", float, "runner", low=0.0),
         checkpoint_every_s=read(runner, "checkpoint_every_s", float, "runner", low=0.0),
         dump_interval=read(runner, "dump_interval", int, "runner", low=0),
-        final_eval_rollouts=read(runner, "final_eval_rollouts", int, "runner", low=1))
+        final_eval_rollouts=read(runner, "final_eval_rollouts", int, "runner", low=1),
+        table=read_table(runner))
+
+
+def read_table(runner: Mapping) -> str:
+    """`runner.table`: full (default where a runner config lacks it) or compact."""
+    table = str(runner.get("table", "full"))
+    if table not in ("full", "compact"):
+        raise ConfigError(f"runner.table={table!r} is unknown. Valid: full, compact")
+    return table
 
 
 def read_host(runner: Mapping) -> HostSettings:

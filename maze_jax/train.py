@@ -20,8 +20,10 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from maze_jax.cli import check_output_dir, exit_now, override_value, run_hydra, run_reporting_errors  # noqa: E402
 from maze_jax.cli_help import usage  # noqa: E402
-from maze_jax.config import ConfigError, first_line, read  # noqa: E402
+from maze_jax.config import ConfigError, env_label, first_line, read  # noqa: E402
 
+# the env part of run directories' names (`hydra.run.dir` in conf_train.yaml)
+OmegaConf.register_new_resolver("maze_jax.env_label", env_label, replace=True)
 CONFIG_NAME = "conf_train"
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")  # absolute: found however we start
 GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
@@ -102,12 +104,18 @@ def draw_seeds(cfg: DictConfig) -> None:
 def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> float:
     """The whole training run in `run_dir` (the CLI's work, reusable from Python); returns its best evaluation mean
     (-inf when nothing was evaluated)."""
+    import jax
+
     from maze_jax.session import run_training
+    from maze_jax.shell.console_log import console_to
 
     if cfg.input_dir:
         cfg = resume_config(str(cfg.input_dir), cfg, given_overrides)
     draw_seeds(cfg)
-    return float(run_training(cfg, run_dir).progress.best_score)
+    if jax.process_index() != 0:  # only process 0 writes the run directory
+        return float(run_training(cfg, run_dir).progress.best_score)
+    with console_to(os.path.join(run_dir, "train.log")):
+        return float(run_training(cfg, run_dir).progress.best_score)
 
 
 def remove_unused_run_dir(run_dir: str) -> None:
@@ -164,7 +172,19 @@ def with_saved_choices(argv: list[str]) -> list[str]:
         return argv
     if own_dirs and os.path.isdir(own_dirs[0]) and not any(f.split("=")[0] in ("--config-dir", "-cd") for f in flags):
         flags = ["--config-dir", own_dirs[0], *flags]
+    if not given & {"env", "env.name"}:  # the new run directory is named after the run's env id
+        missing += saved_env_name(input_dir)
     return flags + missing + overrides
+
+
+def saved_env_name(input_dir: str) -> list[str]:
+    """`["env.name='<id>'"]` from the run's saved config, or [] when it has none (or is unreadable: the resume
+    reports that)."""
+    try:
+        name = OmegaConf.load(os.path.join(input_dir, "hydra_config.yaml")).env.get("name")
+    except Exception:
+        return []
+    return [f"env.name='{name}'"] if isinstance(name, str) and name and "'" not in name else []
 
 
 # Hydra's command-line flags that take a value as the next argument (`--config-dir conf`).
@@ -207,6 +227,15 @@ def wait_for_coordinator(address: str, timeout_s: float) -> None:
             time.sleep(0.2)
 
 
+def waiting_line(kwargs: dict) -> str:
+    """What a process says while it waits for its peers (`jax.distributed.initialize`'s arguments)."""
+    who = f"process {kwargs['process_id']}" if "process_id" in kwargs else "this process"
+    peers = f"{kwargs['num_processes']} processes" if "num_processes" in kwargs else "the other processes"
+    where = kwargs.get("coordinator_address") or "the address the cluster provides"
+    return (f"Waiting for {peers} to join at {where} ({who}; up to {kwargs['initialization_timeout']} s, "
+            "runner.initialization_timeout_s) ...")
+
+
 def start_distributed(argv: list[str]) -> list[str]:
     """With `runner=distributed`, joins the other processes through `jax.distributed.initialize` (before Hydra
     runs, so that only process 0 creates the run directory). Returns the Hydra overrides that keep the other
@@ -226,6 +255,7 @@ def start_distributed(argv: list[str]) -> list[str]:
         if raw is not None:
             kwargs[key] = kind(raw)
     kwargs["initialization_timeout"] = int(float(given.get("runner.initialization_timeout_s", 300)))
+    print(waiting_line(kwargs), flush=True)
     if kwargs.get("process_id", 0) != 0 and kwargs.get("coordinator_address"):
         wait_for_coordinator(kwargs["coordinator_address"], kwargs["initialization_timeout"])
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; GPUs and TPUs use their own

@@ -43,7 +43,7 @@ def test_short_run_prints_table_and_writes_run_directory(two_epoch_run):
     assert "    2|eval                  BaseEnvEvents         reward                mean" in out
     assert "ESEvents              policy_grad_norm" in out and "-> new overall best model" in out
     assert "Final evaluation of the best model" in out and "Traceback" not in proc.stderr
-    assert run_dir.parent.name == "cartpole-flatten_concat-es-dev"
+    assert run_dir.parent.name == "CartPole-v1-flatten_concat-es-dev"  # named after the env id
     saved = OmegaConf.load(run_dir / "hydra_config.yaml")
     assert saved.seeding.agent_base_seed == 1 and saved.algorithm.n_rollouts_per_update == 8
     assert (run_dir / "model_summary.txt").read_text().strip().endswith("total parameters: 114")
@@ -170,6 +170,18 @@ def test_default_command_solves_cartpole_and_stops(tmp_path, cache_dir):
     assert proc.returncode == 0, proc.stderr
     assert "reached the reward threshold 475: stopping" in proc.stdout
     assert "Final evaluation of the best model" in proc.stdout
+    # the console output is in the run's train.log too
+    log = (only_run_dir(tmp_path) / "train.log").read_text()
+    assert "reached the reward threshold 475: stopping" in log and "Iteration 0" in log and "Run directory" in log
+    # resuming a solved run with more epochs trains on to them, and the compact console is one line an epoch
+    solved_at = int(proc.stdout.rsplit("Final evaluation of the best model, iteration ", 1)[1].split()[0])
+    more = run_cli([f"input_dir={only_run_dir(tmp_path)}", f"algorithm.n_epochs={solved_at + 2}",
+                    "runner.table=compact", f"log_base_dir={tmp_path / 'more'}"], tmp_path, cache_dir)
+    assert more.returncode == 0, more.stderr
+    assert "The run was solved already" in more.stdout and "Iteration" not in more.stdout
+    lines = [line for line in more.stdout.splitlines() if line.startswith("epoch ")]
+    assert [int(line.split()[1]) for line in lines] == [solved_at + 1, solved_at + 2]
+    assert all("steps/s" in line and "eval" in line and "best" in line for line in lines)
 
 
 def test_conf_tree_ships_inside_the_package():
@@ -209,8 +221,8 @@ def test_resuming_a_ppo_run_needs_no_repeated_groups_and_applies_new_lr(small_pp
                        f"log_base_dir={tmp_path / 'b'}"], tmp_path, cache_dir)
     assert resumed.returncode == 0, resumed.stderr
     run_dir = only_run_dir(tmp_path / "b")
-    assert run_dir.parent.name == "cartpole-flatten_concat-ppo-dev"
-    assert "PolicyEvents          learning_rate                               |               0.000" in resumed.stdout
+    assert run_dir.parent.name == "CartPole-v1-flatten_concat-ppo-dev"  # the env id, kept through the resume
+    assert "PolicyEvents          learning_rate                               |              0.0001" in resumed.stdout
     assert OmegaConf.load(run_dir / "hydra_config.yaml").algorithm.lr == 0.0001
 
 

@@ -102,6 +102,7 @@ def test_two_processes_train_together_and_resume_and_only_process_0_writes(tmp_p
     for i, proc in enumerate(first):
         assert proc.returncode == 0, (i, proc.stderr[-3000:])
     leader, other = first
+    assert "Waiting for 2 processes to join at 127.0.0.1:" in leader.stdout  # said while the peers join
     assert "Devices: 2 x cpu in 2 processes, batch split 2 ways" in leader.stdout
     assert "All 2 processes held the same training state after every epoch" in leader.stdout
     assert "Iteration" not in other.stdout  # process 1 prints no table
@@ -125,6 +126,7 @@ def test_an_unreachable_coordinator_is_one_line_and_exit_2(tmp_path, cache_dir):
                     f"log_base_dir={tmp_path}"], tmp_path, cache_dir, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"could not reach the coordinator {address} (process 0) within 2 s" in proc.stderr
+    assert f"Waiting for 2 processes to join at {address} (process 1; up to 2 s" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 

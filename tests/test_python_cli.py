@@ -39,7 +39,7 @@ def test_every_algorithm_trains_on_a_gymnasium_env(algorithm, tmp_path, cache_di
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "    2|eval                  BaseEnvEvents         reward                mean" in proc.stdout
     assert "Final evaluation of the best model" in proc.stdout and "Traceback" not in proc.stderr
-    assert only_run_dir(tmp_path).parent.name == f"gymnasium-flatten_concat-{algorithm}-dev"
+    assert only_run_dir(tmp_path).parent.name == f"CartPole-v1-flatten_concat-{algorithm}-dev"
 
 
 def test_python_env_runs_resume_switch_algorithm_and_roll_out(tmp_path, cache_dir):

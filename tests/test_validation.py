@@ -21,6 +21,7 @@ BAD = [
     ("runner.checkpoint_every_s=-1", "runner.checkpoint_every_s=-1.0: must be >= 0.0"),
     ("runner.final_eval_rollouts=0", "runner.final_eval_rollouts=0: must be >= 1"),
     ("runner.vectorization=fork", "runner.vectorization='fork' is unknown"),
+    ("runner.table=wide", "runner.table='wide' is unknown. Valid: full, compact"),
     ("runner.policy_lag=2", "runner.policy_lag=2: must be <= 1"),
     ("runner.n_seeds=abc", "runner.n_seeds='abc': expected an integer"),
     ("algorithm.optimizer.name=rmsprop", "algorithm.optimizer.name='rmsprop' is unknown"),

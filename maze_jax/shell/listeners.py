@@ -15,16 +15,28 @@ from maze_jax.shell.table import ActionSummary, format_table
 
 
 class ConsoleTable:
-    """Maze's statistics table on the console after every epoch."""
+    """Maze's statistics table on the console after every epoch, or with `compact` one line (`runner.table`)."""
 
-    def __init__(self, echo: Callable = print):
-        self.echo = echo
+    def __init__(self, echo: Callable = print, compact: bool = False):
+        self.echo, self.compact = echo, compact
 
     def on_epoch(self, loop, rows: dict) -> None:
-        self.echo(format_table(loop.progress.epoch - 1, loop.progress.epoch, rows), flush=True)
+        if self.compact:
+            self.echo(compact_line(loop.progress, rows), flush=True)
+        else:
+            self.echo(format_table(loop.progress.epoch - 1, loop.progress.epoch, rows), flush=True)
 
     def on_end(self, loop, reason: str) -> None:
         pass
+
+
+def compact_line(progress, rows: dict) -> str:
+    """One epoch in one line: `epoch 3 | 12,288 steps | 4,512 steps/s | train 21.4 | eval 35.2 | best 35.2 (3)`."""
+    value = lambda tag: rows.get(tag, math.nan)
+    return (f"epoch {progress.epoch:>4} | {progress.total_step_count:>12,} steps | "
+            f"{value('train_TimeEvents/steps_per_second'):>9,.0f} steps/s | "
+            f"train {value('train_BaseEnvEvents/reward/mean'):>9.4g} | eval {value('eval_BaseEnvEvents/reward/mean'):>9.4g}"
+            f" | best {progress.best_score:.4g} ({progress.best_epoch})")
 
 
 class TensorBoard:
