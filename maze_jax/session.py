@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -18,7 +19,9 @@ from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
+from maze_jax.envs.structured import sub_steps
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
+from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, describe_actions, draw_networks
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.loop import LoopOptions, LoopState, Programs, Progress, TrainingLoop, compile_programs, \
@@ -157,6 +160,23 @@ def save_model_summary(run_dir: str, params) -> None:
     lines.append(f"total parameters: {total}")
     with open(os.path.join(run_dir, "model_summary.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def start_drawing_networks(run_dir: str, state, trainer: Trainer, env_spec: EnvSpec) -> threading.Thread:
+    """`networks.png` (Maze's "graphical depictions" of policy and critic), drawn on a thread while training
+    starts; the caller joins it."""
+    params = state.learner.params  # shapes are all the drawing needs: no device work
+    params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[trainer.n_seeds > 1:], x.dtype), params)
+    networks = {name: params[name] for name in ("policy", "critic") if name in params}
+    leaves = jax.tree_util.tree_flatten_with_path(env_spec.observation_example())[0]
+    observation = {jax.tree_util.keystr(path).strip("[]'") or "observation": tuple(np.shape(leaf))
+                   for path, leaf in leaves}
+    steps = tuple(step.name for step in sub_steps(env_spec.env))
+    outputs = f"actions: {describe_actions(trainer.algorithm.policy.dist)}"
+    thread = threading.Thread(target=draw_networks, daemon=True,
+                              args=(os.path.join(run_dir, NETWORKS_FILE), networks, observation, steps, outputs))
+    thread.start()
+    return thread
 
 
 def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: int, echo: Callable,
@@ -317,9 +337,11 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
     statistics = normalization_statistics(env_spec)
     progress.eval_episodes = trainer.eval_episodes
     progress.normalization = statistics_to_meta(statistics) if statistics is not None else None
+    drawing = None
     if primary:
         params = policy_params(state)
         save_model_summary(run_dir, jax.tree.map(lambda x: x[0], params) if trainer.n_seeds > 1 else params)
+        drawing = start_drawing_networks(run_dir, state, trainer, env_spec)
 
     loop_settings = settings.loop
     options = LoopOptions(n_epochs=settings.algorithm.n_epochs, patience=settings.algorithm.patience,
@@ -332,7 +354,8 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
     loop = LoopState(state, progress, best_state,
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
     writer = SummaryWriter(run_dir) if primary else None
-    listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + ([TensorBoard(writer)] if writer is not None else [])
+    listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
+        [TensorBoard(writer), LearningCurve(run_dir)] if writer is not None else [])
     if writer is not None:
         writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:
@@ -351,6 +374,8 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
             if writer is not None and not math.isnan(value):
                 writer.add_scalar(tag, value, loop.progress.epoch)
     finally:
+        if drawing is not None:
+            drawing.join()
         if writer is not None:
             writer.close()
         latest.close()

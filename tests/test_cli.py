@@ -53,6 +53,22 @@ def test_short_run_prints_table_and_writes_run_directory(two_epoch_run):
     assert CheckpointDir(str(run_dir / "best"), read_only=True).latest_step() in (1, 2)
 
 
+def assert_picture(path: Path, min_colours: int = 3) -> None:
+    """`path` is a PNG that opens, of a sensible size, and not blank."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= 300 and image.height >= 200
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) >= min_colours, f"{path} looks blank"
+
+
+def test_the_run_directory_gets_pictures_of_the_networks_and_the_learning_curve(two_epoch_run):
+    _, run_dir = two_epoch_run
+    assert_picture(run_dir / "networks.png")
+    assert_picture(run_dir / "learning_curve.png")
+
+
 def test_generated_seeds_are_written_back(tmp_path, cache_dir):
     args = [a for a in SMALL if not a.startswith("seeding")]
     proc = run_cli([*args, "algorithm.n_epochs=1", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
@@ -247,7 +263,11 @@ def test_several_seeds_train_in_one_program(tmp_path, cache_dir):
     assert proc.returncode == 0, proc.stderr
     assert "reward                mean_seed_min" in proc.stdout and "mean_seed_max" in proc.stdout
     assert "-> new best model for seeds [" in proc.stdout
+    assert "(3 seeds: counts are totals, min and max over all seeds' episodes" in proc.stdout
     run_dir = only_run_dir(tmp_path)
+    events = b"".join(p.read_bytes() for p in run_dir.glob("events.out.tfevents.*"))
+    for k in range(3):  # each seed's own curves beside the combined ones
+        assert f"seed_{k}/eval_BaseEnvEvents/reward/mean".encode() in events
     best = CheckpointDir(str(run_dir / "best"), read_only=True)
     raw = best._manager.restore(best.latest_step())["state"]
     kernels = jax.tree.leaves(raw["learner"]["params"]["policy"])

@@ -1,5 +1,7 @@
 """The console table matches Maze's layout character for character."""
 
+import pytest
+
 from maze_jax.shell.table import format_table, format_value, tag_parts
 
 
@@ -45,3 +47,47 @@ def test_deep_tags_keep_the_rest_of_their_path_in_the_last_part():
     assert tag_parts(tag) == ["train", "DiscreteActionEvents", "action", "substep_0/piece_idx"]
     row = format_table(0, 1, {tag: ActionSummary(4000, 54.83)}).splitlines()[-1]
     assert row.endswith("substep_0/piece_idx".ljust(22) + "|" + "[len:4000, μ:54.8]".rjust(20))
+
+
+def test_the_learning_curve_draws_train_and_eval_bands_against_steps(tmp_path):
+    import types
+
+    from PIL import Image
+
+    from maze_jax.shell.pictures import LearningCurve
+
+    curve = LearningCurve(str(tmp_path))
+    progress = types.SimpleNamespace(total_step_count=0)
+    loop = types.SimpleNamespace(progress=progress)
+    for epoch in range(1, 4):
+        progress.total_step_count = 1000 * epoch
+        rows = {f"{p}_BaseEnvEvents/reward/{s}": 10.0 * epoch + d for p in ("train", "eval")
+                for s, d in (("mean", 0), ("min", -5), ("max", 5))}
+        curve.on_epoch(loop, rows)
+    curve.on_end(loop, "")
+    assert [row[0] for row in curve.points["eval"]] == [1000, 2000, 3000]
+    with Image.open(tmp_path / "learning_curve.png") as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert image.format == "PNG" and len(colours) > 10  # lines, bands, axes: not blank
+    assert not (tmp_path / "learning_curve.png.partial").exists()
+
+
+def test_rows_over_seeds_are_what_their_names_say():
+    import numpy as np
+
+    from maze_jax.shell.statistics import across_seeds, episode_table, seed_rows
+
+    rng = np.random.default_rng(0)
+    returns = [rng.normal(10 * s, 1 + s, size=n) for s, n in enumerate((5, 9, 2))]  # seeds with 5, 9, 2 episodes
+    width = max(len(r) for r in returns)
+    padded = np.array([np.pad(r, (0, width - len(r))) for r in returns])
+    ended = np.array([np.arange(width) < len(r) for r in returns])
+    per_seed = episode_table(padded, np.ones_like(padded), "eval", per_seed=True, ended=ended)
+    rows = across_seeds(per_seed)
+    everything = np.concatenate(returns)
+    tag = "eval_BaseEnvEvents/reward/"
+    assert rows[tag + "episode_count"] == 16  # a count, not a mean of counts
+    assert rows[tag + "min"] == everything.min() and rows[tag + "max"] == everything.max()
+    assert rows[tag + "mean"] == pytest.approx(everything.mean()) and rows[tag + "std"] == pytest.approx(everything.std())
+    assert rows[tag + "mean_seed_min"] == pytest.approx(returns[0].mean())
+    assert seed_rows(per_seed, 3)[f"seed_2/{tag}max"] == returns[2].max()

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any, Callable
 
+from maze_jax.shell.statistics import SEEDS_NOTE
 from maze_jax.shell.table import ActionSummary, format_table
 
 
@@ -23,8 +24,13 @@ class ConsoleTable:
     def on_epoch(self, loop, rows: dict) -> None:
         if self.compact:
             self.echo(compact_line(loop.progress, rows), flush=True)
-        else:
-            self.echo(format_table(loop.progress.epoch - 1, loop.progress.epoch, rows), flush=True)
+            return
+        table = format_table(loop.progress.epoch - 1, loop.progress.epoch, rows)
+        if getattr(loop, "seed_rows", None):  # several seeds: say how the rows combine them
+            n_seeds = len({tag.split("/", 1)[0] for tag in loop.seed_rows})
+            header, rest = table.split("\n", 1)
+            table = f"{header} ({n_seeds} seeds: {SEEDS_NOTE})\n{rest}"
+        self.echo(table, flush=True)
 
     def on_end(self, loop, reason: str) -> None:
         pass
@@ -40,14 +46,14 @@ def compact_line(progress, rows: dict) -> str:
 
 
 class TensorBoard:
-    """Every table row as a TensorBoard scalar (an action head's: its mean action); NaN (an epoch in which no
-    episode ended) stays a gap in the curve."""
+    """Every table row as a TensorBoard scalar (an action head's: its mean action), and with several seeds each
+    seed's own rows as `seed_<k>/<tag>`; NaN (an epoch in which no episode ended) stays a gap in the curve."""
 
     def __init__(self, writer: Any):
         self.writer = writer
 
     def on_epoch(self, loop, rows: dict) -> None:
-        for tag, value in rows.items():
+        for tag, value in {**rows, **getattr(loop, "seed_rows", {})}.items():  # seeds' own curves: seed_<k>/...
             if isinstance(value, ActionSummary):  # an action head: the mean action (the count is the steps')
                 value = value.mean
             if math.isfinite(value):

@@ -15,7 +15,7 @@ import numpy as np
 from maze_jax.collectors import EnvFailed, Trainer
 from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, to_savable
 from maze_jax.shell.signals import StopSignals
-from maze_jax.shell.statistics import across_seeds, epoch_rows, episode_table, non_finite
+from maze_jax.shell.statistics import across_seeds, epoch_rows, episode_table, non_finite, seed_rows
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
 
@@ -81,6 +81,7 @@ class LoopState:
     best_version: int = 0
     stop_reason: str = ""  # "" while running; then "done", "SIGINT", "SIGTERM" or "non-finite"
     listeners: list = field(default_factory=list)
+    seed_rows: dict = field(default_factory=dict)  # the last epoch's rows of each seed (runs of several seeds)
 
 
 class Programs(NamedTuple):
@@ -251,6 +252,7 @@ class TrainingLoop:
         progress.total_step_count += int(np.sum(metrics.get("train_BaseEnvEvents/reward/step_count", 0)))
         progress.total_episode_count += int(np.sum(metrics["train_BaseEnvEvents/reward/episode_count"]))
         rows = epoch_rows(metrics, progress.total_step_count, progress.total_episode_count, seconds)
+        loop.seed_rows = seed_rows(metrics, options.n_seeds) if options.n_seeds > 1 else {}
         messages = self.select_model(loop, metrics, rows)
         for listener in self.listeners:
             listener.on_epoch(loop, rows)

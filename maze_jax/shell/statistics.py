@@ -32,12 +32,53 @@ def episode_table(returns, lengths, prefix: str, per_seed: bool = False, ended=N
                 tag + "episode_count": (~np.isnan(returns)).sum(-1)}
 
 
+SEEDS_NOTE = "counts are totals, min and max over all seeds' episodes, the rest means over seeds"
+
+
 def across_seeds(values: dict) -> dict:
-    """Table rows from per-seed values: the mean over seeds, plus the spread of the evaluation mean."""
-    rows = {k: float(np.mean(v)) for k, v in values.items()}
+    """Table rows from per-seed values (a leading seed axis; scalars pass as they are), each what its name says:
+    counts are summed, `min` and `max` are the extremes of all seeds' episodes, a reward `mean` and `std` are
+    pooled over all episodes, other rows are means over seeds (`SEEDS_NOTE`). The evaluation mean also gets the
+    spread of the seeds' means (`mean_seed_min`, `mean_seed_max`)."""
+    rows = {}
     for tag, v in values.items():
-        if np.ndim(v) and tag.endswith(REWARD + "mean") and not tag.startswith("train"):
+        v = np.asarray(v, np.float64)
+        if not v.ndim:
+            rows[tag] = float(v)
+        elif tag.endswith(("/episode_count", "/step_count")):
+            rows[tag] = float(np.sum(v))
+        elif tag.endswith(("/min", "/max")):
+            with warnings.catch_warnings():  # seeds without an ended episode are NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                rows[tag] = float(np.nanmin(v) if tag.endswith("/min") else np.nanmax(v))
+        else:
+            rows[tag] = float(np.mean(v))
+    for tag, v in values.items():
+        if not (np.ndim(v) and tag.endswith(REWARD + "mean")):
+            continue
+        base = tag[: -len("mean")]
+        counts = np.asarray(values.get(base + "episode_count", np.ones_like(v)), np.float64)
+        means, stds = np.asarray(v, np.float64), np.asarray(values.get(base + "std", np.zeros_like(v)), np.float64)
+        ended = counts > 0
+        if ended.any():  # Chan's merge of the seeds' means and deviations
+            n = counts[ended].sum()
+            mean = (counts[ended] * means[ended]).sum() / n
+            rows[tag] = float(mean)
+            if base + "std" in values:
+                rows[base + "std"] = float(np.sqrt((counts[ended] * (stds[ended] ** 2 + (means[ended] - mean) ** 2)
+                                                    ).sum() / n))
+        if not tag.startswith("train"):
             rows[tag + "_seed_min"], rows[tag + "_seed_max"] = float(np.min(v)), float(np.max(v))
+    return rows
+
+
+def seed_rows(metrics: dict, n_seeds: int) -> dict:
+    """Each seed's own rows, `seed_<k>/<tag>`, for TensorBoard curves per seed (runs of several seeds)."""
+    rows = {}
+    for tag, v in metrics.items():
+        v = np.asarray(v, np.float64)
+        if v.ndim == 1 and len(v) == n_seeds and not is_action_count(tag):
+            rows.update({f"seed_{k}/{tag}": float(v[k]) for k in range(n_seeds)})
     return rows
 
 

@@ -1,0 +1,135 @@
+"""Pictures of a run, saved into its run directory: the networks at the start (`networks.png`) and the learning
+curve after every epoch (`learning_curve.png`). Drawn with matplotlib's object API (no pyplot state, no display),
+imported when the first picture is drawn, and the curve on a thread of its own, so that neither delays training."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+NETWORKS_FILE, CURVE_FILE = "networks.png", "learning_curve.png"
+
+
+def _figure(width: float, height: float):
+    """A matplotlib figure that only draws to files (safe on any thread)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def layers(params) -> list[tuple[str, tuple]]:
+    """(module path, kernel shape) of every layer with a kernel in a flax parameter tree, in the order the layers
+    were created (`Dense_2` after `Dense_1`, nested modules by their own numbering)."""
+    found = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        keys = [str(getattr(k, "key", k)) for k in path]
+        if keys and keys[-1] == "kernel":
+            found.append(("/".join(k for k in keys[:-1] if k != "params"), tuple(np.shape(leaf))))
+    natural = lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name[0])]
+    return sorted(found, key=natural)
+
+
+def split_sub_steps(params, sub_step_names: tuple) -> dict[str, Any]:
+    """A network's parameters by sub-step (`networks_<i>` of a structured env's networks), or {"": params}."""
+    inner = params.get("params", params) if isinstance(params, dict) else params
+    if sub_step_names and isinstance(inner, dict) and all(f"networks_{i}" in inner for i in
+                                                          range(len(sub_step_names))):
+        return {name: inner[f"networks_{i}"] for i, name in enumerate(sub_step_names)}
+    return {"": params}
+
+
+def draw_networks(path: str, networks: dict[str, Any], observation: dict[str, tuple], sub_step_names: tuple = (),
+                  outputs: str = "") -> None:
+    """`networks` ({"policy": params, "critic": params}) as columns of layer boxes (a column per sub-step of a
+    structured env), each box a layer with its input and output sizes, under the observation's keys and shapes."""
+    from matplotlib.patches import Rectangle
+
+    columns = [(f"{net} {sub}".strip(), layers(p)) for net, params in networks.items()
+               for sub, p in split_sub_steps(params, sub_step_names).items()]
+    height = max([len(ls) for _, ls in columns] + [1]) + 2
+    fig = _figure(max(3.2 * len(columns) + 0.5, 6.0), 1.0 * height + 1.0)
+    ax = fig.subplots()
+    ax.set_xlim(0, max(len(columns), 1))
+    ax.set_ylim(-height, 1.2)
+    ax.axis("off")
+    obs_text = ", ".join(f"{k} {shape}" for k, shape in observation.items())
+    ax.text(len(columns) / 2, 0.8, f"observation: {obs_text}", ha="center", va="center", fontsize=9, wrap=True)
+    for x, (title, column) in enumerate(columns):
+        ax.text(x + 0.5, 0.2, title, ha="center", va="center", fontsize=11, weight="bold")
+        for y, (name, shape) in enumerate(column):
+            top = -y - 0.5
+            ax.add_patch(Rectangle((x + 0.08, top - 0.7), 0.84, 0.7, facecolor="#dbe9f6", edgecolor="#2b5d8a"))
+            size = " x ".join(str(s) for s in shape)
+            ax.text(x + 0.5, top - 0.35, f"{name}\n{size}", ha="center", va="center", fontsize=8)
+            if y:
+                ax.annotate("", (x + 0.5, top), (x + 0.5, top + 0.3), arrowprops={"arrowstyle": "->"})
+    if outputs:
+        ax.text(len(columns) / 2, -height + 0.4, outputs, ha="center", va="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def describe_actions(dist) -> str:
+    """`piece_idx: Categorical(50), cut_order: Categorical(2)`: an action distribution's heads, for a caption."""
+    heads = getattr(dist, "heads", (("action", dist),))
+    name = lambda d: f"Categorical({d.n})" if hasattr(d, "n") else f"{type(d).__name__}{tuple(getattr(d, 'shape', ()))}"
+    return ", ".join(f"{head}: {name(d)}" for head, d in heads)
+
+
+class LearningCurve:
+    """A listener: `learning_curve.png`, the train and eval reward (mean, with a min-max band) against env steps,
+    redrawn after every epoch on a background thread, at most every `min_interval_s` (epochs of a fraction of a
+    second would keep a core drawing; those that end meanwhile are in the next drawing), and at the end."""
+
+    TAGS = {"train": "train_BaseEnvEvents/reward/", "eval": "eval_BaseEnvEvents/reward/"}
+
+    def __init__(self, run_dir: str, min_interval_s: float = 2.0):
+        self.path = os.path.join(run_dir, CURVE_FILE)
+        self.points: dict[str, list] = {name: [] for name in self.TAGS}
+        self.min_interval_s = min_interval_s
+        self._thread: threading.Thread | None = None
+        self._drawn_at = -math.inf
+
+    def on_epoch(self, loop, rows: dict) -> None:
+        steps = loop.progress.total_step_count
+        for name, tag in self.TAGS.items():
+            values = [rows.get(tag + s, math.nan) for s in ("mean", "min", "max")]
+            if math.isfinite(values[0]):
+                self.points[name].append((steps, *values))
+        now = time.monotonic()
+        if now - self._drawn_at >= self.min_interval_s and (self._thread is None or not self._thread.is_alive()):
+            self._drawn_at = now
+            snapshot = {k: list(v) for k, v in self.points.items()}
+            self._thread = threading.Thread(target=self.draw, args=(snapshot,), daemon=True)
+            self._thread.start()
+
+    def on_end(self, loop, reason: str) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        self.draw(self.points)
+
+    def draw(self, points: dict) -> None:
+        fig = _figure(7, 4)
+        ax = fig.subplots()
+        for (name, rows), color in zip(points.items(), ("#1f77b4", "#d62728")):
+            if not rows:
+                continue
+            steps, mean, low, high = np.asarray(rows, np.float64).T
+            ax.plot(steps, mean, color=color, marker="o" if len(rows) < 30 else None, label=f"{name} mean")
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, label=f"{name} min-max")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("episode reward")
+        ax.grid(alpha=0.3)
+        if any(points.values()):
+            ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        partial = self.path + ".partial"
+        fig.savefig(partial, dpi=80, format="png")
+        os.replace(partial, self.path)  # readers never see a half-written picture
