@@ -21,6 +21,7 @@ from maze_jax.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_s
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
 from maze_jax.envs.structured import sub_steps
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
+from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, describe_actions, draw_networks
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.signals import StopSignals
@@ -353,13 +354,17 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
     # a resumed run's best is saved into this run directory too (stays the best until beaten)
     loop = LoopState(state, progress, best_state,
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
+    progress_line = ProgressLine(options.n_epochs, progress.epoch) if primary else None
+    if progress_line is not None:
+        echo = progress_line.wrap(echo)
+        checkpoints.echo = echo
     writer = SummaryWriter(run_dir) if primary else None
     listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
-        [TensorBoard(writer), LearningCurve(run_dir)] if writer is not None else [])
+        [TensorBoard(writer), LearningCurve(run_dir), progress_line] if writer is not None else [])
     if writer is not None:
         writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:
-        loop = TrainingLoop(programs, options, eval_key(settings), listeners, echo, signals).run(loop)
+        loop = TrainingLoop(programs, options, eval_key(settings), listeners, echo, signals, progress_line).run(loop)
         if loop.stop_reason:
             raise RunStopped(loop.stop_reason, latest.path)
         # no evaluation improved: the latest; per-seed selection leaves host arrays, placed as the state is

@@ -33,7 +33,7 @@ class Run(NamedTuple):
     def rows(self, prefix: str, statistic: str) -> list[float]:
         """Every value of a `reward` row, e.g. ("eval", "mean"), in order."""
         pattern = rf"\|{prefix}\s+BaseEnvEvents\s+reward\s+{statistic}\s+\|\s+(\S+)"
-        return [float(v) for v in re.findall(pattern, self.stdout)]
+        return [float(v.replace(",", "")) for v in re.findall(pattern, self.stdout)]
 
     @property
     def epochs(self) -> int:

@@ -21,7 +21,7 @@ def table_value(output: str, prefix: str, statistic: str) -> float:
     """A value of the `reward` rows of Maze's table, e.g. ("final", "mean")."""
     match = re.search(rf"\|{prefix}\s+BaseEnvEvents\s+reward\s+{statistic}\s+\|\s+(\S+)", output)
     assert match, f"no {prefix} {statistic} row in:\n{output}"
-    return float(match.group(1))
+    return float(match.group(1).replace(",", ""))  # thousands separators from 10,000 up
 
 
 @pytest.fixture(scope="module")

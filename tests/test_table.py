@@ -24,7 +24,7 @@ def test_tags_split_into_four_parts_and_long_parts_are_cut():
 
 
 def test_values_scalars_and_lists():
-    assert format_value(1234.5678) == "            1234.568"
+    assert format_value(1234.5678) == "           1,234.568"
     assert format_value([1.0, 2.0, 6.0]).strip() == "[len:3, μ:3.0]"
 
 
@@ -36,6 +36,7 @@ def test_small_values_keep_their_significant_digits_and_large_ones_stay_readable
     assert format_number(0.0123) == "0.012" and format_number(0.0099) == "0.0099"
     assert format_number(475.0) == "475.000" and format_number(0) == "0.000"
     assert format_number(12345678) == "12,345,678" and format_number(2.5e16) == "2.5000e+16"
+    assert format_number(461869.1514) == "461,869.151" and format_number(1234.5) == "1,234.500"
     assert format_number(float("nan")) == "nan" and format_number(float("-inf")) == "-inf"
     assert all(len(format_value(v)) == 20 for v in (0.00025, 12345678, 2.5e16, -1e-30))
 
@@ -91,3 +92,40 @@ def test_rows_over_seeds_are_what_their_names_say():
     assert rows[tag + "mean"] == pytest.approx(everything.mean()) and rows[tag + "std"] == pytest.approx(everything.std())
     assert rows[tag + "mean_seed_min"] == pytest.approx(returns[0].mean())
     assert seed_rows(per_seed, 3)[f"seed_2/{tag}max"] == returns[2].max()
+
+
+def test_the_progress_line_says_steps_rate_epoch_best_and_eta():
+    import io
+    import types
+
+    from maze_jax.shell.progress import ProgressLine, duration
+
+    assert [duration(s) for s in (42, 185, 7620)] == ["42s", "3m05s", "2h07m"]
+    plain = io.StringIO()
+    line = ProgressLine(n_epochs=10, start_epoch=0, stream=plain, interactive=False)
+    progress = types.SimpleNamespace(epoch=0, total_step_count=0, best_score=float("-inf"))
+    printed = []
+    line.during_epoch(progress, 7.0, lambda text, **kw: printed.append(text))
+    assert printed == ["... epoch 0/10 | 0 steps | epoch 0 running for 7s"]
+    progress.epoch, progress.total_step_count, progress.best_score = 2, 1234567, 123.45
+    line.on_epoch(types.SimpleNamespace(progress=progress), {"train_TimeEvents/steps_per_second": 45678.0})
+    status = line.status(progress)
+    assert status.startswith("epoch 2/10 | 1,234,567 steps | 45,678 steps/s | best 123.5 | ETA ")
+    assert ProgressLine(0, 0, io.StringIO(), interactive=False).status(progress).count("ETA") == 0  # until stopped
+
+
+def test_on_a_terminal_the_live_line_moves_out_of_the_way_of_printed_lines():
+    import io
+    import types
+
+    from maze_jax.shell.progress import ProgressLine
+
+    terminal = io.StringIO()
+    line = ProgressLine(n_epochs=5, start_epoch=0, stream=terminal, interactive=True)
+    progress = types.SimpleNamespace(epoch=1, total_step_count=100, best_score=1.0)
+    out = io.StringIO()
+    line.wrap(lambda text, **kw: out.write(text + "\n"))("a table")
+    line.on_epoch(types.SimpleNamespace(progress=progress), {})
+    assert out.getvalue() == "a table\n" and "1/5" in terminal.getvalue() and "100 steps" in terminal.getvalue()
+    line.on_end(None, "")
+    assert line.bar is None

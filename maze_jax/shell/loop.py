@@ -15,6 +15,7 @@ import numpy as np
 from maze_jax.collectors import EnvFailed, Trainer
 from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, to_savable
 from maze_jax.shell.signals import StopSignals
+from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.statistics import across_seeds, epoch_rows, episode_table, non_finite, seed_rows
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
@@ -146,9 +147,10 @@ def select_seeds(improved: np.ndarray, new, old):
     return from_savable(new, jax.tree.map(pick, to_savable(new), to_savable(old)))
 
 
-def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = print,
+def wait_with_progress(result, interval_s: float, report: Callable[[float], None],
                        should_stop: Callable = lambda: False):
-    """Blocks until the asynchronously dispatched epoch is done, printing elapsed time every `interval_s`.
+    """Blocks until the asynchronously dispatched epoch is done, calling `report(seconds so far)` every
+    `interval_s`.
 
     Returns `result` (still on the devices), or None (the epoch abandoned) as soon as `should_stop()` is true."""
     leaf = jax.tree.leaves(result)[0]
@@ -159,7 +161,7 @@ def wait_with_progress(result, epoch: int, interval_s: float, echo: Callable = p
             return None
         time.sleep(0.01)
         if time.perf_counter() >= next_report:
-            echo(f"... epoch {epoch} running for {time.perf_counter() - start:.0f} s", flush=True)
+            report(time.perf_counter() - start)
             next_report += interval_s
     return result
 
@@ -179,10 +181,11 @@ class TrainingLoop:
     epoch: evaluation, model selection (per seed), then every listener; when it stops, every listener again."""
 
     def __init__(self, programs: Programs, options: LoopOptions, eval_key: jax.Array, listeners: list = (),
-                 echo: Callable = print, signals: StopSignals | None = None):
+                 echo: Callable = print, signals: StopSignals | None = None, progress_line: ProgressLine | None = None):
         self.programs, self.options, self.eval_key = programs, options, eval_key
         self.listeners, self.echo = list(listeners), echo
         self.signals = signals or StopSignals(echo)  # the caller's, active for the whole run; else never set
+        self.progress_line = progress_line  # also one of the listeners; reports while an epoch runs
 
     def run(self, loop: LoopState) -> LoopState:
         """Trains from `loop.state` and returns the loop state; `stop_reason` is "" when it ran its course, else
@@ -227,8 +230,11 @@ class TrainingLoop:
         if self.programs.on_host:
             result = self.programs.train_epoch(loop.state, should_stop)
         else:
-            result = wait_with_progress(self.programs.train_epoch(loop.state), progress.epoch,
-                                        options.progress_interval_s, echo, should_stop)
+            line = self.progress_line
+            report = (lambda s: line.during_epoch(progress, s, echo)) if line is not None else \
+                (lambda s: echo(f"... epoch {progress.epoch} running for {s:.0f} s", flush=True))
+            result = wait_with_progress(self.programs.train_epoch(loop.state), options.progress_interval_s, report,
+                                        should_stop)
         if result is None:  # a signal: the epoch is abandoned
             return
         new_state, metrics = result[0], jax.device_get(result[1])  # the state stays on the devices

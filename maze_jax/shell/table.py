@@ -25,7 +25,7 @@ class ActionSummary(NamedTuple):
 
 def format_number(value: float) -> str:
     """Maze's `.3f` where it shows the value; small values keep 3 significant digits (0.00025, not 0.000) and
-    large ones get thousands separators (12,345,678)."""
+    large ones get thousands separators (461,869.151; 12,345,678 without decimals from a million up)."""
     value = float(value)
     if not math.isfinite(value) or value == 0:
         return f"{value:.3f}"
@@ -36,7 +36,7 @@ def format_number(value: float) -> str:
         return f"{value:.4e}"
     if magnitude >= 1e6:
         return f"{value:,.0f}"
-    return f"{value:.3f}"
+    return f"{value:,.3f}"
 
 
 def format_value(value) -> str:
