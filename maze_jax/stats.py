@@ -46,7 +46,33 @@ def episode_statistics(stats: EpisodeStats, prefix: str) -> dict:
         # not table rows: the loop stops the run when the env gave NaN or infinite data
         "check/non_finite_rewards": stats.bad_rewards.sum(),
         "check/non_finite_observations": stats.bad_observations.sum(),
+        **({} if stats.events is None else event_statistics(stats.events, prefix)),
     }
+
+
+def event_statistics(events, prefix: str) -> dict:
+    """Maze's rows of an env's events and KPIs (`EventStats`): each event's `step_mean`, `step_max` and
+    `mean_episode_total` under its own group (`InventoryEvents/pieces_in_inventory` gives `<prefix>_InventoryEvents/
+    pieces_in_inventory/step_mean`), each KPI's mean, std, min and max over finished episodes under
+    `<prefix>_BaseEnvEvents/kpi/<statistic>/<name>`. NaN where no step or episode counts."""
+    nan = jnp.float32(jnp.nan)
+    steps, episodes = events.steps.sum(), events.episodes.sum()
+    per_episode = lambda total: jnp.where(episodes > 0, total / jnp.maximum(episodes, 1), nan)  # noqa: E731
+    rows = {}
+    for name in events.step_sum:
+        group, _, event = name.rpartition("/")
+        tag = f"{prefix}_{group or 'CustomEvents'}/{event}/"
+        rows[tag + "step_mean"] = jnp.where(steps > 0, events.step_sum[name].sum() / jnp.maximum(steps, 1), nan)
+        rows[tag + "step_max"] = jnp.where(steps > 0, events.step_max[name].max(), nan)
+        rows[tag + "mean_episode_total"] = per_episode(events.episode_total[name].sum())
+    for name in events.kpi_sum:
+        tag = f"{prefix}_BaseEnvEvents/kpi/"
+        mean = per_episode(events.kpi_sum[name].sum())
+        rows[tag + f"mean/{name}"] = mean
+        rows[tag + f"std/{name}"] = jnp.sqrt(jnp.maximum(per_episode(events.kpi_sq[name].sum()) - mean ** 2, 0.0))
+        rows[tag + f"min/{name}"] = jnp.where(episodes > 0, events.kpi_min[name].min(), nan)
+        rows[tag + f"max/{name}"] = jnp.where(episodes > 0, events.kpi_max[name].max(), nan)
+    return rows
 
 
 def action_statistics(dist, action, acting=None, head_sub_steps: dict | None = None) -> dict:

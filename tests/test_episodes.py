@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import Countdown
 from maze_jax.envs import EpisodeStats, play_episodes
@@ -81,3 +82,53 @@ def test_reward_std_is_accurate_for_large_returns():
     np.testing.assert_allclose(float(summary[TAG + "std"]), np.std(returns.astype(np.float64)), rtol=1e-3)
     np.testing.assert_allclose(float(summary[TAG + "mean"]), 1e4, rtol=1e-6)
     np.testing.assert_allclose(stats.mean_return_per_env(), returns.mean(0), rtol=1e-6)
+
+
+class Reporting(Countdown):
+    """Countdown that reports events (`Shop/sold`: the action; `ticks`: 1 a step) and a KPI (`left_at_end`)."""
+
+    def step_env(self, key, state, action, params):
+        obs, state, reward, done, _ = super().step_env(key, state, action, params)
+        return obs, state, reward, done, {"events": {"Shop/sold": action.astype(jnp.float32),
+                                                     "ticks": jnp.float32(1.0)},
+                                          "kpis": {"left_at_end": state.left.astype(jnp.float32) + action}}
+
+
+def test_env_events_and_kpis_are_counted_per_step_per_episode_and_at_episode_ends():
+    from maze_jax.envs.episodes import reported_names
+
+    env = Reporting(length=3)
+    assert reported_names(env, env.default_params) == (("Shop/sold", "ticks"), ("left_at_end",))
+    act = lambda obs, k: jnp.array([0, 1], jnp.int32)  # env 1 sells every step
+    stats = play_episodes(env, env.default_params, act, jax.random.key(0), n_envs=2, n_steps=7, count_events=True)
+    rows = episode_statistics(stats, "train")
+    # 14 steps, 7 of them sales; 4 episodes ended (2 per env), env 1's with 3 sales each
+    assert float(rows["train_Shop/sold/step_mean"]) == 0.5 and float(rows["train_Shop/sold/step_max"]) == 1.0
+    assert float(rows["train_Shop/sold/mean_episode_total"]) == 1.5
+    assert float(rows["train_CustomEvents/ticks/mean_episode_total"]) == 3.0  # a name without a group
+    # the KPI at each episode's last step: 0 in env 0, 1 in env 1
+    assert float(rows["train_BaseEnvEvents/kpi/mean/left_at_end"]) == 0.5
+    assert float(rows["train_BaseEnvEvents/kpi/std/left_at_end"]) == 0.5
+    assert float(rows["train_BaseEnvEvents/kpi/min/left_at_end"]) == 0.0
+    assert float(rows["train_BaseEnvEvents/kpi/max/left_at_end"]) == 1.0
+    # an env that reports nothing carries nothing extra
+    plain = play_episodes(Countdown(3), Countdown(3).default_params, act, jax.random.key(0), 2, 7, count_events=True)
+    assert plain.events is None and not any("kpi" in k for k in episode_statistics(plain, "train"))
+
+
+def test_the_cutting_env_reports_mazes_inventory_and_cutting_events_and_its_raw_piece_kpi():
+    from conftest import make_trainer
+
+    _, trainer = make_trainer(["env=tutorial_cutting_2d_struct_masked", "model=tutorial_cutting_2d_struct_masked",
+                               "algorithm=ppo", "algorithm.epoch_length=12", "runner.concurrency=4",
+                               "algorithm.n_rollout_steps=64", "algorithm.batch_size=64"])
+    state = trainer.init(jax.random.key(0), jax.random.key(1))
+    _, metrics = jax.jit(trainer.train_epoch)(state)
+    kpi = float(metrics["train_BaseEnvEvents/kpi/mean/raw_piece_usage_per_step"])
+    reward = float(metrics["train_BaseEnvEvents/reward/mean"])
+    # with the masks every cut is valid, so an episode's return is minus its raw pieces: usage = -return / 180
+    assert kpi == pytest.approx(-reward / 180, abs=1e-6)
+    assert float(metrics["train_CuttingEvents/invalid_cut/mean_episode_total"]) == 0.0
+    assert float(metrics["train_CuttingEvents/valid_cut/mean_episode_total"]) == 180.0
+    assert 1.0 <= float(metrics["train_InventoryEvents/pieces_in_inventory/step_max"]) <= 50.0
+    assert float(metrics["train_InventoryEvents/piece_replenished/mean_episode_total"]) == pytest.approx(-reward)

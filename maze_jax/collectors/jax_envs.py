@@ -17,7 +17,7 @@ from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import Trainer, TrainState
 from maze_jax.devices import replicate, shard_batch
 from maze_jax.envs import EnvSpec, EpisodeStats, play_episodes
-from maze_jax.envs.episodes import EnvBatch, env_keys, run_steps
+from maze_jax.envs.episodes import EnvBatch, env_keys, reported_names, run_steps
 from maze_jax.envs.structured import sub_steps
 from maze_jax.evaluation import evaluate
 from maze_jax.stats import episode_statistics, epoch_totals
@@ -54,7 +54,7 @@ def actor_critic_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
         return (learner, (envs, env_key), stats), metrics
 
     def train_epoch(state: TrainState):
-        stats = EpisodeStats.zeros(config.n_envs, env_spec.horizon)
+        stats = EpisodeStats.zeros(config.n_envs, env_spec.horizon, reported_names(env_spec.env, env_spec.params))
         (learner, envs, stats), metrics = jax.lax.scan(one_update, (state.learner, state.envs, stats), None,
                                                        length=config.epoch_length)
         metrics = {**episode_statistics(stats, "train"),
@@ -91,7 +91,7 @@ def play_population(policy, population, env, env_params, key, n_steps: int, mesh
             return policy.dist.to_env(policy.dist.mode(out))
         return policy.dist.to_env(jax.vmap(policy.dist.sample)(env_keys(key, 1, n_members, mirrored=True)[0], out))
 
-    return play_episodes(env, env_params, act, key, n_members, n_steps, mesh=mesh, mirrored=True)
+    return play_episodes(env, env_params, act, key, n_members, n_steps, mesh=mesh, mirrored=True, count_events=True)
 
 
 def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:

@@ -120,9 +120,18 @@ class Cutting2D(environment.Environment):
         inventory, size = self._replenish(inventory, size)
         raw = valid & jnp.all(piece == self.raw_piece)
         reward = jnp.where(valid, -raw.astype(jnp.float32), -2.0)
-        return state.replace(inventory=jnp.where(valid, inventory, state.inventory),
-                             size=jnp.where(valid, size, state.size), time=state.time + 1,
-                             raw_pieces_used=state.raw_pieces_used + raw), reward
+        state = state.replace(inventory=jnp.where(valid, inventory, state.inventory),
+                              size=jnp.where(valid, size, state.size), time=state.time + 1,
+                              raw_pieces_used=state.raw_pieces_used + raw)
+        return state, reward, {"CuttingEvents/valid_cut": valid.astype(jnp.float32),
+                               "CuttingEvents/invalid_cut": (~valid).astype(jnp.float32),
+                               "InventoryEvents/piece_replenished": raw.astype(jnp.float32)}
+
+    def info(self, state: CuttingState, cut_events: dict) -> dict:
+        """Maze's inventory and cutting events of a step, and its KPI, raw pieces used per whole step so far."""
+        events = {**cut_events, "InventoryEvents/pieces_in_inventory": state.size.astype(jnp.float32)}
+        usage = state.raw_pieces_used / jnp.maximum(state.time, 1)
+        return {"events": events, "kpis": {"raw_piece_usage_per_step": usage.astype(jnp.float32)}}
 
     # --- gymnax interface ---
     def reset_env(self, key, params):
@@ -134,15 +143,16 @@ class Cutting2D(environment.Environment):
 
     def step_env(self, key, state, action, params):
         if self.variant == "flat":
-            state, reward = self.cut(state, action["piece_idx"], action["cut_rotation"], action["cut_order"])
+            state, reward, events = self.cut(state, action["piece_idx"], action["cut_rotation"], action["cut_order"])
         else:
             chosen = state.replace(selected=jnp.asarray(action["piece_idx"], jnp.int32), actor=jnp.int32(1))
-            cut, cut_reward = self.cut(state, state.selected, action["cut_rotation"], action["cut_order"])
+            cut, cut_reward, events = self.cut(state, state.selected, action["cut_rotation"], action["cut_order"])
             cut = cut.replace(actor=jnp.int32(0))
             choosing = state.actor == 0
             state = jax.tree.map(lambda a, b: jnp.where(choosing, a, b), chosen, cut)
             reward = jnp.where(choosing, 0.0, cut_reward)
-        return self.get_obs(state, params), state, reward, jnp.bool_(False), {}
+            events = jax.tree.map(lambda e: jnp.where(choosing, 0.0, e), events)  # choosing a piece cuts nothing
+        return self.get_obs(state, params), state, reward, jnp.bool_(False), self.info(state, events)
 
     def get_obs(self, state, params=None, key=None) -> dict:
         order = self.ordered_piece(state)

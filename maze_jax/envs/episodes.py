@@ -14,6 +14,53 @@ import jax.numpy as jnp
 from maze_jax.devices import shard_batch
 
 
+class EventStats(NamedTuple):
+    """Per env, by name: the events an env reports in `info["events"]` each step (step sums, maxima, and the totals
+    of finished episodes) and the KPIs it reports in `info["kpis"]` (their values when episodes finish: sum, sum of
+    squares, min, max). Maze's event and KPI statistics; the names are the dicts' keys."""
+
+    step_sum: dict
+    step_max: dict
+    episode_total: dict
+    steps: jax.Array
+    episodes: jax.Array
+    kpi_sum: dict
+    kpi_sq: dict
+    kpi_min: dict
+    kpi_max: dict
+
+    @classmethod
+    def zeros(cls, n_envs: int, events: tuple, kpis: tuple) -> EventStats:
+        f, i = jnp.zeros(n_envs, jnp.float32), jnp.zeros(n_envs, jnp.int32)
+        by = lambda names, value: {name: value for name in names}  # noqa: E731
+        return cls(by(events, f), by(events, f - jnp.inf), by(events, f), i, i, by(kpis, f), by(kpis, f),
+                   by(kpis, f + jnp.inf), by(kpis, f - jnp.inf))
+
+    def add(self, done: jax.Array, events: dict, totals: dict, kpis: dict) -> EventStats:
+        """One step's events (`totals`: each env's episode totals including them) and KPIs; `done` ends episodes."""
+        ended = lambda old, new: {k: jnp.where(done, new(k), old[k]) for k in old}  # noqa: E731
+        return EventStats(
+            {k: v + events[k] for k, v in self.step_sum.items()},
+            {k: jnp.maximum(v, events[k]) for k, v in self.step_max.items()},
+            {k: v + jnp.where(done, totals[k], 0.0) for k, v in self.episode_total.items()},
+            self.steps + 1, self.episodes + done,
+            ended(self.kpi_sum, lambda k: self.kpi_sum[k] + kpis[k]),
+            ended(self.kpi_sq, lambda k: self.kpi_sq[k] + kpis[k] ** 2),
+            ended(self.kpi_min, lambda k: jnp.minimum(self.kpi_min[k], kpis[k])),
+            ended(self.kpi_max, lambda k: jnp.maximum(self.kpi_max[k], kpis[k])))
+
+
+def reported_names(env, env_params) -> tuple[tuple, tuple]:
+    """The names of the events and KPIs the env reports in its step `info` (sorted; empty when it reports none)."""
+    def one_step(key):
+        _, state = env.reset(key, env_params)
+        action = env.action_space(env_params).sample(key)
+        return env.step(key, state, action, env_params)[-1]
+
+    info = jax.eval_shape(one_step, jax.random.key(0))
+    return tuple(sorted(info.get("events", {}))), tuple(sorted(info.get("kpis", {})))
+
+
 class EpisodeStats(NamedTuple):
     """Finished episodes so far, per env (`length_hist` is shared: index = episode length). Returns are kept as a
     running mean and sum of squared deviations (Welford), so their spread stays exact for returns far from 0."""
@@ -29,11 +76,14 @@ class EpisodeStats(NamedTuple):
     length_hist: jax.Array
     bad_rewards: jax.Array  # steps whose reward was NaN or infinite
     bad_observations: jax.Array  # steps whose observation held a NaN or infinite value
+    events: EventStats | None = None  # the env's events and KPIs, when it reports any (training rollouts)
 
     @classmethod
-    def zeros(cls, n_envs: int, max_length: int) -> EpisodeStats:
+    def zeros(cls, n_envs: int, max_length: int, reported: tuple = ((), ())) -> EpisodeStats:
+        """No episodes yet; `reported`: the names of the env's events and KPIs (`reported_names`) to count."""
         f, i = jnp.zeros(n_envs, jnp.float32), jnp.zeros(n_envs, jnp.int32)
-        return cls(i, f, f, f + jnp.inf, f - jnp.inf, i, f, i, jnp.zeros(max_length + 1, jnp.int32), i, i)
+        events = EventStats.zeros(n_envs, *reported) if any(reported) else None
+        return cls(i, f, f, f + jnp.inf, f - jnp.inf, i, f, i, jnp.zeros(max_length + 1, jnp.int32), i, i, events)
 
     def check(self, reward: jax.Array, obs) -> EpisodeStats:
         """Counts the steps whose reward or observation is NaN or infinite (the loop stops on any)."""
@@ -61,6 +111,7 @@ class EpisodeStats(NamedTuple):
             self.length_hist.at[ep_length].add(done.astype(jnp.int32), mode="drop"),
             self.bad_rewards,
             self.bad_observations,
+            self.events,
         )
 
     def first_episodes(self) -> EpisodeStats:
@@ -83,19 +134,22 @@ def step_batch(env, env_params, keys: jax.Array, states, actions):
 
 
 class EnvBatch(NamedTuple):
-    """A batch of envs mid-episode: observations, env states, and each env's running return and length."""
+    """A batch of envs mid-episode: observations, env states, each env's running return and length, and its
+    running episode totals of the events the env reports (by name)."""
 
     obs: Any
     state: Any
     episode_return: jax.Array
     episode_length: jax.Array
+    event_totals: dict = {}
 
     @classmethod
     def reset(cls, env, env_params, key: jax.Array, n_envs: int, mirrored: bool = False) -> EnvBatch:
         keys = env_keys(key, 1, n_envs, mirrored)[0]
         obs, states = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
         zeros = jnp.zeros(n_envs, jnp.float32)
-        return cls(obs, states, zeros, zeros.astype(jnp.int32))
+        events, _ = reported_names(env, env_params)
+        return cls(obs, states, zeros, zeros.astype(jnp.int32), {name: zeros for name in events})
 
 
 class Step(NamedTuple):
@@ -120,8 +174,12 @@ def step_envs(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStat
     done = terminated | truncated
     ep_return, ep_length = envs.episode_return + reward, envs.episode_length + 1
     stats = stats.add(done, ep_return, ep_length).check(reward, next_obs)
+    totals = {k: v + info["events"][k] for k, v in envs.event_totals.items()}
+    if stats.events is not None:
+        stats = stats._replace(events=stats.events.add(done, info.get("events", {}), totals, info.get("kpis", {})))
     step = Step(envs.obs, record, reward, terminated, truncated, info["final_observation"])
-    envs = EnvBatch(next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length))
+    envs = EnvBatch(next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length),
+                    {k: jnp.where(done, 0.0, v) for k, v in totals.items()})
     return shard_batch(envs, mesh), stats, step
 
 
@@ -163,16 +221,20 @@ class Trajectory(NamedTuple):
 
 
 def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], key: jax.Array,
-                  n_envs: int, n_steps: int, record: bool = False, mesh=None, mirrored: bool = False):
+                  n_envs: int, n_steps: int, record: bool = False, mesh=None, mirrored: bool = False,
+                  count_events: bool = False):
     """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`.
 
     Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys).
     With a `mesh`, the envs are split across its devices. `mirrored`: env i and env i + n_envs / 2 start from
-    the same state and meet the same env randomness (ES's antithetic pairs)."""
+    the same state and meet the same env randomness (ES's antithetic pairs). `count_events`: the stats also
+    count the events and KPIs the env reports (`EventStats`)."""
     key_reset, key_act, key_env = jax.random.split(key, 3)
     envs = EnvBatch.reset(env, env_params, key_reset, n_envs, mirrored)
     keep = (lambda s: Trajectory(s.obs, s.record, s.reward, s.terminated, s.truncated)) if record else (lambda s: None)
     _, stats, trajectory = run_steps(env, env_params, lambda obs, k: (a := act(obs, k), a), envs,
-                                     EpisodeStats.zeros(n_envs, n_steps), key_act, key_env, n_steps, mesh, keep,
+                                     EpisodeStats.zeros(n_envs, n_steps, reported_names(env, env_params) if
+                                                        count_events else ((), ())), key_act, key_env, n_steps,
+                                     mesh, keep,
                                      mirrored)
     return (stats, trajectory) if record else stats

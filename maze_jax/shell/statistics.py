@@ -13,6 +13,7 @@ from maze_jax.shell.table import ActionSummary
 from maze_jax.stats import DISCRETE_ACTIONS, is_action_count
 
 REWARD = "BaseEnvEvents/reward/"
+ENV_EVENT_STATISTICS = ("/step_mean", "/step_max", "/mean_episode_total")  # NaN where no episode ended: no alarm
 
 
 def episode_table(returns, lengths, prefix: str, per_seed: bool = False, ended=None) -> dict:
@@ -113,4 +114,4 @@ def epoch_rows(metrics: dict, total_steps: int, total_episodes: int, seconds: fl
 def non_finite(rows: dict) -> list[str]:
     """Algorithm statistics (losses, norms) that are NaN or infinite; reward statistics may be NaN legitimately."""
     return [tag for tag, value in rows.items() if "BaseEnvEvents" not in tag and not is_action_count(tag)
-            and not math.isfinite(value)]
+            and not tag.endswith(ENV_EVENT_STATISTICS) and not math.isfinite(value)]
