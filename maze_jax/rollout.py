@@ -88,12 +88,15 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.shell.statistics import episode_table
     from maze_jax.shell.table import format_table
     from maze_jax.shell.resume import stored_statistics
+    from maze_jax.shell.video import frame_source, record_episodes
     from maze_jax.wrappers import wrap_env
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
     runner = plain(cfg.runner)
     n_episodes = read(runner, "n_episodes", int, "runner", low=1)
     record = read(runner, "record_trajectory", bool, "runner")
+    render = read(runner, "render", bool, "runner") if "render" in runner else False
+    n_videos = read(runner, "render_episodes", int, "runner", low=1) if "render_episodes" in runner else 1
     stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
     samples = read(runner, "normalization_samples", int, "runner", low=1)
     env_spec = wrap_env(build_env(plain(cfg.env)), plain(cfg.wrappers), stored, samples,
@@ -102,6 +105,8 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     deterministic = policy_cfg.pop("deterministic", True)
     factory = import_object(cfg.policy._target_, "policy._target_")
     loaded = factory(str(cfg.input_dir), env_spec, **policy_cfg)
+    if render:
+        frame_source(env_spec)  # an env that cannot draw is refused before anything is played
     batch = runner.get("batch_size") or loaded.eval_episodes or n_episodes
     batch = read({"batch_size": batch}, "batch_size", int, "runner", low=1)
     echo(f"Rolling out {n_episodes} episodes of {env_spec.name} in batches of {batch} "
@@ -117,6 +122,9 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     if record:
         write_trajectories(os.path.join(out_dir, TRAJECTORY_FILE), played[2], returns, lengths)
         echo(f"Trajectories: {os.path.abspath(os.path.join(out_dir, TRAJECTORY_FILE))}", flush=True)
+    if render:
+        record_episodes(loaded, n_videos, final_evaluation_key(cfg.seeding.env_base_seed), deterministic, out_dir,
+                        echo)
     return stats
 
 

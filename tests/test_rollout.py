@@ -93,3 +93,33 @@ def test_env_given_on_the_command_line_replaces_the_runs_env():
     assert sets_group(["env=gymnax", "runner.n_episodes=3"], "env")
     assert sets_group(["env.name=CartPole-v0"], "env")
     assert not sets_group(["environment_seed=3", "runner.n_episodes=3"], "env")
+
+
+def gif_frames(path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "GIF"
+        image.seek(image.n_frames // 2)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 2  # not blank
+        return image.n_frames
+
+
+@pytest.mark.parametrize("env, steps", [(["env=tutorial_cutting_2d_struct_masked", "policy=masked_random_policy"], 360),
+                                        (["env=gymnasium", "env.name=CartPole-v1", "policy=random_policy"], None)])
+def test_rollout_videos_have_a_frame_per_step_plus_the_first(env, steps, tmp_path, cache_dir):
+    proc = run_cli([*env, "runner.n_episodes=2", "runner.render=true", "runner.render_episodes=2",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir, module="maze_jax.rollout")
+    assert proc.returncode == 0, proc.stderr
+    lengths = [int(n) for n in re.findall(r"Video of episode \d \((\d+) steps", proc.stdout)]
+    assert len(lengths) == 2 and (steps is None or lengths == [steps, steps]) and min(lengths) >= 8
+    out = only_rollout_dir(tmp_path)
+    assert [gif_frames(out / f"episode_{i}.gif") for i in range(2)] == [n + 1 for n in lengths]
+    assert "ALSA" not in proc.stderr
+
+
+def test_an_env_that_cannot_draw_is_one_line(tmp_path, cache_dir):
+    proc = run_cli(["env=cartpole", "policy=random_policy", "runner.render=true", f"log_base_dir={tmp_path}"],
+                   tmp_path, cache_dir, module="maze_jax.rollout")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "cannot draw itself" in proc.stderr and "env=gymnasium" in proc.stderr

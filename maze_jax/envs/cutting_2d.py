@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -153,6 +154,34 @@ class Cutting2D(environment.Environment):
             reward = jnp.where(choosing, 0.0, cut_reward)
             events = jax.tree.map(lambda e: jnp.where(choosing, 0.0, e), events)  # choosing a piece cuts nothing
         return self.get_obs(state, params), state, reward, jnp.bool_(False), self.info(state, events)
+
+    def render_frame(self, state: CuttingState, params=None) -> np.ndarray:
+        """A drawing of the state, (H, W, 3) uint8, for videos of rollouts: the inventory's pieces to scale (the
+        raw piece grey, the selected one outlined in red), the customer's order, and the raw pieces used so far."""
+        from PIL import Image, ImageDraw
+
+        scale, pad, width, height = 20, 8, 640, 400
+        image = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(image)
+        inventory, size = np.asarray(state.inventory), int(state.size)
+        order = np.asarray(self.ordered_piece(state))
+        draw.text((pad, pad), f"step {int(state.time)}  |  raw pieces used {int(state.raw_pieces_used)}  |  "
+                              f"{size} pieces  |  order {order[0]} x {order[1]}", fill="black")
+        draw.rectangle([width - pad - order[0] * scale, pad + 16, width - pad, pad + 16 + order[1] * scale],
+                       fill="#f6c85f", outline="black")
+        x, y, row_height = pad, pad + 40, 0
+        selected = int(state.selected) if self.variant != "flat" and int(state.actor) == 1 else -1
+        for i in range(size):
+            w, h = (int(v) * scale for v in inventory[i])
+            if x + w + pad > width:
+                x, y, row_height = pad, y + row_height + pad, 0
+            if y + h > height - pad:
+                break
+            raw = bool(np.all(inventory[i] == np.asarray(self.raw_piece)))
+            draw.rectangle([x, y, x + w, y + h], fill="#bbbbbb" if raw else "#6f9fd8",
+                           outline="red" if i == selected else "black", width=3 if i == selected else 1)
+            x, row_height = x + w + pad, max(row_height, h)
+        return np.asarray(image)
 
     def get_obs(self, state, params=None, key=None) -> dict:
         order = self.ordered_piece(state)
