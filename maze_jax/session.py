@@ -28,6 +28,7 @@ from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.loop import LoopOptions, LoopState, Programs, Progress, TrainingLoop, compile_programs, \
     play_in_batches
 from maze_jax.shell.statistics import across_seeds, episode_table
+from maze_jax.shell.trackers import make_writers
 from maze_jax.shell.table import format_table
 from maze_jax.training import build_algorithm, build_trainer
 from maze_jax.wrappers import normalization_statistics, statistics_to_meta, wrap_env
@@ -316,8 +317,6 @@ def stopping_threshold(threshold: float | None, stop_when_solved: bool, progress
 def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: Callable, env_spec, model,
                      signals: StopSignals) -> RunResult:
     """`run_training`'s named steps, with signals handled."""
-    from tensorboardX import SummaryWriter
-
     enable_compilation_cache(settings.compilation_cache_dir)
     primary = jax.process_index() == 0
     if not primary:
@@ -358,7 +357,7 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
     if progress_line is not None:
         echo = progress_line.wrap(echo)
         checkpoints.echo = echo
-    writer = SummaryWriter(run_dir) if primary else None
+    writer = make_writers(run_dir, settings.logger, plain(cfg)) if primary else None
     listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
         [TensorBoard(writer), LearningCurve(run_dir), progress_line] if writer is not None else [])
     if writer is not None:

@@ -64,6 +64,8 @@ class RunSettings:
     agent_seed: int | None = None
     env_seed: int | None = None
     compilation_cache_dir: str = ""
+    logger: Mapping | None = None
+    """The `logger` group (`+logger=mlflow`): a tracker besides TensorBoard."""
 
 
 def compose_config(overrides: list[str] = ()) -> tuple[Any, dict]:
@@ -228,4 +230,19 @@ def read_settings(cfg) -> RunSettings:
         env=cfg.get("env"), wrappers=cfg.get("wrappers") or {}, model=cfg.get("model"), critic=cfg.get("critic"),
         input_dir=str(cfg.get("input_dir") or ""),
         agent_seed=seeding.get("agent_base_seed"), env_seed=seeding.get("env_base_seed"),
-        compilation_cache_dir=str(cfg.get("compilation_cache_dir") or ""))
+        compilation_cache_dir=str(cfg.get("compilation_cache_dir") or ""),
+        logger=read_logger(cfg.get("logger")))
+
+
+def read_logger(logger: Mapping | None) -> Mapping | None:
+    """The `logger` group, checked before anything is built: a known tracker whose package is installed."""
+    import importlib.util
+
+    if not logger:
+        return None
+    kind = str(logger.get("kind", ""))
+    if kind != "mlflow":
+        raise ConfigError(f"logger.kind={kind!r} is unknown. Valid: mlflow")
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError('+logger=mlflow needs MLflow: pip install "maze-jax[mlflow]"')
+    return logger
