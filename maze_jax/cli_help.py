@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 
 CONF = os.path.join(os.path.dirname(__file__), "conf")
-TRAINING_ONLY = ("algorithm", "model", "critic", "experiment")
+TRAINING_ONLY = ("algorithm", "model", "critic", "experiment", "logger")
 ROLLOUT_ONLY = ("policy",)
-GROUP_ORDER = ("env", "wrappers", "model", "critic", "algorithm", "runner", "policy", "experiment")
+GROUP_ORDER = ("env", "wrappers", "model", "critic", "algorithm", "runner", "policy", "experiment", "logger")
+ADDED = ("experiment", "logger")  # groups without a default: added with +group=option
 
 
 def describe(path: str) -> str:
@@ -52,7 +53,7 @@ def usage(config_name: str, command: str) -> str:
     for group in GROUP_ORDER:
         if group in skip or not os.path.isdir(os.path.join(CONF, group)):
             continue
-        prefix = "+" if group == "experiment" else ""
+        prefix = "+" if group in ADDED else ""
         lines.append(f"{prefix}{group}=")
         lines += [f"  {option:<36} {text}" for option, text in group_options(group, training)]
         lines.append("")

@@ -65,7 +65,7 @@ def test_help_lists_groups_options_keys_and_exit_statuses(command, tmp_path):
         assert "policy=" in text and "random_policy" in text and "algorithm=" not in text
         return
     for group, option in (("env=", "gym_env"), ("model=", "flatten_concat"), ("algorithm=", "ppo"),
-                          ("runner=", "local"), ("+experiment=", "lunarlander_ppo")):
+                          ("runner=", "local"), ("+experiment=", "lunarlander_ppo"), ("+logger=", "mlflow")):
         assert group in text and option in text
     assert "policy=" not in text  # rollout-only groups are left out of training's help
     # every option has a line on what it is for
