@@ -130,11 +130,11 @@ class Cutting(gymnasium.Env):
 
     def reset(self, seed=None, options=None):
         super().reset(seed=seed)
-        self.inventory, self.time, self.selected, self.actor = [self.raw.copy()], 0, 0, 0
+        self.inventory, self.time, self.selected, self.actor, self.raw_used = [self.raw.copy()], 0, 0, 0, 0
         return self._obs(), {}
 
     def step(self, action):
-        reward = 0.0
+        reward, valid = 0.0, False
         if self.actor == 0:
             self.selected, self.actor = int(action["piece_idx"]), 1
         else:
@@ -156,4 +156,9 @@ class Cutting(gymnasium.Env):
                 reward = -2.0
             self.time += 1
             self.actor = 0
-        return self._obs(), reward, False, self.time >= self.max_steps, {}
+            self.raw_used += reward == -1.0
+        # the JAX env's events and KPI, reported as a Python env reports its own
+        info = {"events": {"CuttingEvents/valid_cut": float(valid),
+                           "InventoryEvents/pieces_in_inventory": float(len(self.inventory))},
+                "kpis": {"raw_piece_usage_per_step": self.raw_used / max(self.time, 1)}}
+        return self._obs(), reward, False, self.time >= self.max_steps, info

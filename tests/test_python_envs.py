@@ -180,6 +180,10 @@ def test_the_ported_cutting_env_matches_the_jax_one_step_for_step():
     pieces = np.asarray(metrics["train_DiscreteActionEvents/action/substep_0/piece_idx"])
     cuts = np.asarray(metrics["train_DiscreteActionEvents/action/substep_1/cut_rotation"])
     assert pieces.sum() == 16 and cuts.sum() == 16
+    # its events and KPI reach the rows as a JAX env's do (no episode of 180 steps ended yet: NaN totals)
+    assert float(metrics["train_InventoryEvents/pieces_in_inventory/step_max"]) >= 1.0
+    assert float(metrics["train_CuttingEvents/valid_cut/step_mean"]) == 0.5  # every cut valid, every other call
+    assert np.isnan(float(metrics["train_BaseEnvEvents/kpi/mean/raw_piece_usage_per_step"]))
     trainer.close()
 
 
@@ -196,3 +200,18 @@ def test_envpool_batches_reset_at_once_and_keep_the_final_observation():
     assert np.abs(obs).max() < 0.05 and np.abs(before).max() < 0.05  # CartPole starts near 0
     obs, *_ = envs.step(np.zeros(4, np.int32))  # and the new episodes go on from there
     envs.close()
+
+
+def test_a_python_envs_kpis_count_at_the_end_of_its_episodes():
+    from maze_jax.envs.make import as_env_spec
+    spec = as_env_spec(python_envs.Cutting(max_steps=4))
+    _, trainer = make_trainer(["algorithm=ppo", "runner=dev", "algorithm.epoch_length=2", "algorithm.n_rollout_steps=16",
+                               "algorithm.batch_size=16", "model=tutorial_cutting_2d_struct_masked"], spec)
+    _, metrics = trainer.train_epoch(init_state(trainer))
+    trainer.close()
+    episodes = float(metrics["train_BaseEnvEvents/reward/episode_count"])
+    assert episodes == 8  # 2 envs x 32 sub-steps, 8 sub-steps an episode
+    # masks make every cut valid: an episode's return is minus its raw pieces, over its 4 whole steps
+    assert float(metrics["train_BaseEnvEvents/kpi/mean/raw_piece_usage_per_step"]) == pytest.approx(
+        -float(metrics["train_BaseEnvEvents/reward/mean"]) / 4)
+    assert float(metrics["train_CuttingEvents/valid_cut/mean_episode_total"]) == 4.0

@@ -25,8 +25,9 @@ from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import Trainer, TrainState
 from maze_jax.collectors.vector_env import VectorEnv
 from maze_jax.envs import EnvSpec, EpisodeStats
+from maze_jax.envs.episodes import EventStats
 from maze_jax.envs.episodes import Trajectory as Recorded
-from maze_jax.stats import epoch_totals
+from maze_jax.stats import epoch_totals, event_statistics
 
 
 def add_seed_axis(tree, n_seeds: int):
@@ -49,15 +50,27 @@ def seed_of(key: jax.Array) -> int:
 
 
 class Episodes:
-    """Running returns and lengths of `n` envs, and the episodes that ended (return, length), per env."""
+    """Running returns and lengths of `n` envs, and the episodes that ended (return, length), per env; with the
+    events and KPIs the envs report (`reports`), their statistics (`EventStats`, in numpy) since the last take."""
 
     def __init__(self, n: int):
         self.returns, self.lengths = np.zeros(n), np.zeros(n, np.int64)
         self.ended: list[tuple[int, float, int]] = []  # (env, return, length)
+        self.events: EventStats | None = None
+        self.totals: dict = {}
 
-    def add(self, reward, done) -> np.ndarray:
+    def add(self, reward, done, reports: tuple[dict, dict] = ({}, {})) -> np.ndarray:
         self.returns += reward
         self.lengths += 1
+        events, kpis = reports
+        if events or kpis or self.events is not None:
+            if self.events is None:  # the names are those of the first report
+                self.events = EventStats.zeros(len(done), tuple(events), tuple(kpis), np)
+                self.totals = {k: np.zeros(len(done), np.float32) for k in events}
+            totals = {k: v + events.get(k, 0.0) for k, v in self.totals.items()}
+            self.events = self.events.add(np.asarray(done), {k: events.get(k, 0.0) for k in self.totals}, totals,
+                                          {k: kpis.get(k, 0.0) for k in self.events.kpi_sum})
+            self.totals = {k: np.where(done, 0.0, v).astype(np.float32) for k, v in totals.items()}
         ended = np.flatnonzero(done)
         self.ended += [(int(i), float(self.returns[i]), int(self.lengths[i])) for i in ended]
         self.returns[ended], self.lengths[ended] = 0.0, 0
@@ -66,6 +79,22 @@ class Episodes:
     def take(self) -> list:
         ended, self.ended = self.ended, []
         return ended
+
+    def take_events(self) -> EventStats | None:
+        """The event statistics since the last take (None when the envs report none)."""
+        events = self.events
+        if events is not None:
+            self.events = EventStats.zeros(len(self.returns), tuple(events.step_sum), tuple(events.kpi_sum), np)
+        return events
+
+
+def event_rows(snapshots: list) -> dict:
+    """The training rows of the events and KPIs in `snapshots` (`Episodes.take_events`, None where none)."""
+    snapshots = [e for e in snapshots if e is not None]
+    if not snapshots:
+        return {}
+    merged = functools.reduce(lambda a, b: a.merge(b), snapshots)
+    return {k: np.asarray(v) for k, v in event_statistics(merged, "train").items()}
 
 
 def episode_metrics(ended: list, n_seeds: int, envs_per_seed: int, steps: int) -> dict:
@@ -133,7 +162,7 @@ class RolloutCollector:
             obs = self.envs.obs
             action, experience, key = self._jitted_act(flat_params, obs, key)
             _, reward, terminated, truncated, final = self.envs.step(jax.device_get(action))
-            self.episodes.add(reward, terminated | truncated)
+            self.episodes.add(reward, terminated | truncated, self.envs.reports)
             experiences.append(experience)
             for name, value in (("obs", obs), ("reward", reward), ("terminated", terminated),
                                 ("truncated", truncated), ("final_obs", final)):
@@ -143,7 +172,7 @@ class RolloutCollector:
         last = jax.tree.map(lambda x: jnp.asarray(x.reshape((self.n_seeds, self.n_envs) + x.shape[1:])),
                             self.envs.obs)
         return Trajectory(**time_major(stacked, self.n_seeds), **experience._asdict(), last_obs=last), \
-            self.episodes.take()
+            self.episodes.take(), self.episodes.take_events()
 
     def close(self) -> None:
         self.envs.close()
@@ -329,19 +358,20 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
             close()
             start(state)
         pipeline = running["pipeline"]
-        learner, infos, ended = add_seed_axis(state.learner, n_seeds), [], []
+        learner, infos, ended, snapshots = add_seed_axis(state.learner, n_seeds), [], [], []
         for _ in range(config.epoch_length):
             rollout = pipeline.next(should_stop)
             if rollout is None:
                 return None
-            trajectory, episodes = rollout
+            trajectory, episodes, events = rollout
+            snapshots.append(events)
             learner, info = update(learner, trajectory)
             pipeline.publish(learner.params)
             infos.append(info)
             ended += episodes
         steps = config.epoch_length * config.n_rollout_steps * config.n_envs * n_seeds
         metrics = {**drop_seed_axis(epoch_totals(jax.tree.map(lambda *xs: jnp.stack(xs), *infos)), n_seeds),
-                   **episode_metrics(ended, n_seeds, config.n_envs, steps)}
+                   **episode_metrics(ended, n_seeds, config.n_envs, steps), **event_rows(snapshots)}
         new_state = TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1))
         running["state"] = new_state
         return new_state, metrics
@@ -411,7 +441,7 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
             action = jax.device_get(act(population, members, envs.obs, key, steps))
             _, reward, terminated, truncated, _ = envs.step(action)
             steps += int(active.sum())
-            episodes.add(np.where(active, reward, 0.0), terminated | truncated)
+            episodes.add(np.where(active, reward, 0.0), terminated | truncated, envs.reports)
             for slot, ret, length in episodes.take():
                 if not active[slot]:
                     continue
@@ -423,7 +453,8 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
                     active[slot] = False
         learner, metrics = update(learner, jnp.asarray(fitness.reshape(n_seeds, n_members), jnp.float32))
         ended = [(seed * settings.n_envs, ret, length) for seed, ret, length in ended]
-        metrics = {**drop_seed_axis(metrics, n_seeds), **episode_metrics(ended, n_seeds, settings.n_envs, steps)}
+        metrics = {**drop_seed_axis(metrics, n_seeds), **episode_metrics(ended, n_seeds, settings.n_envs, steps),
+                   **event_rows([episodes.take_events()])}
         return TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1)), metrics
 
     def evaluate(state: TrainState, key):

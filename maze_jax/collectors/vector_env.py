@@ -70,6 +70,24 @@ def _finite(tree) -> bool:
                (not np.issubdtype(np.asarray(x).dtype, np.floating) or np.isfinite(x).all()) for x in leaves)
 
 
+def reported(info: dict, n: int) -> tuple[dict, dict]:
+    """The events and KPIs the envs reported in a vector step's `info` (`info["events"]`, `info["kpis"]`, as JAX envs
+    report them): {name: (n,) float32}, 0 for an env that did not report a name this step."""
+    def values(source: dict, group: str) -> dict:
+        found = source.get(group) or {}
+        return {name: np.where(found.get("_" + name, True), np.asarray(v, np.float32), 0.0).astype(np.float32)
+                for name, v in found.items() if not name.startswith("_") and np.shape(v) == (n,)}
+
+    final, ended = info.get("final_info") or {}, np.asarray(info.get("_final_info", np.zeros(n, bool)))
+
+    def merged(group: str) -> dict:  # an ended env's step info is its new episode's: its last step's is final_info's
+        now, last = values(info, group), values(final, group)
+        return {k: np.where(ended, last.get(k, 0.0), now.get(k, 0.0)).astype(np.float32)
+                for k in sorted({*now, *last})}
+
+    return merged("events"), merged("kpis")
+
+
 class VectorEnv:
     """`n` copies of `env` (a PythonEnv), seeded `seed`, `seed + 1`, ...; `max_episode_steps` caps episodes."""
 
@@ -77,6 +95,7 @@ class VectorEnv:
         if mode not in MODES:
             raise ConfigError(f"runner.vectorization={mode!r} is unknown. Valid: {', '.join(MODES)}")
         self.env, self.n, self.name, self.steps = env, n, env.name, 0
+        self.reports: tuple[dict, dict] = ({}, {})  # the last step's events and KPIs (`reported`)
         self._pool = self._vector = None
         self._call("start", self._start, mode, max_episode_steps)
         self.reset(seed)
@@ -168,6 +187,7 @@ class VectorEnv:
                 _set_rows(obs, info["env_id"], self.env.to_observation(raw))
             return obs, np.asarray(reward, np.float32), np.asarray(terminated), np.asarray(truncated), final
         raw, reward, terminated, truncated, info = self._vector.step(env_actions)
+        self.reports = reported(info, self.n)
         obs = self.env.to_observation(raw)
         final = obs
         if "final_obs" in info:

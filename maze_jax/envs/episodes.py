@@ -10,6 +10,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from maze_jax.devices import shard_batch
 
@@ -30,24 +31,32 @@ class EventStats(NamedTuple):
     kpi_max: dict
 
     @classmethod
-    def zeros(cls, n_envs: int, events: tuple, kpis: tuple) -> EventStats:
-        f, i = jnp.zeros(n_envs, jnp.float32), jnp.zeros(n_envs, jnp.int32)
+    def zeros(cls, n_envs: int, events: tuple, kpis: tuple, xp=jnp) -> EventStats:
+        """No events yet (`xp=np`: numpy arrays, for Python envs on the host)."""
+        f, i = xp.zeros(n_envs, xp.float32), xp.zeros(n_envs, xp.int32)
         by = lambda names, value: {name: value for name in names}  # noqa: E731
         return cls(by(events, f), by(events, f - jnp.inf), by(events, f), i, i, by(kpis, f), by(kpis, f),
                    by(kpis, f + jnp.inf), by(kpis, f - jnp.inf))
 
     def add(self, done: jax.Array, events: dict, totals: dict, kpis: dict) -> EventStats:
-        """One step's events (`totals`: each env's episode totals including them) and KPIs; `done` ends episodes."""
-        ended = lambda old, new: {k: jnp.where(done, new(k), old[k]) for k in old}  # noqa: E731
+        """One step's events (`totals`: each env's episode totals including them) and KPIs; `done` ends episodes.
+        Inside jitted rollouts with JAX arrays; on the host (Python envs) with numpy arrays, in numpy."""
+        xp = np if isinstance(done, np.ndarray) else jnp
+        ended = lambda old, new: {k: xp.where(done, new(k), old[k]) for k in old}  # noqa: E731
         return EventStats(
             {k: v + events[k] for k, v in self.step_sum.items()},
-            {k: jnp.maximum(v, events[k]) for k, v in self.step_max.items()},
-            {k: v + jnp.where(done, totals[k], 0.0) for k, v in self.episode_total.items()},
+            {k: xp.maximum(v, events[k]) for k, v in self.step_max.items()},
+            {k: v + xp.where(done, totals[k], 0.0) for k, v in self.episode_total.items()},
             self.steps + 1, self.episodes + done,
             ended(self.kpi_sum, lambda k: self.kpi_sum[k] + kpis[k]),
             ended(self.kpi_sq, lambda k: self.kpi_sq[k] + kpis[k] ** 2),
-            ended(self.kpi_min, lambda k: jnp.minimum(self.kpi_min[k], kpis[k])),
-            ended(self.kpi_max, lambda k: jnp.maximum(self.kpi_max[k], kpis[k])))
+            ended(self.kpi_min, lambda k: xp.minimum(self.kpi_min[k], kpis[k])),
+            ended(self.kpi_max, lambda k: xp.maximum(self.kpi_max[k], kpis[k])))
+
+    def merge(self, other: EventStats) -> EventStats:
+        """The statistics of both (per env): sums and counts added, extremes of both."""
+        ops = (np.add, np.maximum, np.add, np.add, np.add, np.add, np.add, np.minimum, np.maximum)
+        return EventStats(*(jax.tree.map(op, a, b) for op, a, b in zip(ops, self, other)))
 
 
 def reported_names(env, env_params) -> tuple[tuple, tuple]:
