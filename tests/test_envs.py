@@ -44,3 +44,17 @@ def test_es_epoch_runs_on_discrete_continuous_and_image_observations(name):
 def test_a_factory_that_returns_no_env_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"env._target_='builtins.dict' returned dict, not an env"):
         build_env({"_target_": "builtins.dict", "name": "x"})
+
+
+def test_an_own_jax_envs_threshold_from_a_config_is_read_like_any_other():
+    """A config's `reward_threshold: auto` reaches a JAX env of one's own as None (it has no known threshold), a number
+    as a number, and anything else is refused: `auto` used to stay a string, and a run crashed at its first check."""
+    from conftest import Countdown
+    from maze_jax.config import ConfigError
+    from maze_jax.envs.make import as_env_spec
+
+    env = Countdown(3)
+    assert as_env_spec((env, env.default_params), reward_threshold="auto").reward_threshold is None
+    assert as_env_spec(env, reward_threshold=12.5).reward_threshold == 12.5
+    with pytest.raises(ConfigError, match="reward_threshold"):
+        as_env_spec(env, reward_threshold="high")

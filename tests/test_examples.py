@@ -46,7 +46,7 @@ def test_custom_project_trains_resumes_and_rolls_out_from_its_own_folder(tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = float(re.search(r"final\s+BaseEnvEvents\s+reward\s+mean\s+\|\s+(\S+)", proc.stdout).group(1))
     assert final > 4 * 1.5, final  # 20 steps, 5 choices: a random policy gets 4
-    run_dir = next((tmp_path / "outputs").glob("match_target-target_net-ppo-dev/*"))
+    run_dir = next((tmp_path / "outputs").glob("MatchTarget-target_net-ppo-dev/*"))  # named after the env's name
     # resumed without repeating --config-dir: the run's own config folder is found again
     proc = run_cli([f"log_base_dir={tmp_path}/outputs", f"input_dir={run_dir}", "algorithm.n_epochs=4"], project,
                    cache_dir)

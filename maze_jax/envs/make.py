@@ -166,4 +166,5 @@ def as_env_spec(env: Any, name: str | None = None, reward_threshold: float | Non
         return python_env_spec(functools.partial(copy.deepcopy, env), name or type(env.unwrapped).__name__,
                                "auto" if reward_threshold is None else reward_threshold)
     env, params = env if isinstance(env, tuple) else (env, env.default_params)
-    return EnvSpec(env, params, name or type(env).__name__, reward_threshold)
+    # "auto": an env of one's own has no known threshold; numbers are checked (a config gives strings too)
+    return EnvSpec(env, params, name or type(env).__name__, read_threshold(reward_threshold, None))
