@@ -19,8 +19,16 @@ from conftest import make_trainer, run_cli
 from maze_jax.config import ConfigError
 from maze_jax.models.distributions import DiagGaussian, SquashedGaussian, distribution_for
 
-HAS_JOBLIB = importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
-HAS_OPTUNA = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (its parent package may be missing too)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+HAS_JOBLIB = installed("hydra_plugins.hydra_joblib_launcher")
+HAS_OPTUNA = installed("hydra_plugins.hydra_optuna_sweeper")
 TINY_PPO = ["env=cartpole", "runner=dev", "algorithm.n_epochs=1", "algorithm.epoch_length=2",
             "algorithm.n_rollout_steps=16", "algorithm.batch_size=32", "model.hidden_units=[16]",
             "runner.normalization_samples=100", "seeding.agent_base_seed=1", "seeding.env_base_seed=2"]
