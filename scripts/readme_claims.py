@@ -18,12 +18,8 @@ from typing import Callable, NamedTuple
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
-PENDULUM = ["env=gymnax", "env.name=Pendulum-v1", "algorithm=ppo", "runner.concurrency=64",
-            "algorithm.n_rollout_steps=64", "algorithm.batch_size=1024", "algorithm.n_optimization_epochs=10",
-            "algorithm.epoch_length=10", "algorithm.lr=0.002", "algorithm.gamma=0.9", "algorithm.gae_lambda=0.95",
-            "algorithm.entropy_coef=0.0", "algorithm.max_grad_norm=0.5", "algorithm.rollout_evaluator.n_episodes=64"]
-CUTTING = ["env=tutorial_cutting_2d_struct_masked", "wrappers=tutorial_cutting_2d",
-           "model=tutorial_cutting_2d_struct_masked", "algorithm=ppo"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import CUTTING, PENDULUM  # noqa: E402  (the commands the README and the benchmarks share)
 
 
 class Run(NamedTuple):

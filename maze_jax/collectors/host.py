@@ -376,21 +376,13 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
         running["state"] = new_state
         return new_state, metrics
 
-    def evaluate(state: TrainState, key):
-        return evaluator(state.learner.params["policy"], key)
-
     def close():
         for part in ("pipeline", "collector"):
             if running.get(part) is not None:
                 running.pop(part).close()
         running.pop("state", None)
 
-    def close_all():
-        close()
-        evaluator.close()
-
-    return Trainer(algorithm, init, train_epoch, evaluate, config.n_eval_episodes, n_seeds, on_host=True,
-                   close=close_all)
+    return finish_host_trainer(algorithm, init, train_epoch, evaluator, close, n_seeds)
 
 
 def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings) -> Trainer:
@@ -457,18 +449,24 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
                    **event_rows([episodes.take_events()])}
         return TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1)), metrics
 
-    def evaluate(state: TrainState, key):
-        return evaluator(state.learner.params["policy"], key)
-
     def close():
         if running.get("envs") is not None:
             running.pop("envs").close()
+
+    return finish_host_trainer(algorithm, init, train_epoch, evaluator, close, n_seeds)
+
+
+def finish_host_trainer(algorithm: Algorithm, init: Callable, train_epoch: Callable, evaluator: HostEvaluator,
+                        close: Callable, n_seeds: int) -> Trainer:
+    """A host trainer's record: evaluation by `evaluator`, and a `close` that closes the evaluator too."""
+    def evaluate(state: TrainState, key):
+        return evaluator(state.learner.params["policy"], key)
 
     def close_all():
         close()
         evaluator.close()
 
-    return Trainer(algorithm, init, train_epoch, evaluate, config.n_eval_episodes, n_seeds, on_host=True,
+    return Trainer(algorithm, init, train_epoch, evaluate, algorithm.config.n_eval_episodes, n_seeds, on_host=True,
                    close=close_all)
 
 
