@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from maze_jax.collectors import Trainer, TrainState, policy_params
+from maze_jax.collectors import Trainer, TrainState
 from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
@@ -164,11 +164,15 @@ def save_model_summary(run_dir: str, params) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def start_drawing_networks(run_dir: str, state, trainer: Trainer, env_spec: EnvSpec) -> threading.Thread:
-    """`networks.png` (Maze's "graphical depictions" of policy and critic), drawn on a thread while training
-    starts; the caller joins it."""
-    params = state.learner.params  # shapes are all the drawing needs: no device work
-    params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[trainer.n_seeds > 1:], x.dtype), params)
+def parameter_shapes(state, n_seeds: int):
+    """One seed's network parameters as shapes (`ShapeDtypeStruct`s): what the summary and the drawing need,
+    without device work."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[n_seeds > 1:], x.dtype), state.learner.params)
+
+
+def start_drawing_networks(run_dir: str, params, trainer: Trainer, env_spec: EnvSpec) -> threading.Thread:
+    """`networks.png` (Maze's "graphical depictions" of policy and critic, `params` as shapes), drawn on a thread
+    while training starts; the caller joins it."""
     networks = {name: params[name] for name in ("policy", "critic") if name in params}
     leaves = jax.tree_util.tree_flatten_with_path(env_spec.observation_example())[0]
     observation = {jax.tree_util.keystr(path).strip("[]'") or "observation": tuple(np.shape(leaf))
@@ -339,24 +343,23 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
     progress.normalization = statistics_to_meta(statistics) if statistics is not None else None
     drawing = None
     if primary:
-        params = policy_params(state)
-        save_model_summary(run_dir, jax.tree.map(lambda x: x[0], params) if trainer.n_seeds > 1 else params)
-        drawing = start_drawing_networks(run_dir, state, trainer, env_spec)
+        shapes = parameter_shapes(state, trainer.n_seeds)
+        save_model_summary(run_dir, shapes["policy"])
+        drawing = start_drawing_networks(run_dir, shapes, trainer, env_spec)
 
     loop_settings = settings.loop
     options = LoopOptions(n_epochs=settings.algorithm.n_epochs, patience=settings.algorithm.patience,
                           reward_threshold=stopping_threshold(env_spec.reward_threshold,
                                                               loop_settings.stop_when_solved, progress, echo),
                           n_seeds=trainer.n_seeds, progress_interval_s=loop_settings.progress_interval_s)
+    progress_line = ProgressLine(options.n_epochs, progress.epoch) if primary else None
+    if progress_line is not None:  # printed lines lift the live line out of their way
+        echo = progress_line.wrap(echo)
     latest, best = open_checkpoints(run_dir, settings, primary)
     checkpoints = Checkpoints(latest, best, loop_settings.checkpoint_every_s, loop_settings.dump_interval, echo)
     # a resumed run's best is saved into this run directory too (stays the best until beaten)
     loop = LoopState(state, progress, best_state,
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
-    progress_line = ProgressLine(options.n_epochs, progress.epoch) if primary else None
-    if progress_line is not None:
-        echo = progress_line.wrap(echo)
-        checkpoints.echo = echo
     writer = make_writers(run_dir, settings.logger, plain(cfg)) if primary else None
     listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
         [TensorBoard(writer), LearningCurve(run_dir), progress_line] if writer is not None else [])
