@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -145,3 +146,37 @@ def test_a_repeated_run_compiles_faster_with_the_cache(tmp_path):
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert any((tmp_path / "fresh_cache").iterdir())
     assert compile_seconds(second.stdout) < 0.6 * compile_seconds(first.stdout), (first.stdout, second.stdout)
+    breakdown = re.search(r"Compiled in ([\d.]+) s \(init ([\d.]+), epoch ([\d.]+), evaluation ([\d.]+)\)", first.stdout)
+    assert breakdown, first.stdout  # the run log says what each program took
+    total, *parts = (float(x) for x in breakdown.groups())
+    assert sum(parts) <= total + 0.05
+
+
+def test_cpu_flags_are_left_out_where_jax_runs_on_an_accelerator(monkeypatch):
+    from maze_jax import xla_flags
+
+    for platforms, on_cpu in (("cpu", True), ("cuda", False), ("tpu,cpu", False), ("cpu,cuda", True)):
+        monkeypatch.setenv("JAX_PLATFORMS", platforms)
+        monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+        xla_flags.apply_defaults()
+        assert ("xla_cpu_multi_thread_eigen" in os.environ["XLA_FLAGS"]) == on_cpu, platforms
+        assert "--xla_dump_to=/tmp/x" in os.environ["XLA_FLAGS"]
+    monkeypatch.delenv("JAX_PLATFORMS")
+    monkeypatch.setattr(xla_flags.importlib.util, "find_spec", lambda name: name == "jax_cuda12_plugin" or None)
+    assert not xla_flags.runs_on_cpu()  # a GPU plugin installed: JAX picks the GPU
+
+
+def test_init_compiled_for_a_quick_compile_gives_the_same_state():
+    import jax
+    import numpy as np
+
+    from conftest import make_trainer
+    from maze_jax.shell.loop import compile_programs
+
+    _, trainer = make_trainer(["env=cartpole", "algorithm=ppo", "model.hidden_units=[16]"])
+    key = jax.random.key(3)
+    quick = compile_programs(trainer, key, echo=lambda *a, **k: None).init(key, jax.random.key(4))
+    plain = jax.jit(trainer.init)(key, jax.random.key(4))
+    for a, b in zip(jax.tree.leaves(quick), jax.tree.leaves(plain)):
+        a, b = (jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in (a, b))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)  # float rounding only

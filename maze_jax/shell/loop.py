@@ -97,20 +97,36 @@ class Programs(NamedTuple):
 
 
 def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -> Programs:
-    """Compiles init, epoch and evaluation ahead of time, so the time users wait for compilation is reported."""
+    """Compiles init, epoch and evaluation ahead of time, so the time users wait for compilation is reported, in
+    all and per program (`compile_seconds`; a program read from the persistent cache takes a fraction)."""
     echo("Compiling init, training epoch and evaluation ...", flush=True)
     start = time.perf_counter()
-    init = jax.jit(trainer.init).lower(key, key).compile()
+    init, seconds = compile_seconds(trainer.init, (key, key), RUNS_ONCE)
+    times = {"init": seconds}
     if trainer.on_host:  # their jitted parts compile on first use
         programs = Programs(init, trainer.train_epoch, trainer.evaluate, on_host=True)
     else:
         # the state as init places it (replicated over the devices of a mesh), so the epoch expects it that way
         state = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                              jax.eval_shape(trainer.init, key, key), init.output_shardings)
-        programs = Programs(init, *(jax.jit(f).lower(*args).compile()
-                                    for f, args in [(trainer.train_epoch, (state,)), (trainer.evaluate, (state, key))]))
-    echo(f"Compiled in {time.perf_counter() - start:.2f} s", flush=True)
+        epoch, times["epoch"] = compile_seconds(trainer.train_epoch, (state,))
+        evaluate, times["evaluation"] = compile_seconds(trainer.evaluate, (state, key))
+        programs = Programs(init, epoch, evaluate)
+    parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in times.items())
+    echo(f"Compiled in {time.perf_counter() - start:.2f} s ({parts})", flush=True)
     return programs
+
+
+# XLA options for a program that runs once (init): its speed does not matter, its compile time does. On a 2-core CPU
+# they halve init's compile (PPO on CartPole: 1.29 -> 0.74 s; ES: 0.65 -> 0.36 s) and it runs in 1 ms instead of 0.5.
+RUNS_ONCE = {"xla_backend_optimization_level": 0}
+
+
+def compile_seconds(fn: Callable, args: tuple, options: dict | None = None):
+    """`fn` jitted, lowered for `args` and compiled with XLA `options`: (the compiled program, seconds it took)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile(compiler_options=options)
+    return compiled, time.perf_counter() - start
 
 
 def evaluation_stats(programs: Programs, state, key: jax.Array, prefix: str = "eval", per_seed: bool = False) -> dict:
