@@ -1,0 +1,60 @@
+"""`model=pixel_obs`: the CNN torso for image observations, its CPU patch products against XLA's convolution,
+dict observations with images and vectors, integer pixels, and a PPO epoch on a MinAtar game."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maze_jax.config import ConfigError
+from maze_jax.models import PixelObsPolicy
+from maze_jax.models.cnn import Conv
+
+
+@pytest.mark.parametrize("size, k, s", [((10, 10), 3, 1), ((9, 7), 3, 2), ((8, 8), 4, 1), ((11, 6), 5, 3)])
+def test_patch_products_equal_xlas_convolution(size, k, s):
+    x = jax.random.normal(jax.random.key(0), (*size, 3))
+    patches, conv = Conv(5, k, s, use_patches=True), Conv(5, k, s, use_patches=False)
+    params = patches.init(jax.random.key(1), x)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # a bias that is not zero
+    a, b = patches.apply(params, x), conv.apply(params, x)
+    assert a.shape == b.shape == (-(-size[0] // s), -(-size[1] // s), 5)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_images_go_through_the_cnn_and_vectors_beside_them():
+    model = PixelObsPolicy(n_outputs=3, channels=(4,), kernel_sizes=(3,), strides=(1,), hidden_units=(8,))
+    frame = jnp.ones((10, 10, 4))
+    params = model.init(jax.random.key(0), frame)
+    assert model.apply(params, frame).shape == (3,)
+    assert params["params"]["obs_conv_0"]["kernel"].shape == (3, 3, 4, 4)
+    obs = {"screen": frame, "speed": jnp.array([0.5, 1.0])}
+    params = model.init(jax.random.key(0), obs)
+    assert "screen_conv_0" in params["params"] and model.apply(params, obs).shape == (3,)
+    assert params["params"]["Dense_0"]["kernel"].shape == (10 * 10 * 4 + 2, 8)  # features, then the vector
+    grey = jnp.full((6, 6), 255, jnp.uint8)  # integer pixels are scaled to [0, 1]
+    params = model.init(jax.random.key(0), grey)
+    np.testing.assert_allclose(model.apply(params, grey), model.apply(params, jnp.ones((6, 6, 1))), rtol=1e-6)
+
+
+def test_bad_pixel_obs_configs_are_one_line():
+    with pytest.raises(ConfigError, match="needs an image observation"):
+        PixelObsPolicy(n_outputs=2).init(jax.random.key(0), jnp.zeros(4))
+    with pytest.raises(ConfigError, match="one entry per convolution"):
+        PixelObsPolicy(n_outputs=2, channels=(4, 8), kernel_sizes=(3,)).init(jax.random.key(0), jnp.zeros((5, 5)))
+
+
+def test_ppo_trains_an_epoch_on_minatar_with_the_pixel_model():
+    from conftest import init_state, make_trainer
+
+    _, trainer = make_trainer(["env=gymnax", "env.name=Breakout-MinAtar", "model=pixel_obs", "wrappers=pixel_obs",
+                               "algorithm=ppo", "runner.concurrency=8", "algorithm.n_rollout_steps=16",
+                               "algorithm.batch_size=64", "algorithm.epoch_length=2", "model.channels=[8]",
+                               "model.kernel_sizes=[3]", "model.strides=[1]", "model.hidden_units=[32]"])
+    state, metrics = jax.jit(trainer.train_epoch)(init_state(trainer))
+    assert int(metrics["train_BaseEnvEvents/reward/step_count"]) == 2 * 16 * 8
+    assert all(np.isfinite(np.asarray(v, np.float64)).all() for v in jax.tree.leaves(metrics))
+    policy = state.learner.params["policy"]
+    assert any("conv" in name for name in policy["params"])
