@@ -58,6 +58,15 @@ def test_statistics_of_added_episodes():
     assert np.isnan(episode_table([1.0], [1], "eval", ended=[False])["eval_BaseEnvEvents/reward/mean"])
 
 
+def test_integer_observations_are_never_counted_as_non_finite():
+    stats = EpisodeStats.zeros(n_envs=2, max_length=5)
+    checked = stats.check(jnp.array([1.0, jnp.nan]), {"grid": jnp.zeros((2, 3, 3), jnp.uint8)})
+    np.testing.assert_array_equal(checked.bad_observations, [0, 0])  # a grid of ids cannot be NaN
+    np.testing.assert_array_equal(checked.bad_rewards, [0, 1])
+    checked = stats.check(jnp.ones(2), {"grid": jnp.zeros((2, 3), jnp.int32), "x": jnp.array([[0.0], [jnp.inf]])})
+    np.testing.assert_array_equal(checked.bad_observations, [0, 1])
+
+
 def test_median_from_histogram_matches_numpy():
     values = np.array([3, 3, 9, 1, 4, 4, 4])
     hist = jnp.zeros(12, jnp.int32).at[values].add(1)

@@ -98,7 +98,8 @@ class EpisodeStats(NamedTuple):
         """Counts the steps whose reward or observation is NaN or infinite (the loop stops on any)."""
         finite = lambda x: jnp.isfinite(x).reshape(x.shape[0], -1).all(-1)  # noqa: E731
         floats = [x for x in jax.tree.leaves(obs) if jnp.issubdtype(x.dtype, jnp.floating)]
-        obs_ok = jnp.all(jnp.stack([finite(x) for x in floats]), 0) if floats else True
+        # integer and bool observations are always finite (a Python `True` here would invert to -2)
+        obs_ok = jnp.all(jnp.stack([finite(x) for x in floats]), 0) if floats else jnp.ones(reward.shape, bool)
         return self._replace(bad_rewards=self.bad_rewards + ~jnp.isfinite(reward),
                              bad_observations=self.bad_observations + ~obs_ok)
 
