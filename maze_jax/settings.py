@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from maze_jax.algorithms.actor_critic import ActorCriticConfig
 from maze_jax.algorithms.es import ESConfig
 from maze_jax.collectors.host import HostSettings
+from maze_jax.collectors.ray_workers import RaySettings
 from maze_jax.config import ConfigError, first_line, import_object, read
 from maze_jax.devices import check_divisible, make_mesh, read_n_devices
 
@@ -135,7 +136,9 @@ def es(algorithm: Mapping, runner: Mapping) -> ESConfig:
 
 def _actor_critic(algorithm: Mapping, runner: Mapping, ppo: bool) -> ActorCriticConfig:
     a, where = algorithm, "algorithm"
-    n_envs = read(runner, "concurrency", int, "runner", low=1)
+    ray = read_ray(runner)
+    n_envs = ray.num_workers * ray.envs_per_worker // read(runner, "n_seeds", int, "runner", low=1) if ray else \
+        read(runner, "concurrency", int, "runner", low=1)
     n_steps = read(a, "n_rollout_steps", int, where, low=1)
     extra = {}
     if ppo:
@@ -206,11 +209,37 @@ def read_host(runner: Mapping) -> HostSettings:
     vectorization = str(runner.get("vectorization", defaults.vectorization))
     if vectorization not in ("sync", "async"):
         raise ConfigError(f"runner.vectorization={vectorization!r} is unknown. Valid: sync, async")
+    ray = read_ray(runner)
     return HostSettings(
-        n_envs=read(runner, "concurrency", int, "runner", low=1) if "concurrency" in runner else defaults.n_envs,
+        n_envs=ray.envs_per_worker if ray else
+        read(runner, "concurrency", int, "runner", low=1) if "concurrency" in runner else defaults.n_envs,
         vectorization=vectorization,
         policy_lag=read(runner, "policy_lag", int, "runner", low=0, high=1) if "policy_lag" in runner
-        else defaults.policy_lag)
+        else defaults.policy_lag,
+        ray=ray)
+
+
+def read_ray(runner: Mapping) -> RaySettings | None:
+    """`runner=ray`'s settings (None for the other runners, which have no `num_workers`); Ray must be installed."""
+    import importlib.util
+
+    if "num_workers" not in runner:
+        return None
+    where = "runner"
+    settings = RaySettings(
+        num_workers=read(runner, "num_workers", int, where, low=1),
+        envs_per_worker=read(runner, "envs_per_worker", int, where, low=1),
+        address=str(runner["address"]) if runner.get("address") not in (None, "") else None,
+        max_worker_restarts=read(runner, "max_worker_restarts", int, where, low=0),
+        cpus_per_worker=read(runner, "cpus_per_worker", float, where, low=0.0),
+        start_timeout_s=read(runner, "start_timeout_s", float, where, low=0.0, low_inclusive=False))
+    n_seeds = read(runner, "n_seeds", int, where, low=1)
+    if settings.num_workers % n_seeds:
+        raise ConfigError(f"runner.num_workers={settings.num_workers} is not a multiple of runner.n_seeds={n_seeds}: "
+                          f"a Ray worker serves one seed")
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError('runner=ray needs Ray: pip install "maze-jax[ray]"')
+    return settings
 
 
 def read_settings(cfg) -> RunSettings:

@@ -16,6 +16,7 @@ from maze_jax.algorithms.losses import Losses
 from maze_jax.collectors import Trainer
 from maze_jax.collectors.host import HostSettings, host_trainer
 from maze_jax.collectors.jax_envs import jax_trainer
+from maze_jax.collectors.ray_workers import ray_trainer
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.structured import ACTOR_ID, sub_steps
 from maze_jax.models import build_actor_critic, build_policy
@@ -46,7 +47,9 @@ def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = No
 def build_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1,
                   host: HostSettings = HostSettings()) -> Trainer:
     """The trainer that runs `algorithm` on `env_spec`: one jitted program per epoch for a JAX env, the host
-    collector (with `host`'s settings) for a Python env."""
+    collector (with `host`'s settings) for a Python env, its envs on Ray workers with `host.ray`."""
+    if host.ray is not None:
+        return ray_trainer(algorithm, env_spec, n_seeds, host)
     if env_spec.is_python:
         return host_trainer(algorithm, env_spec, n_seeds, host)
     return jax_trainer(algorithm, env_spec, n_seeds)

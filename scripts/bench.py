@@ -1,16 +1,23 @@
 """Speed measurements a user can re-run: `python scripts/bench.py [--quick] [--only NAME ...]`.
 
+compile    Each program's compile time (init, epoch, evaluation) of ES, PPO and A2C on CartPole and PPO on the cutting
+           env, as the run log prints it: empty compilation cache, then warm.
 solve      Time to solve CartPole-v1 with the default command (`env=cartpole algorithm=es|ppo|a2c`), whole process
            from start to exit: first run with an empty compilation cache, then a repeat with the cache it filled.
 es         ES epoch throughput (env steps/s, compile time apart) for several populations, 32x32 network.
 es-sampling  ES acting on the policy's mode against sampling from it, CartPole-v1 and Acrobot-v1 (not in the default run).
-ppo        PPO training throughput: 64x64 network, 16 envs x 128 steps, 4 epochs of 4 minibatches.
+ppo        PPO training throughput: 64x64 network, 16 envs x 128 steps, 4 epochs of 4 minibatches; and a PureJaxRL-style
+           loop (one jitted function, separate actor and critic) at the same settings, counted the same way.
 pendulum   PPO on Pendulum-v1 (continuous actions): env steps and seconds to an evaluation mean >= -200.
 cutting    PPO on the masked structured cutting env (the README's command, default settings): epochs, sub-steps and
            seconds until the evaluation uses the fewest raw pieces possible; raw pieces per step of PPO, a random
            masked policy and the first-fit and best-fit heuristics on the same 64 episodes.
 python     Python envs through the host collector: raw vector-env stepping against PPO's training throughput
            (CartPole-v1 and LunarLander-v3, gymnasium and envpool), and LunarLander to an evaluation mean of 200.
+ray        runner=ray (not in the default run; needs the ray extra): PPO steps/s on a deliberately slow env (CartPole
+           sleeping 1 ms a step, scripts/slow_env.py) with 1, 2 and 4 workers of 8 envs against the single-process
+           collector (sync and async) at the same env counts; the per-step overhead of a worker against the plain
+           vector env on the fast CartPole; the learner's own rate (samples/s of PPO's update), which bounds a cluster.
 scale      ES and PPO env steps/s against the batch (ES population, PPO envs: --sizes), on one device and on
            every device (on a CPU: 4 devices forced with --xla_force_host_platform_device_count=4).
 Targets on a 2-core CPU: solve in < 10 s; ES >= 2,000,000 steps/s at population 128; PPO >= 120,000 steps/s.
@@ -55,6 +62,28 @@ def time_to_solve(algorithm: str, seed: int, cache_dir: str, log_dir: str) -> tu
     return seconds, f"{'solved' if solved else 'NOT solved'} in {epochs} epochs, compile {compiled} s"
 
 
+def compile_line(overrides: list[str], cache_dir: str, log_dir: str) -> str:
+    """The run log's compile line ("Compiled in X s (init .., epoch .., evaluation ..)") of a one-epoch run."""
+    cmd = [sys.executable, "-m", "maze_jax.train", *overrides, "algorithm.n_epochs=1", "runner.final_eval_rollouts=1",
+           f"compilation_cache_dir={cache_dir}", f"log_base_dir={log_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    return re.search(r"Compiled in .*", proc.stdout).group(0)
+
+
+def compile_times() -> None:
+    """Each program's compile time as the run log prints it: cold (empty cache), then warm (the cache it filled)."""
+    for name, overrides in (("ES CartPole-v1", ["env=cartpole", "algorithm=es"]),
+                            ("PPO CartPole-v1", ["env=cartpole", "algorithm=ppo"]),
+                            ("A2C CartPole-v1", ["env=cartpole", "algorithm=a2c"]),
+                            ("PPO cutting (structured, masked)", CUTTING)):
+        with tempfile.TemporaryDirectory() as tmp:
+            cold = compile_line(overrides, os.path.join(tmp, "cache"), tmp)
+            warm = compile_line(overrides, os.path.join(tmp, "cache"), tmp)
+        print(f"{name}: cold {cold}; warm {warm}", flush=True)
+
+
 def compiled_trainer(algorithm: str, overrides: list[str], env_name: str = "CartPole-v1"):
     import jax
 
@@ -72,9 +101,15 @@ def compiled_trainer(algorithm: str, overrides: list[str], env_name: str = "Cart
 
 def throughput(algorithm: str, overrides: list[str], repeats: int = 5) -> tuple[float, float]:
     """Env steps per second of the compiled epoch (first call excluded) and the compile time."""
+    programs, compile_s = compiled_trainer(algorithm, overrides)
+    seconds, metrics = epoch_seconds(programs, repeats)
+    return float(metrics["train_BaseEnvEvents/reward/step_count"]) / seconds, compile_s
+
+
+def epoch_seconds(programs, repeats: int = 5) -> tuple[float, dict]:
+    """Seconds per call of a compiled epoch (the first call apart), and the last call's metrics."""
     import jax
 
-    programs, compile_s = compiled_trainer(algorithm, overrides)
     state = programs.init(jax.random.key(0), jax.random.key(1))
     state, metrics = programs.train_epoch(state)
     jax.block_until_ready(metrics)
@@ -82,8 +117,7 @@ def throughput(algorithm: str, overrides: list[str], repeats: int = 5) -> tuple[
     for _ in range(repeats):
         state, metrics = programs.train_epoch(state)
     jax.block_until_ready(metrics)
-    seconds = (time.perf_counter() - start) / repeats
-    return float(metrics["train_BaseEnvEvents/reward/step_count"]) / seconds, compile_s
+    return (time.perf_counter() - start) / repeats, metrics
 
 
 def es_sampling(seeds: list[int], max_epochs: int = 60) -> None:
@@ -180,6 +214,245 @@ def python_envs(quick: bool) -> None:
                   f"final 100-episode evaluation {final.group(1) if final else '?'}", flush=True)
 
 
+def evosax_generation_seconds(population: int, hidden: int, n_steps: int, repeats: int = 5) -> tuple[float, float]:
+    """evosax's OpenES on gymnax CartPole-v1 as its examples run it: ask, every member playing `n_steps` steps
+    (auto-reset, fitness: the first episode's return; argmax actions of a tanh MLP), tell; one jitted generation.
+    Returns (seconds per generation, compile seconds)."""
+    import flax.linen as nn
+    import gymnax
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from evosax.algorithms import Open_ES
+
+    env, env_params = gymnax.make("CartPole-v1")
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for _ in range(2):
+                x = nn.tanh(nn.Dense(hidden)(x))
+            return nn.Dense(2)(x)
+
+    model = MLP()
+    es = Open_ES(population_size=population, solution=model.init(jax.random.key(0), jnp.zeros(4)),
+                 optimizer=optax.adam(0.01), std_schedule=optax.constant_schedule(0.02))
+    es_params = es.default_params
+
+    def rollout(params, key):
+        obs, state = env.reset(jax.random.fold_in(key, 0), env_params)
+
+        def step(carry, k):
+            obs, state, total, alive = carry
+            action = jnp.argmax(model.apply(params, obs))
+            obs, state, reward, terminated, truncated, _ = env.step(k, state, action, env_params)
+            return (obs, state, total + reward * alive, alive * (1 - (terminated | truncated))), None
+
+        (_, _, total, _), _ = jax.lax.scan(step, (obs, state, 0.0, 1.0), jax.random.split(key, n_steps))
+        return total
+
+    @jax.jit
+    def generation(state, key):
+        k_ask, k_eval, k_tell = jax.random.split(key, 3)
+        members, state = es.ask(k_ask, state, es_params)
+        fitness = jax.vmap(rollout)(members, jax.random.split(k_eval, population))
+        state, _ = es.tell(k_tell, members, -fitness, state, es_params)  # evosax minimises
+        return state, fitness
+
+    state = es.init(jax.random.key(1), model.init(jax.random.key(0), jnp.zeros(4)), es_params)
+    start = time.perf_counter()
+    compiled = generation.lower(state, jax.random.key(2)).compile()
+    compile_s = time.perf_counter() - start
+    state, fitness = compiled(state, jax.random.key(2))
+    jax.block_until_ready(fitness)
+    start = time.perf_counter()
+    for i in range(repeats):
+        state, fitness = compiled(state, jax.random.key(3 + i))
+    jax.block_until_ready(fitness)
+    return (time.perf_counter() - start) / repeats, compile_s
+
+
+def compare_evosax(populations: list[int], hidden: int = 32, n_steps: int = 500) -> None:
+    """Our ES epoch (one update) against evosax's generation at equal settings, both counted as population x
+    n_steps simulated env steps per update, whatever the episodes did."""
+    for population in populations:
+        ours, ours_compile = compiled_trainer("es", [f"algorithm.n_rollouts_per_update={population}",
+                                                     f"model.hidden_units=[{hidden},{hidden}]"])
+        ours_rate = population * n_steps / epoch_seconds(ours)[0]
+        theirs, theirs_compile = evosax_generation_seconds(population, hidden, n_steps)
+        theirs_rate = population * n_steps / theirs
+        print(f"population {population:5d}: maze_jax {ours_rate / 1e6:5.2f} M steps/s (compile {ours_compile:.1f} s), "
+              f"evosax OpenES {theirs_rate / 1e6:5.2f} M steps/s (compile {theirs_compile:.1f} s): "
+              f"ratio {ours_rate / theirs_rate:.2f}", flush=True)
+
+
+def purejaxrl_rate(n_envs: int = 16, n_steps: int = 128, n_minibatches: int = 4, n_passes: int = 4,
+                   updates: int = 10, hidden: int = 64, repeats: int = 5) -> tuple[float, float]:
+    """A PureJaxRL-style PPO loop (one jitted function: `updates` x (rollout scan, GAE, passes of shuffled
+    minibatches), separate 64x64 tanh actor and critic, Adam with grad-norm clipping) on gymnax CartPole-v1:
+    (env steps per second, compile seconds), counted as ours: n_envs x n_steps x updates per call."""
+    import flax.linen as nn
+    import gymnax
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    env, env_params = gymnax.make("CartPole-v1")
+
+    class Net(nn.Module):
+        n_out: int
+
+        @nn.compact
+        def __call__(self, x):
+            for _ in range(2):
+                x = nn.tanh(nn.Dense(hidden)(x))
+            return nn.Dense(self.n_out)(x)
+
+    actor, critic = Net(2), Net(1)
+    tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(3e-4))
+
+    def losses(params, batch):
+        obs, action, logp_old, adv, target = batch
+        logits = actor.apply(params["actor"], obs)
+        logp = jax.nn.log_softmax(logits)[jnp.arange(action.shape[0]), action]
+        ratio = jnp.exp(logp - logp_old)
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        policy = -jnp.minimum(ratio * adv, jnp.clip(ratio, 0.8, 1.2) * adv).mean()
+        value = ((critic.apply(params["critic"], obs)[:, 0] - target) ** 2).mean()
+        entropy = -(jax.nn.softmax(logits) * jax.nn.log_softmax(logits)).sum(-1).mean()
+        return policy + 0.5 * value - 0.0 * entropy
+
+    def update(carry, _):
+        params, opt_state, env_state, obs, key = carry
+
+        def step(c, _):
+            env_state, obs, key = c
+            key, k_act, k_env = jax.random.split(key, 3)
+            logits = actor.apply(params["actor"], obs)
+            action = jax.random.categorical(k_act, logits)
+            logp = jax.nn.log_softmax(logits)[jnp.arange(n_envs), action]
+            value = critic.apply(params["critic"], obs)[:, 0]
+            obs2, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, (0, 0, 0, None))(
+                jax.random.split(k_env, n_envs), env_state, action, env_params)
+            return (env_state, obs2, key), (obs, action, logp, value, reward, terminated | truncated)
+
+        (env_state, obs, key), (b_obs, b_act, b_logp, b_val, b_rew, b_done) = jax.lax.scan(
+            step, (env_state, obs, key), None, n_steps)
+        last = critic.apply(params["critic"], obs)[:, 0]
+
+        def gae(c, t):
+            next_adv, next_value = c
+            reward, done, value = t
+            delta = reward + 0.99 * next_value * (1 - done) - value
+            adv = delta + 0.99 * 0.95 * (1 - done) * next_adv
+            return (adv, value), adv
+
+        _, adv = jax.lax.scan(gae, (jnp.zeros(n_envs), last), (b_rew, b_done, b_val), reverse=True)
+        batch = jax.tree.map(lambda x: x.reshape((n_steps * n_envs,) + x.shape[2:]),
+                             (b_obs, b_act, b_logp, adv, adv + b_val))
+
+        def one_pass(c, k):
+            def minibatch(c, mb):
+                params, opt_state = c
+                grads = jax.grad(losses)(params, mb)
+                updates_, opt_state = tx.update(grads, opt_state)
+                return (optax.apply_updates(params, updates_), opt_state), None
+
+            order = jax.random.permutation(k, n_steps * n_envs).reshape(n_minibatches, -1)
+            return jax.lax.scan(minibatch, c, jax.tree.map(lambda x: x[order], batch))[0], None
+
+        key, k_passes = jax.random.split(key)
+        (params, opt_state), _ = jax.lax.scan(one_pass, (params, opt_state), jax.random.split(k_passes, n_passes))
+        return (params, opt_state, env_state, obs, key), b_rew.sum()
+
+    @jax.jit
+    def train(carry):
+        return jax.lax.scan(update, carry, None, updates)
+
+    key = jax.random.key(0)
+    params = {"actor": actor.init(key, jnp.zeros(4)), "critic": critic.init(key, jnp.zeros(4))}
+    obs, env_state = jax.vmap(env.reset, (0, None))(jax.random.split(key, n_envs), env_params)
+    carry = (params, tx.init(params), env_state, obs, key)
+    start = time.perf_counter()
+    compiled = train.lower(carry).compile()
+    compile_s = time.perf_counter() - start
+    carry, rewards = compiled(carry)
+    jax.block_until_ready(rewards)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        carry, rewards = compiled(carry)
+    jax.block_until_ready(rewards)
+    return n_envs * n_steps * updates * repeats / (time.perf_counter() - start), compile_s
+
+
+def ppo_rate(overrides: list[str], epochs: int = 2) -> float:
+    """PPO training env steps/s of a built (not CLI) run, after one warm-up epoch that compiles and starts workers."""
+    from maze_jax.session import build
+    from maze_jax.settings import compose_config, read_settings
+
+    cfg, _ = compose_config(["algorithm=ppo", "model.hidden_units=[64,64]", "algorithm.n_rollout_steps=128",
+                             "algorithm.batch_size=256", "algorithm.epoch_length=2", "seeding.agent_base_seed=0",
+                             "seeding.env_base_seed=0", *overrides])
+    _, trainer = build(read_settings(cfg), echo=lambda *a, **k: None)
+    try:
+        state, _ = trainer.train_epoch(trainer.init(jax_key(0), jax_key(1)))
+        start, steps = time.perf_counter(), 0
+        for _ in range(epochs):
+            state, metrics = trainer.train_epoch(state)
+            steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
+        return steps / (time.perf_counter() - start)
+    finally:
+        trainer.close()
+
+
+def learner_rate(n_envs: int = 32) -> float:
+    """Samples per second PPO's update (4 epochs of minibatches of 256, 64x64) takes in, from a collected rollout."""
+    import jax
+
+    from maze_jax.collectors.host import RolloutCollector
+    from maze_jax.session import build
+    from maze_jax.settings import compose_config, read_settings
+
+    cfg, _ = compose_config(["env=gymnasium", "algorithm=ppo", "model.hidden_units=[64,64]",
+                             "algorithm.n_rollout_steps=128", "algorithm.batch_size=256",
+                             f"runner.concurrency={n_envs}"])
+    spec, trainer = build(read_settings(cfg), echo=lambda *a, **k: None)
+    learner = jax.tree.map(lambda x: x[None], trainer.init(jax_key(0), jax_key(1)).learner)
+    collector = RolloutCollector(trainer.algorithm, spec, n_envs, 128, 1, 0, "sync")
+    trajectory, _, _ = collector.collect(learner.params, jax_key(2))
+    collector.close()
+    update = jax.jit(jax.vmap(trainer.algorithm.update))
+    jax.block_until_ready(update(learner, trajectory))
+    start = time.perf_counter()
+    for _ in range(5):
+        learner, _ = update(learner, trajectory)
+    jax.block_until_ready(learner)
+    return 5 * n_envs * 128 / (time.perf_counter() - start)
+
+
+def ray_workers(quick: bool) -> None:
+    """runner=ray against the single-process collector on a slow env, its overhead on a fast one, the learner."""
+    scripts = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.pathsep.join([scripts, REPO, os.environ.get("PYTHONPATH", "")])  # Ray's workers
+    slow = ["env=gymnasium", "env.name=slow_env:MazeJaxBench/SlowCartPole-v1"]
+    local = {}
+    for n_envs in (8, 16, 32):
+        local[n_envs] = ppo_rate([*slow, f"runner.concurrency={n_envs}"])
+        print(f"slow env, single process, sync, {n_envs:2d} envs: {local[n_envs]:8,.0f} steps/s", flush=True)
+    if not quick:
+        rate = ppo_rate([*slow, "runner.concurrency=16", "runner.vectorization=async"])
+        print(f"slow env, single process, async (a process per env), 16 envs: {rate:8,.0f} steps/s", flush=True)
+    for workers in (1, 2, 4):
+        rate = ppo_rate([*slow, "runner=ray", f"runner.num_workers={workers}", "runner.envs_per_worker=8"])
+        print(f"slow env, runner=ray, {workers} workers x 8 envs: {rate:8,.0f} steps/s "
+              f"({rate / local[8 * workers]:.1f}x the single process at {8 * workers} envs)", flush=True)
+    fast_local = ppo_rate(["env=gymnasium", "runner.concurrency=16"])
+    fast_ray = ppo_rate(["env=gymnasium", "runner=ray", "runner.num_workers=1", "runner.envs_per_worker=16"])
+    print(f"fast CartPole-v1, 16 envs: single process {fast_local:,.0f} steps/s, one Ray worker {fast_ray:,.0f} "
+          f"steps/s: {1e6 * (1 / fast_ray - 1 / fast_local):+.1f} us per env step", flush=True)
+    print(f"learner alone: PPO's update takes in {learner_rate():,.0f} samples/s", flush=True)
+
+
 def jax_key(seed: int):
     import jax
 
@@ -259,9 +532,11 @@ def scaling(sizes: list[int], n_devices: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, fewer population sizes")
-    parser.add_argument("--only", nargs="*", default=["solve", "es", "ppo", "python", "pendulum", "cutting"])
+    parser.add_argument("--only", nargs="*", default=["compile", "solve", "es", "ppo", "python", "pendulum", "cutting"])
     parser.add_argument("--populations", default="16,128,1024,4096")
     parser.add_argument("--sizes", default="16,256,4096", help="batch sizes of the scale section")
+    parser.add_argument("--compare-evosax", action="store_true",
+                        help="ES against evosax's OpenES at equal settings (needs evosax installed)")
     parser.add_argument("--devices", type=int, default=0, help=argparse.SUPPRESS)  # the scale section's workers
     args = parser.parse_args()
     from maze_jax.xla_flags import apply_defaults
@@ -274,6 +549,14 @@ def main() -> None:
     if args.devices:  # a worker of the scale section, started below with its own device count
         scaling([int(n) for n in args.sizes.split(",")], args.devices)
         return
+    if args.compare_evosax:
+        print("\n== ES against evosax OpenES: gymnax CartPole-v1, 32x32 tanh, 500 steps per member, "
+              "population x 500 steps counted per update ==", flush=True)
+        compare_evosax([128] if args.quick else [int(p) for p in args.populations.split(",")])
+        return
+    if "compile" in args.only:
+        print("\n== compile times per program, whole process: empty cache, then warm ==", flush=True)
+        compile_times()
     if "solve" in args.only:
         print("\n== time to solve CartPole-v1, default command, whole process ==", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -296,6 +579,9 @@ def main() -> None:
                                              "algorithm.n_rollout_steps=128", "algorithm.batch_size=512",
                                              "algorithm.n_optimization_epochs=4", "algorithm.epoch_length=10"])
         print(f"{rate:,.0f} env steps/s (compile {compile_s:.2f} s)", flush=True)
+        reference, reference_compile = purejaxrl_rate()
+        print(f"a PureJaxRL-style loop at the same settings: {reference:,.0f} env steps/s (compile "
+              f"{reference_compile:.2f} s); ratio {rate / reference:.2f}", flush=True)
     if "scale" in args.only:
         print("\n== scale: env steps/s against the batch, one device and all devices ==", flush=True)
         cpu = jax.devices()[0].platform == "cpu"
@@ -310,6 +596,9 @@ def main() -> None:
     if "es-sampling" in args.only:
         print("\n== ES acting on the mode against sampling (algorithm.deterministic), up to 60 epochs ==", flush=True)
         es_sampling([0] if args.quick else [0, 1, 2])
+    if "ray" in args.only:
+        print("\n== runner=ray: Python env workers on a local Ray ==", flush=True)
+        ray_workers(args.quick)
     if "python" in args.only:
         print("\n== Python envs (host collector), 2-core figures in the README ==", flush=True)
         python_envs(args.quick)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import gymnasium
 import numpy as np
@@ -18,14 +19,17 @@ from maze_jax.envs.structured import SubStep
 
 
 class Countdown(gymnasium.Env):
-    """Every episode lasts `length` steps and each step pays 1 + action. On request it misbehaves at its n-th step
-    (counted over its whole life): raises (`fail_at`), returns NaN (`nan_at`), or kills its process (`die_at`)."""
+    """Every episode lasts `length` steps and each step pays 1 + action, after `sleep_s` seconds (a slow simulator).
+    On request it misbehaves at its n-th step (counted over its whole life): raises (`fail_at`), returns NaN
+    (`nan_at`), or kills its process (`die_at`; only once when `die_once_file` names a file it then creates)."""
 
     metadata = {"render_modes": []}
 
     def __init__(self, length: int = 3, fail_at: int | None = None, nan_at: int | None = None,
-                 die_at: int | None = None, fail_in_reset: bool = False):
+                 die_at: int | None = None, fail_in_reset: bool = False, sleep_s: float = 0.0,
+                 die_once_file: str | None = None):
         self.length, self.fail_at, self.nan_at, self.die_at = length, fail_at, nan_at, die_at
+        self.sleep_s, self.die_once_file = sleep_s, die_once_file
         self.fail_in_reset = fail_in_reset
         self.observation_space = spaces.Box(0.0, float(length), (1,), np.float32)
         self.action_space = spaces.Discrete(2)
@@ -42,8 +46,13 @@ class Countdown(gymnasium.Env):
         self.steps += 1
         if self.fail_at is not None and self.steps >= self.fail_at:
             raise ValueError(f"pressure too high at step {self.steps}")
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
         if self.die_at is not None and self.steps >= self.die_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            if self.die_once_file is None or not os.path.exists(self.die_once_file):
+                if self.die_once_file is not None:
+                    open(self.die_once_file, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
         self.left -= 1
         reward = 1.0 + float(action)
         if self.nan_at is not None and self.steps >= self.nan_at:

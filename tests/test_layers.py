@@ -9,7 +9,8 @@ from conftest import REPO
 PACKAGE = REPO / "maze_jax"
 COMMAND = {"maze_run"}  # dispatches to the entry points train and rollout
 ENTRY = {"train", "rollout", "api", "research", "trained_policy", "cli"}
-SHELL = {"session", "settings", "training", "wrappers", "shell", "collectors.host", "collectors.vector_env"}
+SHELL = {"session", "settings", "training", "wrappers", "shell", "collectors.host", "collectors.vector_env",
+         "collectors.ray_workers"}
 # everything else is core: algorithms, collectors (jax_envs), envs, models, evaluation, stats, devices, config, ...
 
 

@@ -19,6 +19,9 @@ class EnvFailed(RuntimeError):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self):  # the reason survives a trip between processes (a Ray worker's failure)
+        return type(self), (str(self), self.reason)
+
 
 class TrainState(struct.PyTreeNode):
     """Everything a training run checkpoints: the learner's state and the collector's (JAX envs mid-episode and

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -174,6 +174,9 @@ class RolloutCollector:
         return Trajectory(**time_major(stacked, self.n_seeds), **experience._asdict(), last_obs=last), \
             self.episodes.take(), self.episodes.take_events()
 
+    def interrupt(self) -> None:
+        """Nothing to cut short: a local rollout ends in its own time (the `Pipeline` calls this on close)."""
+
     def close(self) -> None:
         self.envs.close()
 
@@ -181,10 +184,11 @@ class RolloutCollector:
 class Pipeline:
     """Rollouts for the learner: rollout r collected with the parameters of version r - `lag` (version v: after v
     updates), in an actor thread when `lag` is 1, in the caller's thread when 0. An actor's exception comes out of
-    `next()`. `publish(params)` hands the learner's new version over."""
+    `next()`. `publish(params)` hands the learner's new version over; `close()` calls `interrupt()` first, to cut
+    a rollout in flight short."""
 
-    def __init__(self, collect: Callable, params, key, lag: int):
-        self.collect, self.key, self.lag = collect, key, lag
+    def __init__(self, collect: Callable, params, key, lag: int, interrupt: Callable = lambda: None):
+        self.collect, self.key, self.lag, self.interrupt = collect, key, lag, interrupt
         self.versions, self.version, self.index = {0: params}, 0, 0
         self.cond, self.stopped = threading.Condition(), threading.Event()
         self.rollouts: queue.Queue = queue.Queue(maxsize=1)
@@ -247,6 +251,7 @@ class Pipeline:
 
     def close(self) -> None:
         self.stopped.set()
+        self.interrupt()
         with self.cond:
             self.cond.notify_all()
         if self.thread is not None:
@@ -314,16 +319,19 @@ class HostEvaluator:
 
 class HostSettings(NamedTuple):
     """How the host collector runs (the runner's keys): envs per seed for ES, gymnasium's vectorisation (sync:
-    in the training process; async: a worker process per env) and the actor's policy lag (0 or 1)."""
+    in the training process; async: a worker process per env), the actor's policy lag (0 or 1), and with
+    `runner=ray` the Ray workers' settings (`collectors.ray_workers.RaySettings`; None: envs in this process)."""
 
     n_envs: int = 16
     vectorization: str = "sync"
     policy_lag: int = 1
+    ray: Any = None
 
 
-def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int,
-                              settings: HostSettings) -> Trainer:
-    """PPO or A2C on a Python env: `epoch_length` updates per call of `train_epoch`, fed by a RolloutCollector."""
+def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,
+                              make_collector: Callable | None = None) -> Trainer:
+    """PPO or A2C on a Python env: `epoch_length` updates per call of `train_epoch`, fed by a RolloutCollector, or
+    by what `make_collector(seed)` builds instead (its protocol: collect(params, key), interrupt(), close())."""
     config = algorithm.config
     normalize = normalizer(env_spec)
 
@@ -347,11 +355,12 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
         """The collector and its pipeline, (re)started from a state's env key (fresh envs: Python env states are
         not checkpointed)."""
         env_key, pipeline_key = jax.random.split(state.envs)
-        collector = RolloutCollector(algorithm, env_spec, config.n_envs, config.n_rollout_steps, n_seeds,
-                                     seed_of(env_key), settings.vectorization)
+        collector = make_collector(seed_of(env_key)) if make_collector else RolloutCollector(
+            algorithm, env_spec, config.n_envs, config.n_rollout_steps, n_seeds, seed_of(env_key),
+            settings.vectorization)
         params = add_seed_axis(state.learner.params, n_seeds)
         running.update(collector=collector, pipeline=Pipeline(collector.collect, params, pipeline_key,
-                                                              settings.policy_lag), state=state)
+                                                              settings.policy_lag, collector.interrupt), state=state)
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
         if running.get("state") is not state:  # a fresh or restored state: (re)start the collector from it
@@ -385,16 +394,12 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
     return finish_host_trainer(algorithm, init, train_epoch, evaluator, close, n_seeds)
 
 
-def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings) -> Trainer:
-    """ES on a Python env: every member of the population plays one episode (capped by `max_steps`), members
-    queued over `n_seeds * n_envs` envs."""
-    config, policy = algorithm.config, algorithm.policy
-    normalize = normalizer(env_spec)
-    n_members, n_slots = config.population, settings.n_envs * n_seeds
-    ask, update = jax.jit(jax.vmap(algorithm.ask)), jax.jit(jax.vmap(algorithm.update))
+def member_act(algorithm: Algorithm, env_spec: EnvSpec) -> Callable:
+    """ES members acting on Python envs, jitted: act(population, members, obs, key, t) -> env actions, where env
+    slot i acts with member `members[i]` of the population (its seed and member axes flattened)."""
+    config, policy, normalize = algorithm.config, algorithm.policy, normalizer(env_spec)
 
     def act(population, members, obs, key, t):
-        """Env slot i acts with member `members[i]` of the population (seeds and members flattened)."""
         key = jax.random.fold_in(key, t)
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), population)
         params = jax.tree.map(lambda x: x[members], flat)
@@ -403,8 +408,68 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
             return policy.dist.to_env(policy.dist.mode(out))
         return policy.dist.to_env(jax.vmap(policy.dist.sample)(jax.random.split(key, members.shape[0]), out))
 
-    act = jax.jit(act)
-    evaluator = HostEvaluator(policy, env_spec, config.n_eval_episodes, n_seeds, config.deterministic,
+    return jax.jit(act)
+
+
+def play_members(envs: VectorEnv, act: Callable, members: list, should_stop: Callable = lambda: False):
+    """Every member in `members` (indices into the flattened population) plays one episode, queued over the envs'
+    slots: `act(slot_members, obs, t)` gives the env actions. Returns ({member: return}, [(member, return,
+    length)], env steps taken, the envs' EventStats or None), or None when `should_stop()` turned true."""
+    n_slots, queued = envs.n, list(members)
+    slots = np.array([queued.pop(0) for _ in range(min(n_slots, len(queued)))] + [0] * max(0, n_slots - len(members)))
+    active = np.arange(n_slots) < len(members)
+    fitness, episodes, ended, steps = {}, Episodes(n_slots), [], 0
+    while active.any():
+        if should_stop():
+            return None
+        action = jax.device_get(act(slots, envs.obs, steps))
+        _, reward, terminated, truncated, _ = envs.step(action)
+        steps += int(active.sum())
+        episodes.add(np.where(active, reward, 0.0), terminated | truncated, envs.reports)
+        for slot, ret, length in episodes.take():
+            if not active[slot]:
+                continue
+            fitness[int(slots[slot])] = ret
+            ended.append((int(slots[slot]), ret, length))
+            if queued:
+                slots[slot] = queued.pop(0)
+            else:
+                active[slot] = False
+    return fitness, ended, steps, episodes.take_events()
+
+
+class LocalMembers:
+    """ES's population played on `n_slots` Python envs of this process. `play(learner, key, should_stop)` asks the
+    learner (leading seed axis) for its population and returns what `play_members` does for all of it."""
+
+    def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_slots: int, seed: int, vectorization: str):
+        self.n_members = algorithm.config.population
+        self.ask, self.act = jax.jit(jax.vmap(algorithm.ask)), member_act(algorithm, env_spec)
+        self.envs = VectorEnv(env_spec.env, n_slots, seed, vectorization, algorithm.config.max_steps or None)
+
+    def play(self, learner, key, should_stop: Callable = lambda: False, members=None):
+        """`members` (default: all of every seed) play from fresh episodes of envs seeded from `key`."""
+        self.envs.reset(seed_of(key))
+        population, key = self.ask(learner), jax.random.fold_in(key, 7)
+        if members is None:
+            members = range(jax.tree.leaves(learner)[0].shape[0] * self.n_members)
+        return play_members(self.envs, lambda slots, obs, t: self.act(population, slots, obs, key, t), members,
+                            should_stop)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,
+                    make_players: Callable | None = None) -> Trainer:
+    """ES on a Python env: every member of the population plays one episode (capped by `max_steps`), members
+    queued over `n_seeds * n_envs` envs. `make_players(seed)` replaces the players (`LocalMembers`' protocol)."""
+    config = algorithm.config
+    n_members = config.population
+    update = jax.jit(jax.vmap(algorithm.update))
+    make_players = make_players or (lambda seed: LocalMembers(algorithm, env_spec, settings.n_envs * n_seeds, seed,
+                                                              settings.vectorization))
+    evaluator = HostEvaluator(algorithm.policy, env_spec, config.n_eval_episodes, n_seeds, config.deterministic,
                               settings.vectorization)
     running: dict = {}
 
@@ -414,44 +479,23 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
         return TrainState(drop_seed_axis(jax.vmap(lambda k: algorithm.init(k, hparams))(keys), n_seeds), env_key)
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
-        if running.get("envs") is None:
-            running["envs"] = VectorEnv(env_spec.env, n_slots, seed_of(state.envs), settings.vectorization,
-                                        config.max_steps or None)
-        envs = running["envs"]
-        envs.reset(seed_of(state.envs))  # every member starts a fresh episode
+        if running.get("players") is None:
+            running["players"] = make_players(seed_of(state.envs))
         learner = add_seed_axis(state.learner, n_seeds)
-        population = ask(learner)
-        queued = list(range(n_seeds * n_members))  # seed s, member m: s * n_members + m
-        members = np.array([queued.pop(0) for _ in range(min(n_slots, len(queued)))] +
-                           [0] * max(0, n_slots - n_seeds * n_members))
-        active = np.arange(n_slots) < n_seeds * n_members
-        fitness, episodes, ended, steps = np.zeros(n_seeds * n_members), Episodes(n_slots), [], 0
-        key = jax.random.fold_in(state.envs, 7)
-        while active.any():
-            if should_stop():
-                return None
-            action = jax.device_get(act(population, members, envs.obs, key, steps))
-            _, reward, terminated, truncated, _ = envs.step(action)
-            steps += int(active.sum())
-            episodes.add(np.where(active, reward, 0.0), terminated | truncated, envs.reports)
-            for slot, ret, length in episodes.take():
-                if not active[slot]:
-                    continue
-                fitness[members[slot]] = ret
-                ended.append((members[slot] // n_members, ret, length))  # (seed, return, length)
-                if queued:
-                    members[slot] = queued.pop(0)
-                else:
-                    active[slot] = False
-        learner, metrics = update(learner, jnp.asarray(fitness.reshape(n_seeds, n_members), jnp.float32))
-        ended = [(seed * settings.n_envs, ret, length) for seed, ret, length in ended]
+        played = running["players"].play(learner, state.envs, should_stop)
+        if played is None:
+            return None
+        fitness, ended, steps, events = played
+        fitness = np.array([fitness[m] for m in range(n_seeds * n_members)], np.float32)
+        learner, metrics = update(learner, jnp.asarray(fitness.reshape(n_seeds, n_members)))
+        ended = [(member // n_members * settings.n_envs, ret, length) for member, ret, length in ended]
         metrics = {**drop_seed_axis(metrics, n_seeds), **episode_metrics(ended, n_seeds, settings.n_envs, steps),
-                   **event_rows([episodes.take_events()])}
+                   **event_rows([events])}
         return TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1)), metrics
 
     def close():
-        if running.get("envs") is not None:
-            running.pop("envs").close()
+        if running.get("players") is not None:
+            running.pop("players").close()
 
     return finish_host_trainer(algorithm, init, train_epoch, evaluator, close, n_seeds)
 
