@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
@@ -37,7 +40,8 @@ def make_brax(name: str = "ant", backend: str = "generalized", max_episode_steps
     """The `env=brax` factory: a Brax env id and physics `backend` (generalized, positional, spring or mjx);
     `max_episode_steps` caps episodes (default 1,000, as Brax trains)."""
     require("brax", "brax", "brax")
-    from brax import envs
+    with contextlib.redirect_stdout(io.StringIO()):  # MuJoCo's optional GPU backend reports its absence on import
+        from brax import envs
 
     check_name(name, envs._envs, "brax")
     try:
