@@ -3,8 +3,8 @@
 Runs each tuned experiment as a user would (`python -m maze_jax.train +experiment=...`) for a budget of env steps,
 then prints a table of its returns beside the published figures:
 
-  minatar   `+experiment=minatar_ppo` on every MinAtar game gymnax has, at gymnax's budget of 10M steps (about
-            15 minutes a game on 2 CPU cores). gymnax's PPO baselines report Breakout-MinAtar about 28 and
+  minatar   `+experiment=minatar_ppo` on every MinAtar game gymnax has, at gymnax's budget of 10M steps (15 to 25
+            minutes a game on 2 CPU cores). gymnax's PPO baselines report Breakout-MinAtar about 28 and
             Freeway-MinAtar about 58.
   ant       `+experiment=brax_ant_ppo` (needs the brax extra). Brax's budget, 50M steps of 2048 envs, needs a GPU;
             on a CPU pass a budget with --steps and smaller batches with --cpu.
@@ -46,6 +46,8 @@ BENCHMARKS = [
     Benchmark("Freeway-MinAtar", ["+experiment=minatar_ppo", "env.name=Freeway-MinAtar"], MINATAR_EPOCH,
               10_000_000, 58.0, "gymnax PPO baseline"),
     Benchmark("Asterix-MinAtar", ["+experiment=minatar_ppo", "env.name=Asterix-MinAtar"], MINATAR_EPOCH,
+              10_000_000, None, "gymnax PPO baseline (no figure published)"),
+    Benchmark("Seaquest-MinAtar", ["+experiment=minatar_ppo", "env.name=Seaquest-MinAtar"], MINATAR_EPOCH,
               10_000_000, None, "gymnax PPO baseline (no figure published)"),
     Benchmark("SpaceInvaders-MinAtar", ["+experiment=minatar_ppo", "env.name=SpaceInvaders-MinAtar"], MINATAR_EPOCH,
               10_000_000, None, "gymnax PPO baseline (no figure published)"),
