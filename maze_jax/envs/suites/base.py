@@ -101,8 +101,3 @@ class SuiteEnv(environment.Environment):
 
     def is_truncated(self, state: SuiteState, params: SuiteParams) -> jax.Array:
         return state.truncated | (state.time >= params.max_steps_in_episode)
-
-    @property
-    def num_actions(self) -> int:
-        space = self.action_space(self._params)
-        return int(getattr(space, "n", 0))

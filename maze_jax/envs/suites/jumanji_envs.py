@@ -34,10 +34,10 @@ class JumanjiEnv(SuiteEnv):
         self.nvec = tuple(int(n) for n in np.ravel(spec.num_values)) if hasattr(spec, "num_values") else None
         mask = getattr(inner.observation_spec, MASK, None)
         mask_shape = tuple(mask.shape) if mask is not None else None
+        self.discrete = self.nvec is not None and np.ndim(spec.num_values) == 0
         # MultiDiscrete with a mask over every combination: one Discrete choice over the combinations
         self.joint = self.nvec is not None and np.ndim(spec.num_values) == 1 and mask_shape == self.nvec
-        self.action_masks = {"action": MASK} if (self.joint or (np.ndim(getattr(spec, "num_values", 0)) == 0
-                                                                 and mask_shape == self.nvec)) else {}
+        self.action_masks = {"action": MASK} if self.joint or (self.discrete and mask_shape == self.nvec) else {}
 
     def observation(self, timestep_obs):
         obs = flat_observation(timestep_obs)
@@ -60,7 +60,7 @@ class JumanjiEnv(SuiteEnv):
     def action_space(self, params=None):
         spec = self.inner.action_spec
         if self.nvec is not None:
-            if self.joint or np.ndim(spec.num_values) == 0:
+            if self.joint or self.discrete:
                 return spaces.Discrete(math.prod(self.nvec))
             return MultiDiscrete(self.nvec)
         if hasattr(spec, "minimum") and np.issubdtype(spec.dtype, np.floating):
