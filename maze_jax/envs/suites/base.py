@@ -66,15 +66,15 @@ class SuiteState:
 
 
 class SuiteEnv(environment.Environment):
-    """A gymnax env over a suite's `suite_reset(key, inner_params) -> (obs, inner_state)` and
+    """A gymnax env over a suite's env `inner`, through `suite_reset(key, inner_params) -> (obs, inner_state)` and
     `suite_step(key, inner_state, action, inner_params) -> (obs, inner_state, reward, terminated, truncated)`.
 
     gymnax's `step` adds the auto-reset and `info["final_observation"]`; an episode is truncated when the suite
     says so or after `params.max_steps_in_episode` steps, whichever comes first."""
 
-    def __init__(self, name: str, params: SuiteParams):
+    def __init__(self, name: str, inner: Any, params: SuiteParams):
         super().__init__()
-        self._name, self._params = name, params
+        self._name, self.inner, self._params = name, inner, params  # inner: the suite's own env
 
     @property
     def name(self) -> str:

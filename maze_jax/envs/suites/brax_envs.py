@@ -19,10 +19,6 @@ class BraxEnv(SuiteEnv):
     """A Brax env: `reset(key) -> State`, `step(State, action) -> State`. Brax's `done` (the body fell) terminates
     an episode; the step cap truncates it."""
 
-    def __init__(self, name: str, inner, params: SuiteParams):
-        super().__init__(name, params)
-        self.inner = inner
-
     def suite_reset(self, key, inner_params):
         state = self.inner.reset(key)
         return state.obs, state

@@ -14,10 +14,6 @@ class CraftaxEnv(SuiteEnv):
     """A Craftax env without its own auto-reset (gymnax's adds it). An episode ends when the player dies
     (terminated) or at the step limit (truncated, also Craftax's own `max_timesteps`, set to the same cap)."""
 
-    def __init__(self, name: str, inner, params: SuiteParams):
-        super().__init__(name, params)
-        self.inner = inner
-
     def suite_reset(self, key, inner_params):
         return self.inner.reset_env(key, inner_params)
 

@@ -28,8 +28,7 @@ class JumanjiEnv(SuiteEnv):
     of an episode has discount 0 when the task ended (terminated) and 1 at Jumanji's time limit (truncated)."""
 
     def __init__(self, name: str, inner, params: SuiteParams):
-        super().__init__(name, params)
-        self.inner = inner
+        super().__init__(name, inner, params)
         spec = inner.action_spec
         self.nvec = tuple(int(n) for n in np.ravel(spec.num_values)) if hasattr(spec, "num_values") else None
         mask = getattr(inner.observation_spec, MASK, None)

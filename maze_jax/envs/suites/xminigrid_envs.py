@@ -15,10 +15,6 @@ class XMiniGridEnv(SuiteEnv):
     """An xminigrid env, its state a TimeStep. The last step of an episode has discount 0 when the goal was
     reached (terminated) and 1 at the step limit (truncated)."""
 
-    def __init__(self, name: str, inner, params: SuiteParams):
-        super().__init__(name, params)
-        self.inner = inner
-
     def suite_reset(self, key, inner_params):
         timestep = self.inner.reset(inner_params, key)
         return timestep.observation, timestep
