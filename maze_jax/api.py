@@ -92,6 +92,7 @@ class RunContext:
                               f"overrides={{'input_dir': {self.run_dir!r}}} and a new run_dir")
         self.echo = echo
         self.result: RunResult | None = None
+        self._policy: tuple | None = None  # (the result, its best policy)
 
     def train(self, n_epochs: int | None = None) -> dict:
         """Trains `n_epochs` (default: the config's `algorithm.n_epochs`) more epochs; a second call continues
@@ -110,12 +111,20 @@ class RunContext:
         if self.result is None:
             raise RuntimeError("RunContext.policy: nothing trained yet; call train() first")
         r = self.result
-        params = one_seed(policy_params(r.best_state), r.trainer.n_seeds, r.progress.seed_best_scores)
-        return TrainedPolicy(r.trainer.algorithm.policy, params, r.env_spec, self.config, r.progress.to_meta())
+        if self._policy is None or self._policy[0] is not r:  # one object per result: it keeps a recurrent memory
+            params = one_seed(policy_params(r.best_state), r.trainer.n_seeds, r.progress.seed_best_scores)
+            self._policy = (r, TrainedPolicy(r.trainer.algorithm.policy, params, r.env_spec, self.config,
+                                             r.progress.to_meta()))
+        return self._policy[1]
 
     def compute_action(self, observation, deterministic: bool = True, key=None):
-        """The best policy's action for one observation (or a batch); see `TrainedPolicy.compute_action`."""
+        """The best policy's action for one observation (or a batch); see `TrainedPolicy.compute_action`. A recurrent
+        policy remembers what it has seen since `reset()`."""
         return self.policy.compute_action(observation, deterministic, key)
+
+    def reset(self) -> None:
+        """Starts a new episode for `compute_action`: a recurrent policy forgets what it has seen."""
+        self.policy.reset()
 
     def evaluate(self, n_episodes: int = 100, deterministic: bool = True, seed: int = 0) -> dict:
         """Statistics (Maze's `eval_BaseEnvEvents/reward/...` tags) of `n_episodes` episodes of the best policy."""

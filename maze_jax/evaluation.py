@@ -13,6 +13,7 @@ def evaluate(policy: Policy, params, env_spec: EnvSpec, key: jax.Array, n_episod
     """Plays `n_episodes` episodes in parallel (pure, jittable); the statistics count each env's first episode.
 
     With `record`, returns (EpisodeStats, Trajectory) of the very same episodes."""
-    act = lambda obs, k: policy.act(params, obs, k, deterministic)
-    played = play_episodes(env_spec.env, env_spec.params, act, key, n_episodes, env_spec.horizon, record)
+    act = lambda obs, k, memory: policy.act_with_memory(params, obs, k, deterministic, memory)  # noqa: E731
+    played = play_episodes(env_spec.env, env_spec.params, act, key, n_episodes, env_spec.horizon, record,
+                           memory=policy.initial_memory(n_episodes))
     return (played[0].first_episodes(), played[1]) if record else played.first_episodes()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -39,19 +39,26 @@ def _shapes(tree):
 
 @dataclass(frozen=True)
 class TrainedPolicy:
-    """A policy network with its parameters and the env it was trained for (observation shapes, action space)."""
+    """A policy network with its parameters and the env it was trained for (observation shapes, action space).
 
-    policy: Any  # Policy, or RandomPolicy: anything with act(params, obs_batch, key, deterministic)
+    A recurrent policy remembers the observations `compute_action` has seen: call `reset()` at an episode's start."""
+
+    policy: Any  # Policy, or RandomPolicy: anything with act_with_memory(params, obs_batch, key, deterministic, memory)
     params: Any
     env_spec: EnvSpec
     config: DictConfig | None = None  # the run's config, when loaded from a run directory
     meta: dict | None = None  # the checkpoint's counters: epoch, best_score, ...
     eval_episodes: int | None = None  # episodes per evaluation batch in training (a rollout in such batches
     # with the run's final-evaluation key reproduces that evaluation)
+    _memory: dict = field(default_factory=dict, compare=False, repr=False)  # a recurrent policy's, by batch size
 
     @functools.cached_property
     def _act(self):
-        return jax.jit(self.policy.act, static_argnums=3)
+        return jax.jit(self.policy.act_with_memory, static_argnums=3)
+
+    def reset(self) -> None:
+        """Forgets the observations seen so far (a recurrent policy's memory): the next action starts an episode."""
+        self._memory.clear()
 
     def compute_action(self, observation, deterministic: bool = True, key: jax.Array | None = None):
         """The env action for one observation, or actions for a batch of them (a leading axis).
@@ -78,7 +85,12 @@ class TrainedPolicy:
             if not deterministic:
                 raise ValueError("stochastic actions (deterministic=False) need a key, e.g. jax.random.key(0)")
             key = jax.random.key(0)
-        actions = self._act(self.params, batch, key, deterministic)
+        n = jax.tree.leaves(batch)[0].shape[0]
+        memory = self._memory.get(n)
+        actions, memory = self._act(self.params, batch, key, deterministic,
+                                    self.policy.initial_memory(n) if memory is None else memory)
+        self._memory.clear()  # a new batch size starts new episodes
+        self._memory[n] = memory
         if python:
             actions = self.env_spec.env.to_env_action(jax.device_get(actions))
         return jax.tree.map(lambda a: a[0], actions) if single else actions

@@ -17,8 +17,9 @@ class Algorithm(NamedTuple):
     init(key, hyperparams) -> state, whose `params["policy"]` are the policy's parameters and `hparams` the
     traced hyperparameters; update(state, batch) -> (state, metrics by TensorBoard tag), where the batch is a
     `Trajectory` (PPO, A2C) or one fitness per population member (ES). What a collector drives:
-    explore(params, obs, key) -> (env actions, Experience) for PPO and A2C; ask(state) -> the population's policy
-    parameters (leading member axis) for ES.
+    explore(params, obs, key, memory) -> (env actions, Experience, memory) for PPO and A2C, where `memory` is each
+    env's memory of a recurrent model (`initial_memory(n_envs)` at episodes' starts; `()` for feed-forward models);
+    ask(state) -> the population's policy parameters (leading member axis) for ES.
     """
 
     name: str
@@ -29,3 +30,4 @@ class Algorithm(NamedTuple):
     update: Callable
     explore: Callable | None = None
     ask: Callable | None = None
+    initial_memory: Callable = lambda n: ()

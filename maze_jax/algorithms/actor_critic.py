@@ -23,7 +23,9 @@ from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.gae import compute_gae
 from maze_jax.algorithms.losses import Losses, normalize, ppo_diagnostics, sub_step_mean
 from maze_jax.algorithms.optim import clip_by_global_norm, global_norm, scale_by_learning_rate
+from maze_jax.config import ConfigError
 from maze_jax.models import ActorCritic
+from maze_jax.envs.episodes import reset_memory
 from maze_jax.stats import action_statistics
 
 
@@ -121,10 +123,12 @@ class Experience(NamedTuple):
 
 
 class Trajectory(NamedTuple):
-    """A rollout, time-major: leaves (T steps, B envs, ...), except `last_obs` (B, ...).
+    """A rollout, time-major: leaves (T steps, B envs, ...), except `last_obs` and `memory` (B, ...).
 
     `final_obs[t]` is the observation step t ended in, before any auto-reset: where `truncated[t]` the learner
-    bootstraps from its value. `last_obs` is the observation after the last step (the rollout's bootstrap)."""
+    bootstraps from its value. `last_obs` is the observation after the last step (the rollout's bootstrap).
+    `memory` is a recurrent model's memory of each env at the rollout's first step (`()` without one): the learner
+    replays each env's steps from it, setting it to zeros after every episode's end."""
 
     obs: Any
     action: Any
@@ -135,6 +139,7 @@ class Trajectory(NamedTuple):
     truncated: jax.Array
     final_obs: Any
     last_obs: Any
+    memory: Any = ()
 
 
 OPTIMIZER = optax.scale_by_adam()  # the learning rate is applied from the traced hyperparameters
@@ -147,15 +152,17 @@ def init(key, hparams: ACHyperparams, model: ActorCritic, obs_example) -> ACStat
     return ACState(params, OPTIMIZER.init(params), key, jnp.int32(0), hparams)
 
 
-def explore(model: ActorCritic, params, obs, key) -> tuple[Any, Experience]:
-    """Samples actions for a batch of observations: (env actions, Experience)."""
-    out, value = model(params, obs)
+def explore(model: ActorCritic, params, obs, key, memory=()) -> tuple[Any, Experience, Any]:
+    """Samples actions for a batch of observations and their envs' memories: (env actions, Experience, memories
+    after them)."""
+    out, value, memory = model.step(params, obs, memory)
     action = model.policy.dist.sample(key, out)
-    return model.policy.dist.to_env(action), Experience(action, model.policy.dist.log_prob(out, action), value)
+    return model.policy.dist.to_env(action), Experience(action, model.policy.dist.log_prob(out, action), value), memory
 
 
 def shuffled_minibatches(key, batch, n_minibatches: int):
-    """`batch` (leading axis = samples) permuted and split into `n_minibatches` equal minibatches (new leading axis)."""
+    """`batch` (leading axis = samples, or envs' sequences) permuted and split into `n_minibatches` equal
+    minibatches (new leading axis)."""
     n_samples = jax.tree.leaves(batch)[0].shape[0]
     order = jax.random.permutation(key, n_samples)
     return jax.tree.map(lambda x: x[order].reshape((n_minibatches, -1) + x.shape[1:]), batch)
@@ -178,13 +185,31 @@ def step_ends(trajectory: Trajectory, sub_step_ids: Callable | None):
     return dones | (next_ids == 0)
 
 
+def episode_starts(trajectory: Trajectory) -> jax.Array:
+    """(T, B): whether step t is an episode's first within the rollout (the step after an end)."""
+    dones = trajectory.terminated | trajectory.truncated
+    return jnp.concatenate([jnp.zeros_like(dones[:1]), dones[:-1]])
+
+
+def bootstrap_values(params, trajectory: Trajectory, model: ActorCritic):
+    """The values of the final observations (T, B) and of the last one (B,). A recurrent model values each with
+    the memory its env had after the step (replayed from the rollout's first memory)."""
+    if not model.recurrent:
+        return batch_values(model, params, trajectory.final_obs), model.value(params, trajectory.last_obs)
+    memories = model.unroll(params, trajectory.obs, episode_starts(trajectory), trajectory.memory)[2]
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    final_value = model.step(params, jax.tree.map(flat, trajectory.final_obs), jax.tree.map(flat, memories))[1]
+    last_memory = reset_memory(jax.tree.map(lambda m: m[-1], memories), trajectory.terminated[-1] |
+                               trajectory.truncated[-1])
+    return final_value.reshape(trajectory.reward.shape), model.step(params, trajectory.last_obs, last_memory)[1]
+
+
 def advantages_and_targets(params, trajectory: Trajectory, hparams: ACHyperparams, model: ActorCritic,
                            sub_step_ids: Callable | None = None):
     """GAE advantages and value targets, (T, B) each. A truncated episode bootstraps from the value of its final
     observation; a terminated one does not. Gamma and lambda apply once per whole env step: the sub-steps of a
     structured env's step share its discount."""
-    final_value = batch_values(model, params, trajectory.final_obs)
-    last_value = model.value(params, trajectory.last_obs)
+    final_value, last_value = bootstrap_values(params, trajectory, model)
     ends = step_ends(trajectory, sub_step_ids)
     gamma, gae_lambda = jnp.where(ends, hparams.gamma, 1.0), jnp.where(ends, hparams.gae_lambda, 1.0)
     bootstrap = jnp.where(trajectory.truncated & ~trajectory.terminated, gamma * final_value, 0.0)
@@ -192,12 +217,24 @@ def advantages_and_targets(params, trajectory: Trajectory, hparams: ACHyperparam
     return compute_gae(trajectory.reward + bootstrap, trajectory.value, dones, last_value, gamma, gae_lambda)
 
 
+def forward(model: ActorCritic, params, batch: dict):
+    """Distribution parameters and values of a minibatch, and the minibatch as samples: a feed-forward model's
+    minibatch is samples already; a recurrent model's is whole env sequences (envs, T, ...) with each env's first
+    `memory`, replayed step by step, then flattened to samples."""
+    if not model.recurrent:
+        return *model(params, batch["obs"]), batch
+    steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), {k: v for k, v in batch.items() if k != "memory"})
+    out, values, _ = model.unroll(params, steps["obs"], steps["start"], batch["memory"])
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    return flat(out), flat(values), jax.tree.map(flat, steps)
+
+
 def loss(params, batch: dict, hparams: ACHyperparams, weights: dict, model: ActorCritic, losses: Losses,
          sub_step_ids, n_sub_steps: int, ppo: bool):
     """The weighted loss of a minibatch and its statistics. Advantages are normalised (per sub-step in a
     structured env, whose terms are sums over its sub-steps of per-sub-step means; its statistics are reported per
     sub-step too)."""
-    out, values = model(params, batch["obs"])
+    out, values, batch = forward(model, params, batch)
     dist = model.policy.dist
     log_prob = dist.log_prob(out, batch["action"])
     ids = None if sub_step_ids is None else sub_step_ids(batch["obs"])
@@ -231,10 +268,13 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     hparams = state.hparams
     key, shuffle_key = jax.random.split(state.key)
     advantages, targets = advantages_and_targets(state.params, trajectory, hparams, model, sub_step_ids)
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])
-    batch = {"obs": jax.tree.map(flat, trajectory.obs), "action": jax.tree.map(flat, trajectory.action),
-             "log_prob": flat(trajectory.log_prob), "value": flat(trajectory.value),
-             "advantage": flat(advantages), "target": flat(targets)}
+    batch = {"obs": trajectory.obs, "action": trajectory.action, "log_prob": trajectory.log_prob,
+             "value": trajectory.value, "advantage": advantages, "target": targets}
+    if model.recurrent:  # whole env sequences, env-major, each with its first memory
+        batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), {**batch, "start": episode_starts(trajectory)})
+        batch["memory"] = trajectory.memory
+    else:
+        batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     burn_in = state.step < hparams.critic_burn_in_epochs * config.epoch_length  # Maze: the critic alone, weight 1
     weights = {"policy": jnp.where(burn_in, 0.0, hparams.policy_loss_coef),
                "value": jnp.where(burn_in, 1.0, hparams.value_loss_coef),
@@ -295,6 +335,10 @@ def make_actor_critic(config: ActorCriticConfig, model: ActorCritic, obs_example
     `obs_example` is one observation (for the networks' shapes). `losses` replaces the loss terms (default: PPO's
     clipped objective or A2C's policy gradient, squared value error, entropy bonus)."""
     losses = losses or Losses.for_algorithm(config.ppo)
+    if model.recurrent and config.n_envs % config.n_minibatches:
+        raise ConfigError(f"a recurrent model trains on whole env sequences: the {config.n_minibatches} minibatches "
+                          f"(algorithm.batch_size={config.batch_size}) must split the {config.n_envs} envs evenly, "
+                          "so make batch_size a multiple of n_rollout_steps that divides n_envs * n_rollout_steps")
     return Algorithm(
         name=config.name,
         config=config,
@@ -304,4 +348,5 @@ def make_actor_critic(config: ActorCriticConfig, model: ActorCritic, obs_example
         update=functools.partial(update, config=config, model=model, losses=losses, sub_step_ids=sub_step_ids,
                                  sub_step_names=sub_step_names, head_sub_steps=head_sub_steps),
         explore=functools.partial(explore, model),
+        initial_memory=model.initial_memory,
     )

@@ -25,7 +25,7 @@ from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import Trainer, TrainState
 from maze_jax.collectors.vector_env import VectorEnv
 from maze_jax.envs import EnvSpec, EpisodeStats
-from maze_jax.envs.episodes import EventStats
+from maze_jax.envs.episodes import EventStats, reset_memory
 from maze_jax.envs.episodes import Trajectory as Recorded
 from maze_jax.stats import epoch_totals, event_statistics
 
@@ -122,24 +122,53 @@ def time_major(buffers, n_seeds: int):
     return jax.tree.map(move, buffers)
 
 
+class Memory:
+    """A recurrent policy's memory of `n` host envs, on the device (a leading env axis, or `lead` axes), kept from
+    step to step and set to zeros before the step after an env's episode ended. Empty, and free, for a policy
+    without one."""
+
+    def __init__(self, initial_memory, lead: tuple):
+        self.lead = lead
+        self.memory = jax.tree.map(lambda m: m.reshape(lead + m.shape[1:]), initial_memory(int(np.prod(lead))))
+        self.ended = np.zeros(lead, bool) if jax.tree.leaves(self.memory) else None
+
+    def current(self):
+        """The memory to act with (episodes that ended since the last step start from zeros)."""
+        if self.ended is not None and self.ended.any():
+            self.memory = reset_memory(self.memory, jnp.asarray(self.ended))
+            self.ended[:] = False
+        return self.memory
+
+    def set(self, memory) -> None:
+        """The memory after a step."""
+        self.memory = memory
+
+    def reset(self, done) -> None:
+        """The envs whose episodes ended (flat or `lead`-shaped): their memory starts from zeros."""
+        if self.ended is not None:
+            self.ended |= np.asarray(done, bool).reshape(self.lead)
+
+
 class RolloutCollector:
-    """Rollouts of `n_steps` steps from `n_seeds * n_envs` Python envs under `explore(params, obs, key)` (vmapped
-    over seeds): time-major `Trajectory`s with a leading seed axis, plus the episodes that ended."""
+    """Rollouts of `n_steps` steps from `n_seeds * n_envs` Python envs under `explore(params, obs, key, memory)`
+    (vmapped over seeds): time-major `Trajectory`s with a leading seed axis, plus the episodes that ended."""
 
     def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_envs: int, n_steps: int, n_seeds: int,
                  seed: int, vectorization: str):
         self.n_envs, self.n_steps, self.n_seeds = n_envs, n_steps, n_seeds
         normalize = normalizer(env_spec)
 
-        def act(flat_params, obs, key, unravel):
-            """Actions for the envs' observations, the experience to keep, and the next step's key. The parameters
-            arrive as one flat vector and the key stays on the device: fewer arguments to hand over every step."""
+        def act(flat_params, obs, key, memory, unravel):
+            """Actions for the envs' observations, the experience to keep, the memory after them and the next
+            step's key. The parameters arrive as one flat vector and the key stays on the device: fewer arguments to
+            hand over every step."""
             obs = jax.tree.map(lambda x: x.reshape((n_seeds, n_envs) + x.shape[1:]), obs)
             key, step_key = jax.random.split(key)
-            explore = lambda p, o, k: algorithm.explore(p, normalize(o), k)  # noqa: E731
-            action, experience = jax.vmap(explore)(unravel(flat_params), obs, jax.random.split(step_key, n_seeds))
+            explore = lambda p, o, k, m: algorithm.explore(p, normalize(o), k, m)  # noqa: E731
+            action, experience, memory = jax.vmap(explore)(unravel(flat_params), obs,
+                                                           jax.random.split(step_key, n_seeds), memory)
             flat = lambda x: x.reshape((n_seeds * n_envs,) + x.shape[2:])  # noqa: E731
-            return jax.tree.map(flat, action), jax.tree.map(flat, experience), key
+            return jax.tree.map(flat, action), jax.tree.map(flat, experience), memory, key
 
         def stack(experiences):  # (T, S * N, ...) -> (S, T, N, ...)
             return jax.tree.map(lambda *xs: jnp.swapaxes(jnp.stack(xs).reshape(
@@ -149,6 +178,7 @@ class RolloutCollector:
         self._jitted_act = None
         self.envs = VectorEnv(env_spec.env, n_seeds * n_envs, seed, vectorization)
         self.episodes = Episodes(n_seeds * n_envs)
+        self.memory = Memory(algorithm.initial_memory, (n_seeds, n_envs))
 
     def collect(self, params, key) -> tuple[Trajectory, list]:
         """One rollout with `params` (leading seed axis): the env actions come to the host every step, the rest of
@@ -158,10 +188,13 @@ class RolloutCollector:
         flat_params, unravel = ravel_pytree(params)  # every rollout's parameters have the same layout
         if self._jitted_act is None:
             self._jitted_act = jax.jit(functools.partial(self.act, unravel=unravel))
+        first_memory = self.memory.current()
         for _ in range(self.n_steps):
             obs = self.envs.obs
-            action, experience, key = self._jitted_act(flat_params, obs, key)
+            action, experience, memory, key = self._jitted_act(flat_params, obs, key, self.memory.current())
             _, reward, terminated, truncated, final = self.envs.step(jax.device_get(action))
+            self.memory.set(memory)
+            self.memory.reset(terminated | truncated)
             self.episodes.add(reward, terminated | truncated, self.envs.reports)
             experiences.append(experience)
             for name, value in (("obs", obs), ("reward", reward), ("terminated", terminated),
@@ -171,7 +204,8 @@ class RolloutCollector:
         experience = self.stack(experiences)
         last = jax.tree.map(lambda x: jnp.asarray(x.reshape((self.n_seeds, self.n_envs) + x.shape[1:])),
                             self.envs.obs)
-        return Trajectory(**time_major(stacked, self.n_seeds), **experience._asdict(), last_obs=last), \
+        return Trajectory(**time_major(stacked, self.n_seeds), **experience._asdict(), last_obs=last,
+                          memory=first_memory), \
             self.episodes.take(), self.episodes.take_events()
 
     def interrupt(self) -> None:
@@ -272,13 +306,14 @@ class HostEvaluator:
         self.max_steps = env_spec.env.max_episode_steps or max_steps
         normalize = normalizer(env_spec)
 
-        def act(params, obs, key, t):
+        def act(params, obs, key, t, memory):
             obs = jax.tree.map(lambda x: x.reshape((n_seeds, n_episodes) + x.shape[1:]), obs)
             keys = jax.random.split(jax.random.fold_in(key, t), n_seeds)
-            action = jax.vmap(lambda p, o, k: policy.act(p, normalize(o), k, deterministic))(params, obs, keys)
-            return jax.tree.map(lambda x: x.reshape((n_seeds * n_episodes,) + x.shape[2:]), action)
+            action, memory = jax.vmap(lambda p, o, k, m: policy.act_with_memory(p, normalize(o), k, deterministic, m))(
+                params, obs, keys, memory)
+            return jax.tree.map(lambda x: x.reshape((n_seeds * n_episodes,) + x.shape[2:]), action), memory
 
-        self.act = jax.jit(act)
+        self.act, self.policy = jax.jit(act), policy
         self.envs = None
 
     def __call__(self, params, key):
@@ -290,10 +325,14 @@ class HostEvaluator:
             self.envs.reset(seed_of(key))
         first_return, first_length, ended = np.zeros(n, np.float32), np.zeros(n, np.int32), np.zeros(n, bool)
         episodes, steps = Episodes(n), []
+        memory = Memory(self.policy.initial_memory, (self.n_seeds, self.n_episodes))
         for t in range(self.max_steps):
             obs = self.envs.obs
-            action = jax.device_get(self.act(params, obs, key, t))
+            action, new_memory = self.act(params, obs, key, t, memory.current())
+            action = jax.device_get(action)
             _, reward, terminated, truncated, _ = self.envs.step(action)
+            memory.set(new_memory)
+            memory.reset(terminated | truncated)
             if self.record:
                 steps.append(Recorded(obs, action, reward, terminated, truncated))
             episodes.add(reward, terminated | truncated)
@@ -395,35 +434,40 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
 
 
 def member_act(algorithm: Algorithm, env_spec: EnvSpec) -> Callable:
-    """ES members acting on Python envs, jitted: act(population, members, obs, key, t) -> env actions, where env
-    slot i acts with member `members[i]` of the population (its seed and member axes flattened)."""
+    """ES members acting on Python envs, jitted: act(population, members, obs, key, t, memory) -> (env actions,
+    memory), where env slot i acts with member `members[i]` of the population (its seed and member axes
+    flattened) and slot i's memory of a recurrent policy."""
     config, policy, normalize = algorithm.config, algorithm.policy, normalizer(env_spec)
 
-    def act(population, members, obs, key, t):
+    def act(population, members, obs, key, t, memory):
         key = jax.random.fold_in(key, t)
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), population)
         params = jax.tree.map(lambda x: x[members], flat)
-        out = jax.vmap(policy.apply)(params, normalize(obs))
+        out, memory = jax.vmap(policy.apply_with_memory)(params, normalize(obs), memory)
         if config.deterministic:
-            return policy.dist.to_env(policy.dist.mode(out))
-        return policy.dist.to_env(jax.vmap(policy.dist.sample)(jax.random.split(key, members.shape[0]), out))
+            return policy.dist.to_env(policy.dist.mode(out)), memory
+        keys = jax.random.split(key, members.shape[0])
+        return policy.dist.to_env(jax.vmap(policy.dist.sample)(keys, out)), memory
 
     return jax.jit(act)
 
 
 def play_members(envs: VectorEnv, act: Callable, members: list, should_stop: Callable = lambda: False):
     """Every member in `members` (indices into the flattened population) plays one episode, queued over the envs'
-    slots: `act(slot_members, obs, t)` gives the env actions. Returns ({member: return}, [(member, return,
+    slots: `act(slot_members, obs, t, ended)` gives the env actions (`ended`: the slots whose episode ended at the
+    last step, so a new member starts there). Returns ({member: return}, [(member, return,
     length)], env steps taken, the envs' EventStats or None), or None when `should_stop()` turned true."""
     n_slots, queued = envs.n, list(members)
     slots = np.array([queued.pop(0) for _ in range(min(n_slots, len(queued)))] + [0] * max(0, n_slots - len(members)))
     active = np.arange(n_slots) < len(members)
     fitness, episodes, ended, steps = {}, Episodes(n_slots), [], 0
+    done = np.zeros(n_slots, bool)
     while active.any():
         if should_stop():
             return None
-        action = jax.device_get(act(slots, envs.obs, steps))
+        action = jax.device_get(act(slots, envs.obs, steps, done))
         _, reward, terminated, truncated, _ = envs.step(action)
+        done = terminated | truncated
         steps += int(active.sum())
         episodes.add(np.where(active, reward, 0.0), terminated | truncated, envs.reports)
         for slot, ret, length in episodes.take():
@@ -443,7 +487,7 @@ class LocalMembers:
     learner (leading seed axis) for its population and returns what `play_members` does for all of it."""
 
     def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_slots: int, seed: int, vectorization: str):
-        self.n_members = algorithm.config.population
+        self.n_members, self.policy = algorithm.config.population, algorithm.policy
         self.ask, self.act = jax.jit(jax.vmap(algorithm.ask)), member_act(algorithm, env_spec)
         self.envs = VectorEnv(env_spec.env, n_slots, seed, vectorization, algorithm.config.max_steps or None)
 
@@ -453,8 +497,15 @@ class LocalMembers:
         population, key = self.ask(learner), jax.random.fold_in(key, 7)
         if members is None:
             members = range(jax.tree.leaves(learner)[0].shape[0] * self.n_members)
-        return play_members(self.envs, lambda slots, obs, t: self.act(population, slots, obs, key, t), members,
-                            should_stop)
+        memory = Memory(self.policy.initial_memory, (self.envs.n,))
+
+        def act(slots, obs, t, ended):
+            memory.reset(ended)
+            action, after = self.act(population, slots, obs, key, t, memory.current())
+            memory.set(after)
+            return action
+
+        return play_members(self.envs, act, members, should_stop)
 
     def close(self) -> None:
         self.envs.close()

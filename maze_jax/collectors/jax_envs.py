@@ -25,12 +25,13 @@ from maze_jax.stats import episode_statistics, epoch_totals
 
 def collect_rollout(explore, params, env_spec: EnvSpec, envs: EnvBatch, stats: EpisodeStats, key_act, key_env,
                     n_steps: int, mesh=None):
-    """`n_steps` steps of every env in `envs` under `explore(params, obs, key)`: (envs, stats, Trajectory)."""
-    envs, stats, steps = run_steps(env_spec.env, env_spec.params, lambda obs, k: explore(params, obs, k), envs, stats,
-                                   key_act, key_env, n_steps, mesh)
+    """`n_steps` steps of every env in `envs` under `explore(params, obs, key, memory)`: (envs, stats, Trajectory)."""
+    first_memory = envs.memory
+    envs, stats, steps = run_steps(env_spec.env, env_spec.params, lambda obs, k, m: explore(params, obs, k, m), envs,
+                                   stats, key_act, key_env, n_steps, mesh)
     experience = steps.record
     return envs, stats, Trajectory(steps.obs, experience.action, experience.log_prob, experience.value, steps.reward,
-                                   steps.terminated, steps.truncated, steps.final_obs, envs.obs)
+                                   steps.terminated, steps.truncated, steps.final_obs, envs.obs, first_memory)
 
 
 def actor_critic_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
@@ -40,7 +41,8 @@ def actor_critic_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
 
     def init(agent_key, env_key, hyperparams=None):
         reset_key, env_key = jax.random.split(env_key)
-        envs = EnvBatch.reset(env_spec.env, env_spec.params, reset_key, config.n_envs)
+        envs = EnvBatch.reset(env_spec.env, env_spec.params, reset_key, config.n_envs,
+                              memory=algorithm.initial_memory(config.n_envs))
         learner = algorithm.init(agent_key, algorithm.hyperparams if hyperparams is None else hyperparams)
         return replicate(TrainState(learner, (shard_batch(envs, mesh), env_key)), mesh)
 
@@ -85,13 +87,15 @@ def play_population(policy, population, env, env_params, key, n_steps: int, mesh
     same sampling noise."""
     n_members = jax.tree.leaves(population)[0].shape[0]
 
-    def act(obs, key):  # member i's parameters on member i's observation
-        out = jax.vmap(policy.apply)(population, obs)
+    def act(obs, key, memory):  # member i's parameters on member i's observation and memory
+        out, memory = jax.vmap(policy.apply_with_memory)(population, obs, memory)
         if deterministic:
-            return policy.dist.to_env(policy.dist.mode(out))
-        return policy.dist.to_env(jax.vmap(policy.dist.sample)(env_keys(key, 1, n_members, mirrored=True)[0], out))
+            return policy.dist.to_env(policy.dist.mode(out)), memory
+        keys = env_keys(key, 1, n_members, mirrored=True)[0]
+        return policy.dist.to_env(jax.vmap(policy.dist.sample)(keys, out)), memory
 
-    return play_episodes(env, env_params, act, key, n_members, n_steps, mesh=mesh, mirrored=True, count_events=True)
+    return play_episodes(env, env_params, act, key, n_members, n_steps, mesh=mesh, mirrored=True, count_events=True,
+                         memory=policy.initial_memory(n_members))
 
 
 def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:

@@ -248,7 +248,7 @@ class RayRollouts:
             k = self.per_seed
             return _concatenate([_concatenate(parts[s * k:(s + 1) * k], axis) for s in range(self.n_seeds)], 0)
 
-        joined = Trajectory(*(join([getattr(r[0], f) for r in results], 1 if f == "last_obs" else 2)
+        joined = Trajectory(*(join([getattr(r[0], f) for r in results], 1 if f in ("last_obs", "memory") else 2)
                               for f in Trajectory._fields))
         ended = [(w * self.m + env, ret, length) for w, r in enumerate(results) for env, ret, length in r[1]]
         return jax.tree.map(jax.numpy.asarray, joined), ended, _events([r[2] for r in results])

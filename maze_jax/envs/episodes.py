@@ -143,23 +143,31 @@ def step_batch(env, env_params, keys: jax.Array, states, actions):
     return jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, states, actions, env_params)
 
 
+def reset_memory(memory, done: jax.Array):
+    """Each env's policy memory (leading env axes), zeros where its episode just ended (`done`: those axes)."""
+    return jax.tree.map(lambda m: jnp.where(done.reshape(done.shape + (1,) * (m.ndim - done.ndim)), 0, m), memory)
+
+
 class EnvBatch(NamedTuple):
-    """A batch of envs mid-episode: observations, env states, each env's running return and length, and its
-    running episode totals of the events the env reports (by name)."""
+    """A batch of envs mid-episode: observations, env states, each env's running return and length, its
+    running episode totals of the events the env reports (by name), and the memory a recurrent policy keeps of
+    it (`()` for a policy without one)."""
 
     obs: Any
     state: Any
     episode_return: jax.Array
     episode_length: jax.Array
     event_totals: dict = {}
+    memory: Any = ()
 
     @classmethod
-    def reset(cls, env, env_params, key: jax.Array, n_envs: int, mirrored: bool = False) -> EnvBatch:
+    def reset(cls, env, env_params, key: jax.Array, n_envs: int, mirrored: bool = False, memory=()) -> EnvBatch:
+        """Fresh episodes of `n_envs` envs; `memory`: the policy's memory at their start (leading env axis)."""
         keys = env_keys(key, 1, n_envs, mirrored)[0]
         obs, states = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
         zeros = jnp.zeros(n_envs, jnp.float32)
         events, _ = reported_names(env, env_params)
-        return cls(obs, states, zeros, zeros.astype(jnp.int32), {name: zeros for name in events})
+        return cls(obs, states, zeros, zeros.astype(jnp.int32), {name: zeros for name in events}, memory)
 
 
 class Step(NamedTuple):
@@ -175,11 +183,12 @@ class Step(NamedTuple):
 
 
 def step_envs(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStats, act_key, env_keys, mesh=None):
-    """One step of every env under `act(obs_batch, key) -> (env actions, record)`, counting the episodes that end.
+    """One step of every env under `act(obs_batch, key, memory) -> (env actions, record, memory)`, counting the
+    episodes that end; an env's memory is set to zeros when its episode ends.
 
     The step function of every JAX-env rollout: `play_episodes` and the actor-critic collector scan it.
     Returns (envs, stats, Step)."""
-    action, record = act(envs.obs, act_key)
+    action, record, memory = act(envs.obs, act_key, envs.memory)
     next_obs, states, reward, terminated, truncated, info = step_batch(env, env_params, env_keys, envs.state, action)
     done = terminated | truncated
     ep_return, ep_length = envs.episode_return + reward, envs.episode_length + 1
@@ -189,7 +198,7 @@ def step_envs(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStat
         stats = stats._replace(events=stats.events.add(done, info.get("events", {}), totals, info.get("kpis", {})))
     step = Step(envs.obs, record, reward, terminated, truncated, info["final_observation"])
     envs = EnvBatch(next_obs, states, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length),
-                    {k: jnp.where(done, 0.0, v) for k, v in totals.items()})
+                    {k: jnp.where(done, 0.0, v) for k, v in totals.items()}, reset_memory(memory, done))
     return shard_batch(envs, mesh), stats, step
 
 
@@ -230,19 +239,24 @@ class Trajectory(NamedTuple):
     truncated: jax.Array
 
 
-def play_episodes(env, env_params, act: Callable[[Any, jax.Array], jax.Array], key: jax.Array,
-                  n_envs: int, n_steps: int, record: bool = False, mesh=None, mirrored: bool = False,
-                  count_events: bool = False):
-    """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`.
+def play_episodes(env, env_params, act: Callable, key: jax.Array, n_envs: int, n_steps: int, record: bool = False,
+                  mesh=None, mirrored: bool = False, count_events: bool = False, memory=()):
+    """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key, memory) -> (actions, memory)`, one
+    `lax.scan`; `memory` is the policy's memory of the envs at their start (`()`: none).
 
     Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys).
     With a `mesh`, the envs are split across its devices. `mirrored`: env i and env i + n_envs / 2 start from
     the same state and meet the same env randomness (ES's antithetic pairs). `count_events`: the stats also
     count the events and KPIs the env reports (`EventStats`)."""
     key_reset, key_act, key_env = jax.random.split(key, 3)
-    envs = EnvBatch.reset(env, env_params, key_reset, n_envs, mirrored)
+    envs = EnvBatch.reset(env, env_params, key_reset, n_envs, mirrored, memory)
     keep = (lambda s: Trajectory(s.obs, s.record, s.reward, s.terminated, s.truncated)) if record else (lambda s: None)
-    _, stats, trajectory = run_steps(env, env_params, lambda obs, k: (a := act(obs, k), a), envs,
+
+    def act_and_record(obs, k, memory):  # the record is the env action
+        action, memory = act(obs, k, memory)
+        return action, action, memory
+
+    _, stats, trajectory = run_steps(env, env_params, act_and_record, envs,
                                      EpisodeStats.zeros(n_envs, n_steps, reported_names(env, env_params) if
                                                         count_events else ((), ())), key_act, key_env, n_steps,
                                      mesh, keep,

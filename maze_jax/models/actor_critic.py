@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,32 +11,70 @@ import jax
 from maze_jax.config import read
 from maze_jax.envs.structured import sub_steps
 from maze_jax.models.policy import Policy, build_networks, build_policy, sub_step_config
+from maze_jax.envs.episodes import reset_memory
+from maze_jax.models.recurrent import batch_memory, call_network, is_recurrent
 
 
 @dataclass(frozen=True)
 class ActorCritic:
-    """`params = {"policy": ..., "critic": ...}` ("critic" absent when the torso is shared)."""
+    """`params = {"policy": ..., "critic": ...}` ("critic" absent when the torso is shared).
+
+    With recurrent networks, each env's memory is `{"policy": ..., "critic": ...}` (leading env axis; `()` for a
+    network without one); without, it is `()` throughout."""
 
     policy: Policy
     critic: Any = None  # flax module with one output (per sub-step), or None for a shared torso
+
+    @property
+    def recurrent(self) -> bool:
+        return self.policy.recurrent or is_recurrent(self.critic)
+
+    def initial_memory(self, n: int):
+        """The memories of `n` envs at their episodes' start."""
+        if not self.recurrent:
+            return ()
+        critic = batch_memory(self.critic.initial_memory(), n) if is_recurrent(self.critic) else ()
+        return {"policy": self.policy.initial_memory(n), "critic": critic}
 
     def init(self, key, obs_example) -> dict:
         policy_key, critic_key = jax.random.split(key)
         params = {"policy": self.policy.init(policy_key, obs_example)}
         if self.critic is not None:
-            params["critic"] = self.critic.init(critic_key, obs_example)
+            memory = (self.critic.initial_memory(),) if is_recurrent(self.critic) else ()
+            params["critic"] = self.critic.init(critic_key, obs_example, *memory)
         return params
 
-    def __call__(self, params, obs):
-        """Distribution parameters and values for a batch of observations."""
-        out = jax.vmap(self.policy.network.apply, in_axes=(None, 0))(params["policy"], obs)
+    def step(self, params, obs, memory):
+        """Distribution parameters, values and memories after them, for a batch of observations and their envs'
+        memories."""
+        parts = memory or {"policy": (), "critic": ()}
+        net = lambda network: jax.vmap(functools.partial(call_network, network), in_axes=(None, 0, 0))  # noqa: E731
+        out, policy_memory = net(self.policy.network)(params["policy"], obs, parts["policy"])
         dist_out = jax.vmap(self.policy.head)(out, obs)
         if self.critic is None:
-            return dist_out, out[..., -1]
-        return dist_out, jax.vmap(self.critic.apply, in_axes=(None, 0))(params["critic"], obs)[..., 0]
+            value, critic_memory = out[..., -1], ()
+        else:
+            value, critic_memory = net(self.critic)(params["critic"], obs, parts["critic"])
+            value = value[..., 0]
+        return dist_out, value, {"policy": policy_memory, "critic": critic_memory} if memory else ()
+
+    def __call__(self, params, obs):
+        """Distribution parameters and values for a batch of observations (recurrent: each its episode's first)."""
+        return self.step(params, obs, self.initial_memory(jax.tree.leaves(obs)[0].shape[0]))[:2]
 
     def value(self, params, obs):
         return self(params, obs)[1]
+
+    def unroll(self, params, obs, starts, memory):
+        """Distribution parameters and values of time-major observations (T, B, ...), the memories starting from
+        `memory` (B, ...) and set to zeros where `starts` (T, B) marks an episode's first step. Also returns the
+        memory after each step, (T, B, ...), before any such reset."""
+        def one_step(memory, inputs):
+            obs_t, start_t = inputs
+            dist_out, value, memory = self.step(params, obs_t, reset_memory(memory, start_t))
+            return memory, (dist_out, value, memory)
+
+        return jax.lax.scan(one_step, memory, (obs, starts))[1]
 
 
 def build_actor_critic(model_cfg: Any, critic_cfg: Any, env_spec) -> ActorCritic:

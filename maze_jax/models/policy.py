@@ -13,19 +13,33 @@ from maze_jax.config import ConfigError, import_object
 from maze_jax.envs.structured import sub_steps
 from maze_jax.models.distributions import distribution_for
 from maze_jax.models.masking import HeadMasks, head_masks
+from maze_jax.models.recurrent import batch_memory, call_network, is_recurrent
 from maze_jax.models.sub_steps import SubStepNetworks
 
 
 @dataclass(frozen=True)
 class Policy:
-    """`network(params, obs)` gives distribution parameters for one observation; methods take batches."""
+    """`network(params, obs)` gives distribution parameters for one observation; methods take batches.
+
+    A recurrent network (`models.recurrent`) also takes and returns each env's memory: `act_with_memory` carries
+    it from step to step, and `initial_memory(n)` starts `n` envs' episodes (`()` for a network without one)."""
 
     network: Any
     dist: Any
     shared_value: bool = False  # the network's last output is a critic value (shared torso)
     masks: HeadMasks | None = None  # the env's action masks and sub-step structure, applied to the outputs
 
+    @property
+    def recurrent(self) -> bool:
+        return is_recurrent(self.network)
+
+    def initial_memory(self, n: int):
+        """The memory of `n` envs at their episodes' start (leading env axis); `()` without a recurrent network."""
+        return batch_memory(self.network.initial_memory(), n) if self.recurrent else ()
+
     def init(self, key, obs_example):
+        if self.recurrent:
+            return self.network.init(key, obs_example, self.network.initial_memory())
         return self.network.init(key, obs_example)
 
     def head(self, out, obs):
@@ -33,19 +47,31 @@ class Policy:
         out = out[..., : self.dist.n_outputs]
         return out if self.masks is None else self.masks(out, obs)
 
+    def apply_with_memory(self, params, obs, memory):
+        """Distribution parameters for one observation and its env's memory: (outputs, the memory after it)."""
+        out, memory = call_network(self.network, params, obs, memory)
+        return self.head(out, obs), memory
+
     def apply(self, params, obs):
-        """Distribution parameters for one observation."""
-        return self.head(self.network.apply(params, obs), obs)
+        """Distribution parameters for one observation (a recurrent network: as the first of an episode)."""
+        initial = self.network.initial_memory() if self.recurrent else ()
+        return self.apply_with_memory(params, obs, initial)[0]
 
     def outputs(self, params, obs):
         """Distribution parameters for a batch of observations."""
         return jax.vmap(self.apply, in_axes=(None, 0))(params, obs)
 
-    def act(self, params, obs, key, deterministic: bool):
-        """Environment actions for a batch of observations (the mode when deterministic)."""
-        out = self.outputs(params, obs)
+    def act_with_memory(self, params, obs, key, deterministic: bool, memory):
+        """Environment actions for a batch of observations and their envs' memories (the mode when
+        deterministic): (actions, memories after them)."""
+        out, memory = jax.vmap(self.apply_with_memory, in_axes=(None, 0, 0))(params, obs, memory)
         action = self.dist.mode(out) if deterministic else self.dist.sample(key, out)
-        return self.dist.to_env(action)
+        return self.dist.to_env(action), memory
+
+    def act(self, params, obs, key, deterministic: bool):
+        """Environment actions for a batch of observations (a recurrent policy: each its episode's first)."""
+        n = jax.tree.leaves(obs)[0].shape[0]
+        return self.act_with_memory(params, obs, key, deterministic, self.initial_memory(n))[0]
 
 
 def _check_hidden_units(units, section: str) -> tuple:
@@ -108,6 +134,9 @@ def build_networks(model_cfg: Any, env, n_outputs: list[int], section: str, pick
                           f"{[s.name for s in steps]}")
     networks = tuple(instantiate_network(sub_step_config(model_cfg, step.name), n, f"{section}.networks.{step.name}",
                                          optional, **overrides) for step, n in zip(steps, n_outputs))
+    if any(is_recurrent(network) for network in networks):
+        raise ConfigError(f"{section}: recurrent networks are not available for structured envs (sub-steps); "
+                          "use a feed-forward model")
     return SubStepNetworks(networks, tuple(tuple(s.observation_keys) for s in steps), pick_by_actor)
 
 
