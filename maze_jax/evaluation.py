@@ -6,6 +6,7 @@ import jax
 
 from maze_jax.envs import EnvSpec, play_episodes
 from maze_jax.models import Policy
+from maze_jax.models.recurrent import act_with_memory, policy_memory
 
 
 def evaluate(policy: Policy, params, env_spec: EnvSpec, key: jax.Array, n_episodes: int,
@@ -13,7 +14,7 @@ def evaluate(policy: Policy, params, env_spec: EnvSpec, key: jax.Array, n_episod
     """Plays `n_episodes` episodes in parallel (pure, jittable); the statistics count each env's first episode.
 
     With `record`, returns (EpisodeStats, Trajectory) of the very same episodes."""
-    act = lambda obs, k, memory: policy.act_with_memory(params, obs, k, deterministic, memory)  # noqa: E731
+    act = lambda obs, k, memory: act_with_memory(policy, params, obs, k, deterministic, memory)  # noqa: E731
     played = play_episodes(env_spec.env, env_spec.params, act, key, n_episodes, env_spec.horizon, record,
-                           memory=policy.initial_memory(n_episodes))
+                           memory=policy_memory(policy, n_episodes))
     return (played[0].first_episodes(), played[1]) if record else played.first_episodes()

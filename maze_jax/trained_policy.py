@@ -25,6 +25,7 @@ from maze_jax.evaluation import evaluate
 from maze_jax.models import Policy, RandomPolicy, build_policy
 from maze_jax.models.distributions import BOX_DISTRIBUTIONS
 from maze_jax.models.policy import action_distribution
+from maze_jax.models.recurrent import act_with_memory, policy_memory
 from maze_jax.settings import CONFIG_FILE, load_yaml, plain
 from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays
 from maze_jax.shell.resume import read_first_usable, stored_statistics
@@ -43,7 +44,7 @@ class TrainedPolicy:
 
     A recurrent policy remembers the observations `compute_action` has seen: call `reset()` at an episode's start."""
 
-    policy: Any  # Policy, or RandomPolicy: anything with act_with_memory(params, obs_batch, key, deterministic, memory)
+    policy: Any  # Policy, or RandomPolicy: anything with act(params, obs_batch, key, deterministic)
     params: Any
     env_spec: EnvSpec
     config: DictConfig | None = None  # the run's config, when loaded from a run directory
@@ -54,7 +55,7 @@ class TrainedPolicy:
 
     @functools.cached_property
     def _act(self):
-        return jax.jit(self.policy.act_with_memory, static_argnums=3)
+        return jax.jit(functools.partial(act_with_memory, self.policy), static_argnums=3)
 
     def reset(self) -> None:
         """Forgets the observations seen so far (a recurrent policy's memory): the next action starts an episode."""
@@ -88,7 +89,7 @@ class TrainedPolicy:
         n = jax.tree.leaves(batch)[0].shape[0]
         memory = self._memory.get(n)
         actions, memory = self._act(self.params, batch, key, deterministic,
-                                    self.policy.initial_memory(n) if memory is None else memory)
+                                    policy_memory(self.policy, n) if memory is None else memory)
         self._memory.clear()  # a new batch size starts new episodes
         self._memory[n] = memory
         if python:

@@ -112,9 +112,8 @@ def sample_observations(env_spec: EnvSpec, n_samples: int, key: jax.Array) -> di
                                                 key, SAMPLING_ENVS)
         return observations if isinstance(observations, dict) else {PLAIN_KEY: observations}
     n_steps = math.ceil(n_samples / SAMPLING_ENVS)
-    act = lambda obs, k, memory: policy.act_with_memory(None, obs, k, False, memory)  # noqa: E731
-    play = jax.jit(lambda k: play_episodes(env_spec.env, env_spec.params, act, k, SAMPLING_ENVS, n_steps,
-                                           record=True)[1].observation)
+    play = jax.jit(lambda k: play_episodes(env_spec.env, env_spec.params, lambda obs, kk: policy.act(None, obs, kk, False),
+                                           k, SAMPLING_ENVS, n_steps, record=True)[1].observation)
     observations = jax.device_get(play(key))
     flat = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])[:n_samples]
     observations = jax.tree.map(flat, observations)

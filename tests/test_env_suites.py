@@ -1,5 +1,6 @@
-"""The JAX env suites as extras (env=brax, env=craftax, env=jumanji, env=xminigrid): each adapter steps, caps and
-auto-resets episodes, keeps the suite's masks, and trains a PPO epoch; a missing extra is one line."""
+"""The env suites as extras (JAX: env=brax, env=craftax, env=jumanji, env=xminigrid; Python: env=popgym): each
+adapter steps, caps and auto-resets episodes, keeps the suite's masks, and trains a PPO epoch; a missing extra is one
+line."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def smoke_epoch(overrides: list[str]):
 
 
 @pytest.mark.parametrize("group, module", [("brax", "brax"), ("craftax", "craftax"), ("jumanji", "jumanji"),
-                                           ("xminigrid", "xminigrid")])
+                                           ("xminigrid", "xminigrid"), ("popgym", "popgym")])
 def test_a_missing_extra_says_what_to_install(group, module, monkeypatch):
     from maze_jax.envs.make import build_env
     from maze_jax.settings import compose_config
@@ -119,3 +120,20 @@ def test_ppo_epoch_on_brax_continuous():
 @needs("craftax")
 def test_ppo_epoch_on_craftax_classic():
     smoke_epoch(["env=craftax", "env.name=Craftax-Classic-Symbolic-v1"])
+
+
+@needs("popgym")
+def test_popgym_memory_tasks_train_as_python_envs_with_the_recurrent_model():
+    from maze_jax.envs.suites.popgym_envs import make_popgym
+
+    with pytest.raises(ConfigError, match="not a popgym env. Close matches: RepeatPreviousEasy"):
+        make_popgym("RepeatPrevEasy")
+    spec, trainer = make_trainer(["env=popgym", "env.name=RepeatFirstEasy", "model=vector_obs_rnn", "runner=dev",
+                                  *SMALL_PPO])
+    assert spec.is_python and spec.name == "popgym-RepeatFirstEasy-v0"
+    try:
+        _, metrics = trainer.train_epoch(init_state(trainer))
+    finally:
+        trainer.close()
+    assert int(metrics["train_BaseEnvEvents/reward/step_count"]) == 4 * 8
+    assert np.isfinite(float(metrics["train_PolicyEvents/policy_loss"]))

@@ -91,12 +91,13 @@ def test_ppo_a2c_and_es_train_the_recurrent_model_on_a_jax_env():
         state, metrics = jax.jit(trainer.train_epoch)(init_state(trainer))
         assert int(metrics["train_BaseEnvEvents/reward/step_count"]) == 2 * 8 * 4
         assert np.isfinite(float(metrics["train_PolicyEvents/policy_loss"]))
-        assert "cell" in state.learner.params["policy"]["params"] and "cell" in state.learner.params["critic"]["params"]
+        params = state.learner.params
+        assert "memory" in params["policy"]["params"] and "memory" in params["critic"]["params"]
     stats = jax.jit(trainer.evaluate)(state, jax.random.key(0))
     assert int(stats.count.sum()) == trainer.eval_episodes
     _, trainer = make_trainer(["algorithm=es", "algorithm.n_rollouts_per_update=8", "algorithm.max_steps=50", *RNN])
     state, metrics = jax.jit(trainer.train_epoch)(init_state(trainer))
-    assert "cell" in state.learner.params["policy"]["params"]
+    assert "memory" in state.learner.params["policy"]["params"]
     assert np.isfinite(float(metrics["train_BaseEnvEvents/reward/mean"]))
 
 
@@ -189,3 +190,12 @@ def test_ppo_with_memory_solves_a_task_that_needs_it_then_resumes_and_rolls_out(
                       cache_dir, module="maze_jax.rollout")
     assert rollout.returncode == 0, rollout.stderr
     assert table_value(rollout.stdout, "rollout", "mean") >= 0.9
+
+
+def test_the_network_picture_shows_a_cell_as_one_layer_between_its_neighbours():
+    from maze_jax.shell.pictures import layers
+
+    for cell in ("gru", "lstm"):
+        net = RecurrentPolicy(n_outputs=2, hidden_units=(32,), memory_units=16, cell=cell)
+        params = net.init(jax.random.key(0), jnp.zeros(4), net.initial_memory())
+        assert layers(params) == [("hidden_0", (4, 32)), ("memory", (32, 16)), ("output", (16, 2))]

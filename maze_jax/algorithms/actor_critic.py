@@ -24,8 +24,9 @@ from maze_jax.algorithms.gae import compute_gae
 from maze_jax.algorithms.losses import Losses, normalize, ppo_diagnostics, sub_step_mean
 from maze_jax.algorithms.optim import clip_by_global_norm, global_norm, scale_by_learning_rate
 from maze_jax.config import ConfigError
-from maze_jax.models import ActorCritic
 from maze_jax.envs.episodes import reset_memory
+from maze_jax.models import ActorCritic
+from maze_jax.models.recurrent import is_recurrent
 from maze_jax.stats import action_statistics
 
 
@@ -194,7 +195,7 @@ def episode_starts(trajectory: Trajectory) -> jax.Array:
 def bootstrap_values(params, trajectory: Trajectory, model: ActorCritic):
     """The values of the final observations (T, B) and of the last one (B,). A recurrent model values each with
     the memory its env had after the step (replayed from the rollout's first memory)."""
-    if not model.recurrent:
+    if not is_recurrent(model):
         return batch_values(model, params, trajectory.final_obs), model.value(params, trajectory.last_obs)
     memories = model.unroll(params, trajectory.obs, episode_starts(trajectory), trajectory.memory)[2]
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
@@ -221,7 +222,7 @@ def forward(model: ActorCritic, params, batch: dict):
     """Distribution parameters and values of a minibatch, and the minibatch as samples: a feed-forward model's
     minibatch is samples already; a recurrent model's is whole env sequences (envs, T, ...) with each env's first
     `memory`, replayed step by step, then flattened to samples."""
-    if not model.recurrent:
+    if not is_recurrent(model):
         return *model(params, batch["obs"]), batch
     steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), {k: v for k, v in batch.items() if k != "memory"})
     out, values, _ = model.unroll(params, steps["obs"], steps["start"], batch["memory"])
@@ -270,7 +271,7 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     advantages, targets = advantages_and_targets(state.params, trajectory, hparams, model, sub_step_ids)
     batch = {"obs": trajectory.obs, "action": trajectory.action, "log_prob": trajectory.log_prob,
              "value": trajectory.value, "advantage": advantages, "target": targets}
-    if model.recurrent:  # whole env sequences, env-major, each with its first memory
+    if is_recurrent(model):  # whole env sequences, env-major, each with its first memory
         batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), {**batch, "start": episode_starts(trajectory)})
         batch["memory"] = trajectory.memory
     else:
@@ -335,7 +336,7 @@ def make_actor_critic(config: ActorCriticConfig, model: ActorCritic, obs_example
     `obs_example` is one observation (for the networks' shapes). `losses` replaces the loss terms (default: PPO's
     clipped objective or A2C's policy gradient, squared value error, entropy bonus)."""
     losses = losses or Losses.for_algorithm(config.ppo)
-    if model.recurrent and config.n_envs % config.n_minibatches:
+    if is_recurrent(model) and config.n_envs % config.n_minibatches:
         raise ConfigError(f"a recurrent model trains on whole env sequences: the {config.n_minibatches} minibatches "
                           f"(algorithm.batch_size={config.batch_size}) must split the {config.n_envs} envs evenly, "
                           "so make batch_size a multiple of n_rollout_steps that divides n_envs * n_rollout_steps")

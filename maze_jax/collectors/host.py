@@ -27,6 +27,7 @@ from maze_jax.collectors.vector_env import VectorEnv
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import EventStats, reset_memory
 from maze_jax.envs.episodes import Trajectory as Recorded
+from maze_jax.models.recurrent import act_with_memory, policy_memory
 from maze_jax.stats import epoch_totals, event_statistics
 
 
@@ -309,7 +310,7 @@ class HostEvaluator:
         def act(params, obs, key, t, memory):
             obs = jax.tree.map(lambda x: x.reshape((n_seeds, n_episodes) + x.shape[1:]), obs)
             keys = jax.random.split(jax.random.fold_in(key, t), n_seeds)
-            action, memory = jax.vmap(lambda p, o, k, m: policy.act_with_memory(p, normalize(o), k, deterministic, m))(
+            action, memory = jax.vmap(lambda p, o, k, m: act_with_memory(policy, p, normalize(o), k, deterministic, m))(
                 params, obs, keys, memory)
             return jax.tree.map(lambda x: x.reshape((n_seeds * n_episodes,) + x.shape[2:]), action), memory
 
@@ -325,7 +326,7 @@ class HostEvaluator:
             self.envs.reset(seed_of(key))
         first_return, first_length, ended = np.zeros(n, np.float32), np.zeros(n, np.int32), np.zeros(n, bool)
         episodes, steps = Episodes(n), []
-        memory = Memory(self.policy.initial_memory, (self.n_seeds, self.n_episodes))
+        memory = Memory(functools.partial(policy_memory, self.policy), (self.n_seeds, self.n_episodes))
         for t in range(self.max_steps):
             obs = self.envs.obs
             action, new_memory = self.act(params, obs, key, t, memory.current())

@@ -240,21 +240,22 @@ class Trajectory(NamedTuple):
 
 
 def play_episodes(env, env_params, act: Callable, key: jax.Array, n_envs: int, n_steps: int, record: bool = False,
-                  mesh=None, mirrored: bool = False, count_events: bool = False, memory=()):
-    """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key, memory) -> (actions, memory)`, one
-    `lax.scan`; `memory` is the policy's memory of the envs at their start (`()`: none).
+                  mesh=None, mirrored: bool = False, count_events: bool = False, memory=None):
+    """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`. With a
+    `memory` (a policy's memory of the envs at their start, leading env axis), `act(obs_batch, key, memory) ->
+    (actions, memory)`, and each env's memory is set to zeros when its episode ends.
 
     Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys).
     With a `mesh`, the envs are split across its devices. `mirrored`: env i and env i + n_envs / 2 start from
     the same state and meet the same env randomness (ES's antithetic pairs). `count_events`: the stats also
     count the events and KPIs the env reports (`EventStats`)."""
     key_reset, key_act, key_env = jax.random.split(key, 3)
-    envs = EnvBatch.reset(env, env_params, key_reset, n_envs, mirrored, memory)
+    envs = EnvBatch.reset(env, env_params, key_reset, n_envs, mirrored, () if memory is None else memory)
     keep = (lambda s: Trajectory(s.obs, s.record, s.reward, s.terminated, s.truncated)) if record else (lambda s: None)
 
-    def act_and_record(obs, k, memory):  # the record is the env action
-        action, memory = act(obs, k, memory)
-        return action, action, memory
+    def act_and_record(obs, k, envs_memory):  # the record is the env action
+        action, envs_memory = (act(obs, k), ()) if memory is None else act(obs, k, envs_memory)
+        return action, action, envs_memory
 
     _, stats, trajectory = run_steps(env, env_params, act_and_record, envs,
                                      EpisodeStats.zeros(n_envs, n_steps, reported_names(env, env_params) if

@@ -22,14 +22,6 @@ class RandomPolicy:
     env_spec: Any
     masked: bool = True
 
-    recurrent = False
-
-    def initial_memory(self, n: int):
-        return ()
-
-    def act_with_memory(self, params, obs, key, deterministic: bool, memory):
-        return self.act(params, obs, key, deterministic), memory
-
     def act(self, params, obs, key, deterministic: bool):
         n = jax.tree.leaves(obs)[0].shape[0]
         dist = action_distribution(self.env_spec)

@@ -59,11 +59,25 @@ class RecurrentPolicy(nn.Module):
     def __call__(self, obs, memory):
         x = flatten_concat(obs)
         act = activation(self.non_lin)
-        for units in self.hidden_units:
-            x = act(nn.Dense(units, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+        for i, units in enumerate(self.hidden_units):
+            x = act(nn.Dense(units, kernel_init=nn.initializers.orthogonal(np.sqrt(2)), name=f"hidden_{i}")(x))
         cell = nn.OptimizedLSTMCell if self.cell == "lstm" else nn.GRUCell
-        memory, x = cell(int(self.memory_units), name="cell")(memory, x)
-        return nn.Dense(self.n_outputs, kernel_init=nn.initializers.orthogonal(self.output_scale))(x), memory
+        memory, x = cell(int(self.memory_units), name="memory")(memory, x)
+        out = nn.Dense(self.n_outputs, kernel_init=nn.initializers.orthogonal(self.output_scale), name="output")(x)
+        return out, memory
+
+
+def policy_memory(policy, n: int):
+    """The memory of `n` envs at their episodes' start of any policy: a recurrent `Policy`'s, else `()` (a
+    feed-forward policy, a random policy, a heuristic: anything with `act(params, obs, key, deterministic)`)."""
+    return policy.initial_memory(n) if is_recurrent(policy) else ()
+
+
+def act_with_memory(policy, params, obs, key, deterministic: bool, memory):
+    """Any policy's actions for a batch of observations and their envs' memories: (actions, memories after them)."""
+    if is_recurrent(policy):
+        return policy.act_with_memory(params, obs, key, deterministic, memory)
+    return policy.act(params, obs, key, deterministic), memory
 
 
 def call_network(network, params, obs, memory):
