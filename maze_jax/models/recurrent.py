@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from maze_jax.config import ConfigError
-from maze_jax.envs.episodes import reset_memory  # noqa: F401 (a model's memory reset, as the collectors do it)
 from maze_jax.models.mlp import activation, flatten_concat
 
 CELLS = ("gru", "lstm")
