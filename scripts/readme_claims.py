@@ -82,6 +82,28 @@ def lunarlander(runs):
         f"evaluation mean >= 200 in {[f'{s:.0f}' for s in seconds]} s, finals {[r.rows('final', 'mean')[0] for r in runs]}"
 
 
+MEMORY_CHAIN = ["env=gymnax", "env.name=MemoryChain-bsuite", "algorithm=ppo", "model=vector_obs_rnn",
+                "runner.concurrency=32", "algorithm.n_rollout_steps=24", "algorithm.batch_size=96",
+                "algorithm.lr=0.001", "algorithm.entropy_coef=0.01", "algorithm.n_epochs=3"]
+POPGYM = ["env=popgym", "env.name=RepeatFirstEasy", "algorithm=ppo", "model=vector_obs_rnn",
+          "runner.concurrency=16", "algorithm.n_rollout_steps=64", "algorithm.batch_size=256", "algorithm.lr=0.001",
+          "algorithm.entropy_coef=0.01", "algorithm.n_epochs=20", "algorithm.patience=0"]
+
+
+def memory_chain(runs):
+    evals = [r.rows("eval", "mean") for r in runs]
+    finals = [r.rows("final", "mean")[0] for r in runs]
+    return all(min(e) >= 0.999 for e in evals) and min(finals) >= 0.999, f"evaluations {evals}, finals {finals}"
+
+
+def popgym(runs):
+    train = [r.rows("train", "mean")[-1] for r in runs]
+    finals = [r.rows("final", "mean")[0] for r in runs]
+    seconds = [r.seconds for r in runs]
+    ok = min(train) >= 0.999 and min(finals) >= 0.97
+    return ok, f"last training means {train}, finals {finals}, {[f'{s:.0f}' for s in seconds]} s"
+
+
 CLAIMS = [
     Claim("quickstart", "until the deterministic evaluation mean reaches 475", ["env=cartpole", "algorithm=es"],
           (0, 1, 2), quickstart),
@@ -91,6 +113,9 @@ CLAIMS = [
           pendulum),
     Claim("cutting", "reaches that bound, 0.1667 raw pieces per step", CUTTING, (0,), cutting),
     Claim("lunarlander", "reaches an evaluation mean of 200", ["+experiment=lunarlander_ppo"], (0, 1), lunarlander),
+    Claim("memory", "the command above scores 1.0 from its first epoch", MEMORY_CHAIN, (0, 1), memory_chain),
+    Claim("popgym", "three seeds reach a training mean of 1.0 (the best possible) and final evaluations of 0.97 to 1.0",
+          POPGYM, (0, 1, 2), popgym),
 ]
 
 
