@@ -34,8 +34,8 @@ def layers(params) -> list[tuple[str, tuple]]:
     found: dict[str, list] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         keys = [str(getattr(k, "key", k)) for k in path if str(getattr(k, "key", k)) != "params"]
-        if len(keys) > 1 and keys[-1] == "kernel":
-            module = keys[:-2] if keys[-2] in CELL_GATES and len(keys) > 2 else keys[:-1]
+        if keys and keys[-1] == "kernel":
+            module = keys[:-2] if len(keys) > 2 and keys[-2] in CELL_GATES else keys[:-1]
             found.setdefault("/".join(module), []).append(tuple(np.shape(leaf)))
     merged = [(name, shapes[0] if len(shapes) == 1 else (max(s[0] for s in shapes), shapes[0][-1]))
               for name, shapes in found.items()]
