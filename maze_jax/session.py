@@ -25,8 +25,8 @@ from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, describe_actions, draw_networks
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.signals import StopSignals
-from maze_jax.shell.loop import LoopOptions, LoopState, Programs, Progress, TrainingLoop, compile_programs, \
-    play_in_batches
+from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop, play_in_batches
+from maze_jax.shell.programs import Compilation, Programs
 from maze_jax.shell.statistics import across_seeds, episode_table
 from maze_jax.shell.trackers import make_writers
 from maze_jax.shell.table import format_table
@@ -276,14 +276,22 @@ def prepare_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, primar
         lock_run_dir(run_dir)
 
 
-def restore_or_init(programs: Programs, trainer: Trainer, settings: RunSettings, echo: Callable):
-    """A fresh state, or the state of the run in `input_dir` (placed as a fresh one is): (state, progress, best)."""
-    fresh = programs.init(agent_key(settings), env_key(settings))
+def restore_or_init(init: Callable, trainer: Trainer, settings: RunSettings, echo: Callable):
+    """A fresh state from the compiled `init`, or the state of the run in `input_dir` (placed as a fresh one is):
+    (state, progress, best)."""
+    fresh = init(agent_key(settings), env_key(settings))
     if not settings.input_dir:
         return fresh, Progress(algorithm=trainer.algorithm.name), None
     state, progress, best = restore(settings.input_dir, trainer, fresh, echo)
     # on the devices (and with the sharding) the programs expect
     return place_like(state, fresh), progress, None if best is None else place_like(best, fresh)
+
+
+def import_writers() -> None:
+    """Imports Orbax and TensorBoard's writer (about a second on a 2-core CPU) while XLA compiles the epoch and the
+    evaluation on its own thread, which leaves Python's lock free."""
+    import orbax.checkpoint  # noqa: F401
+    import tensorboardX  # noqa: F401
 
 
 def open_checkpoints(run_dir: str, settings: RunSettings, primary: bool):
@@ -330,8 +338,12 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
     env_spec, trainer = build(settings, env_spec, model, stored, echo)  # config mistakes end here, in one line
     echo(OmegaConf.to_yaml(cfg), flush=True)
     echo(describe_devices(settings), flush=True)
-    programs = compile_programs(trainer, agent_key(settings), echo)
-    state, progress, best_state = restore_or_init(programs, trainer, settings, echo)  # a corrupt input ends here
+    # the epoch and evaluation compile on a background thread while the first state is made and imports load
+    compilation = Compilation(trainer, agent_key(settings), echo)
+    # a corrupt input ends here
+    state, progress, best_state = restore_or_init(compilation.init, trainer, settings, echo)
+    import_writers()
+    programs = compilation.programs()
     if signals.received:  # before training started: nothing to save, and an input run is left as it was
         trainer.close()
         echo(f"{signals.received} before training started: nothing saved", file=sys.stderr, flush=True)

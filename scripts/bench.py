@@ -91,7 +91,7 @@ def compiled_trainer(algorithm: str, overrides: list[str], env_name: str = "Cart
     from maze_jax.envs import make_gymnax
     from maze_jax.session import build
     from maze_jax.settings import compose_config, read_settings
-    from maze_jax.shell.loop import compile_programs
+    from maze_jax.shell.programs import compile_programs
 
     cfg, _ = compose_config([f"algorithm={algorithm}", *overrides])
     _, trainer = build(read_settings(cfg), env=make_gymnax(env_name), echo=lambda *a, **k: None)
@@ -487,7 +487,7 @@ def cutting(max_epochs: int = 10) -> None:
     from maze_jax.models import RandomPolicy
     from maze_jax.session import build
     from maze_jax.settings import compose_config, read_settings
-    from maze_jax.shell.loop import compile_programs
+    from maze_jax.shell.programs import compile_programs
     from maze_jax.trained_policy import TrainedPolicy
 
     cfg, _ = compose_config([*CUTTING, "seeding.env_base_seed=0", "seeding.agent_base_seed=0"])

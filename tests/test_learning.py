@@ -5,7 +5,8 @@ import pytest
 
 from conftest import make_trainer
 from maze_jax.collectors import policy_params
-from maze_jax.shell.loop import compile_programs, evaluation_stats, play_in_batches
+from maze_jax.shell.loop import evaluation_stats, play_in_batches
+from maze_jax.shell.programs import compile_programs
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
 

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 from maze_jax.envs import EpisodeStats
 from maze_jax.shell.checkpoints import CheckpointDir
 from maze_jax.shell.listeners import Checkpoints
-from maze_jax.shell.loop import LoopOptions, LoopState, Programs, Progress, TrainingLoop
+from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop
+from maze_jax.shell.programs import Programs
 
 
 def fake_programs(scores):

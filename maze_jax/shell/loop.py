@@ -7,13 +7,14 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import numpy as np
 
-from maze_jax.collectors import EnvFailed, Trainer
+from maze_jax.collectors import EnvFailed
 from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, to_savable
+from maze_jax.shell.programs import Programs
 from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.statistics import across_seeds, epoch_rows, episode_table, non_finite, seed_rows
@@ -83,50 +84,6 @@ class LoopState:
     stop_reason: str = ""  # "" while running; then "done", "SIGINT", "SIGTERM" or "non-finite"
     listeners: list = field(default_factory=list)
     seed_rows: dict = field(default_factory=dict)  # the last epoch's rows of each seed (runs of several seeds)
-
-
-class Programs(NamedTuple):
-    """A run's programs: init(agent_key, env_key), train_epoch(state), evaluate(state, key) -> EpisodeStats;
-    compiled ahead of time for JAX envs, host functions for Python envs (`on_host`: train_epoch(state,
-    should_stop) returns when done, or None when stopped)."""
-
-    init: Callable
-    train_epoch: Callable
-    evaluate: Callable
-    on_host: bool = False
-
-
-def compile_programs(trainer: Trainer, key: jax.Array, echo: Callable = print) -> Programs:
-    """Compiles init, epoch and evaluation ahead of time, so the time users wait for compilation is reported, in
-    all and per program (`compile_seconds`; a program read from the persistent cache takes a fraction)."""
-    echo("Compiling init, training epoch and evaluation ...", flush=True)
-    start = time.perf_counter()
-    init, seconds = compile_seconds(trainer.init, (key, key), RUNS_ONCE)
-    times = {"init": seconds}
-    if trainer.on_host:  # their jitted parts compile on first use
-        programs = Programs(init, trainer.train_epoch, trainer.evaluate, on_host=True)
-    else:
-        # the state as init places it (replicated over the devices of a mesh), so the epoch expects it that way
-        state = jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                             jax.eval_shape(trainer.init, key, key), init.output_shardings)
-        epoch, times["epoch"] = compile_seconds(trainer.train_epoch, (state,))
-        evaluate, times["evaluation"] = compile_seconds(trainer.evaluate, (state, key))
-        programs = Programs(init, epoch, evaluate)
-    parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in times.items())
-    echo(f"Compiled in {time.perf_counter() - start:.2f} s ({parts})", flush=True)
-    return programs
-
-
-# XLA options for a program that runs once (init): its speed does not matter, its compile time does. On a 2-core CPU
-# they halve init's compile (PPO on CartPole: 1.29 -> 0.74 s; ES: 0.65 -> 0.36 s) and it runs in 1 ms instead of 0.5.
-RUNS_ONCE = {"xla_backend_optimization_level": 0}
-
-
-def compile_seconds(fn: Callable, args: tuple, options: dict | None = None):
-    """`fn` jitted, lowered for `args` and compiled with XLA `options`: (the compiled program, seconds it took)."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile(compiler_options=options)
-    return compiled, time.perf_counter() - start
 
 
 def evaluation_stats(programs: Programs, state, key: jax.Array, prefix: str = "eval", per_seed: bool = False) -> dict:

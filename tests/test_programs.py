@@ -1,0 +1,68 @@
+"""Compiling a run's programs: init at once, the epoch and evaluation on a background thread while the run sets up."""
+
+import threading
+
+import jax
+import numpy as np
+
+from conftest import make_trainer
+from maze_jax.shell import programs as programs_module
+from maze_jax.shell.programs import RUNS_PER_EPOCH, Compilation, compile_programs
+
+
+def test_the_run_sets_up_while_the_epoch_and_evaluation_compile(monkeypatch):
+    """`Compilation` returns with init compiled and the other two still compiling; `programs()` waits for them."""
+    _, trainer = make_trainer(["env=cartpole", "algorithm=es", "algorithm.n_rollouts_per_update=8",
+                               "model.hidden_units=[8]", "runner.n_eval_rollouts=4"])
+    release, compiled = threading.Event(), []
+    timed = programs_module.Compilation.timed
+
+    def held(self, name, lowered, options, lowering_s):  # compiles only once the test lets it
+        assert release.wait(60)
+        compiled.append((name, options))
+        return timed(self, name, lowered, options, lowering_s)
+
+    monkeypatch.setattr(programs_module.Compilation, "timed", held)
+    lines = []
+    compilation = Compilation(trainer, jax.random.key(0), echo=lambda line, **kwargs: lines.append(line))
+    state = compilation.init(jax.random.key(0), jax.random.key(1))  # the first state, before the others compile
+    assert not compilation.jobs["epoch"].done() and not compilation.jobs["evaluation"].done()
+    assert lines == ["Compiling init, training epoch and evaluation ..."]
+    release.set()
+    programs = compilation.programs()
+    assert compiled == [("epoch", None), ("evaluation", RUNS_PER_EPOCH)]  # in the order the run needs them
+    assert lines[-1].startswith("Compiled in ") and "init" in lines[-1] and "evaluation" in lines[-1]
+    assert compilation.programs() is not None and len(lines) == 2  # the compile line is logged once
+
+    # the same programs as compiled one after another
+    state, metrics = programs.train_epoch(state)
+    reference = compile_programs(trainer, jax.random.key(0), echo=lambda *a, **k: None)
+    again, again_metrics = reference.train_epoch(reference.init(jax.random.key(0), jax.random.key(1)))
+    np.testing.assert_allclose(metrics["train_BaseEnvEvents/reward/mean"],
+                               again_metrics["train_BaseEnvEvents/reward/mean"])
+    episodes = programs.evaluate(state, jax.random.key(2))
+    reference_episodes = reference.evaluate(again, jax.random.key(2))
+    np.testing.assert_allclose(episodes.first_return, reference_episodes.first_return)
+
+
+def test_a_compile_failure_surfaces_when_the_programs_are_needed(monkeypatch):
+    """A failure on the background thread is raised where the run asks for the programs, not lost; a tracing
+    error (the caller's thread) is raised at once."""
+    import pytest
+
+    _, trainer = make_trainer(["env=cartpole", "algorithm=es", "algorithm.n_rollouts_per_update=8",
+                               "model.hidden_units=[8]"])
+
+    def broken_epoch(state):
+        raise ValueError("no epoch today")
+
+    with pytest.raises(ValueError, match="no epoch today"):
+        Compilation(trainer._replace(train_epoch=broken_epoch), jax.random.key(0), echo=lambda *a, **k: None)
+
+    def out_of_memory(self, name, lowered, options, lowering_s):
+        raise RuntimeError(f"RESOURCE_EXHAUSTED while compiling {name}")
+
+    monkeypatch.setattr(programs_module.Compilation, "timed", out_of_memory)
+    compilation = Compilation(trainer, jax.random.key(0), echo=lambda *a, **k: None)
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED while compiling epoch"):
+        compilation.programs()
