@@ -1,7 +1,8 @@
 """Speed measurements a user can re-run: `python scripts/bench.py [--quick] [--only NAME ...]`.
 
 compile    Each program's compile time (init, epoch, evaluation) of ES, PPO and A2C on CartPole and PPO on the cutting
-           env, as the run log prints it: empty compilation cache, then warm.
+           env, as the run log prints it: empty compilation cache, then warm. With `--against COMMIT [--rounds N]`:
+           cold compile times of this checkout and of COMMIT, run by turns, and the ratio of their medians.
 solve      Time to solve CartPole-v1 with the default command (`env=cartpole algorithm=es|ppo|a2c`), whole process
            from start to exit: first run with an empty compilation cache, then a repeat with the cache it filled.
 es         ES epoch throughput (env steps/s, compile time apart) for several populations, 32x32 network.
@@ -63,11 +64,18 @@ def time_to_solve(algorithm: str, seed: int, cache_dir: str, log_dir: str) -> tu
     return seconds, f"{'solved' if solved else 'NOT solved'} in {epochs} epochs, compile {compiled} s"
 
 
-def compile_line(overrides: list[str], cache_dir: str, log_dir: str) -> str:
-    """The run log's compile line ("Compiled in X s (init .., epoch .., evaluation ..)") of a one-epoch run."""
+COMPILE_RUNS = (("ES CartPole-v1", ["env=cartpole", "algorithm=es"]),
+                ("PPO CartPole-v1", ["env=cartpole", "algorithm=ppo"]),
+                ("A2C CartPole-v1", ["env=cartpole", "algorithm=a2c"]),
+                ("PPO cutting (structured, masked)", CUTTING))
+
+
+def compile_line(overrides: list[str], cache_dir: str, log_dir: str, repo: str = REPO) -> str:
+    """The run log's compile line ("Compiled in X s (init .., epoch .., evaluation ..)") of a one-epoch run of the
+    checkout in `repo` (`python -m` puts its folder first on the path)."""
     cmd = [sys.executable, "-m", "maze_jax.train", *overrides, "algorithm.n_epochs=1", "runner.final_eval_rollouts=1",
            f"compilation_cache_dir={cache_dir}", f"log_base_dir={log_dir}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
     return re.search(r"Compiled in .*", proc.stdout).group(0)
@@ -75,14 +83,47 @@ def compile_line(overrides: list[str], cache_dir: str, log_dir: str) -> str:
 
 def compile_times() -> None:
     """Each program's compile time as the run log prints it: cold (empty cache), then warm (the cache it filled)."""
-    for name, overrides in (("ES CartPole-v1", ["env=cartpole", "algorithm=es"]),
-                            ("PPO CartPole-v1", ["env=cartpole", "algorithm=ppo"]),
-                            ("A2C CartPole-v1", ["env=cartpole", "algorithm=a2c"]),
-                            ("PPO cutting (structured, masked)", CUTTING)):
+    for name, overrides in COMPILE_RUNS:
         with tempfile.TemporaryDirectory() as tmp:
             cold = compile_line(overrides, os.path.join(tmp, "cache"), tmp)
             warm = compile_line(overrides, os.path.join(tmp, "cache"), tmp)
         print(f"{name}: cold {cold}; warm {warm}", flush=True)
+
+
+def compile_parts(line: str) -> dict[str, float]:
+    """{"all": X, "init": .., "epoch": .., "evaluation": ..} from a compile line."""
+    parts = {"all": float(re.search(r"Compiled in ([\d.]+) s", line).group(1))}
+    parts.update((name, float(seconds)) for name, seconds in re.findall(r"(\w+) ([\d.]+)(?=[,)])", line))
+    return parts
+
+
+def compile_against(rev: str, rounds: int) -> None:
+    """Cold compile times of this checkout against commit `rev` (checked out in a temporary git worktree), the two
+    run by turns, `rounds` times each: a shared machine's speed drifts by tens of percent within minutes, so only
+    runs side by side compare. Prints the medians and their ratio per program."""
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        other = os.path.join(tmp, "against")
+        added = subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", other, rev], capture_output=True,
+                               text=True)
+        if added.returncode != 0:
+            raise SystemExit(f"Error: cannot check out {rev!r}: {added.stderr.strip()}")
+        try:
+            for n, (name, overrides) in enumerate(COMPILE_RUNS):
+                runs = {"here": [], rev: []}
+                for i in range(rounds):  # who goes first alternates, so a drift favours neither
+                    for side, (label, repo) in enumerate((("here", REPO), (rev, other))[:: 1 if i % 2 == 0 else -1]):
+                        cache = os.path.join(tmp, f"cache-{n}-{i}-{side}")
+                        runs[label].append(compile_parts(compile_line(overrides, cache, tmp, repo)))
+                medians = {label: {part: statistics.median(run[part] for run in done) for part in done[0]}
+                           for label, done in runs.items()}
+                here, there = medians["here"], medians[rev]
+                print(f"{name}: median of {rounds}, here / {rev}: " + ", ".join(
+                    f"{part} {here[part]:.2f} / {there[part]:.2f} s ({here[part] / there[part]:.2f}x)"
+                    for part in here if part in there), flush=True)
+        finally:
+            subprocess.run(["git", "-C", REPO, "worktree", "remove", "--force", other], capture_output=True)
 
 
 def compiled_trainer(algorithm: str, overrides: list[str], env_name: str = "CartPole-v1"):
@@ -538,6 +579,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="16,256,4096", help="batch sizes of the scale section")
     parser.add_argument("--compare-evosax", action="store_true",
                         help="ES against evosax's OpenES at equal settings (needs evosax installed)")
+    parser.add_argument("--against", metavar="COMMIT",
+                        help="compile section: this checkout's cold compile times against COMMIT's, run by turns")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each checkout with --against")
     parser.add_argument("--devices", type=int, default=0, help=argparse.SUPPRESS)  # the scale section's workers
     args = parser.parse_args()
     from maze_jax.xla_flags import apply_defaults
@@ -555,7 +599,11 @@ def main() -> None:
               "population x 500 steps counted per update ==", flush=True)
         compare_evosax([128] if args.quick else [int(p) for p in args.populations.split(",")])
         return
-    if "compile" in args.only:
+    if "compile" in args.only and args.against:
+        print(f"\n== cold compile times per program, whole process: this checkout against {args.against}, "
+              f"run by turns ==", flush=True)
+        compile_against(args.against, args.rounds)
+    elif "compile" in args.only:
         print("\n== compile times per program, whole process: empty cache, then warm ==", flush=True)
         compile_times()
     if "solve" in args.only:

@@ -1,13 +1,17 @@
 """Compiling a run's programs: init at once, the epoch and evaluation on a background thread while the run sets up."""
 
+import sys
 import threading
 
 import jax
 import numpy as np
 
-from conftest import make_trainer
+from conftest import REPO, make_trainer
 from maze_jax.shell import programs as programs_module
 from maze_jax.shell.programs import RUNS_PER_EPOCH, Compilation, compile_programs
+
+sys.path.insert(0, str(REPO / "scripts"))
+import bench  # noqa: E402
 
 
 def test_the_run_sets_up_while_the_epoch_and_evaluation_compile(monkeypatch):
@@ -33,6 +37,8 @@ def test_the_run_sets_up_while_the_epoch_and_evaluation_compile(monkeypatch):
     assert compiled == [("epoch", None), ("evaluation", RUNS_PER_EPOCH)]  # in the order the run needs them
     assert lines[-1].startswith("Compiled in ") and "init" in lines[-1] and "evaluation" in lines[-1]
     assert compilation.programs() is not None and len(lines) == 2  # the compile line is logged once
+    parts = bench.compile_parts(lines[-1])  # what `scripts/bench.py --only compile` reads from the run log
+    assert set(parts) == {"all", "init", "epoch", "evaluation"} and min(parts.values()) > 0
 
     # the same programs as compiled one after another
     state, metrics = programs.train_epoch(state)
