@@ -210,23 +210,3 @@ def test_critic_burn_in_trains_the_critic_with_weight_one_whatever_value_loss_co
         runs.append(state.learner.params["critic"])
     for a, b in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1])):
         np.testing.assert_array_equal(a, b)  # Maze: value loss 1.0, policy and entropy 0.0 during burn-in
-
-
-def test_adam_on_the_flat_parameters_is_adam_on_their_tree():
-    """The learner steps Adam on all parameters as one vector (`flat_adam`): the same updates and moments as on
-    the parameters' tree, and the moments go back to the tree that checkpoints hold."""
-    from jax.flatten_util import ravel_pytree
-
-    from maze_jax.algorithms.actor_critic import OPTIMIZER, flat_adam
-
-    params = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.arange(3.0)}, "head": jnp.array([0.5, -1.0])}
-    grads = jax.tree.map(lambda p: 0.3 * p - 1.0, params)
-    state = OPTIMIZER.update(jax.tree.map(jnp.sin, params), OPTIMIZER.init(params))[1]  # moments not zero
-    tree_updates, tree_state = OPTIMIZER.update(grads, state)
-    flat, unravel = ravel_pytree(params)
-    flat_updates, flat_state = OPTIMIZER.update(ravel_pytree(grads)[0], flat_adam(state))
-    assert flat_adam(state).mu.shape == flat.shape
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), unravel(flat_updates), tree_updates)
-    back = flat_adam(flat_state, unravel)
-    assert jax.tree.structure(back) == jax.tree.structure(tree_state)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), back, tree_state)

@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from jax.flatten_util import ravel_pytree
 
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.gae import compute_gae
@@ -284,37 +283,24 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     grad_fn = jax.grad(functools.partial(loss, model=model, losses=losses, sub_step_ids=sub_step_ids,
                                          n_sub_steps=n_sub_steps, ppo=config.ppo), has_aux=True)
 
-    # clipping and Adam step on one flat vector of all parameters (see `flat_adam`)
-    flat, unravel = ravel_pytree(state.params)
-
     def minibatch_step(carry, minibatch):
-        flat, opt_state = carry
-        grads, info = grad_fn(unravel(flat), minibatch, hparams, weights)
+        params, opt_state = carry
+        grads, info = grad_fn(params, minibatch, hparams, weights)
         if n_sub_steps:  # each sub-step's policy network's gradient, before clipping
             info["per_sub_step"]["grad_norm"] = sub_step_grad_norms(grads, n_sub_steps)
-        grads, info["grad_norm"] = clip_by_global_norm(ravel_pytree(grads)[0], hparams.max_grad_norm)
-        updates, opt_state = OPTIMIZER.update(grads, opt_state)
-        return (flat + scale_by_learning_rate(updates, hparams.lr), opt_state), info
+        grads, info["grad_norm"] = clip_by_global_norm(grads, hparams.max_grad_norm)
+        updates, opt_state = OPTIMIZER.update(grads, opt_state, params)
+        return (optax.apply_updates(params, scale_by_learning_rate(updates, hparams.lr)), opt_state), info
 
     def pass_over_batch(carry, pass_key):
         return jax.lax.scan(minibatch_step, carry, shuffled_minibatches(pass_key, batch, config.n_minibatches))
 
-    pass_keys = jax.random.split(shuffle_key, config.n_optimization_epochs)
-    (flat, opt_state), info = jax.lax.scan(pass_over_batch, (flat, flat_adam(state.opt_state)), pass_keys)
-    state = state.replace(params=unravel(flat), opt_state=flat_adam(opt_state, unravel), key=key, step=state.step + 1)
+    (params, opt_state), info = jax.lax.scan(
+        pass_over_batch, (state.params, state.opt_state), jax.random.split(shuffle_key, config.n_optimization_epochs))
+    state = state.replace(params=params, opt_state=opt_state, key=key, step=state.step + 1)
     acting = None if sub_step_ids is None else jax.vmap(sub_step_ids)(trajectory.obs)
     actions = action_statistics(model.policy.dist, trajectory.action, acting, head_sub_steps)
     return state, {**learner_metrics(jax.tree.map(jnp.mean, info), hparams, sub_step_names, config.ppo), **actions}
-
-
-def flat_adam(opt_state: optax.ScaleByAdamState, unravel: Callable | None = None) -> optax.ScaleByAdamState:
-    """Adam's state with its moments as one flat vector each (`ravel_pytree` order), or back in the parameters'
-    tree with `unravel`. Checkpoints keep the tree. The learner clips and steps on the flat form: a few kernels
-    for all parameters instead of a few per layer. On a 2-core CPU (medians of compiles in one process, run by
-    turns with the tree form) the epoch on CartPole compiled in 5.3 instead of 6.5 s for PPO and 5.2 instead of
-    5.8 s for A2C, and ran as fast; on the cutting env no change. The same step up to the rounding of the norm."""
-    to = unravel or (lambda tree: ravel_pytree(tree)[0])
-    return opt_state._replace(mu=to(opt_state.mu), nu=to(opt_state.nu))
 
 
 def sub_step_grad_norms(grads, n_sub_steps: int) -> tuple:
