@@ -1,8 +1,11 @@
-"""Defers the plotting libraries gymnax imports at import time (matplotlib.pyplot, seaborn, and through them
-scipy and pandas): about 1.5 s of every start on a 2-core CPU, for `render` methods training never calls.
+"""Defers the plotting libraries gymnax imports at import time (matplotlib, seaborn, and through them scipy and
+pandas): about 1.8 s of every start on a 2-core CPU, for `render` methods training never calls. The run's own
+pictures import matplotlib on a thread of their own (`shell.pictures`), while the main thread compiles.
 
 Each is replaced in `sys.modules`, while not imported yet, by a module object that imports the real library
-on first attribute access and then hands over to it, so rendering still works."""
+on first attribute access and then hands over to it, so rendering still works. matplotlib's stand-in has the
+package's `__path__`, so that `from matplotlib import colors` (gymnax's Pong) binds the stand-in of
+`matplotlib.colors` and other submodules still import."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import importlib.util
 import sys
 import types
 
-DEFERRED = ("matplotlib.pyplot", "seaborn")
+DEFERRED = ("matplotlib", "matplotlib.pyplot", "matplotlib.colors", "seaborn")
 
 
 class DeferredModule(types.ModuleType):
@@ -19,6 +22,9 @@ class DeferredModule(types.ModuleType):
 
     def __getattr__(self, attribute):
         name = self.__name__
+        submodule = sys.modules.get(f"{name}.{attribute}")
+        if isinstance(submodule, DeferredModule):  # `import matplotlib.pyplot as plt` binds its stand-in
+            return submodule
         if sys.modules.get(name) is self:
             del sys.modules[name]
         real = importlib.import_module(name)
@@ -27,9 +33,15 @@ class DeferredModule(types.ModuleType):
 
 def defer_plotting_imports() -> None:
     """Installs the stand-ins for the libraries in DEFERRED that are installed and not imported yet."""
+    tops = {name: name in sys.modules or importlib.util.find_spec(name) for name in DEFERRED if "." not in name}
     for name in DEFERRED:
-        if name in sys.modules or importlib.util.find_spec(name.split(".")[0]) is None:
+        found = tops[name.split(".")[0]]
+        if name in sys.modules or not found:
             continue  # imported already, or not installed (gymnax's own import then says so)
         module = DeferredModule(name)
         module.__spec__ = None
+        if found is not True and "." not in name:  # a library's stand-in: find_spec still finds it
+            module.__spec__ = found
+            if found.submodule_search_locations is not None:
+                module.__path__ = list(found.submodule_search_locations)
         sys.modules[name] = module
