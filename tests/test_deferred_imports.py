@@ -15,6 +15,8 @@ heavy = sorted({m.split(".")[0] for m in sys.modules} & {"scipy", "pandas", "pyp
 print("heavy:", heavy, *(type(sys.modules[m]).__name__ for m in ("seaborn", "matplotlib", "matplotlib.colors")))
 import importlib.util
 print("found:", importlib.util.find_spec("matplotlib").name)
+import matplotlib.cbook as cbook  # a submodule first: it must see the real library, not the stand-in
+print("submodule:", type(cbook.matplotlib).__name__, cbook.matplotlib is sys.modules["matplotlib"])
 from matplotlib.figure import Figure  # what the run's pictures import, on their thread
 import matplotlib
 print("figure:", type(sys.modules["matplotlib"]).__name__, matplotlib.figure.Figure is Figure)
@@ -31,6 +33,7 @@ def test_plotting_libraries_load_only_when_used():
     assert proc.returncode == 0, proc.stderr
     assert "heavy: [] DeferredModule DeferredModule DeferredModule" in proc.stdout
     assert "found: matplotlib" in proc.stdout
+    assert "submodule: module True" in proc.stdout
     assert "figure: module True" in proc.stdout
     assert "palette: 3 figure #ff0000" in proc.stdout
     assert "now: module ['pandas', 'scipy']" in proc.stdout

@@ -5,7 +5,7 @@ pictures import matplotlib on a thread of their own (`shell.pictures`), while th
 Each is replaced in `sys.modules`, while not imported yet, by a module object that imports the real library
 on first attribute access and then hands over to it, so rendering still works. matplotlib's stand-in has the
 package's `__path__`, so that `from matplotlib import colors` (gymnax's Pong) binds the stand-in of
-`matplotlib.colors` and other submodules still import."""
+`matplotlib.colors`; importing any other submodule (`matplotlib.figure`) imports the real library first."""
 
 from __future__ import annotations
 
@@ -21,14 +21,28 @@ class DeferredModule(types.ModuleType):
     """Stands in for module `name` until an attribute is used; then imports it and takes its place."""
 
     def __getattr__(self, attribute):
-        name = self.__name__
-        submodule = sys.modules.get(f"{name}.{attribute}")
+        submodule = sys.modules.get(f"{self.__name__}.{attribute}")
         if isinstance(submodule, DeferredModule):  # `import matplotlib.pyplot as plt` binds its stand-in
             return submodule
-        if sys.modules.get(name) is self:
-            del sys.modules[name]
-        real = importlib.import_module(name)
-        return getattr(real, attribute)
+        return getattr(self.load(), attribute)
+
+    def load(self) -> types.ModuleType:
+        """The real module, imported now unless it is already."""
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return importlib.import_module(self.__name__)
+
+
+class RealParentFirst:
+    """A finder that finds nothing: it imports the real package before a submodule of a stand-in loads, so that
+    the submodule's own `import matplotlib` gets the real library."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        parent = sys.modules.get(name.rpartition(".")[0])
+        if isinstance(parent, DeferredModule):
+            parent.load()
+        return None
 
 
 def defer_plotting_imports() -> None:
@@ -45,3 +59,5 @@ def defer_plotting_imports() -> None:
             if found.submodule_search_locations is not None:
                 module.__path__ = list(found.submodule_search_locations)
         sys.modules[name] = module
+    if not any(isinstance(finder, RealParentFirst) for finder in sys.meta_path):
+        sys.meta_path.insert(0, RealParentFirst())

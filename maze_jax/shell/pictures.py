@@ -15,11 +15,15 @@ import jax
 import numpy as np
 
 NETWORKS_FILE, CURVE_FILE = "networks.png", "learning_curve.png"
+# The first import of matplotlib happens on a drawing thread; two threads importing a package's modules at once can
+# see each other's half-imported modules.
+IMPORTING = threading.Lock()
 
 
 def _figure(width: float, height: float):
     """A matplotlib figure that only draws to files (safe on any thread)."""
-    from matplotlib.figure import Figure
+    with IMPORTING:
+        from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height))
 
@@ -56,7 +60,8 @@ def draw_networks(path: str, networks: dict[str, Any], observation: dict[str, tu
                   outputs: str = "") -> None:
     """`networks` ({"policy": params, "critic": params}) as columns of layer boxes (a column per sub-step of a
     structured env), each box a layer with its input and output sizes, under the observation's keys and shapes."""
-    from matplotlib.patches import Rectangle
+    with IMPORTING:
+        from matplotlib.patches import Rectangle
 
     columns = [(f"{net} {sub}".strip(), layers(p)) for net, params in networks.items()
                for sub, p in split_sub_steps(params, sub_step_names).items()]
