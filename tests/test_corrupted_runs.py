@@ -22,7 +22,7 @@ SMALL = ["env=cartpole", "algorithm=ppo", "runner=dev", "runner.concurrency=4", 
 @pytest.fixture(scope="module")
 def intact_run(tmp_path_factory, cache_dir):
     """A run of 2 epochs: a latest checkpoint, an older one to fall back to, and the best model (a third epoch's
-    checkpoint would repeat the older one's files: 80 more resumes, about a minute on 2 cores)."""
+    checkpoint would repeat the older one's files: 80 more resumes, about 30 s on 2 cores)."""
     base = tmp_path_factory.mktemp("intact")
     proc = run_cli([*SMALL, "algorithm.n_epochs=2", f"log_base_dir={base}"], base, cache_dir)
     assert proc.returncode == 0, proc.stderr
