@@ -47,17 +47,15 @@ class RealParentFirst:
 
 def defer_plotting_imports() -> None:
     """Installs the stand-ins for the libraries in DEFERRED that are installed and not imported yet."""
-    tops = {name: name in sys.modules or importlib.util.find_spec(name) for name in DEFERRED if "." not in name}
+    specs = {name: importlib.util.find_spec(name) for name in DEFERRED if "." not in name and name not in sys.modules}
     for name in DEFERRED:
-        found = tops[name.split(".")[0]]
-        if name in sys.modules or not found:
+        top = name.split(".")[0]
+        if name in sys.modules or (top not in sys.modules and specs[top] is None):
             continue  # imported already, or not installed (gymnax's own import then says so)
         module = DeferredModule(name)
-        module.__spec__ = None
-        if found is not True and "." not in name:  # a library's stand-in: find_spec still finds it
-            module.__spec__ = found
-            if found.submodule_search_locations is not None:
-                module.__path__ = list(found.submodule_search_locations)
+        module.__spec__ = specs.get(name)  # a library's stand-in: find_spec still finds it
+        if module.__spec__ is not None and module.__spec__.submodule_search_locations is not None:
+            module.__path__ = list(module.__spec__.submodule_search_locations)
         sys.modules[name] = module
     if not any(isinstance(finder, RealParentFirst) for finder in sys.meta_path):
         sys.meta_path.insert(0, RealParentFirst())
