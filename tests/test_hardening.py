@@ -3,15 +3,13 @@
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, command_env, run_cli, start_cli
 from maze_jax.shell.checkpoints import CheckpointDir
 from test_cli import SMALL, only_run_dir
 
@@ -30,11 +28,8 @@ def start(cache_dir):
 
     def launch(args, cwd, cache_dir=cache_dir, faults: dict | None = None):
         """`faults`: environment variables of tests/faults/sitecustomize.py (a slow or failing checkpoint)."""
-        path = f"{FAULTS}{os.pathsep}{REPO}" if faults else str(REPO)
-        env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **(faults or {})}
-        cmd = [sys.executable, "-m", "maze_jax.train", f"compilation_cache_dir={cache_dir}", *args]
-        started.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True))
+        env = {**command_env(), "PYTHONPATH": f"{FAULTS}{os.pathsep}{REPO}", **faults} if faults else None
+        started.append(start_cli([f"compilation_cache_dir={cache_dir}", *args], cwd, env=env))
         return started[-1]
 
     yield launch

@@ -3,18 +3,15 @@ rollouts, several seeds, a sweep, signals with worker processes, and each failur
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, start_cli
 from test_cli import only_run_dir
 
 TESTS = Path(__file__).resolve().parent
@@ -125,10 +122,8 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_save_and_leave_no_worker_process(sig, code, tmp_path, cache_dir):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "maze_jax.train", *COUNTDOWN, "runner.vectorization=async", "runner.concurrency=3",
-           "algorithm.n_epochs=0", f"log_base_dir={tmp_path}", f"compilation_cache_dir={cache_dir}"]
-    proc = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli([*COUNTDOWN, "runner.vectorization=async", "runner.concurrency=3", "algorithm.n_epochs=0",
+                      f"log_base_dir={tmp_path}", f"compilation_cache_dir={cache_dir}"], TESTS)
     workers = set()
     try:
         deadline = time.time() + 120

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, start_cli
 from test_cli import only_run_dir
 from test_python_cli import TESTS, TINY, run_tests_cli
 
@@ -169,10 +167,8 @@ def test_a_killed_worker_is_restarted_and_too_many_failures_stop_the_run_in_one_
 
 
 def test_sigterm_keeps_a_checkpoint_and_leaves_no_ray_process(tmp_path, cache_dir):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "maze_jax.train", *COUNTDOWN, "algorithm.n_epochs=1000", "+env.kwargs.sleep_s=0.01",
-           f"log_base_dir={tmp_path}", f"compilation_cache_dir={cache_dir}"]
-    proc = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli([*COUNTDOWN, "algorithm.n_epochs=1000", "+env.kwargs.sleep_s=0.01", f"log_base_dir={tmp_path}",
+                      f"compilation_cache_dir={cache_dir}"], TESTS)
     try:
         seen, deadline = "", time.time() + 120
         while "epoch    1 |" not in seen and time.time() < deadline:
