@@ -3,6 +3,7 @@ a resume either goes on from the newest usable checkpoint (naming what it skippe
 
 from __future__ import annotations
 
+import copy
 import random
 import shutil
 
@@ -29,6 +30,9 @@ def intact_run(tmp_path_factory, cache_dir):
     return only_run_dir(base)
 
 
+COMPOSED = {}  # the package's config composed with a resume's overrides (apart from input_dir), by overrides
+
+
 def resume(run_dir) -> list[str]:
     """What a resume of `run_dir` does up to its first epoch, in this process: the config (saved config and group
     choices), the compatibility check, the normalisation statistics, the build and the restore. Returns the lines
@@ -43,9 +47,13 @@ def resume(run_dir) -> list[str]:
     said = []
     echo = lambda *a, **k: said.append(" ".join(map(str, a)))  # noqa: E731
     flags, overrides = train.split_flags(train.with_saved_choices([f"input_dir={run_dir}", "algorithm.n_epochs=9"]))
-    with initialize_config_dir(str(train.os.path.join(train.os.path.dirname(train.__file__), "conf")),
-                               version_base=None):
-        composed = compose("conf_train", overrides=overrides)
+    key = tuple(o for o in overrides if not o.startswith("input_dir="))
+    if key not in COMPOSED:  # the package's configs and the overrides are all it reads
+        with initialize_config_dir(str(train.os.path.join(train.os.path.dirname(train.__file__), "conf")),
+                                   version_base=None):
+            COMPOSED[key] = compose("conf_train", overrides=overrides)
+    composed = copy.deepcopy(COMPOSED[key])
+    composed.input_dir = str(run_dir)
     cfg = train.resume_config(str(run_dir), composed, overrides)
     settings = read_settings(cfg)
     check_compatible(str(run_dir), cfg)
