@@ -1,15 +1,15 @@
 """A process that imports the commands' libraries once and forks a child for each command a test runs.
 
 A command's process spends 2 to 3 s importing jax, flax, gymnax, Hydra and Orbax on a 2-core CPU before it does
-anything; the suite starts a few hundred of them. A child forked from this process starts with those modules
-loaded, and is otherwise the command as a user runs it: its own process (pid, exit status, signals), `python -m
-MODULE ARGS` run by `runpy` with the test's arguments, working directory and output pipes.
+anything; the suite starts about 190 of them. A child forked from this process starts with those modules loaded,
+and is otherwise the command as a user runs it: its own process (pid, exit status, signals), `python -m MODULE
+ARGS` run by `runpy` with the test's arguments, working directory and output pipes.
 
-Only commands in the suite's standard environment come here (`conftest.run_cli`); a test that sets its own
+Only commands in the suite's standard environment come here (`conftest.start_cli`); a test that sets its own
 environment (XLA flags, a fault-injecting `sitecustomize`) starts a real `python -m` process, and so do the tests
-of the console scripts and of signals sent while a command runs.
+of the console scripts, the example scripts and the import order.
 
-The server: `python tests/preloaded.py SOCKET`. A request on the Unix socket is one JSON line {"argv", "cwd",
+The server: `python tests/preloaded.py SOCKET`. A request on the Unix socket is one JSON message {"argv", "cwd",
 "module"} sent with the write ends of the child's stdout and stderr pipes; the server answers the child's pid, then
 its exit status (negative: the signal that ended it), each on a line. JAX's backend is never started here (forking
 a process whose XLA threads run is unsafe): importing JAX starts no thread.
