@@ -54,11 +54,14 @@ def write_episodes(path: str, returns, lengths) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["episode", "return", "length"])
-        writer.writerows((i, float(r), int(n)) for i, (r, n) in enumerate(zip(returns, lengths)))
+        # an episode that did not end has NaN for both (pandas and numpy read "nan" as NaN)
+        writer.writerows((i, float(r), int(n) if n == n else "nan") for i, (r, n) in enumerate(zip(returns, lengths)))
 
 
 def write_trajectories(path: str, parts: list, returns, lengths) -> None:
-    """The recorded batches as one npz, episode-major: arrays (episodes, steps, ...) cut to the episode count."""
+    """The recorded batches as one npz, episode-major: arrays (episodes, steps, ...) cut to the episode count.
+    `episode_length` is an integer; for an episode that did not end (`episode_ended` false, return NaN) it is
+    the number of steps recorded."""
     import jax
     import numpy as np
 
@@ -66,8 +69,10 @@ def write_trajectories(path: str, parts: list, returns, lengths) -> None:
     joined = jax.tree.map(lambda *xs: np.swapaxes(np.concatenate(xs, axis=1), 0, 1)[:n], *parts)
     arrays = {f"{name}_{k}" if k else name: v for name in ("observation", "action")
               for k, v in _flat(getattr(joined, name)).items()}
-    arrays.update(reward=joined.reward, terminated=joined.terminated,
-                  truncated=joined.truncated, episode_return=np.asarray(returns), episode_length=np.asarray(lengths))
+    ended = ~np.isnan(np.asarray(lengths, np.float64))  # an episode that did not end runs to the last recorded step
+    arrays.update(reward=joined.reward, terminated=joined.terminated, truncated=joined.truncated,
+                  episode_return=np.asarray(returns), episode_ended=ended,
+                  episode_length=np.where(ended, np.nan_to_num(lengths), joined.reward.shape[1]).astype(np.int32))
     np.savez(path, **arrays)
 
 
@@ -85,6 +90,7 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.envs import build_env
     from maze_jax.session import enable_compilation_cache, final_evaluation_key, normalization_key
     from maze_jax.settings import plain
+    from maze_jax.shell.loop import unfinished_note
     from maze_jax.shell.statistics import episode_table
     from maze_jax.shell.table import format_table
     from maze_jax.shell.resume import stored_statistics
@@ -115,6 +121,8 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     played = loaded.play(n_episodes, final_evaluation_key(cfg.seeding.env_base_seed), batch, deterministic, record)
     returns, lengths = played[:2]
+    if unfinished_note(returns):
+        echo(unfinished_note(returns), flush=True)
     stats = {k: float(v) for k, v in episode_table(returns, lengths, "rollout").items()}
     echo(format_table(0, 0, stats).replace("Iteration 0", "Rollout"), flush=True)
     write_episodes(os.path.join(out_dir, EPISODES_FILE), returns, lengths)

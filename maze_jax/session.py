@@ -25,7 +25,7 @@ from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, describe_actions, draw_networks
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.signals import StopSignals
-from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop, play_in_batches
+from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop, play_in_batches, unfinished_note
 from maze_jax.shell.programs import Compilation, Programs
 from maze_jax.shell.statistics import across_seeds, episode_table
 from maze_jax.shell.trackers import make_writers
@@ -194,6 +194,8 @@ def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: in
     if played is None:
         return None
     returns, lengths = played
+    if unfinished_note(returns):
+        echo(unfinished_note(returns), flush=True)
     stats = across_seeds(episode_table(returns, lengths, "final", per_seed=settings.n_seeds > 1))
     echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
          flush=True)

@@ -14,7 +14,8 @@ from maze_jax.config import ConfigError
 from maze_jax.envs import EpisodeStats, as_env_spec, make_gymnax
 from maze_jax.models import FlattenConcatPolicy, build_policy
 from maze_jax.models.policy import instantiate_network
-from maze_jax.shell.loop import play_in_batches
+from maze_jax.shell.loop import play_in_batches, unfinished_note
+from maze_jax.shell.statistics import episode_table
 from maze_jax.trained_policy import check_fits, load_policy
 
 QUIET = lambda *a, **k: None  # noqa: E731
@@ -113,6 +114,20 @@ def test_play_in_batches_plays_exactly_n_episodes_with_folded_keys():
     assert returns.tolist() == [1] * 4 + [2] * 4 + [3] * 2 and lengths.tolist() == returns.tolist()
     assert [int(jax.random.key_data(k)[-1]) for k in calls] == [
         int(jax.random.key_data(jax.random.fold_in(jax.random.key(7), i))[-1]) for i in range(3)]
+
+
+def test_episodes_that_do_not_end_count_in_no_statistic():
+    def evaluate(state, key):  # envs 0 and 2 end an episode (returns 5 and 7); 1 and 3 never do
+        return EpisodeStats.zeros(4, 10).add(jnp.array([True, False, True, False]), jnp.array([5.0, 0, 7, 0]),
+                                             jnp.array([5, 0, 7, 0]))
+
+    returns, lengths = play_in_batches(evaluate, None, jax.random.key(0), 4)
+    np.testing.assert_array_equal(returns, [5, np.nan, 7, np.nan])
+    np.testing.assert_array_equal(lengths, [5, np.nan, 7, np.nan])
+    rows = episode_table(returns, lengths, "final")
+    assert rows["final_BaseEnvEvents/reward/episode_count"] == 2
+    assert rows["final_BaseEnvEvents/reward/mean"] == 6 and rows["final_BaseEnvEvents/reward/min"] == 5
+    assert "2 of 4 episodes did not end" in unfinished_note(returns) and unfinished_note(returns[::2]) == ""
 
 
 def test_a_policy_is_refused_by_an_env_it_does_not_fit():

@@ -39,6 +39,25 @@ def test_ids_resolve_gymnax_then_envpool_then_gymnasium():
     assert registered.is_python and registered.reward_threshold == 5.5
 
 
+def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_count_in_no_statistic():
+    from maze_jax.collectors import policy_params
+    from maze_jax.collectors.host import HostEvaluator
+    from maze_jax.shell.loop import play_in_batches
+    from maze_jax.shell.statistics import episode_table
+
+    spec = build_env({"_target_": "python_envs.Countdown", "length": 1000})  # no time limit: the evaluator's cap
+    env_spec, trainer = make_trainer(["algorithm=ppo", "model.hidden_units=[4]"], env=spec)
+    params = policy_params(init_state(trainer))
+    evaluator = HostEvaluator(trainer.algorithm.policy, env_spec, 3, 1, True, max_steps=20)
+    try:
+        returns, lengths = play_in_batches(evaluator, params, jax.random.key(0), 3)
+    finally:
+        evaluator.close()
+    assert np.isnan(returns).all() and np.isnan(lengths).all()  # not 3 episodes of return 0 and length 0
+    rows = episode_table(returns, lengths, "final")
+    assert rows["final_BaseEnvEvents/reward/episode_count"] == 0 and np.isnan(rows["final_BaseEnvEvents/reward/mean"])
+
+
 def test_unknown_ids_list_close_matches_and_bad_settings_are_one_line():
     with pytest.raises(ConfigError, match="Close matches: LunarLander-v3"):
         make_env("LunarLandr-v3")

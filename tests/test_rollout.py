@@ -54,6 +54,7 @@ def test_rollout_reproduces_the_final_evaluation_and_records_trajectories(traine
     with np.load(out / "trajectories.npz") as data:
         assert data["observation"].shape == (10, 500, 4) and data["action"].shape == (10, 500)
         lengths = data["episode_length"]
+        assert data["episode_ended"].all() and lengths.dtype.kind == "i"
         # the recorded rewards add up to each episode's return, and each episode ends where its length says
         for i in range(10):
             assert data["reward"][i, : lengths[i]].sum() == pytest.approx(returns[i])
@@ -123,3 +124,27 @@ def test_an_env_that_cannot_draw_is_one_line(tmp_path, cache_dir):
                    tmp_path, cache_dir, module="maze_jax.rollout")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "cannot draw itself" in proc.stderr and "env=gymnasium" in proc.stderr
+
+
+def test_an_episode_that_did_not_end_is_nan_in_the_episodes_file(tmp_path):
+    from maze_jax.rollout import write_episodes
+
+    write_episodes(str(tmp_path / "episodes.csv"), np.array([4.5, np.nan]), np.array([9.0, np.nan]))
+    with open(tmp_path / "episodes.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["episode", "return", "length"], ["0", "4.5", "9"], ["1", "nan", "nan"]]
+    assert np.isnan(np.genfromtxt(tmp_path / "episodes.csv", delimiter=",", skip_header=1)[1, 1:]).all()
+
+
+def test_an_episode_that_did_not_end_runs_to_the_last_recorded_step_in_the_trajectories(tmp_path):
+    from maze_jax.envs.episodes import Trajectory
+    from maze_jax.rollout import write_trajectories
+
+    never = np.zeros((3, 2), bool)  # time-major: 3 steps of 2 envs; env 0 terminates at its second step
+    terminated = never | [[0, 0], [1, 0], [0, 0]]
+    part = Trajectory(np.zeros((3, 2, 1)), np.zeros((3, 2), np.int32), np.ones((3, 2)), terminated, never)
+    write_trajectories(str(tmp_path / "t.npz"), [part], np.array([2.0, np.nan]), np.array([2.0, np.nan]))
+    with np.load(tmp_path / "t.npz") as data:
+        assert data["episode_length"].tolist() == [2, 3] and data["episode_length"].dtype == np.int32
+        assert data["episode_ended"].tolist() == [True, False] and np.isnan(data["episode_return"][1])
+        assert data["observation"].shape == (2, 3, 1)  # episode-major

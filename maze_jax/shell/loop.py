@@ -88,15 +88,33 @@ class LoopState:
 
 def evaluation_stats(programs: Programs, state, key: jax.Array, prefix: str = "eval", per_seed: bool = False) -> dict:
     """Statistics of one batch of evaluation episodes of `state`'s policy (arrays over seeds if per_seed)."""
-    episodes = jax.device_get(programs.evaluate(state, key))
-    return episode_table(episodes.first_return, episodes.first_length, prefix, per_seed, ended=episodes.count > 0)
+    return episode_table(*finished_episodes(jax.device_get(programs.evaluate(state, key))), prefix, per_seed)
+
+
+def finished_episodes(episodes) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and lengths (float numpy arrays) of each env's first episode in `episodes` (EpisodeStats); NaN
+    where that env's episode did not end within the evaluation's steps (an env that never ends, or ends later
+    than its `max_steps_in_episode`): such an episode counts in no statistic."""
+    ended = np.asarray(episodes.count) > 0
+    return (np.where(ended, episodes.first_return, np.nan).astype(np.float64),
+            np.where(ended, episodes.first_length, np.nan).astype(np.float64))
+
+
+def unfinished_note(returns) -> str:
+    """'' when every episode in `returns` ended; else a line saying how many did not (NaN in `returns`)."""
+    missing = int(np.isnan(returns).sum())
+    if not missing:
+        return ""
+    return (f"Note: {missing} of {np.size(returns)} episodes did not end within the evaluation's step limit: the "
+            f"statistics leave them out (env.max_episode_steps=N ends every episode after N steps)")
 
 
 def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int,
                     should_stop: Callable = lambda: False):
-    """Returns and lengths (numpy; episodes on the last axis, seeds before it) of `n_episodes` episodes, played
-    one batch per call of `evaluate(state, key) -> EpisodeStats`, with keys `fold_in(key, i)`; None when
-    `should_stop()` turned true between batches.
+    """Returns and lengths (float numpy arrays; episodes on the last axis, seeds before it; NaN for an episode that
+    did not end, see `finished_episodes`) of `n_episodes` episodes, played one batch per call of
+    `evaluate(state, key) -> EpisodeStats`, with keys `fold_in(key, i)`; None when `should_stop()` turned true
+    between batches.
 
     The final evaluation of a run and `python -m maze_jax.rollout` both play episodes this way, so a rollout
     with the run's seed and batch size reproduces the final evaluation exactly."""
@@ -104,10 +122,10 @@ def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int,
     while played < n_episodes:
         if should_stop():
             return None
-        batches.append(jax.device_get(evaluate(state, jax.random.fold_in(key, len(batches)))))
-        played += batches[-1].first_return.shape[-1]
-    returns = np.concatenate([b.first_return for b in batches], axis=-1)[..., :n_episodes]
-    lengths = np.concatenate([b.first_length for b in batches], axis=-1)[..., :n_episodes]
+        batches.append(finished_episodes(jax.device_get(evaluate(state, jax.random.fold_in(key, len(batches))))))
+        played += batches[-1][0].shape[-1]
+    returns = np.concatenate([returns for returns, _ in batches], axis=-1)[..., :n_episodes]
+    lengths = np.concatenate([lengths for _, lengths in batches], axis=-1)[..., :n_episodes]
     return returns, lengths
 
 
