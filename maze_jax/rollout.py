@@ -86,6 +86,7 @@ def _flat(tree) -> dict:
 
 def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     """Rolls out `cfg.policy` on `cfg.env` as configured; writes the files to `out_dir`; returns the statistics."""
+    from maze_jax.collectors.vector_env import time_limit_note
     from maze_jax.config import import_object
     from maze_jax.envs import build_env
     from maze_jax.session import enable_compilation_cache, final_evaluation_key, normalization_key
@@ -105,8 +106,11 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     n_videos = read(runner, "render_episodes", int, "runner", low=1) if "render_episodes" in runner else 1
     stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
     samples = read(runner, "normalization_samples", int, "runner", low=1)
-    env_spec = wrap_env(build_env(plain(cfg.env)), plain(cfg.wrappers), stored, samples,
-                        normalization_key(cfg.seeding.env_base_seed), echo)
+    env_spec = build_env(plain(cfg.env))
+    if time_limit_note(env_spec):
+        echo(time_limit_note(env_spec), flush=True)
+    env_spec = wrap_env(env_spec, plain(cfg.wrappers), stored, samples, normalization_key(cfg.seeding.env_base_seed),
+                        echo)
     policy_cfg = {k: v for k, v in plain(cfg.policy).items() if k != "_target_"}
     deterministic = policy_cfg.pop("deterministic", True)
     factory = import_object(cfg.policy._target_, "policy._target_")

@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from maze_jax.collectors import Trainer, TrainState
+from maze_jax.collectors.vector_env import time_limit_note
 from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
@@ -89,6 +90,8 @@ def build(settings: RunSettings, env=None, model=None, statistics: dict | None =
     and `model` (a flax module), when given, replace the env and model configs (the Python API's built objects).
     `statistics`: stored observation-normalisation statistics, which take priority."""
     env_spec = build_env(settings.env) if env is None else as_env_spec(env)
+    if time_limit_note(env_spec):
+        echo(time_limit_note(env_spec), flush=True)
     env_spec = wrap_env(env_spec, settings.wrappers, statistics, settings.normalization_samples,
                         normalization_key(settings.env_seed), echo)
     algorithm = build_algorithm(settings.algorithm, env_spec, settings.model if model is None else model,

@@ -58,6 +58,30 @@ def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_cou
     assert rows["final_BaseEnvEvents/reward/episode_count"] == 0 and np.isnan(rows["final_BaseEnvEvents/reward/mean"])
 
 
+def test_a_python_env_without_a_time_limit_gets_one_and_a_note_says_so(monkeypatch):
+    import maze_jax.collectors.vector_env as vector_env
+
+    endless = build_env({"_target_": "python_envs.Countdown", "length": 10**9})
+    assert "Note: env Countdown sets no time limit: its episodes are cut at 100,000 steps" in \
+        vector_env.time_limit_note(endless)
+    assert vector_env.time_limit_note(make_env("MazeJaxTest/Countdown-v0", backend="gymnasium")) == ""  # 50 steps
+    assert vector_env.time_limit_note(make_env("CartPole-v1")) == ""  # a JAX env: its max_steps_in_episode
+    monkeypatch.setattr(vector_env, "DEFAULT_TIME_LIMIT", 4)
+    envs = VectorEnv(endless.env, 2, seed=0)  # every host collector, ES's members and the evaluator step these
+    truncated = [envs.step(np.zeros(2, np.int32))[3] for _ in range(4)]
+    envs.close()
+    assert not any(t.any() for t in truncated[:3]) and truncated[3].all()
+
+
+@pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool is an optional extra: pip install '.[envpool]'")
+def test_envpools_own_time_limits_are_read_and_its_unlimited_envs_get_one():
+    from maze_jax.collectors.vector_env import time_limit_note
+
+    assert make_env("CartPole-v1", backend="envpool").env.max_episode_steps == 500
+    cliff = make_env("CliffWalking-v1", backend="envpool")  # envpool's "no limit" is INT_MAX
+    assert cliff.env.max_episode_steps is None and "sets no time limit" in time_limit_note(cliff)
+
+
 def test_unknown_ids_list_close_matches_and_bad_settings_are_one_line():
     with pytest.raises(ConfigError, match="Close matches: LunarLander-v3"):
         make_env("LunarLandr-v3")

@@ -23,7 +23,7 @@ from jax.flatten_util import ravel_pytree
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import Trainer, TrainState
-from maze_jax.collectors.vector_env import VectorEnv
+from maze_jax.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import EventStats, reset_memory
 from maze_jax.envs.episodes import Trajectory as Recorded
@@ -301,7 +301,7 @@ class HostEvaluator:
     Called with the policy's parameters (a leading seed axis when `n_seeds` > 1) and a key."""
 
     def __init__(self, policy, env_spec: EnvSpec, n_episodes: int, n_seeds: int, deterministic: bool,
-                 vectorization: str = "sync", max_steps: int = 100_000, record: bool = False):
+                 vectorization: str = "sync", max_steps: int = DEFAULT_TIME_LIMIT, record: bool = False):
         self.env_spec, self.n_episodes, self.n_seeds, self.vectorization = env_spec, n_episodes, n_seeds, vectorization
         self.record = record
         self.max_steps = env_spec.env.max_episode_steps or max_steps

@@ -22,6 +22,22 @@ from maze_jax.config import ConfigError, first_line
 
 MODES = ("sync", "async")
 WORKER_DIED = (EOFError, BrokenPipeError, ConnectionError)
+# A Python env without a time limit gets this one (gymnasium's TimeLimit), in training, ES and evaluation: an
+# evaluation or an ES member's episode that never ends would otherwise never return.
+DEFAULT_TIME_LIMIT = 100_000
+
+
+def has_no_time_limit(env) -> bool:
+    """Whether `env` (a PythonEnv) ends no episode after a number of steps."""
+    return not env.max_episode_steps
+
+
+def time_limit_note(env_spec) -> str:
+    """'' unless `env_spec` is a Python env without a time limit; then a line saying the one it gets."""
+    if not env_spec.is_python or not has_no_time_limit(env_spec.env):
+        return ""
+    return (f"Note: env {env_spec.name} sets no time limit: its episodes are cut at {DEFAULT_TIME_LIMIT:,} steps "
+            f"(env.max_episode_steps=N sets one)")
 
 
 def worker_env(make, max_episode_steps: int | None = None):
@@ -89,11 +105,14 @@ def reported(info: dict, n: int) -> tuple[dict, dict]:
 
 
 class VectorEnv:
-    """`n` copies of `env` (a PythonEnv), seeded `seed`, `seed + 1`, ...; `max_episode_steps` caps episodes."""
+    """`n` copies of `env` (a PythonEnv), seeded `seed`, `seed + 1`, ...; `max_episode_steps` caps episodes (an env
+    without a time limit of its own gets DEFAULT_TIME_LIMIT)."""
 
     def __init__(self, env: Any, n: int, seed: int, mode: str = "sync", max_episode_steps: int | None = None):
         if mode not in MODES:
             raise ConfigError(f"runner.vectorization={mode!r} is unknown. Valid: {', '.join(MODES)}")
+        if not max_episode_steps and has_no_time_limit(env):
+            max_episode_steps = DEFAULT_TIME_LIMIT
         self.env, self.n, self.name, self.steps = env, n, env.name, 0
         self.reports: tuple[dict, dict] = ({}, {})  # the last step's events and KPIs (`reported`)
         self._pool = self._vector = None

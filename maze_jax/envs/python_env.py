@@ -107,6 +107,9 @@ class PythonEnv:
             self.gym_observation_space, self.gym_action_space = probe.observation_space, probe.action_space
             spec = getattr(probe, "spec", None)
             self.max_episode_steps = getattr(spec, "max_episode_steps", None)
+            if envpool_id is not None:  # envpool's limit is in its config; INT_MAX (e.g. CliffWalking) means none
+                limit = getattr(getattr(spec, "config", None), "max_episode_steps", None)
+                self.max_episode_steps = limit if limit is not None and 0 < limit < 2**31 - 1 else None
             self.reward_threshold = getattr(spec, "reward_threshold", None)
         finally:
             probe.close()
