@@ -107,8 +107,8 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
     samples = read(runner, "normalization_samples", int, "runner", low=1)
     env_spec = build_env(plain(cfg.env))
-    if time_limit_note(env_spec):
-        echo(time_limit_note(env_spec), flush=True)
+    if note := time_limit_note(env_spec):
+        echo(note, flush=True)
     env_spec = wrap_env(env_spec, plain(cfg.wrappers), stored, samples, normalization_key(cfg.seeding.env_base_seed),
                         echo)
     policy_cfg = {k: v for k, v in plain(cfg.policy).items() if k != "_target_"}
@@ -125,8 +125,8 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     played = loaded.play(n_episodes, final_evaluation_key(cfg.seeding.env_base_seed), batch, deterministic, record)
     returns, lengths = played[:2]
-    if unfinished_note(returns):
-        echo(unfinished_note(returns), flush=True)
+    if note := unfinished_note(returns):
+        echo(note, flush=True)
     stats = {k: float(v) for k, v in episode_table(returns, lengths, "rollout").items()}
     echo(format_table(0, 0, stats).replace("Iteration 0", "Rollout"), flush=True)
     write_episodes(os.path.join(out_dir, EPISODES_FILE), returns, lengths)

@@ -90,8 +90,8 @@ def build(settings: RunSettings, env=None, model=None, statistics: dict | None =
     and `model` (a flax module), when given, replace the env and model configs (the Python API's built objects).
     `statistics`: stored observation-normalisation statistics, which take priority."""
     env_spec = build_env(settings.env) if env is None else as_env_spec(env)
-    if time_limit_note(env_spec):
-        echo(time_limit_note(env_spec), flush=True)
+    if note := time_limit_note(env_spec):
+        echo(note, flush=True)
     env_spec = wrap_env(env_spec, settings.wrappers, statistics, settings.normalization_samples,
                         normalization_key(settings.env_seed), echo)
     algorithm = build_algorithm(settings.algorithm, env_spec, settings.model if model is None else model,
@@ -197,8 +197,8 @@ def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: in
     if played is None:
         return None
     returns, lengths = played
-    if unfinished_note(returns):
-        echo(unfinished_note(returns), flush=True)
+    if note := unfinished_note(returns):
+        echo(note, flush=True)
     stats = across_seeds(episode_table(returns, lengths, "final", per_seed=settings.n_seeds > 1))
     echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
          flush=True)
