@@ -82,6 +82,21 @@ def test_envpools_own_time_limits_are_read_and_its_unlimited_envs_get_one():
     assert cliff.env.max_episode_steps is None and "sets no time limit" in time_limit_note(cliff)
 
 
+@pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool is an optional extra: pip install '.[envpool]'")
+def test_gymnasium_settings_envpool_lacks_build_gymnasiums_env_and_envpools_own_settings_keep_envpool():
+    said = []
+    slippery = make_env("FrozenLake-v1", kwargs={"is_slippery": False}, echo=lambda *a, **k: said.append(a[0]))
+    assert slippery.env.envpool_id is None and said == [
+        "env.kwargs: is_slippery is not a setting of envpool's FrozenLake-v1: building gymnasium's"]
+    envs = VectorEnv(slippery.env, 1, seed=0)  # not slippery: right, right, down, down, down, right reaches the goal
+    rewards = [envs.step(np.array([action]))[1][0] for action in (2, 2, 1, 1, 1, 2)]
+    envs.close()
+    assert rewards == [0, 0, 0, 0, 0, 1]
+    assert make_env("FrozenLake-v1", kwargs={"size": 4}).env.envpool_id == "FrozenLake-v1"
+    with pytest.raises(ConfigError, match="is_slippery is not a setting of envpool's FrozenLake-v1. Valid: .*size"):
+        make_env("FrozenLake-v1", kwargs={"is_slippery": False}, backend="envpool")
+
+
 def test_unknown_ids_list_close_matches_and_bad_settings_are_one_line():
     with pytest.raises(ConfigError, match="Close matches: LunarLander-v3"):
         make_env("LunarLandr-v3")

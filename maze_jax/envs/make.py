@@ -31,6 +31,18 @@ def envpool_ids() -> set[str]:
     return set(envpool.list_all_envs())
 
 
+# envpool's settings that maze_jax sets itself (the batch, threads, seeds, env.max_episode_steps)
+ENVPOOL_OWN = frozenset({"num_envs", "batch_size", "num_threads", "max_num_players", "thread_affinity_offset",
+                         "base_path", "seed", "env_seed", "gym_reset_return_info", "max_episode_steps"})
+
+
+def envpool_settings(env_id: str) -> set[str]:
+    """The constructor arguments envpool's `env_id` takes (its config's keys)."""
+    import envpool
+
+    return set(envpool.make_spec(env_id)._config_keys)
+
+
 def gymnasium_ids() -> set[str]:
     import gymnasium
 
@@ -85,9 +97,16 @@ def make_env(name: str, kwargs: dict | None = None, max_episode_steps: int | Non
                               "env.reward_threshold; use env=gymnasium for gymnasium's constructor arguments")
         return make_gymnax(env_id, max_episode_steps, reward_threshold)
     if not module and backend in ("auto", "envpool") and env_id in envpool_ids():
-        make = functools.partial(_make_envpool_probe, env_id, kwargs, max_episode_steps)
-        return python_env_spec(make, env_id, reward_threshold, env_id,
-                               {**kwargs, **({"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {})})
+        if not (unknown := sorted(set(kwargs) - envpool_settings(env_id))):
+            make = functools.partial(_make_envpool_probe, env_id, kwargs, max_episode_steps)
+            extra = {"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {}
+            return python_env_spec(make, env_id, reward_threshold, env_id, {**kwargs, **extra})
+        if backend == "envpool" or env_id not in gymnasium_ids():
+            valid = ", ".join(sorted(envpool_settings(env_id) - ENVPOOL_OWN)) or "none"
+            raise ConfigError(f"env.kwargs: {', '.join(unknown)} is not a setting of envpool's {env_id}. "
+                              f"Valid: {valid}")
+        echo(f"env.kwargs: {', '.join(unknown)} is not a setting of envpool's {env_id}: building gymnasium's",
+             flush=True)
     if backend in ("auto", "gymnasium"):
         if module:
             try:
