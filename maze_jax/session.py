@@ -109,9 +109,25 @@ def check_compatible(input_dir: str, cfg: DictConfig) -> None:
         if section == "env":  # only what defines the environment, not e.g. its reward threshold
             old = {k: v for k, v in old.items() if k != "reward_threshold"}
             new = {k: v for k, v in new.items() if k != "reward_threshold"}
-        if old != new:
-            raise ConfigError(f"input_dir={input_dir!r} was trained with {section}={old}, "
-                              f"incompatible with this run's {section}={new}")
+        if changes := differences(old, new, section):
+            more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+            raise ConfigError(f"input_dir={input_dir!r} was trained with a {section} incompatible with this run's "
+                              f"{section}: {'; '.join(changes[:3])}{more} (a resume keeps the env, wrappers and "
+                              "model; a new run can change them)")
+
+
+def differences(old: Any, new: Any, path: str) -> list[str]:
+    """What differs between two configs, one entry a key: `model.hidden_units was [64, 64], is [32]`."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [f"{path} was {old!r}, is {new!r}"]
+    changes = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        if key not in new or key not in old:
+            was, now = (repr(old[key]), "unset") if key not in new else ("unset", repr(new[key]))
+            changes.append(f"{path}.{key} was {was}, is {now}")
+        else:
+            changes.extend(differences(old[key], new[key], f"{path}.{key}"))
+    return changes
 
 
 def carry_model(raw: dict, state: TrainState) -> tuple[TrainState, list]:
@@ -331,6 +347,14 @@ def stopping_threshold(threshold: float | None, stop_when_solved: bool, progress
     return threshold
 
 
+def trained_out_note(n_epochs: int, progress: Progress) -> str:
+    """What a resume says when its run has trained `algorithm.n_epochs` already ("" otherwise: 0 is unlimited)."""
+    if not 0 < n_epochs <= progress.epoch:
+        return ""
+    return (f"The run has trained {progress.epoch} epochs already, algorithm.n_epochs={n_epochs}: no epoch to train, "
+            "only the final evaluation (a larger algorithm.n_epochs trains on)")
+
+
 def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: Callable, env_spec, model,
                      signals: StopSignals) -> RunResult:
     """`run_training`'s named steps, with signals handled."""
@@ -364,6 +388,8 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
         save_model_summary(run_dir, shapes["policy"])
         drawing = start_drawing_networks(run_dir, shapes, trainer, env_spec)
 
+    if note := trained_out_note(settings.algorithm.n_epochs, progress):
+        echo(note, flush=True)
     loop_settings = settings.loop
     options = LoopOptions(n_epochs=settings.algorithm.n_epochs, patience=settings.algorithm.patience,
                           reward_threshold=stopping_threshold(env_spec.reward_threshold,

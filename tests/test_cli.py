@@ -153,10 +153,16 @@ def test_bad_input_gives_one_clear_message_and_nonzero_exit(args, message, tmp_p
 def test_resume_refuses_empty_and_incompatible_runs(two_epoch_run, tmp_path, cache_dir):
     _, first = two_epoch_run
     proc = run_cli([f"input_dir={first}", "model.hidden_units=[32]", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
-    assert proc.returncode == 2 and "incompatible with this run's model" in proc.stderr
+    assert proc.returncode == 2 and "incompatible with this run's model: model.hidden_units was [16], is [32] (" \
+        in proc.stderr
     proc = run_cli([f"input_dir={first}", "env=gymnax", "env.name=Acrobot-v1", f"log_base_dir={tmp_path}"],
                    tmp_path, cache_dir)
-    assert proc.returncode == 2 and "incompatible with this run's env" in proc.stderr
+    assert proc.returncode == 2 and "incompatible with this run's env: env.name was 'CartPole-v1', is 'Acrobot-v1'" \
+        in proc.stderr
+    done = run_cli([f"input_dir={first}", "algorithm.n_epochs=1", f"log_base_dir={tmp_path / 'done'}"], tmp_path,
+                   cache_dir)  # 2 epochs trained: nothing left, and it says so
+    assert done.returncode == 0 and "The run has trained 2 epochs already, algorithm.n_epochs=1: no epoch to train" \
+        in done.stdout and "Iteration" not in done.stdout and "Final evaluation" in done.stdout, done.stderr
     empty = tmp_path / "empty_run"
     (empty / ".hydra").mkdir(parents=True)
     (empty / "hydra_config.yaml").write_text((first / "hydra_config.yaml").read_text())
