@@ -4,13 +4,12 @@ and a fast exit."""
 from __future__ import annotations
 
 import atexit
-import difflib
 import logging
 import os
 import sys
 from typing import Any, Callable
 
-from maze_jax.config import ConfigError, first_line
+from maze_jax.config import ConfigError, hydra_error_line
 
 # `HYDRA_FULL_ERROR=1` as the user set it: show tracebacks instead of one-line errors
 SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -52,43 +51,6 @@ def override_value(argv: list[str], key: str) -> str:
         return str(OverridesParser.create().parse_override(raw).value())
     except Exception:  # Hydra reports a malformed override itself
         return raw.split("=", 1)[1]
-
-
-def did_you_mean(name: str, options, prefix: str = "") -> str:
-    """'. Did you mean <prefix><closest>?' when an option is close to `name` (case aside), else ''."""
-    options = [str(o) for o in options]
-    close = [o for o in options if o.lower() == name.lower()] or difflib.get_close_matches(name, options, 1, 0.6)
-    return f". Did you mean {prefix}{close[0]}?" if close else ""
-
-
-# Hydra plugins the experiments use, installed by the `sweep` extra.
-PLUGINS = {"hydra/launcher/joblib": "joblib launcher", "hydra/sweeper/optuna": "Optuna sweeper"}
-
-
-def hydra_error_line(error: BaseException) -> str:
-    """Hydra's multi-line report of a composition error as one line, with a "did you mean" where a name is close."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
-
-    if isinstance(error, MissingConfigException) and "/" in str(error.missing_cfg_file or ""):
-        group, _, option = str(error.missing_cfg_file).rpartition("/")
-        options = list(error.options or [])
-        if f"{group}/{option}" in PLUGINS:
-            return (f"{group}={option} needs Hydra's {PLUGINS[group + '/' + option]} plugin: "
-                    f"pip install \"maze-jax[sweep]\"")
-        return (f"Could not find '{group}/{option}': {group}={option} is not an option. Available options in "
-                f"'{group}': {', '.join(options)}{did_you_mean(option, options, group + '=')}")
-    if isinstance(error, OverrideParseException):
-        return f"{error.override}: not a valid override ({first_line(error)})"
-    cause = error.__cause__
-    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        parent = getattr(cause, "parent_node", None)
-        keys = list(parent.keys()) if hasattr(parent, "keys") else []
-        where = str(cause.full_key).rpartition(".")[0]
-        hint = did_you_mean(str(cause.key), keys, where + "." if where else "")
-        return (f"Could not override '{cause.full_key}': Key '{cause.key}' is not in struct{hint} "
-                f"(+{cause.full_key}=... adds a new key)")
-    return " ".join(line.strip() for line in str(error).split("\nConfig search path")[0].splitlines() if line.strip())
 
 
 def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> None:

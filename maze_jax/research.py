@@ -95,6 +95,9 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
         if unknown:
             raise ValueError(f"unknown hyperparameters {sorted(unknown)}; {algorithm.name} has "
                              f"{sorted(algorithm.hyperparams.names())}")
+        if trainer.on_host and any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((key, hyperparams))):
+            raise TypeError(f"train steps the Python env {env_spec.name} on the host, so it runs outside jax.jit and "
+                            "jax.vmap: call it directly (several seeds: RunSettings(n_seeds=...))")
         hparams = algorithm.hyperparams.replace(**(hyperparams or {}))
         state = trainer.init(jax.random.fold_in(key, 0), jax.random.fold_in(key, 1), hparams)
 

@@ -18,7 +18,7 @@ from maze_jax.algorithms.actor_critic import ActorCriticConfig
 from maze_jax.algorithms.es import ESConfig
 from maze_jax.collectors.host import HostSettings
 from maze_jax.collectors.ray_workers import RaySettings
-from maze_jax.config import ConfigError, first_line, import_object, read
+from maze_jax.config import ConfigError, first_line, hydra_error_line, import_object, read
 from maze_jax.devices import check_divisible, make_mesh, read_n_devices
 
 CONFIG_FILE = "hydra_config.yaml"  # a run directory's resolved config
@@ -71,14 +71,20 @@ class RunSettings:
 
 def compose_config(overrides: list[str] = ()) -> tuple[Any, dict]:
     """The training config for command-line style `overrides` (as `python -m maze_jax.train` would compose it),
-    and its group choices, e.g. `compose_config(["env=cartpole", "algorithm=ppo"])`. Seeds stay as given."""
+    and its group choices, e.g. `compose_config(["env=cartpole", "algorithm=ppo"])`. Seeds stay as given. A
+    misspelt option or key, or a malformed override, raises a one-line ConfigError, as the command line says it."""
     import os
 
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
     from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
 
-    with initialize_config_dir(os.path.join(os.path.dirname(__file__), "conf"), version_base=None):
-        cfg = compose("conf_train", overrides=list(overrides), return_hydra_config=True)
+    try:
+        with initialize_config_dir(os.path.join(os.path.dirname(__file__), "conf"), version_base=None):
+            cfg = compose("conf_train", overrides=list(overrides), return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:  # as the command line says it, in one line
+        raise ConfigError(hydra_error_line(error)) from None
     choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]

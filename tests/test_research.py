@@ -72,3 +72,25 @@ def test_run_context_refuses_a_run_dir_that_holds_a_run(tmp_path, cache_dir):
     (tmp_path / "old" / "checkpoints").mkdir(parents=True)
     with pytest.raises(ConfigError, match="already holds a run"):
         RunContext(env="cartpole", algorithm="ppo", run_dir=str(tmp_path / "old"), echo=lambda *a, **k: None)
+
+
+def test_make_train_on_a_python_env_runs_when_called_and_says_why_not_under_jit(tmp_path):
+    import python_envs  # noqa: F401  registers MazeJaxTest/Countdown-v0
+
+    train = make_train(ActorCriticConfig(**TINY), env="MazeJaxTest/Countdown-v0", model=MLP, compilation_cache=None)
+    _, metrics = train(jax.random.key(0))
+    assert metrics["train_BaseEnvEvents/reward/mean"].shape == (2,)  # an entry per epoch, as under jit
+    for wrapped, keys in ((jax.jit(train), jax.random.key(1)), (jax.vmap(train), jax.random.split(jax.random.key(1)))):
+        with pytest.raises(TypeError, match="steps the Python env MazeJaxTest/Countdown-v0 on the host, so it runs "
+                                            "outside jax.jit and jax.vmap: call it directly"):
+            wrapped(keys)
+
+
+def test_composing_a_config_from_python_says_what_is_wrong_in_one_line():
+    from maze_jax.api import RunContext, compose_config
+    from maze_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^Could not override 'algorithm.lr': Key 'lr' is not in struct"):
+        RunContext(env="cartpole", algorithm="es", overrides={"algorithm.lr": 0.1}, echo=lambda *a, **k: None)
+    with pytest.raises(ConfigError, match=r"env=cartpol is not an option.*Did you mean env=cartpole\?"):
+        compose_config(["env=cartpol"])
