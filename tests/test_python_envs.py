@@ -62,7 +62,8 @@ def test_a_python_env_without_a_time_limit_gets_one_and_a_note_says_so(monkeypat
     import maze_jax.collectors.vector_env as vector_env
 
     endless = build_env({"_target_": "python_envs.Countdown", "length": 10**9})
-    assert "Note: env Countdown sets no time limit: its episodes are cut at 100,000 steps" in \
+    assert "Note: env Countdown declares no time limit (gymnasium's max_episode_steps): an episode that " \
+        "does not end by itself is cut at 100,000 steps" in \
         vector_env.time_limit_note(endless)
     assert vector_env.time_limit_note(make_env("MazeJaxTest/Countdown-v0", backend="gymnasium")) == ""  # 50 steps
     assert vector_env.time_limit_note(make_env("CartPole-v1")) == ""  # a JAX env: its max_steps_in_episode
@@ -79,7 +80,7 @@ def test_envpools_own_time_limits_are_read_and_its_unlimited_envs_get_one():
 
     assert make_env("CartPole-v1", backend="envpool").env.max_episode_steps == 500
     cliff = make_env("CliffWalking-v1", backend="envpool")  # envpool's "no limit" is INT_MAX
-    assert cliff.env.max_episode_steps is None and "sets no time limit" in time_limit_note(cliff)
+    assert cliff.env.max_episode_steps is None and "declares no time limit" in time_limit_note(cliff)
 
 
 @pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool is an optional extra: pip install '.[envpool]'")
@@ -107,6 +108,11 @@ def test_unknown_ids_list_close_matches_and_bad_settings_are_one_line():
 
 
 def test_own_gymnasium_env_by_target_takes_the_python_path():
+    # `env._target_=...` on the command line: the env group's keys reach the class too, and the error says what to do
+    with pytest.raises(ConfigError, match=r"unexpected keyword argument 'name' \(env._target_ given on the command "
+                                          r"line keeps the env group's other keys: kwargs, name; give your env a "
+                                          r"config file, conf/env/<name>.yaml"):
+        build_env({"_target_": "python_envs.Countdown", "name": "CartPole-v1", "kwargs": {}})
     spec = build_env({"_target_": "python_envs.Countdown", "length": 4})
     assert spec.is_python and spec.name == "Countdown" and spec.env.observation_example().shape == (1,)
     envs = VectorEnv(spec.env, 3, seed=0)

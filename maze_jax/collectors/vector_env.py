@@ -36,8 +36,8 @@ def time_limit_note(env_spec) -> str:
     """'' unless `env_spec` is a Python env without a time limit; then a line saying the one it gets."""
     if not env_spec.is_python or not has_no_time_limit(env_spec.env):
         return ""
-    return (f"Note: env {env_spec.name} sets no time limit: its episodes are cut at {DEFAULT_TIME_LIMIT:,} steps "
-            f"(env.max_episode_steps=N sets one)")
+    return (f"Note: env {env_spec.name} declares no time limit (gymnasium's max_episode_steps): an episode that does "
+            f"not end by itself is cut at {DEFAULT_TIME_LIMIT:,} steps (env.max_episode_steps=N sets a limit)")
 
 
 def worker_env(make, max_episode_steps: int | None = None):

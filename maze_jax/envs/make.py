@@ -142,6 +142,10 @@ def is_gymnasium_env(obj) -> bool:
     return isinstance(obj, gymnasium.Env)
 
 
+# the keys of the env groups that name an env by id (gym_env, gymnasium, gymnax)
+GROUP_KEYS = frozenset({"name", "kwargs", "max_episode_steps", "reward_threshold", "backend"})
+
+
 def build_env(env_cfg: Any) -> EnvSpec:
     """Calls the config's `_target_` factory with its other keys. It may return an EnvSpec, (env, params), a
     gymnax-style env, or a `gymnasium.Env` (a Python env: the factory is called again for every copy)."""
@@ -155,7 +159,11 @@ def build_env(env_cfg: Any) -> EnvSpec:
     except ConfigError:
         raise
     except TypeError as error:  # arguments that do not fit the factory
-        raise ConfigError(f"env config does not fit {target}: {first_line(error)}") from None
+        stray = sorted(set(kwargs) & GROUP_KEYS)
+        hint = (f" (env._target_ given on the command line keeps the env group's other keys: {', '.join(stray)}; "
+                "give your env a config file, conf/env/<name>.yaml with `--config-dir conf`, holding _target_ and "
+                "its arguments)") if stray and "unexpected keyword" in str(error) else ""
+        raise ConfigError(f"env config does not fit {target}: {first_line(error)}{hint}") from None
     if is_gymnasium_env(env):
         env.close()
         return python_env_spec(functools.partial(factory, **kwargs), kwargs.get("name") or target.rsplit(".", 1)[-1],
