@@ -36,7 +36,8 @@ def frame_source(env_spec) -> str:
 
 def python_episode(trained, key: jax.Array, deterministic: bool, seed: int) -> tuple[list, float]:
     """One episode of a gymnasium env, drawn: (frames, return)."""
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame (gymnasium's drawing) needs no sound card
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame (gymnasium's drawing) needs no sound card ...
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # ... nor a display for rgb_array frames (SDL complains)
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     env = trained.env_spec.env.make_one()
     try:
