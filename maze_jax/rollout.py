@@ -22,7 +22,7 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 
 from maze_jax.cli import check_output_dir, exit_now, run_hydra, run_reporting_errors  # noqa: E402
 from maze_jax.cli_help import usage  # noqa: E402
-from maze_jax.config import read  # noqa: E402
+from maze_jax.config import ConfigError, read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
 CONFIG_NAME = "conf_rollout"
@@ -100,6 +100,9 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
     runner = plain(cfg.runner)
+    if "n_eval_rollouts" in runner and "n_episodes" not in runner:
+        raise ConfigError("runner: a training runner (runner=local, dev, distributed or ray) cannot roll out; "
+                          "rollouts take runner=parallel (the default) or sequential")
     n_episodes = read(runner, "n_episodes", int, "runner", low=1)
     record = read(runner, "record_trajectory", bool, "runner")
     render = read(runner, "render", bool, "runner") if "render" in runner else False

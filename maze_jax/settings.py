@@ -256,6 +256,9 @@ def read_settings(cfg) -> RunSettings:
         if not cfg.get(group):
             raise ConfigError(f"{group} is missing (removed with ~{group}?): a run needs one, e.g. {example}")
     runner, seeding = cfg.get("runner") or {}, cfg.get("seeding") or {}
+    if "n_episodes" in runner and "n_eval_rollouts" not in runner:
+        raise ConfigError("runner: a rollout runner (runner=sequential or parallel: python -m maze_jax.rollout) "
+                          "cannot train; training takes runner=local, dev, distributed or ray")
     return RunSettings(
         algorithm=read_algorithm(cfg.get("algorithm") or {}, runner),
         loop=read_loop(runner),

@@ -82,6 +82,8 @@ def test_rollout_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, cache_d
         ([f"input_dir={run_dir}", "env=gymnax", "env.name=Acrobot-v1"], "needs Categorical(n=3)"),
         ([f"input_dir={run_dir}", "env=gymnax", "env.name=Pendulum-v1"], "needs DiagGaussian"),
         ([f"input_dir={run_dir}", "runner.n_episodes=0"], "runner.n_episodes=0: must be >= 1"),
+        ([f"input_dir={run_dir}", "runner=local"], "runner: a training runner (runner=local, dev, distributed or ray) "
+                                                   "cannot roll out; rollouts take runner=parallel"),
         ([f"input_dir={run_dir}", "policy.checkpoint=first"], "checkpoint='first': expected best or latest"),
     ]
     for args, message in cases:
