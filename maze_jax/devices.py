@@ -22,7 +22,10 @@ def make_mesh(n_devices: int | None = None) -> Mesh | None:
     devices = jax.devices()
     if n_devices is not None:
         if not 1 <= n_devices <= len(devices):
-            raise ConfigError(f"runner.n_devices={n_devices}: must be between 1 and the {len(devices)} devices")
+            kinds = "/".join(sorted({d.platform for d in devices}))
+            raise ConfigError(f"runner.n_devices={n_devices}: this process sees {len(devices)} {kinds} device"
+                              f"{'s' * (len(devices) > 1)}; null uses them all (on a CPU, "
+                              "XLA_FLAGS=--xla_force_host_platform_device_count=N gives N)")
         devices = devices[:n_devices]
     return Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
 

@@ -30,6 +30,7 @@ BAD = [
     ("seeding.agent_base_seed=abc", "seeding.agent_base_seed='abc': expected an integer"),
     ("algorithm=ppo algorithm.clip_range=-1", "algorithm.clip_range=-1.0: must be >= 0.0"),
     ("algorithm=ppo algorithm.rollout_evaluator.n_episodes=0", "algorithm.rollout_evaluator.n_episodes=0"),
+    ("runner.n_devices=99", "runner.n_devices=99: this process sees "),
     ("runner=sequential", "runner: a rollout runner (runner=sequential or parallel: python -m maze_jax.rollout) "
                           "cannot train; training takes runner=local, dev, distributed or ray"),
     ("wrappers=vector_obs wrappers.observation_normalization.default_strategy_config.clip_range=[1]",
