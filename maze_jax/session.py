@@ -208,6 +208,8 @@ def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: in
                      should_stop: Callable = lambda: False) -> dict | None:
     """Deterministic evaluation of `state`'s policy: `runner.final_eval_rollouts` episodes, printed; None when
     `should_stop()` turned true first."""
+    # said first: with a slow Python env these episodes take a while, and the table comes only at their end
+    echo(f"Evaluating the best model on {settings.loop.final_eval_rollouts} episodes ...", flush=True)
     played = play_in_batches(programs.evaluate, state, final_evaluation_key(settings.env_seed),
                              settings.loop.final_eval_rollouts, should_stop)
     if played is None:

@@ -3,6 +3,7 @@ rollouts, several seeds, a sweep, signals with worker processes, and each failur
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import time
@@ -36,6 +37,8 @@ def test_every_algorithm_trains_on_a_gymnasium_env(algorithm, tmp_path, cache_di
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "    2|eval                  BaseEnvEvents         reward                mean" in proc.stdout
     assert "Final evaluation of the best model" in proc.stdout and "Traceback" not in proc.stderr
+    # the final evaluation says it has started before its episodes are played
+    assert re.search(r"Evaluating the best model on \d+ episodes \.\.\.\n\*+ Final evaluation", proc.stdout)
     assert only_run_dir(tmp_path).parent.name == f"CartPole-v1-flatten_concat-{algorithm}-dev"
 
 
