@@ -54,3 +54,24 @@ def test_stops_at_the_reward_threshold_and_at_n_epochs(tmp_path):
     assert progress.epoch == 2 and "reached the reward threshold 4" in out
     _, progress, _, out = run(tmp_path / "b", [1.0, 2.0, 3.0, 4.0], n_epochs=3)
     assert progress.epoch == 3 and "EARLY STOPPING" not in out
+
+
+def test_a_host_epoch_reports_progress_while_it_waits_for_its_envs(tmp_path):
+    import time
+
+    def slow_host_epoch(state, should_stop):  # a host trainer polls should_stop while its Python envs step
+        for _ in range(30):
+            time.sleep(0.01)
+            if should_stop():
+                return None
+        return state + 1, {"train_BaseEnvEvents/reward/episode_count": jnp.int32(1),
+                           "train_BaseEnvEvents/reward/step_count": jnp.int32(10)}
+
+    jax_programs = fake_programs([1.0])
+    lines = []
+    programs = Programs(jax_programs.init, slow_host_epoch, jax_programs.evaluate, on_host=True)
+    start = time.perf_counter()
+    TrainingLoop(programs, LoopOptions(n_epochs=1, progress_interval_s=0.1), eval_key=jnp.zeros(2, jnp.uint32),
+                 echo=lambda *a, **k: lines.append(" ".join(map(str, a)))).run(LoopState(jnp.int32(0), Progress()))
+    reports = sum(line.startswith("... epoch 0 running for") for line in lines)
+    assert 2 <= reports <= (time.perf_counter() - start) / 0.1 + 1, lines  # one every 0.1 s, not one a poll

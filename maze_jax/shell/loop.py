@@ -138,6 +138,22 @@ def select_seeds(improved: np.ndarray, new, old):
     return from_savable(new, jax.tree.map(pick, to_savable(new), to_savable(old)))
 
 
+def reporting(should_stop: Callable, interval_s: float, report: Callable[[float], None]) -> Callable[[], bool]:
+    """`should_stop` that also calls `report(seconds so far)` every `interval_s`: whoever waits on an epoch polls it
+    (the JAX path below, and a host epoch while it waits for its Python envs)."""
+    start = time.perf_counter()
+    next_report = [start + interval_s]
+
+    def check() -> bool:
+        now = time.perf_counter()
+        if now >= next_report[0]:
+            report(now - start)
+            next_report[0] = max(next_report[0] + interval_s, now)
+        return should_stop()
+
+    return check
+
+
 def wait_with_progress(result, interval_s: float, report: Callable[[float], None],
                        should_stop: Callable = lambda: False):
     """Blocks until the asynchronously dispatched epoch is done, calling `report(seconds so far)` every
@@ -145,15 +161,11 @@ def wait_with_progress(result, interval_s: float, report: Callable[[float], None
 
     Returns `result` (still on the devices), or None (the epoch abandoned) as soon as `should_stop()` is true."""
     leaf = jax.tree.leaves(result)[0]
-    start = time.perf_counter()
-    next_report = start + interval_s
+    check = reporting(should_stop, interval_s, report)
     while not leaf.is_ready():
-        if should_stop():
+        if check():
             return None
         time.sleep(0.01)
-        if time.perf_counter() >= next_report:
-            report(time.perf_counter() - start)
-            next_report += interval_s
     return result
 
 
@@ -218,12 +230,12 @@ class TrainingLoop:
         to "done" (early stopping or solved) or "non-finite" (the epoch was thrown away)."""
         echo, options, progress = self.echo, self.options, loop.progress
         start = time.perf_counter()
-        if self.programs.on_host:
-            result = self.programs.train_epoch(loop.state, should_stop)
+        line = self.progress_line
+        report = (lambda s: line.during_epoch(progress, s, echo)) if line is not None else \
+            (lambda s: echo(f"... epoch {progress.epoch} running for {s:.0f} s", flush=True))
+        if self.programs.on_host:  # it polls `should_stop` while it waits for its envs
+            result = self.programs.train_epoch(loop.state, reporting(should_stop, options.progress_interval_s, report))
         else:
-            line = self.progress_line
-            report = (lambda s: line.during_epoch(progress, s, echo)) if line is not None else \
-                (lambda s: echo(f"... epoch {progress.epoch} running for {s:.0f} s", flush=True))
             result = wait_with_progress(self.programs.train_epoch(loop.state), options.progress_interval_s, report,
                                         should_stop)
         if result is None:  # a signal: the epoch is abandoned
