@@ -148,7 +148,7 @@ def reporting(should_stop: Callable, interval_s: float, report: Callable[[float]
         now = time.perf_counter()
         if now >= next_report[0]:
             report(now - start)
-            next_report[0] = max(next_report[0] + interval_s, now)
+            next_report[0] = now + interval_s
         return should_stop()
 
     return check
