@@ -53,6 +53,24 @@ def override_value(argv: list[str], key: str) -> str:
         return raw.split("=", 1)[1]
 
 
+def answer_help_or_version(argv: list[str], config_name: str, command: str) -> None:
+    """`--help` (the config groups, keys and exit statuses) and `--version` (maze_jax's, and the libraries' it runs
+    on) are answered here, before Hydra starts, and end the process; other arguments return."""
+    if any(a in ("--help", "-h") for a in argv):
+        from maze_jax.cli_help import usage
+
+        print(usage(config_name, command))
+        exit_now(0)
+    if "--version" in argv:
+        from importlib.metadata import version
+
+        from maze_jax import __version__
+
+        libraries = ", ".join(f"{name} {version(name)}" for name in ("jax", "flax", "hydra-core"))
+        print(f"maze_jax {__version__} ({libraries})")
+        exit_now(0)
+
+
 def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> None:
     """Runs a `@hydra.main` function; Hydra's own errors (a misspelt option or key, a bad override, another
     config name) end in one line with exit status 2 instead of Hydra's multi-line report and status 1."""

@@ -20,8 +20,8 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from maze_jax.cli import check_output_dir, exit_now, run_hydra, run_reporting_errors  # noqa: E402
-from maze_jax.cli_help import usage  # noqa: E402
+from maze_jax.cli import (answer_help_or_version, check_output_dir, exit_now, run_hydra,  # noqa: E402
+                          run_reporting_errors)
 from maze_jax.config import ConfigError, read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
@@ -152,9 +152,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli(argv: list[str], command: str = "python -m maze_jax.rollout") -> None:
     """The rollout command line: `argv` are its arguments (Hydra flags and overrides). Never returns."""
-    if any(a in ("--help", "-h") for a in argv):
-        print(usage(CONFIG_NAME, command))
-        exit_now(0)
+    answer_help_or_version(argv, CONFIG_NAME, command)
     check_output_dir(argv)
     sys.argv[1:] = argv  # Hydra reads its command line from sys.argv
     try:

@@ -18,8 +18,8 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from maze_jax.cli import check_output_dir, exit_now, override_value, run_hydra, run_reporting_errors  # noqa: E402
-from maze_jax.cli_help import usage  # noqa: E402
+from maze_jax.cli import (answer_help_or_version, check_output_dir, exit_now, override_value, run_hydra,  # noqa: E402
+                          run_reporting_errors)
 from maze_jax.config import ConfigError, env_label, first_line, read  # noqa: E402
 
 # the env part of run directories' names (`hydra.run.dir` in conf_train.yaml)
@@ -273,9 +273,7 @@ def start_distributed(argv: list[str]) -> list[str]:
 
 def cli(argv: list[str], command: str = "python -m maze_jax.train") -> None:
     """The training command line: `argv` are its arguments (Hydra flags and overrides). Never returns."""
-    if any(a in ("--help", "-h") for a in argv):
-        print(usage(CONFIG_NAME, command))
-        exit_now(0)
+    answer_help_or_version(argv, CONFIG_NAME, command)
     check_output_dir(argv)
     argv = with_saved_choices(argv)
     argv += start_distributed(argv)

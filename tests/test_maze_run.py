@@ -78,3 +78,16 @@ def test_an_unknown_config_name_is_one_line(tmp_path):
     proc = maze_run(["-cn", "conf_tarin", "env=cartpole"], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "conf_train" in proc.stderr
+
+
+def test_version_names_maze_jax_and_its_libraries(tmp_path):
+    from importlib.metadata import version
+
+    import maze_jax
+
+    for command in (["-cn", "conf_train", "--version"], ["--version"]):
+        proc = maze_run(command, tmp_path)
+        assert proc.returncode == 0 and proc.stdout == (
+            f"maze_jax {maze_jax.__version__} (jax {version('jax')}, flax {version('flax')}, "
+            f"hydra-core {version('hydra-core')})\n"), proc.stdout  # not Hydra's own "Hydra 1.3.8"
+    assert not list(tmp_path.iterdir())
