@@ -26,7 +26,8 @@ from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, describe_actions, draw_networks
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.signals import StopSignals
-from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop, play_in_batches, unfinished_note
+from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
+                                 unfinished_note)
 from maze_jax.shell.programs import Compilation, Programs
 from maze_jax.shell.statistics import across_seeds, episode_table
 from maze_jax.shell.trackers import make_writers
@@ -210,7 +211,8 @@ def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: in
     `should_stop()` turned true first."""
     # said first: with a slow Python env these episodes take a while, and the table comes only at their end
     echo(f"Evaluating the best model on {settings.loop.final_eval_rollouts} episodes ...", flush=True)
-    played = play_in_batches(programs.evaluate, state, final_evaluation_key(settings.env_seed),
+    evaluate = evaluate_polling(programs, should_stop)  # a slow Python env's episodes stop at a signal too
+    played = play_in_batches(evaluate, state, final_evaluation_key(settings.env_seed),
                              settings.loop.final_eval_rollouts, should_stop)
     if played is None:
         return None

@@ -179,7 +179,8 @@ def es_sampling(seeds: list[int], max_epochs: int = 60) -> None:
                 solved = None
                 for epoch in range(1, max_epochs + 1):
                     state, _ = programs.train_epoch(state)
-                    score = evaluation_stats(programs, state, jax.random.key(epoch))["eval_BaseEnvEvents/reward/mean"]
+                    score = evaluation_stats(programs.evaluate, state, jax.random.key(epoch))[
+                        "eval_BaseEnvEvents/reward/mean"]
                     if score >= threshold:
                         solved = epoch
                         break
@@ -511,7 +512,7 @@ def pendulum(max_epochs: int = 40) -> str:
     for epoch in range(max_epochs):
         state, metrics = programs.train_epoch(state)
         steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
-        score = evaluation_stats(programs, state, jax.random.key(epoch))["eval_BaseEnvEvents/reward/mean"]
+        score = evaluation_stats(programs.evaluate, state, jax.random.key(epoch))["eval_BaseEnvEvents/reward/mean"]
         if score >= -200:
             return (f"evaluation mean {float(score):.1f} after {steps:,} env steps, "
                     f"{time.perf_counter() - start:.1f} s training + {compile_s:.1f} s compile")

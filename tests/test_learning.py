@@ -17,7 +17,7 @@ def train_until_solved(algorithm: str, overrides: list[str], max_epochs: int):
     state, scores = programs.init(jax.random.key(0), jax.random.key(1)), []
     for epoch in range(max_epochs):
         state, _ = programs.train_epoch(state)
-        scores.append(evaluation_stats(programs, state, jax.random.key(epoch))[EVAL_MEAN])
+        scores.append(evaluation_stats(programs.evaluate, state, jax.random.key(epoch))[EVAL_MEAN])
         if scores[-1] >= 475:
             break
     return programs, state, scores

@@ -69,9 +69,40 @@ def test_a_host_epoch_reports_progress_while_it_waits_for_its_envs(tmp_path):
 
     jax_programs = fake_programs([1.0])
     lines = []
-    programs = Programs(jax_programs.init, slow_host_epoch, jax_programs.evaluate, on_host=True)
+    programs = Programs(jax_programs.init, slow_host_epoch, lambda state, key, should_stop: jax_programs.evaluate(
+        state, key), on_host=True)
     start = time.perf_counter()
     TrainingLoop(programs, LoopOptions(n_epochs=1, progress_interval_s=0.1), eval_key=jnp.zeros(2, jnp.uint32),
                  echo=lambda *a, **k: lines.append(" ".join(map(str, a)))).run(LoopState(jnp.int32(0), Progress()))
     reports = sum(line.startswith("... epoch 0 running for") for line in lines)
     assert 2 <= reports <= (time.perf_counter() - start) / 0.1 + 1, lines  # one every 0.1 s, not one a poll
+
+
+def test_a_signal_during_a_host_evaluation_stops_it_and_abandons_the_epoch(tmp_path):
+    from maze_jax.shell.signals import StopSignals
+
+    signals, polls = StopSignals(lambda *a, **k: None), []
+    jax_programs = fake_programs([1.0, 2.0])
+
+    def host_epoch(state, should_stop):
+        return jax_programs.train_epoch(state)
+
+    def slow_host_evaluation(state, key, should_stop):  # a slow env: a signal arrives in its second epoch's episodes
+        for step in range(1000):
+            if int(state) == 2 and step == 3:
+                signals.received = "SIGINT"
+            polls.append(step)
+            if should_stop():
+                return None
+        return jax_programs.evaluate(state, key)
+
+    lines = []
+    programs = Programs(jax_programs.init, host_epoch, slow_host_evaluation, on_host=True)
+    checkpoints = Checkpoints(CheckpointDir(str(tmp_path / "latest")), CheckpointDir(str(tmp_path / "best")),
+                              echo=lambda *a, **k: None)
+    loop = TrainingLoop(programs, LoopOptions(n_epochs=5), eval_key=jnp.zeros(2, jnp.uint32), listeners=[checkpoints],
+                        echo=lambda *a, **k: lines.append(" ".join(map(str, a))), signals=signals)
+    result = loop.run(LoopState(jnp.int32(0), Progress()))
+    assert result.stop_reason == "SIGINT" and len(polls) == 1000 + 4  # epoch 1's evaluation in full, epoch 2's to 4
+    assert int(result.state) == 1 and result.progress.epoch == 1  # the trained but unevaluated epoch 2 is dropped
+    assert CheckpointDir(str(tmp_path / "latest"), read_only=True).latest_step() == 1

@@ -54,6 +54,14 @@ def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_cou
     finally:
         evaluator.close()
     assert np.isnan(returns).all() and np.isnan(lengths).all()  # not 3 episodes of return 0 and length 0
+    polls = []  # a signal during the episodes stops them at the next step, in training's and the final evaluation
+    evaluator = HostEvaluator(trainer.algorithm.policy, env_spec, 3, 1, True, max_steps=20)
+    try:
+        assert evaluator(params, jax.random.key(0), lambda: polls.append(1) or len(polls) > 5) is None
+        assert play_in_batches(lambda p, k: evaluator(p, k, lambda: True), params, jax.random.key(0), 3) is None
+    finally:
+        evaluator.close()
+    assert len(polls) == 6
     rows = episode_table(returns, lengths, "final")
     assert rows["final_BaseEnvEvents/reward/episode_count"] == 0 and np.isnan(rows["final_BaseEnvEvents/reward/mean"])
 

@@ -317,7 +317,9 @@ class HostEvaluator:
         self.act, self.policy = jax.jit(act), policy
         self.envs = None
 
-    def __call__(self, params, key):
+    def __call__(self, params, key, should_stop: Callable = lambda: False):
+        """The episodes' EpisodeStats (and the recorded steps), or None when `should_stop()` turned true first (a
+        slow env's evaluation can take minutes: a signal does not wait for it)."""
         params = add_seed_axis(params, self.n_seeds)
         n = self.n_seeds * self.n_episodes
         if self.envs is None:
@@ -328,6 +330,8 @@ class HostEvaluator:
         episodes, steps = Episodes(n), []
         memory = Memory(functools.partial(policy_memory, self.policy), (self.n_seeds, self.n_episodes))
         for t in range(self.max_steps):
+            if should_stop():
+                return None
             obs = self.envs.obs
             action, new_memory = self.act(params, obs, key, t, memory.current())
             action = jax.device_get(action)
@@ -555,8 +559,8 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
 def finish_host_trainer(algorithm: Algorithm, init: Callable, train_epoch: Callable, evaluator: HostEvaluator,
                         close: Callable, n_seeds: int) -> Trainer:
     """A host trainer's record: evaluation by `evaluator`, and a `close` that closes the evaluator too."""
-    def evaluate(state: TrainState, key):
-        return evaluator(state.learner.params["policy"], key)
+    def evaluate(state: TrainState, key, should_stop: Callable = lambda: False):
+        return evaluator(state.learner.params["policy"], key, should_stop)
 
     def close_all():
         close()

@@ -86,9 +86,20 @@ class LoopState:
     seed_rows: dict = field(default_factory=dict)  # the last epoch's rows of each seed (runs of several seeds)
 
 
-def evaluation_stats(programs: Programs, state, key: jax.Array, prefix: str = "eval", per_seed: bool = False) -> dict:
-    """Statistics of one batch of evaluation episodes of `state`'s policy (arrays over seeds if per_seed)."""
-    return episode_table(*finished_episodes(jax.device_get(programs.evaluate(state, key))), prefix, per_seed)
+def evaluate_polling(programs: Programs, should_stop: Callable) -> Callable:
+    """`programs.evaluate(state, key)`; on the host it also polls `should_stop` and gives None when that turned true
+    (a compiled evaluation is quick and runs to its end)."""
+    if programs.on_host:
+        return lambda state, key: programs.evaluate(state, key, should_stop)
+    return programs.evaluate
+
+
+def evaluation_stats(evaluate: Callable, state, key: jax.Array, prefix: str = "eval",
+                     per_seed: bool = False) -> dict | None:
+    """Statistics of one batch of evaluation episodes of `state`'s policy (arrays over seeds if per_seed); None
+    when `evaluate` was stopped."""
+    played = evaluate(state, key)
+    return None if played is None else episode_table(*finished_episodes(jax.device_get(played)), prefix, per_seed)
 
 
 def finished_episodes(episodes) -> tuple[np.ndarray, np.ndarray]:
@@ -120,9 +131,9 @@ def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int,
     with the run's seed and batch size reproduces the final evaluation exactly."""
     batches, played = [], 0
     while played < n_episodes:
-        if should_stop():
+        if should_stop() or (episodes := evaluate(state, jax.random.fold_in(key, len(batches)))) is None:
             return None
-        batches.append(finished_episodes(jax.device_get(evaluate(state, jax.random.fold_in(key, len(batches))))))
+        batches.append(finished_episodes(jax.device_get(episodes)))
         played += batches[-1][0].shape[-1]
     returns = np.concatenate([returns for returns, _ in batches], axis=-1)[..., :n_episodes]
     lengths = np.concatenate([lengths for _, lengths in batches], axis=-1)[..., :n_episodes]
@@ -233,8 +244,9 @@ class TrainingLoop:
         line = self.progress_line
         report = (lambda s: line.during_epoch(progress, s, echo)) if line is not None else \
             (lambda s: echo(f"... epoch {progress.epoch} running for {s:.0f} s", flush=True))
-        if self.programs.on_host:  # it polls `should_stop` while it waits for its envs
-            result = self.programs.train_epoch(loop.state, reporting(should_stop, options.progress_interval_s, report))
+        poll = reporting(should_stop, options.progress_interval_s, report)  # host epochs and evaluations poll it
+        if self.programs.on_host:
+            result = self.programs.train_epoch(loop.state, poll)
         else:
             result = wait_with_progress(self.programs.train_epoch(loop.state), options.progress_interval_s, report,
                                         should_stop)
@@ -252,11 +264,14 @@ class TrainingLoop:
                  file=sys.stderr, flush=True)
             loop.stop_reason = "non-finite"
             return
+        evaluation = evaluation_stats(evaluate_polling(self.programs, poll), new_state,
+                                      jax.random.fold_in(self.eval_key, progress.epoch), per_seed=options.n_seeds > 1)
+        if evaluation is None:  # a signal during a host evaluation: the epoch is abandoned, as mid-epoch
+            return
         loop.state = new_state
         if jax.process_count() > 1:
             check_processes_agree(loop.state, progress.epoch)
-        metrics.update(evaluation_stats(self.programs, loop.state, jax.random.fold_in(self.eval_key, progress.epoch),
-                                        per_seed=options.n_seeds > 1))
+        metrics.update(evaluation)
         progress.epoch += 1
         progress.total_step_count += int(np.sum(metrics.get("train_BaseEnvEvents/reward/step_count", 0)))
         progress.total_episode_count += int(np.sum(metrics["train_BaseEnvEvents/reward/episode_count"]))
