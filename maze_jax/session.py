@@ -173,6 +173,19 @@ def restore(input_dir: str, trainer: Trainer, fresh: TrainState, echo: Callable)
     return with_hparams(state), progress, None if best is None else with_hparams(best)
 
 
+LARGE_NETWORKS = 10_000_000  # parameters; RL policies rarely need more (Atari's Nature CNN has 1.7M)
+
+
+def size_note(shapes) -> str:
+    """'' for networks of a usual size; else a line on their size, what it costs and where to look (a CNN with
+    stride 1 on 96x96 frames has 75M parameters: 0.5 GB checkpoints that take many seconds to write)."""
+    total = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
+    if total <= LARGE_NETWORKS:
+        return ""
+    return (f"Note: the networks have {total:,} parameters, which every checkpoint writes with the optimizer's state; "
+            "model_summary.txt lists them by layer (for images, larger model.strides shrink them)")
+
+
 def save_model_summary(run_dir: str, params) -> None:
     """`model_summary.txt`: every parameter's path and shape, and the total count."""
     lines, total = [], 0
@@ -390,6 +403,8 @@ def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo:
     if primary:
         shapes = parameter_shapes(state, trainer.n_seeds)
         save_model_summary(run_dir, shapes["policy"])
+        if note := size_note(shapes):
+            echo(note, flush=True)
         drawing = start_drawing_networks(run_dir, shapes, trainer, env_spec)
 
     if note := trained_out_note(settings.algorithm.n_epochs, progress):

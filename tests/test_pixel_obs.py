@@ -58,3 +58,17 @@ def test_ppo_trains_an_epoch_on_minatar_with_the_pixel_model():
     assert all(np.isfinite(np.asarray(v, np.float64)).all() for v in jax.tree.leaves(metrics))
     policy = state.learner.params["policy"]
     assert any("conv" in name for name in policy["params"])
+
+
+def test_a_run_with_very_large_networks_says_so_before_it_trains():
+    from maze_jax.session import parameter_shapes, size_note
+
+    def shapes(frame):  # the pixel model's default torso: stride 1 keeps the whole frame for the dense layer
+        params = jax.eval_shape(PixelObsPolicy(n_outputs=5).init, jax.random.key(0), jnp.zeros(frame, jnp.uint8))
+        return parameter_shapes(type("State", (), {"learner": type("Learner", (), {"params": params})})(), 1)
+
+    assert size_note(shapes((10, 10, 4))) == ""  # MinAtar's frames
+    dense = 96 * 96 * 32 * 256 + 256  # CarRacing's frames: the dense layer holds most
+    convolutions, head = 3 * 3 * 3 * 16 + 16 + 3 * 3 * 16 * 32 + 32, 256 * 5 + 5
+    assert size_note(shapes((96, 96, 3))).startswith(f"Note: the networks have {dense + convolutions + head:,} "
+                                                     "parameters, which every checkpoint writes")
