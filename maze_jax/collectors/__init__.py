@@ -37,8 +37,8 @@ class Trainer(NamedTuple):
     init(agent_key, env_key, hyperparams=None) -> TrainState (the learner from the agent's key, the collector from
     the env's); train_epoch(state) -> (state, metrics by TensorBoard tag); evaluate(state, key) -> EpisodeStats of
     one episode per evaluation env (`eval_episodes` of them). With `n_seeds` > 1 every leaf has a leading seed axis.
-    With `on_host`, train_epoch(state, should_stop) and evaluate step Python envs: they are called as they are,
-    not compiled, and train_epoch gives None when `should_stop()` turned true mid-epoch.
+    With `on_host`, train_epoch(state, should_stop) and evaluate(state, key, should_stop) step Python envs: they
+    are called as they are, not compiled, and give None when `should_stop()` turned true before they finished.
     """
 
     algorithm: Algorithm
