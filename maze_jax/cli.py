@@ -18,7 +18,7 @@ SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
 def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], None] = lambda: None) -> Any:
     """Runs `body` and returns what it returns; a ConfigError ends the process with one line on stderr and exit status 2 (after
     `on_config_error`), a stopped run with its own status (130/143 on a signal, 3 on divergence, 4 when a Python
-    env failed). `HYDRA_FULL_ERROR=1` shows the traceback."""
+    env failed), a Ctrl-C elsewhere (a rollout) with one line and 130. `HYDRA_FULL_ERROR=1` shows the traceback."""
     from maze_jax.collectors import EnvFailed
     from maze_jax.session import RunStopped
 
@@ -38,6 +38,11 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
     except EnvFailed as failed:  # after training (final evaluation, rollouts): the checkpoints are complete
         print(f"Error: {failed}", file=sys.stderr, flush=True)
         sys.exit(RunStopped.EXIT_CODES[failed.reason])
+    except KeyboardInterrupt:  # Ctrl-C where no training loop handles it (a rollout): it has nothing to save
+        if SHOW_TRACEBACKS:
+            raise
+        print("\nSIGINT: stopped before the end", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 def override_value(argv: list[str], key: str) -> str:

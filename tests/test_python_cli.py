@@ -187,3 +187,20 @@ def test_a_resumed_runs_best_model_keeps_the_epoch_it_came_from(tmp_path, cache_
     best = CheckpointDir(str(only_run_dir(tmp_path / "b") / "best"), read_only=True)
     meta = best.restore_meta()
     assert best.latest_step() == best_epoch and meta["epoch"] == meta["best_epoch"] == best_epoch
+
+
+def test_ctrl_c_during_a_rollout_is_one_line_and_status_130(tmp_path, cache_dir):
+    proc = start_cli(["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "+env.kwargs.sleep_s=0.05",
+                      "policy=random_policy", "runner.n_episodes=4", f"log_base_dir={tmp_path}",
+                      f"compilation_cache_dir={cache_dir}"], TESTS, module="maze_jax.rollout")
+    try:
+        for line in proc.stdout:  # 50 steps of 0.05 s: the episodes take 2.5 s
+            if line.startswith("Rolling out 4 episodes"):
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and stderr.strip() == "SIGINT: stopped before the end", stderr[-3000:]
