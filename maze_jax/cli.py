@@ -16,9 +16,10 @@ SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], None] = lambda: None) -> Any:
-    """Runs `body` and returns what it returns; a ConfigError ends the process with one line on stderr and exit status 2 (after
-    `on_config_error`), a stopped run with its own status (130/143 on a signal, 3 on divergence, 4 when a Python
-    env failed), a Ctrl-C elsewhere (a rollout) with one line and 130. `HYDRA_FULL_ERROR=1` shows the traceback."""
+    """Runs `body` and returns what it returns; a ConfigError ends the process with one line on stderr and exit
+    status 2 (after `on_config_error`), a stopped run with its own status (130/143 on a signal, 3 on divergence, 4
+    when a Python env failed), a Ctrl-C elsewhere (a rollout) with one line and 130. `HYDRA_FULL_ERROR=1` shows the
+    traceback."""
     from maze_jax.collectors import EnvFailed
     from maze_jax.session import RunStopped
 
