@@ -20,7 +20,7 @@ from maze_jax.collectors import Trainer
 class Programs(NamedTuple):
     """A run's programs: init(agent_key, env_key), train_epoch(state), evaluate(state, key) -> EpisodeStats;
     compiled ahead of time for JAX envs, host functions for Python envs (`on_host`: train_epoch(state,
-    should_stop) returns when done, or None when stopped)."""
+    should_stop) and evaluate(state, key, should_stop) return when done, or None when stopped)."""
 
     init: Callable
     train_epoch: Callable
