@@ -63,3 +63,26 @@ def test_hydra_flags_keep_their_values_when_saved_choices_are_added():
     argv = ["--config-dir", "conf", "input_dir=x", "-m", "algorithm.lr=1", "--config-name=conf_train"]
     assert split_flags(argv) == (["--config-dir", "conf", "-m", "--config-name=conf_train"],
                                  ["input_dir=x", "algorithm.lr=1"])
+
+
+# Fields an algorithm's settings take from another group than `algorithm` (or from no config key at all).
+NOT_FROM_ALGORITHM_GROUP = {"ppo", "n_envs", "mesh", "n_eval_episodes"}
+
+
+@pytest.mark.parametrize("name", ["es", "ppo", "a2c"])
+def test_yaml_defaults_are_the_dataclass_defaults(name):
+    """`algorithm=NAME` on the command line and the bare settings class in research code train alike: every
+    setting the algorithm group sets equals the dataclass's default (A2C's learning rate once did not)."""
+    from dataclasses import fields
+
+    from maze_jax.algorithms.actor_critic import ActorCriticConfig
+    from maze_jax.algorithms.es import ESConfig
+    from maze_jax.settings import compose_config, read_settings
+
+    composed = read_settings(compose_config([f"algorithm={name}"])[0]).algorithm
+    bare = ESConfig() if name == "es" else ActorCriticConfig(ppo=name == "ppo")
+    differ = {f.name: (getattr(composed, f.name), getattr(bare, f.name)) for f in fields(bare)
+              if f.name not in NOT_FROM_ALGORITHM_GROUP and getattr(composed, f.name) != getattr(bare, f.name)}
+    assert not differ, f"conf/algorithm/{name}.yaml vs the dataclass: {differ}"
+    if name != "es":
+        assert bare.name == name

@@ -30,6 +30,10 @@ from maze_jax.models.recurrent import is_recurrent
 from maze_jax.stats import action_statistics
 
 
+DEFAULT_LR = {"ppo": 0.00025, "a2c": 0.0005}
+"""Maze's learning rates: PPO's and A2C's defaults differ, their other shared defaults do not."""
+
+
 @dataclass(frozen=True)
 class ActorCriticConfig:
     """PPO and A2C settings with Maze's names. Sizes are static (they shape the compiled program); the last block
@@ -55,8 +59,8 @@ class ActorCriticConfig:
     """Epochs to train; 0 = until stopped."""
     patience: int = 15
     """Stop once more epochs than this pass without a better evaluation (as Maze); 0 = never."""
-    lr: float = 0.00025
-    """Adam's learning rate."""
+    lr: float | None = None
+    """Adam's learning rate; None = the algorithm's default, as Maze's configs set it (`DEFAULT_LR`)."""
     gamma: float = 0.98
     """Discount per env step (a structured env's sub-steps share their step's discount)."""
     gae_lambda: float = 1.0
@@ -72,6 +76,10 @@ class ActorCriticConfig:
     """First epochs train the critic alone (value loss weight 1, policy and entropy weights 0, as in Maze)."""
     mesh: Any = None
     """A jax.sharding.Mesh to split the envs over (None: one device); set by the shell, not a config key."""
+
+    def __post_init__(self):
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.name])
 
     @property
     def name(self) -> str:
