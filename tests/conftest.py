@@ -1,4 +1,10 @@
-"""Shared test helpers: a tiny deterministic environment and a runner for the real CLI in a subprocess."""
+"""Shared test helpers: the suite's tiers, a tiny deterministic environment and a runner for the real CLI in a
+subprocess.
+
+Tiers: `python -m pytest tests` runs the fast tier, every test without a full-tier marker (`FULL_TIER`, registered
+in pyproject.toml). `--all` runs every test; `-m EXPR` runs what the marker expression selects, e.g.
+`-m "cli or learning"`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,25 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Markers of the tests that the README's command leaves to the full run (`--all`, and .ci/run after the fast tier).
+FULL_TIER = ("cli", "learning", "fuzz", "signals", "extra")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true",
+                     help=f"run every tier: also the tests marked {', '.join(FULL_TIER)} (the fast tier alone "
+                          f"without it)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier by default: deselects the full tier's tests unless `--all` or a marker expression (`-m`)."""
+    if config.getoption("--all") or config.getoption("markexpr"):
+        return
+    full = [item for item in items if any(item.get_closest_marker(name) for name in FULL_TIER)]
+    if full:
+        config.hook.pytest_deselected(items=full)
+        items[:] = [item for item in items if not any(item.get_closest_marker(name) for name in FULL_TIER)]
 
 
 @struct.dataclass

@@ -44,6 +44,7 @@ def test_counts_add_up_over_updates_and_seeds_and_show_as_len_and_mean():
     assert rows["train_DiscreteActionEvents/action/substep_0/action"] == ActionSummary(8, 5 / 8)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("env", [["env=cartpole"], ["env=gymnasium", "env.name=CartPole-v1"]])
 def test_the_table_shows_action_rows_for_jax_and_python_envs(env, tmp_path, cache_dir):
     proc = run_cli([*env, "algorithm=ppo", "runner=dev", "algorithm.n_epochs=1", "algorithm.epoch_length=2",

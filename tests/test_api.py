@@ -35,7 +35,9 @@ def tiny_context(algorithm, tmp_path, cache_dir, **kwargs) -> RunContext:
                       run_dir=str(tmp_path / algorithm), echo=QUIET, **kwargs)
 
 
-@pytest.mark.parametrize("algorithm", ["es", "ppo", "a2c"])
+# PPO in the fast tier, ES and A2C in the full one
+@pytest.mark.parametrize("algorithm", [pytest.param("es", marks=pytest.mark.cli), "ppo",
+                                       pytest.param("a2c", marks=pytest.mark.cli)])
 def test_run_context_trains_continues_evaluates_and_acts(algorithm, tmp_path, cache_dir):
     rc = tiny_context(algorithm, tmp_path, cache_dir, overrides={"model.hidden_units": [8, 8]})
     assert list(rc.config.model.hidden_units) == [8, 8]  # overrides apply
@@ -58,6 +60,7 @@ def test_run_context_trains_continues_evaluates_and_acts(algorithm, tmp_path, ca
     np.testing.assert_array_equal(loaded.compute_action(obs), rc.compute_action(obs))
 
 
+@pytest.mark.cli
 def test_run_context_takes_built_env_and_model_objects(tmp_path, cache_dir):
     model = FlattenConcatPolicy(n_outputs=0, hidden_units=(8,))
     rc = tiny_context("ppo", tmp_path, cache_dir, env=Countdown(length=3), model=model,

@@ -69,6 +69,7 @@ def test_the_run_directory_gets_pictures_of_the_networks_and_the_learning_curve(
     assert_picture(run_dir / "learning_curve.png")
 
 
+@pytest.mark.cli
 def test_generated_seeds_are_written_back(tmp_path, cache_dir):
     args = [a for a in SMALL if not a.startswith("seeding")]
     proc = run_cli([*args, "algorithm.n_epochs=1", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
@@ -94,6 +95,7 @@ def test_resume_continues_exactly_where_the_run_stopped(two_epoch_run, tmp_path,
     assert (first / "checkpoints" / "2").is_dir()  # the earlier run is left as it was
 
 
+@pytest.mark.cli
 def test_overrides_given_on_resume_apply(two_epoch_run, tmp_path, cache_dir):
     _, first = two_epoch_run
     proc = run_cli([f"input_dir={first}", "algorithm.n_epochs=3", "algorithm.optimizer.step_size=0.001",
@@ -105,6 +107,7 @@ def test_overrides_given_on_resume_apply(two_epoch_run, tmp_path, cache_dir):
     np.testing.assert_allclose(state["learner"]["hparams"]["step_size"], 0.001)
 
 
+@pytest.mark.cli
 def test_multirun_sweep_writes_one_directory_per_job(tmp_path, cache_dir):
     proc = run_cli(["--multirun", *[a for a in SMALL if "agent_base_seed" not in a], "algorithm.n_epochs=1",
                     "seeding.agent_base_seed=1,2", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
@@ -150,6 +153,7 @@ def test_bad_input_gives_one_clear_message_and_nonzero_exit(args, message, tmp_p
     assert "seeding:" not in proc.stdout  # refused before the config is printed: the error is all there is
 
 
+@pytest.mark.cli
 def test_resume_refuses_empty_and_incompatible_runs(two_epoch_run, tmp_path, cache_dir):
     _, first = two_epoch_run
     proc = run_cli([f"input_dir={first}", "model.hidden_units=[32]", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
@@ -186,6 +190,7 @@ def test_resume_refuses_empty_and_incompatible_runs(two_epoch_run, tmp_path, cac
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
+@pytest.mark.learning
 def test_default_command_solves_cartpole_and_stops(tmp_path, cache_dir):
     proc = run_cli(["env=cartpole", "algorithm=es", "seeding.agent_base_seed=0", "seeding.env_base_seed=0",
                     f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
@@ -217,7 +222,7 @@ AC_SMALL = ["env=cartpole", "runner=dev", "runner.concurrency=4", "algorithm.n_r
             "seeding.env_base_seed=2", "runner.stop_when_solved=false", "algorithm.n_epochs=2"]
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "a2c"])
+@pytest.mark.parametrize("algorithm", ["ppo", pytest.param("a2c", marks=pytest.mark.cli)])  # A2C: the full tier
 def test_actor_critic_runs_print_their_statistics(algorithm, tmp_path, cache_dir):
     extra = ["algorithm.batch_size=16"] if algorithm == "ppo" else []
     proc = run_cli([f"algorithm={algorithm}", *AC_SMALL, *extra, f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
@@ -238,6 +243,7 @@ def small_ppo_run(tmp_path_factory, cache_dir) -> Path:
     return only_run_dir(base)
 
 
+@pytest.mark.cli
 def test_resuming_a_ppo_run_needs_no_repeated_groups_and_applies_new_lr(small_ppo_run, tmp_path, cache_dir):
     resumed = run_cli([f"input_dir={small_ppo_run}", "algorithm.lr=0.0001", "algorithm.n_epochs=3",
                        f"log_base_dir={tmp_path / 'b'}"], tmp_path, cache_dir)
@@ -248,6 +254,7 @@ def test_resuming_a_ppo_run_needs_no_repeated_groups_and_applies_new_lr(small_pp
     assert OmegaConf.load(run_dir / "hydra_config.yaml").algorithm.lr == 0.0001
 
 
+@pytest.mark.cli
 def test_a_ppo_run_continues_with_a2c_and_an_es_run_with_ppo(small_ppo_run, tmp_path, cache_dir):
     a2c = run_cli([f"input_dir={small_ppo_run}", "algorithm=a2c", "algorithm.n_epochs=1",
                    f"log_base_dir={tmp_path / 'a2c'}"], tmp_path, cache_dir)
@@ -263,6 +270,7 @@ def test_a_ppo_run_continues_with_a2c_and_an_es_run_with_ppo(small_ppo_run, tmp_
     assert "Resumed the policy of a es run" in ppo2.stdout
 
 
+@pytest.mark.cli
 def test_several_seeds_train_in_one_program(tmp_path, cache_dir):
     proc = run_cli(["algorithm=ppo", *AC_SMALL, "algorithm.batch_size=16", "runner.n_seeds=3",
                     f"log_base_dir={tmp_path}"], tmp_path, cache_dir)

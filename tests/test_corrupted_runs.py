@@ -96,11 +96,14 @@ def wrong_types(node):
 MODES = ("delete", "truncate", "empty", "random", "types")
 
 
-def test_every_corrupted_file_gives_a_resume_or_one_line(intact_run, tmp_path):
+def resume_corrupted(intact_run, tmp_path, sample: int = 1) -> dict:
+    """Resumes a copy of `intact_run` with each of its files (every `sample`-th one, and the saved config) corrupted
+    in each way; asserts each resumes or refuses in one line. Returns how many resumed and how many were refused."""
     assert resume(intact_run)[-1].startswith(f"Resumed {intact_run} at epoch 2")
     files = sorted(p.relative_to(intact_run) for p in intact_run.rglob("*") if p.is_file())
     assert len(files) > 30 and {f.parts[:2] for f in files if f.parts[0] in ("checkpoints", "best")} == {
         ("checkpoints", "1"), ("checkpoints", "2"), ("best", "2")}, files
+    files = [f for i, f in enumerate(files) if i % sample == 0 or f.name == "hydra_config.yaml"]
     rng, outcomes = random.Random(0), {"resumed": 0, "refused": 0}
     for i, relative in enumerate(files):
         for mode in MODES:
@@ -118,8 +121,20 @@ def test_every_corrupted_file_gives_a_resume_or_one_line(intact_run, tmp_path):
                 assert all("\n" not in line for line in said), case
                 outcomes["resumed"] += 1
             shutil.rmtree(copy)
+    return outcomes
+
+
+@pytest.mark.fuzz
+def test_every_corrupted_file_gives_a_resume_or_one_line(intact_run, tmp_path):
+    outcomes = resume_corrupted(intact_run, tmp_path)
     # the essential files refuse; most others are skipped in favour of another checkpoint
     assert outcomes["resumed"] > outcomes["refused"] > 0, outcomes
+
+
+def test_a_sample_of_corrupted_files_gives_a_resume_or_one_line(intact_run, tmp_path):
+    """The fast tier's share of the sweep above: every sixth file, and the saved config, in every way."""
+    outcomes = resume_corrupted(intact_run, tmp_path, sample=6)
+    assert outcomes["resumed"] > 0 and outcomes["refused"] > 0, outcomes
 
 
 def test_a_corrupt_latest_checkpoint_falls_back_to_an_older_one_and_says_so(intact_run, tmp_path):

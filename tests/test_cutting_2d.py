@@ -119,6 +119,7 @@ def test_masks_mark_exactly_the_valid_choices():
         assert float(reward) > -2  # masked choices are never invalid
 
 
+@pytest.mark.cli
 def test_cli_trains_the_masked_cutting_env_and_rolls_it_out(tmp_path, cache_dir):
     from conftest import run_cli
 
@@ -150,6 +151,7 @@ def test_cli_trains_the_masked_cutting_env_and_rolls_it_out(tmp_path, cache_dir)
         assert data["observation_inventory"].max() <= 1.0  # the run's normalisation applies
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("variant, algorithm, model", [  # PPO on struct_masked: the CLI and learning tests
     ("tutorial_cutting_2d", "a2c", "flatten_concat"),
     ("tutorial_cutting_2d_struct", "es", "flatten_concat"),

@@ -54,6 +54,7 @@ SAME_RESULTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.cli
 def test_four_devices_give_the_one_device_results_with_the_batch_split():
     env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     proc = subprocess.run([sys.executable, "-c", SAME_RESULTS], env=env, capture_output=True, text=True, timeout=600)
@@ -95,6 +96,7 @@ def run_two_processes(args: list[str], cwd, cache_dir: str) -> list[subprocess.C
     return [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, (o, e) in zip(procs, outs)]
 
 
+@pytest.mark.cli
 def test_two_processes_train_together_and_resume_and_only_process_0_writes(tmp_path, cache_dir):
     small = ["env=cartpole", "algorithm=ppo", "runner.concurrency=4", "algorithm.n_rollout_steps=32",
              "algorithm.batch_size=32", "algorithm.epoch_length=2", "runner.final_eval_rollouts=8",
@@ -137,6 +139,7 @@ def compile_seconds(output: str) -> float:
     return float(re.search(r"Compiled in ([\d.]+) s", output).group(1))
 
 
+@pytest.mark.cli
 def test_a_repeated_run_compiles_faster_with_the_cache(tmp_path):
     args = ["env=cartpole", "algorithm=ppo", "runner=dev", "algorithm.n_epochs=1", "algorithm.epoch_length=1",
             "model.hidden_units=[24]", f"log_base_dir={tmp_path}"]

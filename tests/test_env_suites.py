@@ -14,6 +14,8 @@ import pytest
 from conftest import init_state, make_trainer, run_cli
 from maze_jax.config import ConfigError
 
+pytestmark = pytest.mark.extra
+
 SMALL_PPO = ["algorithm=ppo", "runner.concurrency=4", "algorithm.n_rollout_steps=8", "algorithm.batch_size=16",
              "algorithm.epoch_length=1", "model.hidden_units=[16]"]
 

@@ -125,6 +125,7 @@ def test_env_events_and_kpis_are_counted_per_step_per_episode_and_at_episode_end
     assert plain.events is None and not any("kpi" in k for k in episode_statistics(plain, "train"))
 
 
+@pytest.mark.cli
 def test_the_cutting_env_reports_mazes_inventory_and_cutting_events_and_its_raw_piece_kpi():
     from conftest import make_trainer
 

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.cli
+
 EXPECTED = {
     "train_from_python.py": "action for",
     "vmap_seeds.py": "mean training return per seed and epoch",

@@ -53,6 +53,7 @@ def latest_theta(run_dir):
     return store.latest_step(), store.restore_raw()
 
 
+@pytest.mark.signals
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_a_checkpoint_and_exits_within_seconds(sig, code, tmp_path, cache_dir, start):
     proc = start([*AC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / 'a'}"], tmp_path)
@@ -71,6 +72,7 @@ def test_signal_saves_a_checkpoint_and_exits_within_seconds(sig, code, tmp_path,
     assert f"at epoch {epoch} " in resumed.stdout and f"Iteration {epoch} *" in resumed.stdout
 
 
+@pytest.mark.signals
 def test_kill_9_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path, cache_dir, start):
     rng = random.Random(0)
     for attempt in range(3):
@@ -89,6 +91,7 @@ def test_kill_9_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path, cac
         assert "Resumed" in resumed.stdout and "Traceback" not in resumed.stderr
 
 
+@pytest.mark.cli
 def test_divergence_stops_with_a_message_and_keeps_good_checkpoints(tmp_path, cache_dir):
     first = run_cli([*SMALL, "algorithm.n_epochs=2", f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir)
     assert first.returncode == 0, first.stderr
@@ -111,6 +114,7 @@ def tables(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if "|" in line and "TimeEvents" not in line]
 
 
+@pytest.mark.cli
 def test_same_seeds_reproduce_exactly_other_seeds_differ(tmp_path, cache_dir):
     runs = {}
     for name, seed in [("a", 5), ("b", 5), ("c", 7)]:
@@ -125,6 +129,7 @@ def test_same_seeds_reproduce_exactly_other_seeds_differ(tmp_path, cache_dir):
     assert runs["a"][0] != runs["c"][0] and not np.array_equal(flat(runs["a"][1]), flat(runs["c"][1]))
 
 
+@pytest.mark.cli
 def test_ppo_two_epochs_plus_resume_equals_three_epochs(tmp_path, cache_dir):
     import jax
 
@@ -146,6 +151,7 @@ ES = ["env=cartpole", "algorithm=es", "runner=dev", "algorithm.n_rollouts_per_up
       "seeding.agent_base_seed=5", "seeding.env_base_seed=6", "runner.stop_when_solved=false", "algorithm.max_steps=50"]
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("algorithm", ["ppo", "es"])
 def test_a_chain_of_resumes_keeps_every_setting_and_equals_a_straight_run(algorithm, tmp_path, cache_dir):
     import jax
@@ -170,6 +176,7 @@ def test_a_chain_of_resumes_keeps_every_setting_and_equals_a_straight_run(algori
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("algorithm, what", [("es", "rewards"), ("ppo", "observations")])
 def test_nan_from_a_jax_env_stops_the_run_naming_the_env_data(algorithm, what, tmp_path, cache_dir):
     tests = Path(__file__).resolve().parent
@@ -190,6 +197,7 @@ def test_a_refused_command_leaves_no_run_directory(tmp_path, cache_dir):
         assert list(tmp_path.glob("*/*")) == [], list(tmp_path.rglob("*"))
 
 
+@pytest.mark.cli
 def test_runs_started_together_get_directories_of_their_own_and_a_held_one_is_refused(tmp_path, cache_dir, start):
     args = [*AC, "algorithm.n_epochs=1", f"log_base_dir={tmp_path / 'same'}"]
     procs = [start(args, tmp_path) for _ in range(2)]
@@ -208,6 +216,7 @@ def test_runs_started_together_get_directories_of_their_own_and_a_held_one_is_re
     assert (held / "hydra_config.yaml").is_file() and (held / "checkpoints").is_dir()  # the first run's files stay
 
 
+@pytest.mark.cli
 def test_paths_with_spaces_and_unicode_resume_and_refused_paths_are_one_line(tmp_path, cache_dir):
     run = tmp_path / "my runs ü" / "first"
     assert run_cli([*AC, "algorithm=ppo", "algorithm.n_epochs=1", f"hydra.run.dir='{run}'"], tmp_path,
@@ -222,6 +231,7 @@ def test_paths_with_spaces_and_unicode_resume_and_refused_paths_are_one_line(tmp
         assert "cannot be created" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.signals
 def test_kill_9_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path, cache_dir, start):
     """A deliberate pause between writing a checkpoint and renaming it into place: the kill lands in the save."""
     proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=0", f"log_base_dir={tmp_path / 'a'}"],
@@ -237,6 +247,7 @@ def test_kill_9_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path, 
     assert resumed.returncode == 0 and "Resumed" in resumed.stdout, resumed.stderr[-2000:]
 
 
+@pytest.mark.signals
 def test_a_second_ctrl_c_waits_for_the_save_in_progress(tmp_path, cache_dir, start):
     proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=1000", f"log_base_dir={tmp_path}"],
                  tmp_path, faults={"MAZE_JAX_TEST_SLOW_COMMIT": "2"})
@@ -251,6 +262,7 @@ def test_a_second_ctrl_c_waits_for_the_save_in_progress(tmp_path, cache_dir, sta
     assert epoch >= 4  # the epochs trained, saved despite the second Ctrl-C
 
 
+@pytest.mark.signals
 def test_ctrl_c_while_compiling_or_in_the_final_evaluation_is_one_line(tmp_path, cache_dir, start):
     compiling = start([*AC, "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 'a'}"], tmp_path,
                       cache_dir=str(tmp_path / "empty_cache"))
@@ -269,6 +281,7 @@ def test_ctrl_c_while_compiling_or_in_the_final_evaluation_is_one_line(tmp_path,
     assert "Traceback" not in err and latest_theta(only_run_dir(tmp_path / "b"))[0] == 1
 
 
+@pytest.mark.signals
 def test_stopping_exits_with_its_status_every_time(tmp_path, cache_dir, start):
     for attempt in range(5):  # a crash in the interpreter's teardown once turned some of these into 139
         proc = start([*AC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / str(attempt)}"], tmp_path)
@@ -278,6 +291,7 @@ def test_stopping_exits_with_its_status_every_time(tmp_path, cache_dir, start):
         assert proc.returncode == (130 if attempt % 2 else 143), attempt
 
 
+@pytest.mark.cli
 def test_a_full_disk_is_one_line_naming_the_path_and_the_previous_checkpoint_survives(tmp_path, cache_dir, start):
     proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=0", f"log_base_dir={tmp_path / 'a'}"],
                  tmp_path, faults={"MAZE_JAX_TEST_FAIL_COMMIT": "3"})

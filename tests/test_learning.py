@@ -8,6 +8,8 @@ from maze_jax.collectors import policy_params
 from maze_jax.shell.loop import evaluation_stats, play_in_batches
 from maze_jax.shell.programs import compile_programs
 
+pytestmark = pytest.mark.learning
+
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
 
 

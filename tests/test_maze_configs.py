@@ -75,6 +75,7 @@ def test_flatten_concat_shared_is_the_shared_critic():
     assert shared.algorithm.policy.shared_value and not separate.algorithm.policy.shared_value
 
 
+@pytest.mark.cli
 def test_maze_names_train_together_from_the_command_line(tmp_path, cache_dir):
     """+experiment=cartpole_ppo_wrappers with model=vector_obs and critic=flatten_concat_shared, Maze's names."""
     proc = run_cli([*TINY_PPO, "+experiment=cartpole_ppo_wrappers", "model=vector_obs",
@@ -87,6 +88,7 @@ def test_maze_names_train_together_from_the_command_line(tmp_path, cache_dir):
     assert "learning_rate" in proc.stdout and "0.0001" in proc.stdout
 
 
+@pytest.mark.cli
 def test_a_continuous_env_trains_with_the_squashed_gaussian(tmp_path, cache_dir):
     proc = run_cli(["env=gymnax", "env.name=Pendulum-v1", "algorithm=ppo", "model=vector_obs", "runner=dev",
                     "algorithm.n_epochs=1", "algorithm.epoch_length=2", "algorithm.n_rollout_steps=16",
@@ -95,6 +97,7 @@ def test_a_continuous_env_trains_with_the_squashed_gaussian(tmp_path, cache_dir)
     assert "final" in proc.stdout
 
 
+@pytest.mark.extra
 @pytest.mark.skipif(not HAS_JOBLIB, reason="the sweep extra is optional: pip install '.[sweep]'")
 def test_grid_search_runs_the_jobs_of_a_sweep_in_parallel_processes(tmp_path, cache_dir):
     proc = run_cli(["--multirun", "+experiment=grid_search", *TINY_PPO, "algorithm=ppo",
@@ -105,6 +108,7 @@ def test_grid_search_runs_the_jobs_of_a_sweep_in_parallel_processes(tmp_path, ca
     assert [yaml.safe_load(p.read_text())["algorithm"]["lr"] for p in runs] == [0.001, 0.0001]
 
 
+@pytest.mark.extra
 @pytest.mark.skipif(not HAS_OPTUNA, reason="the sweep extra is optional: pip install '.[sweep]'")
 def test_an_optuna_sweep_maximises_the_best_evaluation_mean_of_each_trial(tmp_path, cache_dir):
     proc = run_cli(["--multirun", "+experiment=optuna", "hydra.sweeper.n_trials=2", *TINY_PPO,

@@ -42,6 +42,7 @@ def test_maze_run_cn_conf_train_trains(trained):
     assert len(run_dirs) == 1 and (run_dirs[0] / "best").is_dir()
 
 
+@pytest.mark.cli
 def test_maze_run_without_a_config_name_rolls_out(trained, tmp_path, cache_dir):
     base, _ = trained
     run_dir = next(p for p in base.glob("*/*") if (p / "hydra_config.yaml").exists())

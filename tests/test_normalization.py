@@ -82,6 +82,7 @@ TRAIN = ["env=cartpole", "algorithm=ppo", "wrappers=vector_obs", "runner=dev", "
          "algorithm.batch_size=32", "seeding.agent_base_seed=1", "seeding.env_base_seed=2"]
 
 
+@pytest.mark.cli
 def test_statistics_round_trip_through_checkpoints_resume_and_rollout(tmp_path, cache_dir):
     from maze_jax.trained_policy import load_policy
     from maze_jax.shell.resume import stored_statistics

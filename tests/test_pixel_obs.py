@@ -46,6 +46,7 @@ def test_bad_pixel_obs_configs_are_one_line():
         PixelObsPolicy(n_outputs=2, channels=(4, 8), kernel_sizes=(3,)).init(jax.random.key(0), jnp.zeros((5, 5)))
 
 
+@pytest.mark.cli
 def test_ppo_trains_an_epoch_on_minatar_with_the_pixel_model():
     from conftest import init_state, make_trainer
 

@@ -30,6 +30,7 @@ def run_tests_cli(args, tmp_path, cache_dir, **kwargs):
     return run_cli([*args, f"log_base_dir={tmp_path}"], TESTS, cache_dir, **kwargs)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("algorithm", ["es", "ppo", "a2c"])
 def test_every_algorithm_trains_on_a_gymnasium_env(algorithm, tmp_path, cache_dir):
     proc = run_cli([*CARTPOLE, f"algorithm={algorithm}", *TINY[algorithm], "algorithm.n_epochs=2",
@@ -42,6 +43,7 @@ def test_every_algorithm_trains_on_a_gymnasium_env(algorithm, tmp_path, cache_di
     assert only_run_dir(tmp_path).parent.name == f"CartPole-v1-flatten_concat-{algorithm}-dev"
 
 
+@pytest.mark.cli
 def test_python_env_runs_resume_switch_algorithm_and_roll_out(tmp_path, cache_dir):
     first = run_cli([*CARTPOLE, "algorithm=ppo", *TINY["ppo"], "algorithm.n_epochs=2", "wrappers=vector_obs",
                      "runner.normalization_samples=200", f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir)
@@ -63,6 +65,7 @@ def test_python_env_runs_resume_switch_algorithm_and_roll_out(tmp_path, cache_di
     assert np.all(data["episode_length"] == data["episode_return"])  # CartPole pays 1 a step
 
 
+@pytest.mark.cli
 def test_several_seeds_and_a_sweep_on_a_python_env(tmp_path, cache_dir):
     seeds = run_tests_cli([*COUNTDOWN, "runner.n_seeds=2", "algorithm.n_epochs=1"], tmp_path / "s", cache_dir)
     assert seeds.returncode == 0, seeds.stderr[-3000:]
@@ -87,6 +90,7 @@ BAD = [
 ]
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("args, code, message", BAD, ids=[str(i) for i in range(len(BAD))])
 def test_python_env_failures_are_one_line_with_their_exit_status(args, code, message, tmp_path, cache_dir):
     base = [a for a in COUNTDOWN if not a.startswith("env")]
@@ -123,6 +127,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.signals
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_save_and_leave_no_worker_process(sig, code, tmp_path, cache_dir):
     proc = start_cli([*COUNTDOWN, "runner.vectorization=async", "runner.concurrency=3", "algorithm.n_epochs=0",
@@ -148,6 +153,7 @@ def test_signals_save_and_leave_no_worker_process(sig, code, tmp_path, cache_dir
     assert (only_run_dir(tmp_path) / "checkpoints").is_dir()
 
 
+@pytest.mark.learning
 def test_ppo_learns_a_gymnasium_env_within_budget(tmp_path, cache_dir):
     """PPO with Maze's defaults on CartPole stepped as a Python env: solved within 4 epochs of 40,000 steps."""
     proc = run_cli(["env=gymnasium", "env.name=CartPole-v1", "algorithm=ppo", "algorithm.n_epochs=4",
@@ -157,6 +163,7 @@ def test_ppo_learns_a_gymnasium_env_within_budget(tmp_path, cache_dir):
     assert "reached the reward threshold 475" in proc.stdout
 
 
+@pytest.mark.cli
 def test_the_python_env_example_trains_resumes_and_rolls_out_from_its_own_folder(tmp_path, cache_dir):
     project = tmp_path / "python_project"
     shutil.copytree(REPO / "examples" / "python_project", project)
@@ -172,6 +179,7 @@ def test_the_python_env_example_trains_resumes_and_rolls_out_from_its_own_folder
     assert rollout.returncode == 0 and "rollout               BaseEnvEvents" in rollout.stdout, rollout.stderr[-3000:]
 
 
+@pytest.mark.cli
 def test_a_resumed_runs_best_model_keeps_the_epoch_it_came_from(tmp_path, cache_dir):
     from maze_jax.shell.checkpoints import CheckpointDir
 
@@ -189,6 +197,7 @@ def test_a_resumed_runs_best_model_keeps_the_epoch_it_came_from(tmp_path, cache_
     assert best.latest_step() == best_epoch and meta["epoch"] == meta["best_epoch"] == best_epoch
 
 
+@pytest.mark.signals
 def test_ctrl_c_during_a_rollout_is_one_line_and_status_130(tmp_path, cache_dir):
     proc = start_cli(["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "+env.kwargs.sleep_s=0.05",
                       "policy=random_policy", "runner.n_episodes=4", f"log_base_dir={tmp_path}",

@@ -215,6 +215,7 @@ def test_failing_envs_raise_one_env_failed_naming_env_step_and_exception():
     assert raised.value.reason == "non-finite"
 
 
+@pytest.mark.cli
 def test_the_ported_cutting_env_matches_the_jax_one_step_for_step():
     from maze_jax.envs.cutting_2d import make_cutting_2d
     from maze_jax.envs.make import as_env_spec

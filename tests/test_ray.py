@@ -16,6 +16,8 @@ from conftest import REPO, start_cli
 from test_cli import only_run_dir
 from test_python_cli import TESTS, TINY, run_tests_cli
 
+pytestmark = pytest.mark.extra
+
 pytest.importorskip("ray", reason='runner=ray needs the ray extra: pip install ".[ray]"')
 
 ON_RAY = ["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "runner=ray", "model.hidden_units=[8]",

@@ -4,10 +4,13 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 
 
+@pytest.mark.cli
 def test_readme_python_blocks_run_in_order(tmp_path):
     assert len(BLOCKS) >= 4
     namespace = {}

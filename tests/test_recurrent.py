@@ -84,6 +84,7 @@ def test_the_learner_replays_each_sequence_exactly_as_it_was_acted():
     assert final_values.shape == (12, 3) and np.isfinite(final_values).all()
 
 
+@pytest.mark.cli
 def test_ppo_a2c_and_es_train_the_recurrent_model_on_a_jax_env():
     for algorithm, sizes in (("ppo", ["algorithm.batch_size=16"]), ("a2c", [])):
         _, trainer = make_trainer([f"algorithm={algorithm}", "runner.concurrency=4", "algorithm.n_rollout_steps=8",
@@ -101,6 +102,7 @@ def test_ppo_a2c_and_es_train_the_recurrent_model_on_a_jax_env():
     assert np.isfinite(float(metrics["train_BaseEnvEvents/reward/mean"]))
 
 
+@pytest.mark.cli
 def test_python_envs_carry_the_memory_through_host_rollouts_es_and_evaluation():
     base = ["env=gymnasium", "env.name=CartPole-v1", "env.max_episode_steps=6", "runner=dev", *RNN]
     spec, trainer = make_trainer([*base, "algorithm=ppo", "algorithm.epoch_length=1", "algorithm.n_rollout_steps=16",
@@ -138,6 +140,7 @@ def test_sequences_that_cannot_split_into_minibatches_and_structured_envs_are_on
                       "critic=separate"])
 
 
+@pytest.mark.cli
 def test_run_context_remembers_until_reset_and_resumes_bit_for_bit(tmp_path, cache_dir):
     from maze_jax.api import RunContext
 
@@ -169,6 +172,7 @@ def test_run_context_remembers_until_reset_and_resumes_bit_for_bit(tmp_path, cac
     np.testing.assert_array_equal(jax.tree.leaves(policy._memory[1])[0], jax.tree.leaves(first_memory)[0])
 
 
+@pytest.mark.learning
 def test_ppo_with_memory_solves_a_task_that_needs_it_then_resumes_and_rolls_out(tmp_path, cache_dir):
     # MemoryChain shows a bit only at an episode's first step and pays +1 for naming it at the last, -1 otherwise:
     # a policy without memory averages 0

@@ -70,6 +70,7 @@ def test_random_policy_rollout_needs_no_run(tmp_path, cache_dir):
     assert 10 < table_value(proc.stdout, "rollout", "mean") < 40  # a random CartPole policy lasts ~22 steps
 
 
+@pytest.mark.cli
 def test_rollout_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, cache_dir):
     run_dir, _ = trained_run
     no_checkpoint = tmp_path / "copied_config_only"
@@ -108,6 +109,7 @@ def gif_frames(path) -> int:
         return image.n_frames
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("env, steps", [(["env=tutorial_cutting_2d_struct_masked", "policy=masked_random_policy"], 360),
                                         (["env=gymnasium", "env.name=CartPole-v1", "policy=random_policy"], None)])
 def test_rollout_videos_have_a_frame_per_step_plus_the_first(env, steps, tmp_path, cache_dir):

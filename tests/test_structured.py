@@ -110,6 +110,7 @@ def test_shared_critic_is_refused_for_structured_envs():
         build_actor_critic(MLP, {"shared": True}, make_cutting_2d("struct"))
 
 
+@pytest.mark.learning
 def test_ppo_learns_a_multi_discrete_bandit():
     """An env of our own with a MultiDiscrete action: each step pays 1 per entry equal to the target [1, 0]."""
     from flax import struct

@@ -13,6 +13,7 @@ from maze_jax.settings import read_logger
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 
 
+@pytest.mark.extra
 @pytest.mark.skipif(not HAS_MLFLOW, reason="MLflow is an optional extra: pip install '.[mlflow]'")
 def test_mlflow_gets_every_tag_tensorboard_gets_and_the_config(tmp_path, cache_dir):
     from mlflow.tracking import MlflowClient
