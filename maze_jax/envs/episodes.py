@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maze_jax.devices import shard_batch
+from maze_jax.collectors.devices import shard_batch
 
 
 class EventStats(NamedTuple):
