@@ -100,7 +100,7 @@ class TrainedPolicy:
              record: bool = False):
         """Returns and lengths (float numpy arrays; NaN for an episode that did not end within the step limit) of
         `n_episodes` episodes on `env_spec`, played `batch_size` at a time (default: all at once) as the final
-        evaluation plays them; with `record`, also the batches' Trajectory records (time-major, on the host)."""
+        evaluation plays them; with `record`, also the batches' `Recording`s (time-major, on the host)."""
         batch = batch_size or n_episodes
         if self.env_spec.is_python:
             play = HostEvaluator(self.policy, self.env_spec, batch, 1, deterministic, record=record)

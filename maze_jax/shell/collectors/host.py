@@ -26,7 +26,7 @@ from maze_jax.collectors import Trainer, TrainState
 from maze_jax.shell.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import EventStats, reset_memory
-from maze_jax.envs.episodes import Trajectory as Recorded
+from maze_jax.envs.episodes import Recording
 from maze_jax.models.recurrent import act_with_memory, policy_memory
 from maze_jax.algorithms.metrics import epoch_totals, event_statistics
 from maze_jax.shell.settings import HostSettings
@@ -340,7 +340,7 @@ class HostEvaluator:
             memory.set(new_memory)
             memory.reset(terminated | truncated)
             if self.record:
-                steps.append(Recorded(obs, action, reward, terminated, truncated))
+                steps.append(Recording(obs, action, reward, terminated, truncated))
             episodes.add(reward, terminated | truncated)
             for env, ret, length in episodes.take():
                 if not ended[env]:
