@@ -349,7 +349,7 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
     processes (jax.distributed) every process trains its share; only process 0 prints and writes files."""
     settings = read_settings(cfg)
     with StopSignals(echo) as signals:  # Ctrl-C and SIGTERM from here on: stop at the next safe point
-        return train_in_run_dir(cfg, settings, run_dir, echo, env_spec, model, signals)
+        return run_named_steps(cfg, settings, run_dir, echo, env_spec, model, signals)
 
 
 def stopping_threshold(threshold: float | None, stop_when_solved: bool, progress: Progress, echo: Callable):
@@ -372,8 +372,8 @@ def trained_out_note(n_epochs: int, progress: Progress) -> str:
             "only the final evaluation (a larger algorithm.n_epochs trains on)")
 
 
-def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: Callable, env_spec, model,
-                     signals: StopSignals) -> RunResult:
+def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: Callable, env_spec, model,
+                    signals: StopSignals) -> RunResult:
     """`run_training`'s named steps, with signals handled."""
     enable_compilation_cache(settings.compilation_cache_dir)
     primary = jax.process_index() == 0
