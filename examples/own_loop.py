@@ -7,7 +7,7 @@ import jax
 
 from maze_jax.api import compose_config, make_train
 from maze_jax.models import FlattenConcatPolicy
-from maze_jax.stats import episode_statistics
+from maze_jax.algorithms.metrics import episode_statistics
 
 config, _ = compose_config(["env=cartpole", "algorithm=a2c", "algorithm.epoch_length=10", "runner.concurrency=8"])
 # Any flax module with an `n_outputs` field can be the model; one copy is the policy, another the critic.

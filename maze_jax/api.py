@@ -27,10 +27,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 from maze_jax.collectors import policy_params  # noqa: E402
 from maze_jax.config import ConfigError, env_label  # noqa: E402
 from maze_jax.research import make_train  # noqa: E402
-from maze_jax.session import RunResult, run_training  # noqa: E402
-from maze_jax.settings import compose_config  # noqa: E402
+from maze_jax.shell.session import RunResult, run_training  # noqa: E402
+from maze_jax.shell.settings import compose_config  # noqa: E402
 from maze_jax.shell.checkpoints import LATEST  # noqa: E402
-from maze_jax.shell.statistics import episode_table  # noqa: E402
+from maze_jax.shell.table_rows import episode_table  # noqa: E402
 from maze_jax.trained_policy import TrainedPolicy, one_seed  # noqa: E402
 
 __all__ = ["RunContext", "make_train", "compose_config"]
@@ -60,7 +60,7 @@ class RunContext:
         import flax.linen as nn
 
         from maze_jax.envs import as_env_spec
-        from maze_jax.train import draw_seeds
+        from maze_jax.shell.settings import draw_seeds
 
         given = dict(env=env, wrappers=wrappers, model=model, critic=critic, algorithm=algorithm, runner=runner)
         names = [f"{group}={value}" for group, value in given.items() if isinstance(value, str)]

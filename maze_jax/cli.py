@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from maze_jax.config import ConfigError, hydra_error_line
+from maze_jax.config import ConfigError
 
 # `HYDRA_FULL_ERROR=1` as the user set it: show tracebacks instead of one-line errors
 SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -21,7 +21,7 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
     when a Python env failed), a Ctrl-C elsewhere (a rollout) with one line and 130. `HYDRA_FULL_ERROR=1` shows the
     traceback."""
     from maze_jax.collectors import EnvFailed
-    from maze_jax.session import RunStopped
+    from maze_jax.shell.session import RunStopped
 
     # Hydra sets the root logger to INFO; keep library chatter (Orbax's read-only notices, say) out of the table
     logging.getLogger("absl").setLevel(logging.ERROR)
@@ -98,6 +98,8 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
     except (HydraException, OmegaConfBaseException) as error:
         if SHOW_TRACEBACKS:
             raise
+        from maze_jax.shell.settings import hydra_error_line
+
         print(f"Error: {hydra_error_line(error)}", file=sys.stderr, flush=True)
         sys.exit(2)
     except OSError as error:  # Hydra could not create the run directory (under a file, too long, read-only)

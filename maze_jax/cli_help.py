@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-CONF = os.path.join(os.path.dirname(__file__), "conf")
+from maze_jax.config import CONFIG_DIR as CONF
 TRAINING_ONLY = ("algorithm", "model", "critic", "experiment", "logger")
 ROLLOUT_ONLY = ("policy",)
 GROUP_ORDER = ("env", "wrappers", "model", "critic", "algorithm", "runner", "policy", "experiment", "logger")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from typing import Any
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+"""The package's Hydra configs (absolute: found however a command starts)."""
 
 
 class ConfigError(ValueError):
@@ -86,33 +90,3 @@ def did_you_mean(name: str, options, prefix: str = "") -> str:
     options = [str(o) for o in options]
     close = [o for o in options if o.lower() == name.lower()] or difflib.get_close_matches(name, options, 1, 0.6)
     return f". Did you mean {prefix}{close[0]}?" if close else ""
-
-
-# Hydra plugins the experiments use, installed by the `sweep` extra.
-PLUGINS = {"hydra/launcher/joblib": "joblib launcher", "hydra/sweeper/optuna": "Optuna sweeper"}
-
-
-def hydra_error_line(error: BaseException) -> str:
-    """Hydra's multi-line report of a composition error as one line, with a "did you mean" where a name is close."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
-
-    if isinstance(error, MissingConfigException) and "/" in str(error.missing_cfg_file or ""):
-        group, _, option = str(error.missing_cfg_file).rpartition("/")
-        options = list(error.options or [])
-        if f"{group}/{option}" in PLUGINS:
-            return (f"{group}={option} needs Hydra's {PLUGINS[group + '/' + option]} plugin: "
-                    f"pip install \"maze-jax[sweep]\"")
-        return (f"Could not find '{group}/{option}': {group}={option} is not an option. Available options in "
-                f"'{group}': {', '.join(options)}{did_you_mean(option, options, group + '=')}")
-    if isinstance(error, OverrideParseException):
-        return f"{error.override}: not a valid override ({first_line(error)})"
-    cause = error.__cause__
-    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        parent = getattr(cause, "parent_node", None)
-        keys = list(parent.keys()) if hasattr(parent, "keys") else []
-        where = str(cause.full_key).rpartition(".")[0]
-        hint = did_you_mean(str(cause.key), keys, where + "." if where else "")
-        return (f"Could not override '{cause.full_key}': Key '{cause.key}' is not in struct{hint} "
-                f"(+{cause.full_key}=... adds a new key)")
-    return " ".join(line.strip() for line in str(error).split("\nConfig search path")[0].splitlines() if line.strip())

@@ -22,16 +22,16 @@ from omegaconf import OmegaConf
 
 from maze_jax.algorithms.losses import Losses
 from maze_jax.collectors import TrainState, policy_params
-from maze_jax.collectors.host import HostEvaluator
+from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
-from maze_jax.evaluation import evaluate
-from maze_jax.settings import CONFIG_FILE, LoopSettings, RunSettings, read_settings
+from maze_jax.collectors.evaluation import evaluate
+from maze_jax.shell.settings import CONFIG_FILE, LoopSettings, RunSettings, read_settings
 from maze_jax.shell.checkpoints import LATEST, CheckpointDir
 from maze_jax.shell.loop import Progress
-from maze_jax.stats import episode_statistics
+from maze_jax.algorithms.metrics import episode_statistics
 from maze_jax.trained_policy import TrainedPolicy
-from maze_jax.training import build_algorithm, build_trainer
-from maze_jax.wrappers import normalization_statistics, statistics_to_meta, wrap_env
+from maze_jax.shell.assembly import build_algorithm, build_trainer
+from maze_jax.shell.wrappers import normalization_statistics, statistics_to_meta, wrap_env
 
 DEFAULT_ENV = {"_target_": "maze_jax.envs.make_env", "name": "CartPole-v1"}
 DEFAULT_MODEL = {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [64, 64], "non_lin": "Tanh"}
@@ -59,7 +59,7 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
     `vmap` (for several seeds there, use `RunSettings(n_seeds=...)`).
 
     config: algorithm settings (`ESConfig`, `ActorCriticConfig`: no Hydra needed), `RunSettings`, or a composed
-      config (`maze_jax.settings.compose_config`).
+      config (`maze_jax.shell.settings.compose_config`).
     env: an id ("CartPole-v1"), a gymnax-style env, an (env, params) pair or an EnvSpec; default the config's env
       (CartPole-v1 with bare algorithm settings). It is wrapped as `wrappers` (or the config) says; normalisation
       statistics are estimated once, here, on the host.

@@ -22,11 +22,10 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 
 from maze_jax.cli import (answer_help_or_version, check_output_dir, exit_now, run_hydra,  # noqa: E402
                           run_reporting_errors)
-from maze_jax.config import ConfigError, read  # noqa: E402
+from maze_jax.config import CONFIG_DIR, ConfigError, read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
 CONFIG_NAME = "conf_rollout"
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")  # absolute: found however we start
 
 
 def sets_group(overrides: list[str], group: str) -> bool:
@@ -86,17 +85,17 @@ def _flat(tree) -> dict:
 
 def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     """Rolls out `cfg.policy` on `cfg.env` as configured; writes the files to `out_dir`; returns the statistics."""
-    from maze_jax.collectors.vector_env import time_limit_note
+    from maze_jax.shell.collectors.vector_env import time_limit_note
     from maze_jax.config import import_object
     from maze_jax.envs import build_env
-    from maze_jax.session import enable_compilation_cache, final_evaluation_key, normalization_key
-    from maze_jax.settings import plain
+    from maze_jax.shell.session import enable_compilation_cache, final_evaluation_key, normalization_key
+    from maze_jax.shell.settings import plain
     from maze_jax.shell.loop import unfinished_note
-    from maze_jax.shell.statistics import episode_table
+    from maze_jax.shell.table_rows import episode_table
     from maze_jax.shell.table import format_table
     from maze_jax.shell.resume import stored_statistics
     from maze_jax.shell.video import frame_source, record_episodes
-    from maze_jax.wrappers import wrap_env
+    from maze_jax.shell.wrappers import wrap_env
 
     enable_compilation_cache(cfg.get("compilation_cache_dir"))
     runner = plain(cfg.runner)

@@ -7,7 +7,6 @@ User mistakes end with one line on stderr and exit status 2; `HYDRA_FULL_ERROR=1
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 
 from maze_jax.xla_flags import apply_defaults
@@ -20,12 +19,11 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from maze_jax.cli import (answer_help_or_version, check_output_dir, exit_now, override_value, run_hydra,  # noqa: E402
                           run_reporting_errors)
-from maze_jax.config import ConfigError, env_label, first_line, read  # noqa: E402
+from maze_jax.config import CONFIG_DIR, ConfigError, env_label, first_line  # noqa: E402
 
 # the env part of run directories' names (`hydra.run.dir` in conf_train.yaml)
 OmegaConf.register_new_resolver("maze_jax.env_label", env_label, replace=True)
 CONFIG_NAME = "conf_train"
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")  # absolute: found however we start
 GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
 _ABSENT = object()
 
@@ -64,7 +62,7 @@ def merge_on_resume(saved: DictConfig, saved_choices: dict, composed: DictConfig
 
 def resume_config(input_dir: str, composed: DictConfig, given: list[str]) -> DictConfig:
     """The config of the run in `input_dir` with this command's overrides on top (see `merge_on_resume`)."""
-    from maze_jax.settings import CONFIG_FILE, load_yaml
+    from maze_jax.shell.settings import CONFIG_FILE, load_yaml
 
     if not os.path.isdir(input_dir):
         raise ConfigError(f"input_dir={input_dir!r} does not exist")
@@ -82,32 +80,14 @@ def resume_config(input_dir: str, composed: DictConfig, given: list[str]) -> Dic
     return merge_on_resume(saved, choices, composed, given)
 
 
-def draw_seeds(cfg: DictConfig) -> None:
-    """Fills null seeds with random ones (written back, so the saved config reproduces the run).
-
-    With several processes, process 0's seeds are used by all."""
-    keys = ("env_base_seed", "agent_base_seed")
-    for key in keys:
-        if cfg.seeding.get(key) is None:
-            cfg.seeding[key] = secrets.randbelow(2**31)
-        else:
-            read(cfg.seeding, key, int, "seeding", low=0)
-    if "jax" in sys.modules and sys.modules["jax"].process_count() > 1:
-        import numpy as np
-        from jax.experimental import multihost_utils
-
-        shared = multihost_utils.broadcast_one_to_all(np.array([cfg.seeding[k] for k in keys], np.int64))
-        for key, seed in zip(keys, np.asarray(shared).tolist()):
-            cfg.seeding[key] = int(seed)
-
-
 def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> float:
     """The whole training run in `run_dir` (the CLI's work, reusable from Python); returns its best evaluation mean
     (-inf when nothing was evaluated)."""
     import jax
 
-    from maze_jax.session import run_training
     from maze_jax.shell.console_log import console_to
+    from maze_jax.shell.session import run_training
+    from maze_jax.shell.settings import draw_seeds
 
     if cfg.input_dir:
         cfg = resume_config(str(cfg.input_dir), cfg, given_overrides)
@@ -124,9 +104,9 @@ def remove_unused_run_dir(run_dir: str) -> None:
     holds is left as it is."""
     import shutil
 
-    from maze_jax.settings import CONFIG_FILE
+    from maze_jax.shell.settings import CONFIG_FILE
 
-    from maze_jax.session import held_by_another_run
+    from maze_jax.shell.session import held_by_another_run
 
     if not os.path.isdir(run_dir) or held_by_another_run(run_dir) or \
             any(os.path.exists(os.path.join(run_dir, f)) for f in (CONFIG_FILE, "checkpoints")):

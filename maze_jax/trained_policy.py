@@ -18,19 +18,19 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from maze_jax.collectors.host import HostEvaluator
+from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
-from maze_jax.evaluation import evaluate
+from maze_jax.collectors.evaluation import evaluate
 from maze_jax.models import Policy, RandomPolicy, build_policy
 from maze_jax.models.distributions import BOX_DISTRIBUTIONS
 from maze_jax.models.policy import action_distribution
 from maze_jax.models.recurrent import act_with_memory, policy_memory
-from maze_jax.settings import CONFIG_FILE, load_yaml, plain
+from maze_jax.shell.settings import CONFIG_FILE, load_yaml, plain
 from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.loop import play_in_batches
-from maze_jax.wrappers import wrap_env
+from maze_jax.shell.wrappers import wrap_env
 
 
 def _shapes(tree):
@@ -100,7 +100,7 @@ class TrainedPolicy:
              record: bool = False):
         """Returns and lengths (float numpy arrays; NaN for an episode that did not end within the step limit) of
         `n_episodes` episodes on `env_spec`, played `batch_size` at a time (default: all at once) as the final
-        evaluation plays them; with `record`, also the batches' Trajectory records (time-major, on the host)."""
+        evaluation plays them; with `record`, also the batches' `Recording`s (time-major, on the host)."""
         batch = batch_size or n_episodes
         if self.env_spec.is_python:
             play = HostEvaluator(self.policy, self.env_spec, batch, 1, deterministic, record=record)

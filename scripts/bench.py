@@ -130,8 +130,8 @@ def compiled_trainer(algorithm: str, overrides: list[str], env_name: str = "Cart
     import jax
 
     from maze_jax.envs import make_gymnax
-    from maze_jax.session import build
-    from maze_jax.settings import compose_config, read_settings
+    from maze_jax.shell.session import build
+    from maze_jax.shell.settings import compose_config, read_settings
     from maze_jax.shell.programs import compile_programs
 
     cfg, _ = compose_config([f"algorithm={algorithm}", *overrides])
@@ -221,8 +221,8 @@ def python_envs(quick: bool) -> None:
     concurrency (the experiment's settings), and LunarLander to an evaluation mean of 200, whole process."""
     import importlib.util
 
-    from maze_jax.session import build
-    from maze_jax.settings import compose_config, read_settings
+    from maze_jax.shell.session import build
+    from maze_jax.shell.settings import compose_config, read_settings
 
     backends = ["gymnasium"] + (["envpool"] if importlib.util.find_spec("envpool") else [])
     for env_id in ("CartPole-v1", "LunarLander-v3"):
@@ -430,8 +430,8 @@ def purejaxrl_rate(n_envs: int = 16, n_steps: int = 128, n_minibatches: int = 4,
 
 def ppo_rate(overrides: list[str], epochs: int = 2) -> float:
     """PPO training env steps/s of a built (not CLI) run, after one warm-up epoch that compiles and starts workers."""
-    from maze_jax.session import build
-    from maze_jax.settings import compose_config, read_settings
+    from maze_jax.shell.session import build
+    from maze_jax.shell.settings import compose_config, read_settings
 
     cfg, _ = compose_config(["algorithm=ppo", "model.hidden_units=[64,64]", "algorithm.n_rollout_steps=128",
                              "algorithm.batch_size=256", "algorithm.epoch_length=2", "seeding.agent_base_seed=0",
@@ -452,9 +452,9 @@ def learner_rate(n_envs: int = 32) -> float:
     """Samples per second PPO's update (4 epochs of minibatches of 256, 64x64) takes in, from a collected rollout."""
     import jax
 
-    from maze_jax.collectors.host import RolloutCollector
-    from maze_jax.session import build
-    from maze_jax.settings import compose_config, read_settings
+    from maze_jax.shell.collectors.host import RolloutCollector
+    from maze_jax.shell.session import build
+    from maze_jax.shell.settings import compose_config, read_settings
 
     cfg, _ = compose_config(["env=gymnasium", "algorithm=ppo", "model.hidden_units=[64,64]",
                              "algorithm.n_rollout_steps=128", "algorithm.batch_size=256",
@@ -527,8 +527,8 @@ def cutting(max_epochs: int = 10) -> None:
     from maze_jax.collectors import policy_params
     from maze_jax.envs.cutting_2d import greedy_policy_act
     from maze_jax.models import RandomPolicy
-    from maze_jax.session import build
-    from maze_jax.settings import compose_config, read_settings
+    from maze_jax.shell.session import build
+    from maze_jax.shell.settings import compose_config, read_settings
     from maze_jax.shell.programs import compile_programs
     from maze_jax.trained_policy import TrainedPolicy
 

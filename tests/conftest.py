@@ -147,8 +147,8 @@ def finish(proc, timeout: float) -> subprocess.CompletedProcess:
 
 def make_trainer(overrides: list[str], env=None):
     """(env_spec, trainer) of a composed training config, built as a run builds them (env: replaces the config's)."""
-    from maze_jax.session import build
-    from maze_jax.settings import compose_config, read_settings
+    from maze_jax.shell.session import build
+    from maze_jax.shell.settings import compose_config, read_settings
 
     cfg, _ = compose_config(overrides)
     return build(read_settings(cfg), env=env, echo=lambda *a, **k: None)

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 
-PRELOAD = ("maze_jax.train", "maze_jax.rollout", "maze_jax.session", "maze_jax.envs", "orbax.checkpoint",
+PRELOAD = ("maze_jax.train", "maze_jax.rollout", "maze_jax.shell.session", "maze_jax.envs", "orbax.checkpoint",
            "tensorboardX", "hydra._internal.hydra")
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import run_cli
 from maze_jax.models.distributions import Categorical, DiagGaussian, Joint
-from maze_jax.shell.statistics import epoch_rows
+from maze_jax.shell.table_rows import epoch_rows
 from maze_jax.shell.table import ActionSummary
-from maze_jax.stats import action_statistics, epoch_totals
+from maze_jax.algorithms.metrics import action_statistics, epoch_totals
 
 
 def test_discrete_heads_count_each_choice_and_continuous_heads_their_mean():

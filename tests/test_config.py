@@ -77,7 +77,7 @@ def test_yaml_defaults_are_the_dataclass_defaults(name):
 
     from maze_jax.algorithms.actor_critic import ActorCriticConfig
     from maze_jax.algorithms.es import ESConfig
-    from maze_jax.settings import compose_config, read_settings
+    from maze_jax.shell.settings import compose_config, read_settings
 
     composed = read_settings(compose_config([f"algorithm={name}"])[0]).algorithm
     bare = ESConfig() if name == "es" else ActorCriticConfig(ppo=name == "ppo")
@@ -86,3 +86,12 @@ def test_yaml_defaults_are_the_dataclass_defaults(name):
     assert not differ, f"conf/algorithm/{name}.yaml vs the dataclass: {differ}"
     if name != "es":
         assert bare.name == name
+
+
+def test_a_run_saved_before_the_readers_moved_still_reads():
+    """Run directories written before the border moved to maze_jax/shell/ name `maze_jax.settings.ppo`."""
+    from maze_jax.shell.settings import compose_config, read_settings
+
+    cfg, _ = compose_config(["algorithm=ppo"])
+    cfg.algorithm._target_ = "maze_jax.settings.ppo"
+    assert read_settings(cfg).algorithm.name == "ppo"

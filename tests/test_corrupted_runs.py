@@ -40,8 +40,8 @@ def resume(run_dir) -> list[str]:
     from hydra import compose, initialize_config_dir
 
     from maze_jax import train
-    from maze_jax.session import build, check_compatible, restore
-    from maze_jax.settings import read_settings
+    from maze_jax.shell.session import build, check_compatible, restore
+    from maze_jax.shell.settings import read_settings
     from maze_jax.shell.resume import stored_statistics
 
     said = []

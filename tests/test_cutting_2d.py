@@ -159,7 +159,7 @@ def test_cli_trains_the_masked_cutting_env_and_rolls_it_out(tmp_path, cache_dir)
 def test_every_variant_trains_with_every_algorithm_family(variant, algorithm, model):
     from maze_jax.collectors import policy_params
     from maze_jax.research import make_train
-    from maze_jax.settings import compose_config
+    from maze_jax.shell.settings import compose_config
 
     tiny = {"a2c": ["algorithm.epoch_length=1", "algorithm.n_rollout_steps=8"],
             "es": ["algorithm.n_rollouts_per_update=4"]}[algorithm]

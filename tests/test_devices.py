@@ -13,14 +13,14 @@ import pytest
 
 from conftest import REPO, run_cli
 from maze_jax.config import ConfigError
-from maze_jax.devices import check_divisible
+from maze_jax.collectors.devices import check_divisible
 
 # Runs in a fresh interpreter: the device count is fixed when jax starts.
 SAME_RESULTS = textwrap.dedent("""
     import jax, numpy as np
     from maze_jax.collectors import policy_params
-    from maze_jax.session import build
-    from maze_jax.settings import compose_config, read_settings
+    from maze_jax.shell.session import build
+    from maze_jax.shell.settings import compose_config, read_settings
     from maze_jax.shell.programs import compile_programs
     assert jax.device_count() == 4
     CASES = {"es": ["algorithm.n_rollouts_per_update=16", "algorithm.max_steps=100"],

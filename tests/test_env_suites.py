@@ -55,7 +55,7 @@ def smoke_epoch(overrides: list[str]):
                                            ("xminigrid", "xminigrid"), ("popgym", "popgym")])
 def test_a_missing_extra_says_what_to_install(group, module, monkeypatch):
     from maze_jax.envs.make import build_env
-    from maze_jax.settings import compose_config
+    from maze_jax.shell.settings import compose_config
 
     cfg, _ = compose_config([f"env={group}"])
     real = importlib.util.find_spec

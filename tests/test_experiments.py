@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from maze_jax.settings import compose_config, read_settings
+from maze_jax.shell.settings import compose_config, read_settings
 
 sys.path.insert(0, str(REPO / "scripts"))
 import bench_learning  # noqa: E402

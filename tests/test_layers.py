@@ -1,5 +1,6 @@
-"""The package's layers: the maze-run command > entry points > shell > core, imports pointing down only, no
-import circle."""
+"""The package's layers, read off its tree: the maze-run command > entry points (the package's top-level modules) >
+the shell (`shell/`) > the core (`algorithms/`, `collectors/`, `envs/`, `models/` and `config.py`). Imports point
+down only, function-local ones included, and no module imports itself back through a circle."""
 
 import ast
 from pathlib import Path
@@ -8,32 +9,38 @@ from conftest import REPO
 
 PACKAGE = REPO / "maze_jax"
 COMMAND = {"maze_run"}  # dispatches to the entry points train and rollout
-ENTRY = {"train", "rollout", "api", "research", "trained_policy", "cli"}
-SHELL = {"session", "settings", "training", "wrappers", "shell", "collectors.host", "collectors.vector_env",
-         "collectors.ray_workers"}
-# everything else is core: algorithms, collectors (jax_envs), envs, models, evaluation, stats, devices, config, ...
+CORE_FOLDERS = {"algorithms", "collectors", "envs", "models"}
+CORE_MODULES = {"config"}  # ConfigError and typed reads: the one top-level module every layer uses
+# Libraries of the shell's work (threads, processes, files, Hydra, logging): the core imports none of them.
+SHELL_LIBRARIES = {"threading", "subprocess", "multiprocessing", "queue", "signal", "ray", "hydra", "omegaconf",
+                   "tensorboardX", "orbax", "mlflow", "matplotlib", "tqdm"}
 
 
 def layer(module: str) -> int:
     """0 core, 1 shell, 2 entry point, 3 command, for a module path relative to the package (`shell.loop`, `envs`)."""
+    top = module.split(".")[0]
     if module in COMMAND:
         return 3
-    if module in ENTRY:
-        return 2
-    if any(module == s or module.startswith(s + ".") for s in SHELL):
+    if top == "shell":
         return 1
-    return 0
+    if top in CORE_FOLDERS or module in CORE_MODULES or module == "":
+        return 0
+    return 2  # the other top-level modules: train, rollout, api, research, trained_policy, cli, ...
 
 
-def imports(path: Path) -> set[str]:
-    """The package modules `path` imports, anywhere in it (function-local imports count too)."""
+def imports(path: Path, package: bool = True) -> set[str]:
+    """The package modules `path` imports (other libraries' top-level names with `package=False`), anywhere in
+    it: function-local imports count too."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
             [a.name for a in node.names] if isinstance(node, ast.Import) else []
         if isinstance(node, ast.ImportFrom) and node.level:
             continue  # the package uses absolute imports only
-        found.update(n[len("maze_jax."):] for n in names if n.startswith("maze_jax."))
+        if package:
+            found.update(n[len("maze_jax."):] for n in names if n.startswith("maze_jax."))
+        else:
+            found.update(n.split(".")[0] for n in names if not n.startswith("maze_jax"))
     return found
 
 
@@ -50,6 +57,22 @@ def test_imports_point_down_only():
             if layer(target) > layer(name):
                 upward.append(f"{name} -> {target}")
     assert not upward, upward
+
+
+def test_the_core_does_no_shell_work():
+    """The core's folders hold pure functions: no threads, processes, Hydra, files' formats or consoles."""
+    found = [f"{module_name(path)} imports {library}" for path in PACKAGE.rglob("*.py")
+             if layer(module_name(path)) == 0 for library in imports(path, package=False) & SHELL_LIBRARIES]
+    assert not found, found
+
+
+def test_the_top_level_holds_entry_points_only():
+    """A module that is neither an entry point nor the shared config helpers lives in its layer's folder."""
+    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    entry = {"train", "rollout", "api", "research", "trained_policy", "cli", "cli_help", "xla_flags"}
+    assert top == entry | COMMAND | CORE_MODULES, top ^ (entry | COMMAND | CORE_MODULES)
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert folders == CORE_FOLDERS | {"shell"}, folders
 
 
 def test_no_import_circle():

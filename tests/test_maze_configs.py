@@ -126,7 +126,7 @@ def test_an_optuna_sweep_maximises_the_best_evaluation_mean_of_each_trial(tmp_pa
 def test_a_missing_sweep_plugin_is_one_line_naming_the_extra():
     from hydra.errors import MissingConfigException
 
-    from maze_jax.config import hydra_error_line
+    from maze_jax.shell.settings import hydra_error_line
 
     error = MissingConfigException("Could not find 'hydra/sweeper/optuna'", "hydra/sweeper/optuna", ["basic"])
     assert hydra_error_line(error) == ("hydra/sweeper=optuna needs Hydra's Optuna sweeper plugin: "

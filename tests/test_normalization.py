@@ -15,7 +15,7 @@ from maze_jax.config import ConfigError
 from maze_jax.envs import make_gymnax
 from maze_jax.envs.cutting_2d import make_cutting_2d
 from maze_jax.envs.normalization import KeySettings, compute_statistics, normalize
-from maze_jax.wrappers import read_normalization, wrap_env
+from maze_jax.shell.wrappers import read_normalization, wrap_env
 
 
 def test_statistics_reduce_the_configured_axes():

@@ -62,7 +62,7 @@ def test_ppo_trains_an_epoch_on_minatar_with_the_pixel_model():
 
 
 def test_a_run_with_very_large_networks_says_so_before_it_trains():
-    from maze_jax.session import parameter_shapes, size_note
+    from maze_jax.shell.session import parameter_shapes, size_note
 
     def shapes(frame):  # the pixel model's default torso: stride 1 keeps the whole frame for the dense layer
         params = jax.eval_shape(PixelObsPolicy(n_outputs=5).init, jax.random.key(0), jnp.zeros(frame, jnp.uint8))

@@ -13,11 +13,11 @@ import pytest
 import python_envs
 from conftest import init_state, make_trainer
 from maze_jax.collectors import EnvFailed
-from maze_jax.collectors.vector_env import VectorEnv
+from maze_jax.shell.collectors.vector_env import VectorEnv
 from maze_jax.config import ConfigError
 from maze_jax.envs import build_env, make_env
 from maze_jax.envs.python_env import to_observation
-from maze_jax.wrappers import python_wrappers, wrap_env
+from maze_jax.shell.wrappers import python_wrappers, wrap_env
 
 HAS_ENVPOOL = importlib.util.find_spec("envpool") is not None
 
@@ -41,9 +41,9 @@ def test_ids_resolve_gymnax_then_envpool_then_gymnasium():
 
 def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_count_in_no_statistic():
     from maze_jax.collectors import policy_params
-    from maze_jax.collectors.host import HostEvaluator
+    from maze_jax.shell.collectors.host import HostEvaluator
     from maze_jax.shell.loop import play_in_batches
-    from maze_jax.shell.statistics import episode_table
+    from maze_jax.shell.table_rows import episode_table
 
     spec = build_env({"_target_": "python_envs.Countdown", "length": 1000})  # no time limit: the evaluator's cap
     env_spec, trainer = make_trainer(["algorithm=ppo", "model.hidden_units=[4]"], env=spec)
@@ -67,7 +67,7 @@ def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_cou
 
 
 def test_a_python_env_without_a_time_limit_gets_one_and_a_note_says_so(monkeypatch):
-    import maze_jax.collectors.vector_env as vector_env
+    import maze_jax.shell.collectors.vector_env as vector_env
 
     endless = build_env({"_target_": "python_envs.Countdown", "length": 10**9})
     assert "Note: env Countdown declares no time limit (gymnasium's max_episode_steps): an episode that " \
@@ -84,7 +84,7 @@ def test_a_python_env_without_a_time_limit_gets_one_and_a_note_says_so(monkeypat
 
 @pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool is an optional extra: pip install '.[envpool]'")
 def test_envpools_own_time_limits_are_read_and_its_unlimited_envs_get_one():
-    from maze_jax.collectors.vector_env import time_limit_note
+    from maze_jax.shell.collectors.vector_env import time_limit_note
 
     assert make_env("CartPole-v1", backend="envpool").env.max_episode_steps == 500
     cliff = make_env("CliffWalking-v1", backend="envpool")  # envpool's "no limit" is INT_MAX

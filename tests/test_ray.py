@@ -65,7 +65,7 @@ def alive(pid: int) -> bool:
 
 
 def test_each_worker_plays_whole_antithetic_pairs_of_one_even_slice():
-    from maze_jax.collectors.ray_workers import member_slices
+    from maze_jax.shell.collectors.ray_workers import member_slices
 
     slices = member_slices(n_seeds=2, population=8, n_workers=3)
     assert sorted(m for s in slices for m in s) == list(range(16))
@@ -83,9 +83,10 @@ def test_ray_rollouts_and_runcontext_in_a_callers_ray(tmp_path):
     import python_envs  # noqa: F401  (registers the Countdown env)
     from conftest import init_state, make_trainer
     from maze_jax.api import RunContext
-    from maze_jax.collectors.host import RolloutCollector
+    from maze_jax.shell.collectors.host import RolloutCollector
     from maze_jax.collectors import EnvFailed
-    from maze_jax.collectors.ray_workers import RayRollouts, RaySettings, RayWorkers
+    from maze_jax.shell.collectors.ray_workers import RayRollouts, RayWorkers
+    from maze_jax.shell.settings import RaySettings
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}})

@@ -110,7 +110,7 @@ def test_python_envs_carry_the_memory_through_host_rollouts_es_and_evaluation():
     try:
         state, metrics = trainer.train_epoch(init_state(trainer))
         assert int(metrics["train_BaseEnvEvents/reward/step_count"]) == 16 * 2
-        from maze_jax.collectors.host import RolloutCollector
+        from maze_jax.shell.collectors.host import RolloutCollector
         collector = RolloutCollector(trainer.algorithm, spec, 2, 16, 1, 3, "sync")
         params = jax.tree.map(lambda x: x[None], state.learner.params)
         for _ in range(2):  # the second rollout continues the first's episodes and memories

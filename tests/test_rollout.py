@@ -141,12 +141,12 @@ def test_an_episode_that_did_not_end_is_nan_in_the_episodes_file(tmp_path):
 
 
 def test_an_episode_that_did_not_end_runs_to_the_last_recorded_step_in_the_trajectories(tmp_path):
-    from maze_jax.envs.episodes import Trajectory
+    from maze_jax.envs.episodes import Recording
     from maze_jax.rollout import write_trajectories
 
     never = np.zeros((3, 2), bool)  # time-major: 3 steps of 2 envs; env 0 terminates at its second step
     terminated = never | [[0, 0], [1, 0], [0, 0]]
-    part = Trajectory(np.zeros((3, 2, 1)), np.zeros((3, 2), np.int32), np.ones((3, 2)), terminated, never)
+    part = Recording(np.zeros((3, 2, 1)), np.zeros((3, 2), np.int32), np.ones((3, 2)), terminated, never)
     write_trajectories(str(tmp_path / "t.npz"), [part], np.array([2.0, np.nan]), np.array([2.0, np.nan]))
     with np.load(tmp_path / "t.npz") as data:
         assert data["episode_length"].tolist() == [2, 3] and data["episode_length"].dtype == np.int32

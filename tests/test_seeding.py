@@ -3,8 +3,8 @@
 import jax
 import numpy as np
 
-from maze_jax.session import agent_key, env_key, eval_key, final_evaluation_key, normalization_key
-from maze_jax.settings import LoopSettings, RunSettings
+from maze_jax.shell.session import agent_key, env_key, eval_key, final_evaluation_key, normalization_key
+from maze_jax.shell.settings import LoopSettings, RunSettings
 
 
 def test_equal_agent_and_env_seeds_give_independent_keys():

@@ -119,7 +119,7 @@ def test_ppo_learns_a_multi_discrete_bandit():
     from maze_jax.collectors import policy_params
     from maze_jax.envs.spaces import MultiDiscrete
     from maze_jax.research import make_train
-    from maze_jax.settings import compose_config
+    from maze_jax.shell.settings import compose_config
 
     @struct.dataclass
     class Params(environment.EnvParams):

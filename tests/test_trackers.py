@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from maze_jax.config import ConfigError
-from maze_jax.settings import read_logger
+from maze_jax.shell.settings import read_logger
 
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 

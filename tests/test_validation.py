@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from maze_jax.config import ConfigError
-from maze_jax.session import build
-from maze_jax.settings import compose_config, read_settings
-from maze_jax.train import draw_seeds
+from maze_jax.shell.session import build
+from maze_jax.shell.settings import compose_config, read_settings
+from maze_jax.shell.settings import draw_seeds
 
 BAD = [
     ("env.reward_threshold=abc", "env.reward_threshold='abc': expected a number"),

@@ -27,7 +27,7 @@ from maze_jax.config import ConfigError
 from maze_jax.envs.episodes import reset_memory
 from maze_jax.models import ActorCritic
 from maze_jax.models.recurrent import is_recurrent
-from maze_jax.stats import action_statistics
+from maze_jax.algorithms.metrics import action_statistics
 
 
 DEFAULT_LR = {"ppo": 0.00025, "a2c": 0.0005}

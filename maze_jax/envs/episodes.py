@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maze_jax.devices import shard_batch
+from maze_jax.collectors.devices import shard_batch
 
 
 class EventStats(NamedTuple):
@@ -228,9 +228,10 @@ def run_steps(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStat
     return envs, stats, steps
 
 
-class Trajectory(NamedTuple):
-    """Every step of a recorded rollout, time-major: (steps, envs, ...). Envs auto-reset, so a row may hold
-    more than one episode; `EpisodeStats.first_length` says where each env's first one ends."""
+class Recording(NamedTuple):
+    """Every step of a recorded rollout, time-major: (steps, envs, ...) (what a rollout writes; the learner's batch
+    is `algorithms.actor_critic.Trajectory`). Envs auto-reset, so a row may hold more than one episode;
+    `EpisodeStats.first_length` says where each env's first one ends."""
 
     observation: Any
     action: jax.Array
@@ -245,13 +246,13 @@ def play_episodes(env, env_params, act: Callable, key: jax.Array, n_envs: int, n
     `memory` (a policy's memory of the envs at their start, leading env axis), `act(obs_batch, key, memory) ->
     (actions, memory)`, and each env's memory is set to zeros when its episode ends.
 
-    Returns the EpisodeStats, or (EpisodeStats, Trajectory) with `record` (the same episodes: same keys).
+    Returns the EpisodeStats, or (EpisodeStats, Recording) with `record` (the same episodes: same keys).
     With a `mesh`, the envs are split across its devices. `mirrored`: env i and env i + n_envs / 2 start from
     the same state and meet the same env randomness (ES's antithetic pairs). `count_events`: the stats also
     count the events and KPIs the env reports (`EventStats`)."""
     key_reset, key_act, key_env = jax.random.split(key, 3)
     envs = EnvBatch.reset(env, env_params, key_reset, n_envs, mirrored, () if memory is None else memory)
-    keep = (lambda s: Trajectory(s.obs, s.record, s.reward, s.terminated, s.truncated)) if record else (lambda s: None)
+    keep = (lambda s: Recording(s.obs, s.record, s.reward, s.terminated, s.truncated)) if record else (lambda s: None)
 
     def act_and_record(obs, k, envs_memory):  # the record is the env action
         action, envs_memory = (act(obs, k), ()) if memory is None else act(obs, k, envs_memory)

@@ -1,5 +1,5 @@
 """Observation normalisation (Maze's observation-normalisation wrapper) as a gymnax-style env wrapper with fixed
-statistics. Pure parts only: computing statistics from samples and applying them; `maze_jax.wrappers` reads the
+statistics. Pure parts only: computing statistics from samples and applying them; `maze_jax.shell.wrappers` reads the
 config, estimates the statistics and keeps them with the checkpoints.
 
 Strategies: `mean_zero_std_one` ((x - mean) / std, a std of 0 counts as 1) and `range_zero_one`

@@ -1,6 +1,6 @@
 """Python environments (the gymnasium API: gymnasium and envpool ids, your own `gymnasium.Env`) as maze_jax sees
 them: gymnax-style spaces to build policies from, observations converted to arrays, env actions converted back, and
-vectorised copies for the host collector (`maze_jax.collectors.host`).
+vectorised copies for the host collector (`maze_jax.shell.collectors.host`).
 
 Observations: Box (as float32, bool stays bool), Discrete and MultiDiscrete (one-hot), MultiBinary, and Dict or
 Tuple of these (a dict; Tuple entries are keyed "0", "1", ...). A structured env's `actor_id` stays an int, and the

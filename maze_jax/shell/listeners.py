@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from maze_jax.shell.statistics import SEEDS_NOTE
+from maze_jax.shell.table_rows import SEEDS_NOTE
 from maze_jax.shell.table import ActionSummary, format_table
 
 

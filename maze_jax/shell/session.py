@@ -15,10 +15,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from maze_jax.collectors import Trainer, TrainState
-from maze_jax.collectors.vector_env import time_limit_note
+from maze_jax.shell.collectors.vector_env import time_limit_note
 from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
-from maze_jax.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
+from maze_jax.shell.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
 from maze_jax.envs.structured import sub_steps
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
@@ -29,11 +29,11 @@ from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
                                  unfinished_note)
 from maze_jax.shell.programs import Compilation, Programs
-from maze_jax.shell.statistics import across_seeds, episode_table
+from maze_jax.shell.table_rows import across_seeds, episode_table
 from maze_jax.shell.trackers import make_writers
 from maze_jax.shell.table import format_table
-from maze_jax.training import build_algorithm, build_trainer
-from maze_jax.wrappers import normalization_statistics, statistics_to_meta, wrap_env
+from maze_jax.shell.assembly import build_algorithm, build_trainer
+from maze_jax.shell.wrappers import normalization_statistics, statistics_to_meta, wrap_env
 
 # Config sections a checkpoint depends on (shapes, normalisation): resuming with different ones is refused.
 SHAPE_SECTIONS = ("env", "wrappers", "model")
@@ -349,7 +349,7 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
     processes (jax.distributed) every process trains its share; only process 0 prints and writes files."""
     settings = read_settings(cfg)
     with StopSignals(echo) as signals:  # Ctrl-C and SIGTERM from here on: stop at the next safe point
-        return train_in_run_dir(cfg, settings, run_dir, echo, env_spec, model, signals)
+        return run_named_steps(cfg, settings, run_dir, echo, env_spec, model, signals)
 
 
 def stopping_threshold(threshold: float | None, stop_when_solved: bool, progress: Progress, echo: Callable):
@@ -372,8 +372,8 @@ def trained_out_note(n_epochs: int, progress: Progress) -> str:
             "only the final evaluation (a larger algorithm.n_epochs trains on)")
 
 
-def train_in_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: Callable, env_spec, model,
-                     signals: StopSignals) -> RunResult:
+def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: Callable, env_spec, model,
+                    signals: StopSignals) -> RunResult:
     """`run_training`'s named steps, with signals handled."""
     enable_compilation_cache(settings.compilation_cache_dir)
     primary = jax.process_index() == 0

@@ -6,22 +6,44 @@ mistake is a `ConfigError` naming the exact key (`algorithm.lr=-1.0: must be > 0
 
 An algorithm config names its reader by `_target_`: `(algorithm: dict, runner: dict) -> settings`. The settings
 of an algorithm of one's own need `name`, `n_epochs`, `patience` and `build(env_spec, model, critic, losses)`
-returning an `Algorithm` (see `maze_jax.training.build_algorithm`).
+returning an `Algorithm` (see `maze_jax.shell.assembly.build_algorithm`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from maze_jax.algorithms.actor_critic import ActorCriticConfig
 from maze_jax.algorithms.es import ESConfig
-from maze_jax.collectors.host import HostSettings
-from maze_jax.collectors.ray_workers import RaySettings
-from maze_jax.config import ConfigError, first_line, hydra_error_line, import_object, read
-from maze_jax.devices import check_divisible, make_mesh, read_n_devices
+from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
+from maze_jax.collectors.devices import check_divisible, make_mesh, read_n_devices
 
 CONFIG_FILE = "hydra_config.yaml"  # a run directory's resolved config
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """The `runner=ray` keys: workers, envs per worker, the cluster to join (None: start a local Ray), the worker
+    failures a run survives, the CPUs Ray reserves per worker, and how long workers may take to start."""
+
+    num_workers: int = 2
+    envs_per_worker: int = 8
+    address: str | None = None
+    max_worker_restarts: int = 3
+    cpus_per_worker: float = 1.0
+    start_timeout_s: float = 120.0
+
+
+class HostSettings(NamedTuple):
+    """How the host collector runs (the runner's keys): envs per seed for ES, gymnasium's vectorisation (sync:
+    in the training process; async: a worker process per env), the actor's policy lag (0 or 1), and with
+    `runner=ray` the Ray workers' settings (`RaySettings`; None: envs in this process)."""
+
+    n_envs: int = 16
+    vectorization: str = "sync"
+    policy_lag: int = 1
+    ray: Any = None
 
 
 @dataclass(frozen=True)
@@ -69,11 +91,40 @@ class RunSettings:
     """The `logger` group (`+logger=mlflow`): a tracker besides TensorBoard."""
 
 
+# Hydra plugins the experiments use, installed by the `sweep` extra.
+PLUGINS = {"hydra/launcher/joblib": "joblib launcher", "hydra/sweeper/optuna": "Optuna sweeper"}
+
+
+def hydra_error_line(error: BaseException) -> str:
+    """Hydra's multi-line report of a composition error as one line, with a "did you mean" where a name is close."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(error, MissingConfigException) and "/" in str(error.missing_cfg_file or ""):
+        group, _, option = str(error.missing_cfg_file).rpartition("/")
+        options = list(error.options or [])
+        if f"{group}/{option}" in PLUGINS:
+            return (f"{group}={option} needs Hydra's {PLUGINS[group + '/' + option]} plugin: "
+                    f"pip install \"maze-jax[sweep]\"")
+        return (f"Could not find '{group}/{option}': {group}={option} is not an option. Available options in "
+                f"'{group}': {', '.join(options)}{did_you_mean(option, options, group + '=')}")
+    if isinstance(error, OverrideParseException):
+        return f"{error.override}: not a valid override ({first_line(error)})"
+    cause = error.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        parent = getattr(cause, "parent_node", None)
+        keys = list(parent.keys()) if hasattr(parent, "keys") else []
+        where = str(cause.full_key).rpartition(".")[0]
+        hint = did_you_mean(str(cause.key), keys, where + "." if where else "")
+        return (f"Could not override '{cause.full_key}': Key '{cause.key}' is not in struct{hint} "
+                f"(+{cause.full_key}=... adds a new key)")
+    return " ".join(line.strip() for line in str(error).split("\nConfig search path")[0].splitlines() if line.strip())
+
+
 def compose_config(overrides: list[str] = ()) -> tuple[Any, dict]:
     """The training config for command-line style `overrides` (as `python -m maze_jax.train` would compose it),
     and its group choices, e.g. `compose_config(["env=cartpole", "algorithm=ppo"])`. Seeds stay as given. A
     misspelt option or key, or a malformed override, raises a one-line ConfigError, as the command line says it."""
-    import os
 
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
@@ -81,7 +132,7 @@ def compose_config(overrides: list[str] = ()) -> tuple[Any, dict]:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        with initialize_config_dir(os.path.join(os.path.dirname(__file__), "conf"), version_base=None):
+        with initialize_config_dir(CONFIG_DIR, version_base=None):
             cfg = compose("conf_train", overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:  # as the command line says it, in one line
         raise ConfigError(hydra_error_line(error)) from None
@@ -180,12 +231,17 @@ def a2c(algorithm: Mapping, runner: Mapping) -> ActorCriticConfig:
     return _actor_critic(algorithm, runner, False)
 
 
+OLD_READERS = "maze_jax.settings."  # where the algorithm readers lived before maze_jax/shell/
+
+
 def read_algorithm(algorithm: Mapping, runner: Mapping):
-    """The settings of the algorithm the config names by `_target_` (a reader such as `maze_jax.settings.ppo`)."""
+    """The settings of the algorithm the config names by `_target_` (a reader such as `maze_jax.shell.settings.ppo`)."""
     target = algorithm.get("_target_")
     if not target:
         raise ConfigError("algorithm._target_ is missing: an algorithm config names its settings reader, "
-                          "e.g. maze_jax.settings.ppo")
+                          "e.g. maze_jax.shell.settings.ppo")
+    if str(target).startswith(OLD_READERS):  # a run directory saved before the readers moved into the shell
+        target = "maze_jax.shell.settings." + str(target).rpartition(".")[2]
     reader = import_object(target, "algorithm._target_")
     return reader({k: v for k, v in algorithm.items() if k != "_target_"}, runner)
 
@@ -284,3 +340,25 @@ def read_logger(logger: Mapping | None) -> Mapping | None:
     if importlib.util.find_spec("mlflow") is None:
         raise ConfigError('+logger=mlflow needs MLflow: pip install "maze-jax[mlflow]"')
     return logger
+
+
+def draw_seeds(cfg) -> None:
+    """Fills null seeds with random ones (written back, so the saved config reproduces the run).
+
+    With several processes, process 0's seeds are used by all."""
+    import secrets
+    import sys
+
+    keys = ("env_base_seed", "agent_base_seed")
+    for key in keys:
+        if cfg.seeding.get(key) is None:
+            cfg.seeding[key] = secrets.randbelow(2**31)
+        else:
+            read(cfg.seeding, key, int, "seeding", low=0)
+    if "jax" in sys.modules and sys.modules["jax"].process_count() > 1:
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        shared = multihost_utils.broadcast_one_to_all(np.array([cfg.seeding[k] for k in keys], np.int64))
+        for key, seed in zip(keys, np.asarray(shared).tolist()):
+            cfg.seeding[key] = int(seed)

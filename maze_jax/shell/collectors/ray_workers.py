@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Callable
 
 import jax
@@ -31,26 +30,13 @@ import numpy as np
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import EnvFailed, Trainer
-from maze_jax.collectors.host import (HostSettings, LocalMembers, RolloutCollector, actor_critic_host_trainer,
-                                      es_host_trainer)
+from maze_jax.shell.collectors.host import LocalMembers, RolloutCollector, actor_critic_host_trainer, es_host_trainer
+from maze_jax.shell.settings import HostSettings, RaySettings
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec
 
 WORKER_ENV = {"JAX_PLATFORMS": "cpu",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
-
-
-@dataclass(frozen=True)
-class RaySettings:
-    """The `runner=ray` keys: workers, envs per worker, the cluster to join (None: start a local Ray), the worker
-    failures a run survives, the CPUs Ray reserves per worker, and how long workers may take to start."""
-
-    num_workers: int = 2
-    envs_per_worker: int = 8
-    address: str | None = None
-    max_worker_restarts: int = 3
-    cpus_per_worker: float = 1.0
-    start_timeout_s: float = 120.0
 
 
 class Interrupted(Exception):

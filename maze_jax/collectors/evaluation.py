@@ -13,7 +13,7 @@ def evaluate(policy: Policy, params, env_spec: EnvSpec, key: jax.Array, n_episod
              deterministic: bool = True, record: bool = False):
     """Plays `n_episodes` episodes in parallel (pure, jittable); the statistics count each env's first episode.
 
-    With `record`, returns (EpisodeStats, Trajectory) of the very same episodes."""
+    With `record`, returns (EpisodeStats, Recording) of the very same episodes."""
     act = lambda obs, k, memory: act_with_memory(policy, params, obs, k, deterministic, memory)  # noqa: E731
     played = play_episodes(env_spec.env, env_spec.params, act, key, n_episodes, env_spec.horizon, record,
                            memory=policy_memory(policy, n_episodes))

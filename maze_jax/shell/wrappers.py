@@ -30,7 +30,7 @@ import functools
 import jax
 import numpy as np
 
-from maze_jax.collectors.host import sample_host_observations
+from maze_jax.shell.collectors.host import sample_host_observations
 from maze_jax.config import ConfigError, import_object
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.episodes import play_episodes

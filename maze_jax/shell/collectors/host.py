@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from typing import Any, Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +23,13 @@ from jax.flatten_util import ravel_pytree
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import Trainer, TrainState
-from maze_jax.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
+from maze_jax.shell.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import EventStats, reset_memory
-from maze_jax.envs.episodes import Trajectory as Recorded
+from maze_jax.envs.episodes import Recording
 from maze_jax.models.recurrent import act_with_memory, policy_memory
-from maze_jax.stats import epoch_totals, event_statistics
+from maze_jax.algorithms.metrics import epoch_totals, event_statistics
+from maze_jax.shell.settings import HostSettings
 
 
 def add_seed_axis(tree, n_seeds: int):
@@ -100,7 +101,7 @@ def event_rows(snapshots: list) -> dict:
 
 def episode_metrics(ended: list, n_seeds: int, envs_per_seed: int, steps: int) -> dict:
     """Training reward rows (arrays over seeds with several) of the episodes that ended: as the JAX collector's."""
-    from maze_jax.shell.statistics import episode_table
+    from maze_jax.shell.table_rows import episode_table
 
     per_seed = [[(r, n) for env, r, n in ended if env // envs_per_seed == s] for s in range(n_seeds)]
     width = max([len(p) for p in per_seed] + [1])
@@ -339,7 +340,7 @@ class HostEvaluator:
             memory.set(new_memory)
             memory.reset(terminated | truncated)
             if self.record:
-                steps.append(Recorded(obs, action, reward, terminated, truncated))
+                steps.append(Recording(obs, action, reward, terminated, truncated))
             episodes.add(reward, terminated | truncated)
             for env, ret, length in episodes.take():
                 if not ended[env]:
@@ -359,17 +360,6 @@ class HostEvaluator:
     def close(self) -> None:
         if self.envs is not None:
             self.envs.close()
-
-
-class HostSettings(NamedTuple):
-    """How the host collector runs (the runner's keys): envs per seed for ES, gymnasium's vectorisation (sync:
-    in the training process; async: a worker process per env), the actor's policy lag (0 or 1), and with
-    `runner=ray` the Ray workers' settings (`collectors.ray_workers.RaySettings`; None: envs in this process)."""
-
-    n_envs: int = 16
-    vectorization: str = "sync"
-    policy_lag: int = 1
-    ray: Any = None
 
 
 def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,

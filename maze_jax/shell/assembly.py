@@ -1,7 +1,7 @@
 """Assembly: an `Algorithm` for the env's spaces, and the `Trainer` that feeds it from the right collector.
 
 The shell (`session`) and the research API (`research.make_train`) both build through here, from settings that
-were read at the border (`maze_jax.settings`)."""
+were read at the border (`maze_jax.shell.settings`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from maze_jax.algorithms.actor_critic import ActorCriticConfig, make_actor_criti
 from maze_jax.algorithms.es import ESConfig, make_es
 from maze_jax.algorithms.losses import Losses
 from maze_jax.collectors import Trainer
-from maze_jax.collectors.host import HostSettings, host_trainer
+from maze_jax.shell.collectors.host import host_trainer
+from maze_jax.shell.settings import HostSettings
 from maze_jax.collectors.jax_envs import jax_trainer
-from maze_jax.collectors.ray_workers import ray_trainer
+from maze_jax.shell.collectors.ray_workers import ray_trainer
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.structured import ACTOR_ID, sub_steps
 from maze_jax.models import build_actor_critic, build_policy

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from maze_jax.shell.table import ActionSummary
-from maze_jax.stats import DISCRETE_ACTIONS, is_action_count
+from maze_jax.algorithms.metrics import DISCRETE_ACTIONS, is_action_count
 
 REWARD = "BaseEnvEvents/reward/"
 ENV_EVENT_STATISTICS = ("/step_mean", "/step_max", "/mean_episode_total")  # NaN where no episode ended: no alarm
