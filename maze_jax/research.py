@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from maze_jax.algorithms.losses import Losses
 from maze_jax.collectors import TrainState, policy_params
+from maze_jax.collectors.seeds import one_seed_evaluation
 from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.collectors.evaluation import evaluate
@@ -85,6 +86,7 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
     n_epochs = settings.algorithm.n_epochs
     if env_spec.is_python:
         play = HostEvaluator(algorithm.policy, env_spec, eval_episodes or 1, settings.n_seeds, True)
+        play = one_seed_evaluation(play) if settings.n_seeds == 1 else play
     else:
         play = lambda params, key: evaluate(algorithm.policy, params, env_spec, key, eval_episodes)  # noqa: E731
     if n_epochs <= 0:

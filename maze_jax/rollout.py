@@ -91,7 +91,7 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.shell.session import enable_compilation_cache, final_evaluation_key, normalization_key
     from maze_jax.shell.settings import plain
     from maze_jax.shell.loop import unfinished_note
-    from maze_jax.shell.table_rows import episode_table
+    from maze_jax.algorithms.metrics import episode_table
     from maze_jax.shell.table import format_table
     from maze_jax.shell.resume import stored_statistics
     from maze_jax.shell.video import frame_source, record_episodes

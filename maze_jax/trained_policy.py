@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
+from maze_jax.collectors.seeds import one_seed_evaluation
 from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
@@ -103,7 +104,7 @@ class TrainedPolicy:
         evaluation plays them; with `record`, also the batches' `Recording`s (time-major, on the host)."""
         batch = batch_size or n_episodes
         if self.env_spec.is_python:
-            play = HostEvaluator(self.policy, self.env_spec, batch, 1, deterministic, record=record)
+            play = one_seed_evaluation(HostEvaluator(self.policy, self.env_spec, batch, 1, deterministic, record=record))
         else:
             play = jax.jit(lambda p, k: evaluate(self.policy, p, self.env_spec, k, batch, deterministic, record))
         recorded = []

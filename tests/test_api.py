@@ -15,7 +15,7 @@ from maze_jax.envs import EpisodeStats, as_env_spec, make_gymnax
 from maze_jax.models import FlattenConcatPolicy, build_policy
 from maze_jax.models.policy import instantiate_network
 from maze_jax.shell.loop import play_in_batches, unfinished_note
-from maze_jax.shell.table_rows import episode_table
+from maze_jax.algorithms.metrics import episode_table
 from maze_jax.trained_policy import check_fits, load_policy
 
 QUIET = lambda *a, **k: None  # noqa: E731

@@ -48,7 +48,7 @@ def test_statistics_of_added_episodes():
     assert int(summary[TAG + "episode_count"]) == 4
     np.testing.assert_allclose(float(summary[TAG + "std"]), np.std([1, 3, 5, 7]), rtol=1e-5)
     # the host-side table of per-episode values (evaluation, final, rollouts) says the same
-    from maze_jax.shell.table_rows import episode_table
+    from maze_jax.algorithms.metrics import episode_table
 
     host = episode_table([1.0, 3.0, 5.0, 7.0, 0.0], [1, 3, 5, 7, 0], "train", ended=[True] * 4 + [False])
     for key, value in ((k, v) for k, v in summary.items() if not k.startswith("check/")):

@@ -41,21 +41,22 @@ def test_ids_resolve_gymnax_then_envpool_then_gymnasium():
 
 def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_count_in_no_statistic():
     from maze_jax.collectors import policy_params
+    from maze_jax.collectors.seeds import one_seed_evaluation
     from maze_jax.shell.collectors.host import HostEvaluator
     from maze_jax.shell.loop import play_in_batches
-    from maze_jax.shell.table_rows import episode_table
+    from maze_jax.algorithms.metrics import episode_table
 
     spec = build_env({"_target_": "python_envs.Countdown", "length": 1000})  # no time limit: the evaluator's cap
     env_spec, trainer = make_trainer(["algorithm=ppo", "model.hidden_units=[4]"], env=spec)
     params = policy_params(init_state(trainer))
-    evaluator = HostEvaluator(trainer.algorithm.policy, env_spec, 3, 1, True, max_steps=20)
+    evaluator = one_seed_evaluation(HostEvaluator(trainer.algorithm.policy, env_spec, 3, 1, True, max_steps=20))
     try:
         returns, lengths = play_in_batches(evaluator, params, jax.random.key(0), 3)
     finally:
         evaluator.close()
     assert np.isnan(returns).all() and np.isnan(lengths).all()  # not 3 episodes of return 0 and length 0
     polls = []  # a signal during the episodes stops them at the next step, in training's and the final evaluation
-    evaluator = HostEvaluator(trainer.algorithm.policy, env_spec, 3, 1, True, max_steps=20)
+    evaluator = one_seed_evaluation(HostEvaluator(trainer.algorithm.policy, env_spec, 3, 1, True, max_steps=20))
     try:
         assert evaluator(params, jax.random.key(0), lambda: polls.append(1) or len(polls) > 5) is None
         assert play_in_batches(lambda p, k: evaluator(p, k, lambda: True), params, jax.random.key(0), 3) is None

@@ -76,7 +76,9 @@ def test_the_learning_curve_draws_train_and_eval_bands_against_steps(tmp_path):
 def test_rows_over_seeds_are_what_their_names_say():
     import numpy as np
 
-    from maze_jax.shell.table_rows import across_seeds, episode_table, seed_rows
+    from maze_jax.shell.table_rows import across_seeds, seed_rows
+
+    from maze_jax.algorithms.metrics import episode_table
 
     rng = np.random.default_rng(0)
     returns = [rng.normal(10 * s, 1 + s, size=n) for s, n in enumerate((5, 9, 2))]  # seeds with 5, 9, 2 episodes

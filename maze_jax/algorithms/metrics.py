@@ -1,16 +1,21 @@
-"""Episode and action statistics as fixed-shape reductions, so they can leave a jitted epoch (Maze's reward and
-action statistics)."""
+"""Episode and action statistics (Maze's reward and action rows), the one place that computes them: as fixed-shape
+reductions of running sums inside a jitted epoch (`episode_statistics`), and in numpy from per-episode values on the
+host (`episode_table`: Python envs, evaluations, rollouts), under the same tags with the same definitions."""
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from maze_jax.envs.episodes import EpisodeStats
 from maze_jax.models.distributions import Categorical, Joint
 
 DISCRETE_ACTIONS = "train_DiscreteActionEvents/action/"
 CONTINUOUS_ACTIONS = "train_ContinuousActionEvents/action/"
+REWARD = "BaseEnvEvents/reward/"
 
 
 def median_from_histogram(hist: jnp.ndarray) -> jnp.ndarray:
@@ -34,7 +39,7 @@ def episode_statistics(stats: EpisodeStats, prefix: str) -> dict:
     var = (stats.return_m2 + stats.count * (stats.return_mean - mean) ** 2).sum() / n
     none = count == 0
     nan = jnp.float32(jnp.nan)
-    tag = f"{prefix}_BaseEnvEvents/reward/"
+    tag = f"{prefix}_{REWARD}"
     return {
         tag + "mean": jnp.where(none, nan, mean),
         tag + "std": jnp.where(none, nan, jnp.sqrt(var)),
@@ -48,6 +53,23 @@ def episode_statistics(stats: EpisodeStats, prefix: str) -> dict:
         "check/non_finite_observations": stats.bad_observations.sum(),
         **({} if stats.events is None else event_statistics(stats.events, prefix)),
     }
+
+
+def episode_table(returns, lengths, prefix: str, per_seed: bool = False, ended=None) -> dict:
+    """Reward statistics (Maze's tags under `prefix`) of per-episode returns and lengths, episodes on the last axis
+    (seeds before it: one value per seed with `per_seed`, else all pooled). `ended` marks the episodes that count."""
+    returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths, np.float64)
+    if ended is not None:
+        returns, lengths = np.where(ended, returns, np.nan), np.where(ended, lengths, np.nan)
+    if not per_seed:
+        returns, lengths = returns.reshape(-1), lengths.reshape(-1)
+    tag = f"{prefix}_{REWARD}"
+    with warnings.catch_warnings():  # no episode ended: NaN statistics, as in training
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {tag + "mean": np.nanmean(returns, -1), tag + "std": np.nanstd(returns, -1),
+                tag + "min": np.nanmin(returns, -1), tag + "max": np.nanmax(returns, -1),
+                tag + "mean_step_count": np.nanmean(lengths, -1), tag + "median_step_count": np.nanmedian(lengths, -1),
+                tag + "episode_count": (~np.isnan(returns)).sum(-1)}
 
 
 def event_statistics(events, prefix: str) -> dict:

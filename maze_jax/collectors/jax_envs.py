@@ -128,19 +128,6 @@ def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
     return Trainer(algorithm, init, train_epoch, evaluate_state, config.n_eval_episodes)
 
 
-def jax_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1) -> Trainer:
-    """The trainer of `algorithm` on a JAX env, mapped over `n_seeds` independent seeds in one program."""
-    trainer = (es_trainer if algorithm.ask is not None else actor_critic_trainer)(algorithm, env_spec)
-    return trainer if n_seeds == 1 else vmap_seeds(trainer, n_seeds)
-
-
-def vmap_seeds(trainer: Trainer, n_seeds: int) -> Trainer:
-    """`n_seeds` independent trainings in one compiled program: every function mapped over a leading seed axis."""
-    split = lambda key: jax.random.split(key, n_seeds)
-    return trainer._replace(
-        init=lambda agent_key, env_key, hyperparams=None: jax.vmap(trainer.init, in_axes=(0, 0, None))(
-            split(agent_key), split(env_key), hyperparams),
-        train_epoch=jax.vmap(trainer.train_epoch),
-        evaluate=lambda state, key: jax.vmap(trainer.evaluate)(state, split(key)),
-        n_seeds=n_seeds,
-    )
+def jax_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
+    """One seed's trainer of `algorithm` on a JAX env (`collectors.seeds.with_seeds` maps it over seeds)."""
+    return (es_trainer if algorithm.ask is not None else actor_critic_trainer)(algorithm, env_spec)

@@ -17,6 +17,7 @@ from maze_jax.collectors import Trainer
 from maze_jax.shell.collectors.host import host_trainer
 from maze_jax.shell.settings import HostSettings
 from maze_jax.collectors.jax_envs import jax_trainer
+from maze_jax.collectors.seeds import with_seeds
 from maze_jax.shell.collectors.ray_workers import ray_trainer
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.structured import ACTOR_ID, sub_steps
@@ -50,7 +51,9 @@ def build_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1,
     """The trainer that runs `algorithm` on `env_spec`: one jitted program per epoch for a JAX env, the host
     collector (with `host`'s settings) for a Python env, its envs on Ray workers with `host.ray`."""
     if host.ray is not None:
-        return ray_trainer(algorithm, env_spec, n_seeds, host)
-    if env_spec.is_python:
-        return host_trainer(algorithm, env_spec, n_seeds, host)
-    return jax_trainer(algorithm, env_spec, n_seeds)
+        trainer = ray_trainer(algorithm, env_spec, n_seeds, host)
+    elif env_spec.is_python:
+        trainer = host_trainer(algorithm, env_spec, n_seeds, host)
+    else:
+        trainer = jax_trainer(algorithm, env_spec)
+    return with_seeds(trainer, n_seeds)

@@ -29,7 +29,8 @@ from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
                                  unfinished_note)
 from maze_jax.shell.programs import Compilation, Programs
-from maze_jax.shell.table_rows import across_seeds, episode_table
+from maze_jax.shell.table_rows import across_seeds
+from maze_jax.algorithms.metrics import episode_table
 from maze_jax.shell.trackers import make_writers
 from maze_jax.shell.table import format_table
 from maze_jax.shell.assembly import build_algorithm, build_trainer

@@ -1,4 +1,4 @@
-"""Table rows on the host: reward statistics of per-episode values, means across seeds, and an epoch's rows.
+"""Table rows on the host: means across seeds, per-seed curves, action summaries and an epoch's rows.
 
 Computed with numpy rather than by compiled programs, so nothing here adds compile time to a run's start."""
 
@@ -10,27 +10,9 @@ import warnings
 import numpy as np
 
 from maze_jax.shell.table import ActionSummary
-from maze_jax.algorithms.metrics import DISCRETE_ACTIONS, is_action_count
+from maze_jax.algorithms.metrics import DISCRETE_ACTIONS, REWARD, is_action_count
 
-REWARD = "BaseEnvEvents/reward/"
 ENV_EVENT_STATISTICS = ("/step_mean", "/step_max", "/mean_episode_total")  # NaN where no episode ended: no alarm
-
-
-def episode_table(returns, lengths, prefix: str, per_seed: bool = False, ended=None) -> dict:
-    """Reward statistics (Maze's tags under `prefix`) of per-episode returns and lengths, episodes on the last axis
-    (seeds before it: one value per seed with `per_seed`, else all pooled). `ended` marks the episodes that count."""
-    returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths, np.float64)
-    if ended is not None:
-        returns, lengths = np.where(ended, returns, np.nan), np.where(ended, lengths, np.nan)
-    if not per_seed:
-        returns, lengths = returns.reshape(-1), lengths.reshape(-1)
-    tag = f"{prefix}_{REWARD}"
-    with warnings.catch_warnings():  # no episode ended: NaN statistics, as in training
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {tag + "mean": np.nanmean(returns, -1), tag + "std": np.nanstd(returns, -1),
-                tag + "min": np.nanmin(returns, -1), tag + "max": np.nanmax(returns, -1),
-                tag + "mean_step_count": np.nanmean(lengths, -1), tag + "median_step_count": np.nanmedian(lengths, -1),
-                tag + "episode_count": (~np.isnan(returns)).sum(-1)}
 
 
 SEEDS_NOTE = "counts are totals, min and max over all seeds' episodes, the rest means over seeds"

@@ -28,17 +28,8 @@ from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import EventStats, reset_memory
 from maze_jax.envs.episodes import Recording
 from maze_jax.models.recurrent import act_with_memory, policy_memory
-from maze_jax.algorithms.metrics import epoch_totals, event_statistics
+from maze_jax.algorithms.metrics import episode_table, epoch_totals, event_statistics
 from maze_jax.shell.settings import HostSettings
-
-
-def add_seed_axis(tree, n_seeds: int):
-    """The host collector keeps a seed axis on everything; a one-seed state has none (as the JAX collector's)."""
-    return jax.tree.map(lambda x: x[None], tree) if n_seeds == 1 else tree
-
-
-def drop_seed_axis(tree, n_seeds: int):
-    return jax.tree.map(lambda x: x[0], tree) if n_seeds == 1 else tree
 
 
 def normalizer(env_spec: EnvSpec) -> Callable:
@@ -100,9 +91,7 @@ def event_rows(snapshots: list) -> dict:
 
 
 def episode_metrics(ended: list, n_seeds: int, envs_per_seed: int, steps: int) -> dict:
-    """Training reward rows (arrays over seeds with several) of the episodes that ended: as the JAX collector's."""
-    from maze_jax.shell.table_rows import episode_table
-
+    """Training reward rows (arrays over seeds) of the episodes that ended: as the JAX collector's."""
     per_seed = [[(r, n) for env, r, n in ended if env // envs_per_seed == s] for s in range(n_seeds)]
     width = max([len(p) for p in per_seed] + [1])
     returns, lengths, mask = (np.zeros((n_seeds, width)) for _ in range(3))
@@ -111,7 +100,7 @@ def episode_metrics(ended: list, n_seeds: int, envs_per_seed: int, steps: int) -
             returns[s, i], lengths[s, i], mask[s, i] = r, n, 1
     rows = episode_table(returns, lengths, "train", per_seed=True, ended=mask.astype(bool))
     rows["train_BaseEnvEvents/reward/step_count"] = np.full(n_seeds, steps // n_seeds)
-    return drop_seed_axis(rows, n_seeds) if n_seeds == 1 else rows
+    return rows
 
 
 def time_major(buffers, n_seeds: int):
@@ -296,10 +285,10 @@ class Pipeline:
 
 class HostEvaluator:
     """Deterministic (or sampled) episodes of the policy on `n_seeds * n_episodes` Python envs, one per env:
-    the EpisodeStats the JAX collector's evaluation gives (leading seed axis with several seeds), and with `record`
-    the steps taken (an `envs.Trajectory`, time-major, until every env ended its first episode).
+    the EpisodeStats the JAX collector's evaluation gives, with a leading seed axis, and with `record` the steps
+    taken (a `Recording` of all the envs, time-major, until every env ended its first episode).
 
-    Called with the policy's parameters (a leading seed axis when `n_seeds` > 1) and a key."""
+    Called with the policy's parameters (a leading seed axis) and a key."""
 
     def __init__(self, policy, env_spec: EnvSpec, n_episodes: int, n_seeds: int, deterministic: bool,
                  vectorization: str = "sync", max_steps: int = DEFAULT_TIME_LIMIT, record: bool = False):
@@ -321,7 +310,6 @@ class HostEvaluator:
     def __call__(self, params, key, should_stop: Callable = lambda: False):
         """The episodes' EpisodeStats (and the recorded steps), or None when `should_stop()` turned true first (a
         slow env's evaluation can take minutes: a signal does not wait for it)."""
-        params = add_seed_axis(params, self.n_seeds)
         n = self.n_seeds * self.n_episodes
         if self.envs is None:
             self.envs = VectorEnv(self.env_spec.env, n, seed_of(key), self.vectorization)
@@ -351,8 +339,8 @@ class HostEvaluator:
         count = ended.astype(np.int32).reshape(shape)
         ret, length = first_return.reshape(shape), first_length.reshape(shape)
         none = np.zeros(shape, np.int32)  # non-finite data already raised in the vector env
-        stats = drop_seed_axis(EpisodeStats(count, ret, np.zeros(shape, np.float32), ret, ret, length, ret, length,
-                                            np.zeros((self.n_seeds, 1), np.int32), none, none), self.n_seeds)
+        stats = EpisodeStats(count, ret, np.zeros(shape, np.float32), ret, ret, length, ret, length,
+                             np.zeros((self.n_seeds, 1), np.int32), none, none)
         if not self.record:
             return stats
         return stats, jax.tree.map(lambda *xs: np.stack(xs), *steps)
@@ -365,7 +353,8 @@ class HostEvaluator:
 def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,
                               make_collector: Callable | None = None) -> Trainer:
     """PPO or A2C on a Python env: `epoch_length` updates per call of `train_epoch`, fed by a RolloutCollector, or
-    by what `make_collector(seed)` builds instead (its protocol: collect(params, key), interrupt(), close())."""
+    by what `make_collector(seed)` builds instead (its protocol: collect(params, key), interrupt(), close()).
+    Seed-batched: `init` takes one agent key per seed (`collectors.seeds.with_seeds`)."""
     config = algorithm.config
     normalize = normalizer(env_spec)
 
@@ -379,11 +368,9 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
                               settings.vectorization)
     running: dict = {}
 
-    def init(agent_key, env_key, hyperparams=None):
-        keys = jax.random.split(agent_key, n_seeds) if n_seeds > 1 else agent_key[None]
+    def init(agent_keys, env_key, hyperparams=None):
         hparams = algorithm.hyperparams if hyperparams is None else hyperparams
-        learner = jax.vmap(lambda k: algorithm.init(k, hparams))(keys)
-        return TrainState(drop_seed_axis(learner, n_seeds), env_key)
+        return TrainState(jax.vmap(lambda k: algorithm.init(k, hparams))(agent_keys), env_key)
 
     def start(state: TrainState) -> None:
         """The collector and its pipeline, (re)started from a state's env key (fresh envs: Python env states are
@@ -392,8 +379,7 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
         collector = make_collector(seed_of(env_key)) if make_collector else RolloutCollector(
             algorithm, env_spec, config.n_envs, config.n_rollout_steps, n_seeds, seed_of(env_key),
             settings.vectorization)
-        params = add_seed_axis(state.learner.params, n_seeds)
-        running.update(collector=collector, pipeline=Pipeline(collector.collect, params, pipeline_key,
+        running.update(collector=collector, pipeline=Pipeline(collector.collect, state.learner.params, pipeline_key,
                                                               settings.policy_lag, collector.interrupt), state=state)
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
@@ -401,7 +387,7 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
             close()
             start(state)
         pipeline = running["pipeline"]
-        learner, infos, ended, snapshots = add_seed_axis(state.learner, n_seeds), [], [], []
+        learner, infos, ended, snapshots = state.learner, [], [], []
         for _ in range(config.epoch_length):
             rollout = pipeline.next(should_stop)
             if rollout is None:
@@ -413,9 +399,9 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
             infos.append(info)
             ended += episodes
         steps = config.epoch_length * config.n_rollout_steps * config.n_envs * n_seeds
-        metrics = {**drop_seed_axis(epoch_totals(jax.tree.map(lambda *xs: jnp.stack(xs), *infos)), n_seeds),
+        metrics = {**epoch_totals(jax.tree.map(lambda *xs: jnp.stack(xs), *infos)),
                    **episode_metrics(ended, n_seeds, config.n_envs, steps), **event_rows(snapshots)}
-        new_state = TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1))
+        new_state = TrainState(learner, jax.random.fold_in(state.envs, 1))
         running["state"] = new_state
         return new_state, metrics
 
@@ -509,7 +495,8 @@ class LocalMembers:
 def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,
                     make_players: Callable | None = None) -> Trainer:
     """ES on a Python env: every member of the population plays one episode (capped by `max_steps`), members
-    queued over `n_seeds * n_envs` envs. `make_players(seed)` replaces the players (`LocalMembers`' protocol)."""
+    queued over `n_seeds * n_envs` envs. `make_players(seed)` replaces the players (`LocalMembers`' protocol).
+    Seed-batched: `init` takes one agent key per seed (`collectors.seeds.with_seeds`)."""
     config = algorithm.config
     n_members = config.population
     update = jax.jit(jax.vmap(algorithm.update))
@@ -519,15 +506,14 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
                               settings.vectorization)
     running: dict = {}
 
-    def init(agent_key, env_key, hyperparams=None):
-        keys = jax.random.split(agent_key, n_seeds) if n_seeds > 1 else agent_key[None]
+    def init(agent_keys, env_key, hyperparams=None):
         hparams = algorithm.hyperparams if hyperparams is None else hyperparams
-        return TrainState(drop_seed_axis(jax.vmap(lambda k: algorithm.init(k, hparams))(keys), n_seeds), env_key)
+        return TrainState(jax.vmap(lambda k: algorithm.init(k, hparams))(agent_keys), env_key)
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
         if running.get("players") is None:
             running["players"] = make_players(seed_of(state.envs))
-        learner = add_seed_axis(state.learner, n_seeds)
+        learner = state.learner
         played = running["players"].play(learner, state.envs, should_stop)
         if played is None:
             return None
@@ -535,9 +521,8 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
         fitness = np.array([fitness[m] for m in range(n_seeds * n_members)], np.float32)
         learner, metrics = update(learner, jnp.asarray(fitness.reshape(n_seeds, n_members)))
         ended = [(member // n_members * settings.n_envs, ret, length) for member, ret, length in ended]
-        metrics = {**drop_seed_axis(metrics, n_seeds), **episode_metrics(ended, n_seeds, settings.n_envs, steps),
-                   **event_rows([events])}
-        return TrainState(drop_seed_axis(learner, n_seeds), jax.random.fold_in(state.envs, 1)), metrics
+        metrics = {**metrics, **episode_metrics(ended, n_seeds, settings.n_envs, steps), **event_rows([events])}
+        return TrainState(learner, jax.random.fold_in(state.envs, 1)), metrics
 
     def close():
         if running.get("players") is not None:
