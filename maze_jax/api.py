@@ -24,13 +24,13 @@ apply_defaults()  # before anything imports jax
 
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
+from maze_jax.algorithms.metrics import episode_table  # noqa: E402
 from maze_jax.collectors import policy_params  # noqa: E402
 from maze_jax.config import ConfigError, env_label  # noqa: E402
 from maze_jax.research import make_train  # noqa: E402
+from maze_jax.shell.checkpoints import LATEST  # noqa: E402
 from maze_jax.shell.session import RunResult, run_training  # noqa: E402
 from maze_jax.shell.settings import compose_config  # noqa: E402
-from maze_jax.shell.checkpoints import LATEST  # noqa: E402
-from maze_jax.algorithms.metrics import episode_table  # noqa: E402
 from maze_jax.trained_policy import TrainedPolicy, one_seed  # noqa: E402
 
 __all__ = ["RunContext", "make_train", "compose_config"]

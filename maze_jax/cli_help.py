@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from maze_jax.config import CONFIG_DIR as CONF
+
 TRAINING_ONLY = ("algorithm", "model", "critic", "experiment", "logger")
 ROLLOUT_ONLY = ("policy",)
 GROUP_ORDER = ("env", "wrappers", "model", "critic", "algorithm", "runner", "policy", "experiment", "logger")

@@ -21,18 +21,18 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from maze_jax.algorithms.losses import Losses
-from maze_jax.collectors import TrainState, policy_params
-from maze_jax.collectors.seeds import one_seed_evaluation
-from maze_jax.shell.collectors.host import HostEvaluator
-from maze_jax.envs import EnvSpec, as_env_spec, build_env
-from maze_jax.collectors.evaluation import evaluate
-from maze_jax.shell.settings import CONFIG_FILE, LoopSettings, RunSettings, read_settings
-from maze_jax.shell.checkpoints import LATEST, CheckpointDir
-from maze_jax.shell.loop import Progress
 from maze_jax.algorithms.metrics import episode_statistics
-from maze_jax.trained_policy import TrainedPolicy
+from maze_jax.collectors import TrainState, policy_params
+from maze_jax.collectors.evaluation import evaluate
+from maze_jax.collectors.seeds import one_seed_evaluation
+from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.shell.assembly import build_algorithm, build_trainer
+from maze_jax.shell.checkpoints import LATEST, CheckpointDir
+from maze_jax.shell.collectors.host import HostEvaluator
+from maze_jax.shell.loop import Progress
+from maze_jax.shell.settings import CONFIG_FILE, LoopSettings, RunSettings, read_settings
 from maze_jax.shell.wrappers import normalization_statistics, statistics_to_meta, wrap_env
+from maze_jax.trained_policy import TrainedPolicy
 
 DEFAULT_ENV = {"_target_": "maze_jax.envs.make_env", "name": "CartPole-v1"}
 DEFAULT_MODEL = {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [64, 64], "non_lin": "Tanh"}

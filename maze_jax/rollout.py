@@ -85,15 +85,15 @@ def _flat(tree) -> dict:
 
 def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     """Rolls out `cfg.policy` on `cfg.env` as configured; writes the files to `out_dir`; returns the statistics."""
-    from maze_jax.shell.collectors.vector_env import time_limit_note
+    from maze_jax.algorithms.metrics import episode_table
     from maze_jax.config import import_object
     from maze_jax.envs import build_env
+    from maze_jax.shell.collectors.vector_env import time_limit_note
+    from maze_jax.shell.loop import unfinished_note
+    from maze_jax.shell.resume import stored_statistics
     from maze_jax.shell.session import enable_compilation_cache, final_evaluation_key, normalization_key
     from maze_jax.shell.settings import plain
-    from maze_jax.shell.loop import unfinished_note
-    from maze_jax.algorithms.metrics import episode_table
     from maze_jax.shell.table import format_table
-    from maze_jax.shell.resume import stored_statistics
     from maze_jax.shell.video import frame_source, record_episodes
     from maze_jax.shell.wrappers import wrap_env
 

@@ -104,9 +104,8 @@ def remove_unused_run_dir(run_dir: str) -> None:
     holds is left as it is."""
     import shutil
 
-    from maze_jax.shell.settings import CONFIG_FILE
-
     from maze_jax.shell.session import held_by_another_run
+    from maze_jax.shell.settings import CONFIG_FILE
 
     if not os.path.isdir(run_dir) or held_by_another_run(run_dir) or \
             any(os.path.exists(os.path.join(run_dir, f)) for f in (CONFIG_FILE, "checkpoints")):

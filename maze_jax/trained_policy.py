@@ -18,19 +18,19 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
+from maze_jax.collectors.evaluation import evaluate
 from maze_jax.collectors.seeds import one_seed_evaluation
-from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
-from maze_jax.collectors.evaluation import evaluate
 from maze_jax.models import Policy, RandomPolicy, build_policy
 from maze_jax.models.distributions import BOX_DISTRIBUTIONS
 from maze_jax.models.policy import action_distribution
 from maze_jax.models.recurrent import act_with_memory, policy_memory
-from maze_jax.shell.settings import CONFIG_FILE, load_yaml, plain
 from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays
-from maze_jax.shell.resume import read_first_usable, stored_statistics
+from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.shell.loop import play_in_batches
+from maze_jax.shell.resume import read_first_usable, stored_statistics
+from maze_jax.shell.settings import CONFIG_FILE, load_yaml, plain
 from maze_jax.shell.wrappers import wrap_env
 
 

@@ -22,13 +22,12 @@ from flax import struct
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.gae import compute_gae
 from maze_jax.algorithms.losses import Losses, normalize, ppo_diagnostics, sub_step_mean
+from maze_jax.algorithms.metrics import action_statistics
 from maze_jax.algorithms.optim import clip_by_global_norm, global_norm, scale_by_learning_rate
 from maze_jax.config import ConfigError
 from maze_jax.envs.episodes import reset_memory
 from maze_jax.models import ActorCritic
 from maze_jax.models.recurrent import is_recurrent
-from maze_jax.algorithms.metrics import action_statistics
-
 
 DEFAULT_LR = {"ppo": 0.00025, "a2c": 0.0005}
 """Maze's learning rates: PPO's and A2C's defaults differ, their other shared defaults do not."""

@@ -14,13 +14,13 @@ import jax.numpy as jnp
 
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import Trajectory
+from maze_jax.algorithms.metrics import episode_statistics, epoch_totals
 from maze_jax.collectors import Trainer, TrainState
 from maze_jax.collectors.devices import replicate, shard_batch
+from maze_jax.collectors.evaluation import evaluate
 from maze_jax.envs import EnvSpec, EpisodeStats, play_episodes
 from maze_jax.envs.episodes import EnvBatch, env_keys, reported_names, run_steps
 from maze_jax.envs.structured import sub_steps
-from maze_jax.collectors.evaluation import evaluate
-from maze_jax.algorithms.metrics import episode_statistics, epoch_totals
 
 
 def collect_rollout(explore, params, env_spec: EnvSpec, envs: EnvBatch, stats: EpisodeStats, key_act, key_env,

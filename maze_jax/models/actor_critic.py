@@ -9,9 +9,9 @@ from typing import Any
 import jax
 
 from maze_jax.config import read
+from maze_jax.envs.episodes import reset_memory
 from maze_jax.envs.structured import sub_steps
 from maze_jax.models.policy import Policy, build_networks, build_policy, sub_step_config
-from maze_jax.envs.episodes import reset_memory
 from maze_jax.models.recurrent import batch_memory, call_network, is_recurrent
 
 

@@ -14,14 +14,14 @@ from maze_jax.algorithms.actor_critic import ActorCriticConfig, make_actor_criti
 from maze_jax.algorithms.es import ESConfig, make_es
 from maze_jax.algorithms.losses import Losses
 from maze_jax.collectors import Trainer
-from maze_jax.shell.collectors.host import host_trainer
-from maze_jax.shell.settings import HostSettings
 from maze_jax.collectors.jax_envs import jax_trainer
 from maze_jax.collectors.seeds import with_seeds
-from maze_jax.shell.collectors.ray_workers import ray_trainer
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.structured import ACTOR_ID, sub_steps
 from maze_jax.models import build_actor_critic, build_policy
+from maze_jax.shell.collectors.host import host_trainer
+from maze_jax.shell.collectors.ray_workers import ray_trainer
+from maze_jax.shell.settings import HostSettings
 
 
 def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = None,

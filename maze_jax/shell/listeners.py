@@ -11,8 +11,8 @@ import sys
 import time
 from typing import Any, Callable
 
-from maze_jax.shell.table_rows import SEEDS_NOTE
 from maze_jax.shell.table import ActionSummary, format_table
+from maze_jax.shell.table_rows import SEEDS_NOTE
 
 
 class ConsoleTable:

@@ -12,14 +12,13 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from maze_jax.algorithms.metrics import episode_table
 from maze_jax.collectors import EnvFailed
 from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, to_savable
 from maze_jax.shell.programs import Programs
-from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.progress import ProgressLine
+from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.table_rows import across_seeds, epoch_rows, non_finite, seed_rows
-
-from maze_jax.algorithms.metrics import episode_table
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
 

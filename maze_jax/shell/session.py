@@ -14,26 +14,26 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from maze_jax.algorithms.metrics import episode_table
 from maze_jax.collectors import Trainer, TrainState
-from maze_jax.shell.collectors.vector_env import time_limit_note
 from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
-from maze_jax.shell.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
-from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
 from maze_jax.envs.structured import sub_steps
+from maze_jax.shell.assembly import build_algorithm, build_trainer
+from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
+from maze_jax.shell.collectors.vector_env import time_limit_note
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
-from maze_jax.shell.progress import ProgressLine
-from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, describe_actions, draw_networks
-from maze_jax.shell.resume import read_first_usable, stored_statistics
-from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
                                  unfinished_note)
+from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, describe_actions, draw_networks
 from maze_jax.shell.programs import Compilation, Programs
-from maze_jax.shell.table_rows import across_seeds
-from maze_jax.algorithms.metrics import episode_table
-from maze_jax.shell.trackers import make_writers
+from maze_jax.shell.progress import ProgressLine
+from maze_jax.shell.resume import read_first_usable, stored_statistics
+from maze_jax.shell.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
+from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.table import format_table
-from maze_jax.shell.assembly import build_algorithm, build_trainer
+from maze_jax.shell.table_rows import across_seeds
+from maze_jax.shell.trackers import make_writers
 from maze_jax.shell.wrappers import normalization_statistics, statistics_to_meta, wrap_env
 
 # Config sections a checkpoint depends on (shapes, normalisation): resuming with different ones is refused.

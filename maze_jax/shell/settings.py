@@ -16,8 +16,8 @@ from typing import Any, Mapping, NamedTuple
 
 from maze_jax.algorithms.actor_critic import ActorCriticConfig
 from maze_jax.algorithms.es import ESConfig
-from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
 from maze_jax.collectors.devices import check_divisible, make_mesh, read_n_devices
+from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
 
 CONFIG_FILE = "hydra_config.yaml"  # a run directory's resolved config
 

@@ -9,8 +9,8 @@ import warnings
 
 import numpy as np
 
-from maze_jax.shell.table import ActionSummary
 from maze_jax.algorithms.metrics import DISCRETE_ACTIONS, REWARD, is_action_count
+from maze_jax.shell.table import ActionSummary
 
 ENV_EVENT_STATISTICS = ("/step_mean", "/step_max", "/mean_episode_total")  # NaN where no episode ended: no alarm
 

@@ -22,22 +22,21 @@ Bool observations and a structured env's `actor_id` are never normalised.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
-
-import functools
 
 import jax
 import numpy as np
 
-from maze_jax.shell.collectors.host import sample_host_observations
 from maze_jax.config import ConfigError, import_object
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.episodes import play_episodes
-from maze_jax.envs.normalization import PLAIN_KEY, STRATEGIES, KeySettings, NormalizedObservations, compute_statistics
 from maze_jax.envs.make import python_env_spec
+from maze_jax.envs.normalization import PLAIN_KEY, STRATEGIES, KeySettings, NormalizedObservations, compute_statistics
 from maze_jax.envs.structured import ACTOR_ID
 from maze_jax.models import RandomPolicy
+from maze_jax.shell.collectors.host import sample_host_observations
 
 WRAPPERS = ("observation_normalization",)
 SAMPLING_ENVS = 32  # random-policy envs played side by side to collect the samples

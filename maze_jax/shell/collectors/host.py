@@ -22,13 +22,12 @@ from jax.flatten_util import ravel_pytree
 
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import Trajectory
-from maze_jax.collectors import Trainer, TrainState
-from maze_jax.shell.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
-from maze_jax.envs import EnvSpec, EpisodeStats
-from maze_jax.envs.episodes import EventStats, reset_memory
-from maze_jax.envs.episodes import Recording
-from maze_jax.models.recurrent import act_with_memory, policy_memory
 from maze_jax.algorithms.metrics import episode_table, epoch_totals, event_statistics
+from maze_jax.collectors import Trainer, TrainState
+from maze_jax.envs import EnvSpec, EpisodeStats
+from maze_jax.envs.episodes import EventStats, Recording, reset_memory
+from maze_jax.models.recurrent import act_with_memory, policy_memory
+from maze_jax.shell.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
 from maze_jax.shell.settings import HostSettings
 
 

@@ -30,10 +30,10 @@ import numpy as np
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import EnvFailed, Trainer
-from maze_jax.shell.collectors.host import LocalMembers, RolloutCollector, actor_critic_host_trainer, es_host_trainer
-from maze_jax.shell.settings import HostSettings, RaySettings
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec
+from maze_jax.shell.collectors.host import LocalMembers, RolloutCollector, actor_critic_host_trainer, es_host_trainer
+from maze_jax.shell.settings import HostSettings, RaySettings
 
 WORKER_ENV = {"JAX_PLATFORMS": "cpu",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
