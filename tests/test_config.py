@@ -95,3 +95,34 @@ def test_a_run_saved_before_the_readers_moved_still_reads():
     cfg, _ = compose_config(["algorithm=ppo"])
     cfg.algorithm._target_ = "maze_jax.settings.ppo"
     assert read_settings(cfg).algorithm.name == "ppo"
+
+
+def test_each_hyperparameter_is_declared_once_in_the_settings_marked_traced():
+    """The traced struct comes from the settings' `traced` fields: a settings class of one's own gets one too,
+    and `vmap` maps over its values while the static fields shape the program."""
+    from dataclasses import dataclass
+
+    import jax
+    import jax.numpy as jnp
+
+    from maze_jax.algorithms import hyperparams_struct, traced
+
+    @dataclass(frozen=True)
+    class Mine:
+        width: int = 8
+        kl_coef: float = traced(0.5)
+        lr: float = traced(0.1)
+
+    MineHyperparams = hyperparams_struct(Mine, "MineHyperparams")
+    assert MineHyperparams.names() == ("kl_coef", "lr")
+    h = MineHyperparams.of(Mine(lr=0.3))
+    assert float(h.lr) == jnp.float32(0.3) and float(h.kl_coef) == 0.5
+    doubled = jax.vmap(lambda p: p.lr * 2)(MineHyperparams(jnp.array([1.0, 2.0]), jnp.array([3.0, 4.0])))
+    assert doubled.tolist() == [6.0, 8.0]
+    from maze_jax.algorithms.actor_critic import ACHyperparams, ActorCriticConfig
+    from maze_jax.algorithms.es import ESHyperparams
+
+    assert ACHyperparams.names() == ("lr", "gamma", "gae_lambda", "policy_loss_coef", "value_loss_coef",
+                                     "entropy_coef", "max_grad_norm", "clip_range", "critic_burn_in_epochs")
+    assert ESHyperparams.names() == ("step_size", "noise_stddev", "l2_penalty")
+    assert "n_envs" not in ACHyperparams.names() and float(ActorCriticConfig(gamma=0.5).hyperparams().gamma) == 0.5

@@ -8,7 +8,33 @@ hyperparameters), its traced hyperparameters (a flax struct, so `vmap` maps over
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+TRACED = {"traced": True}
+"""The metadata of a settings field whose value lives traced in the learner's state (`hyperparams_struct`)."""
+
+
+def traced(default) -> Any:
+    """A settings field that is a hyperparameter: traced, so `jax.vmap` maps over it (the others are static)."""
+    return dataclasses.field(default=default, metadata=TRACED)
+
+
+def hyperparams_struct(settings: type, name: str) -> type:
+    """The traced hyperparameters of an algorithm's frozen settings class: a flax struct with one float32 field
+    per `traced` field of `settings`, in their order, so each hyperparameter is declared once, in the settings.
+    `struct.names()` lists them; `struct.of(config)` holds a config's values."""
+    names = tuple(f.name for f in dataclasses.fields(settings) if f.metadata.get("traced"))
+    body = {"__annotations__": dict.fromkeys(names, jax.Array), "__module__": settings.__module__,
+            "__doc__": f"Traced hyperparameters of {settings.__name__} (scalars, or arrays under `vmap`): "
+                       f"{', '.join(names)}.",
+            "names": classmethod(lambda cls: names),
+            "of": classmethod(lambda cls, config: cls(**{n: jnp.float32(getattr(config, n)) for n in names}))}
+    return struct.dataclass(type(name, (), body))
 
 
 class Algorithm(NamedTuple):

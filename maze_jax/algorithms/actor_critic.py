@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from maze_jax.algorithms import Algorithm
+from maze_jax.algorithms import Algorithm, hyperparams_struct, traced
 from maze_jax.algorithms.gae import compute_gae
 from maze_jax.algorithms.losses import Losses, normalize, ppo_diagnostics, sub_step_mean
 from maze_jax.algorithms.metrics import action_statistics
@@ -35,8 +35,8 @@ DEFAULT_LR = {"ppo": 0.00025, "a2c": 0.0005}
 
 @dataclass(frozen=True)
 class ActorCriticConfig:
-    """PPO and A2C settings with Maze's names. Sizes are static (they shape the compiled program); the last block
-    are the default hyperparameters, which live traced in the state (`ACHyperparams`)."""
+    """PPO and A2C settings with Maze's names. Sizes are static (they shape the compiled program); the fields
+    declared `traced` are the default hyperparameters, which live traced in the state (`ACHyperparams`)."""
 
     ppo: bool = True
     """PPO (clipped objective, minibatches) or A2C (one gradient step per rollout)."""
@@ -58,20 +58,20 @@ class ActorCriticConfig:
     """Epochs to train; 0 = until stopped."""
     patience: int = 15
     """Stop once more epochs than this pass without a better evaluation (as Maze); 0 = never."""
-    lr: float | None = None
+    lr: float | None = traced(None)
     """Adam's learning rate; None = the algorithm's default, as Maze's configs set it (`DEFAULT_LR`)."""
-    gamma: float = 0.98
+    gamma: float = traced(0.98)
     """Discount per env step (a structured env's sub-steps share their step's discount)."""
-    gae_lambda: float = 1.0
+    gae_lambda: float = traced(1.0)
     """GAE's lambda, per env step like gamma."""
-    policy_loss_coef: float = 1.0
-    value_loss_coef: float = 0.5
-    entropy_coef: float = 0.00025
-    max_grad_norm: float = 0.0
+    policy_loss_coef: float = traced(1.0)
+    value_loss_coef: float = traced(0.5)
+    entropy_coef: float = traced(0.00025)
+    max_grad_norm: float = traced(0.0)
     """Global gradient-norm clip; 0 = off."""
-    clip_range: float = 0.2
+    clip_range: float = traced(0.2)
     """PPO's ratio clip."""
-    critic_burn_in_epochs: int = 0
+    critic_burn_in_epochs: int = traced(0)
     """First epochs train the critic alone (value loss weight 1, policy and entropy weights 0, as in Maze)."""
     mesh: Any = None
     """A jax.sharding.Mesh to split the envs over (None: one device); set by the shell, not a config key."""
@@ -90,25 +90,10 @@ class ActorCriticConfig:
 
     def hyperparams(self) -> ACHyperparams:
         """The traced hyperparameters this config sets."""
-        return ACHyperparams(**{name: jnp.float32(getattr(self, name)) for name in ACHyperparams.names()})
+        return ACHyperparams.of(self)
 
 
-class ACHyperparams(struct.PyTreeNode):
-    """Traced hyperparameters of PPO and A2C (scalars, or arrays under `vmap`)."""
-
-    lr: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    policy_loss_coef: jax.Array
-    value_loss_coef: jax.Array
-    entropy_coef: jax.Array
-    max_grad_norm: jax.Array
-    clip_range: jax.Array
-    critic_burn_in_epochs: jax.Array
-
-    @classmethod
-    def names(cls) -> tuple:
-        return tuple(cls.__dataclass_fields__)
+ACHyperparams = hyperparams_struct(ActorCriticConfig, "ACHyperparams")
 
 
 class ACState(struct.PyTreeNode):

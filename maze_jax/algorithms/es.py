@@ -20,7 +20,7 @@ import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from maze_jax.algorithms import Algorithm
+from maze_jax.algorithms import Algorithm, hyperparams_struct, traced
 from maze_jax.algorithms.optim import scale_by_learning_rate
 from maze_jax.config import ConfigError
 from maze_jax.models import Policy
@@ -28,8 +28,8 @@ from maze_jax.models import Policy
 
 @dataclass(frozen=True)
 class ESConfig:
-    """ES settings with Maze's names. Sizes are static; the last block are the default hyperparameters, which live
-    traced in the state (`ESHyperparams`)."""
+    """ES settings with Maze's names. Sizes are static; the fields declared `traced` are the default
+    hyperparameters, which live traced in the state (`ESHyperparams`)."""
 
     population: int = 128
     """Perturbed policies per update (Maze's `n_rollouts_per_update`); antithetic pairs, so even."""
@@ -48,11 +48,11 @@ class ESConfig:
     """Epochs (one update each) to train; 0 = until stopped."""
     patience: int = 0
     """Epochs without a better evaluation before early stopping; 0 = never (Maze's ES has none)."""
-    step_size: float = 0.01
+    step_size: float = traced(0.01)
     """The optimizer's step size."""
-    noise_stddev: float = 0.02
+    noise_stddev: float = traced(0.02)
     """Standard deviation of the parameter perturbations."""
-    l2_penalty: float = 0.005
+    l2_penalty: float = traced(0.005)
     """Weight decay added to the (negated) ES gradient."""
     mesh: Any = None
     """A jax.sharding.Mesh to split the population over (None: one device); set by the shell, not a config key."""
@@ -65,19 +65,10 @@ class ESConfig:
 
     def hyperparams(self) -> ESHyperparams:
         """The traced hyperparameters this config sets."""
-        return ESHyperparams(*(jnp.float32(getattr(self, name)) for name in ESHyperparams.names()))
+        return ESHyperparams.of(self)
 
 
-class ESHyperparams(struct.PyTreeNode):
-    """Traced hyperparameters of ES (scalars, or arrays under `vmap`)."""
-
-    step_size: jax.Array
-    noise_stddev: jax.Array
-    l2_penalty: jax.Array
-
-    @classmethod
-    def names(cls) -> tuple:
-        return tuple(cls.__dataclass_fields__)
+ESHyperparams = hyperparams_struct(ESConfig, "ESHyperparams")
 
 
 class ESState(struct.PyTreeNode):
