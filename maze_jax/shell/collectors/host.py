@@ -367,10 +367,6 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
                               settings.vectorization)
     running: dict = {}
 
-    def init(agent_keys, env_key, hyperparams=None):
-        hparams = algorithm.hyperparams if hyperparams is None else hyperparams
-        return TrainState(jax.vmap(lambda k: algorithm.init(k, hparams))(agent_keys), env_key)
-
     def start(state: TrainState) -> None:
         """The collector and its pipeline, (re)started from a state's env key (fresh envs: Python env states are
         not checkpointed)."""
@@ -410,7 +406,7 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
                 running.pop(part).close()
         running.pop("state", None)
 
-    return finish_host_trainer(algorithm, init, train_epoch, evaluator, close, n_seeds)
+    return finish_host_trainer(algorithm, train_epoch, evaluator, close, n_seeds)
 
 
 def member_act(algorithm: Algorithm, env_spec: EnvSpec) -> Callable:
@@ -505,10 +501,6 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
                               settings.vectorization)
     running: dict = {}
 
-    def init(agent_keys, env_key, hyperparams=None):
-        hparams = algorithm.hyperparams if hyperparams is None else hyperparams
-        return TrainState(jax.vmap(lambda k: algorithm.init(k, hparams))(agent_keys), env_key)
-
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
         if running.get("players") is None:
             running["players"] = make_players(seed_of(state.envs))
@@ -527,12 +519,18 @@ def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, setti
         if running.get("players") is not None:
             running.pop("players").close()
 
-    return finish_host_trainer(algorithm, init, train_epoch, evaluator, close, n_seeds)
+    return finish_host_trainer(algorithm, train_epoch, evaluator, close, n_seeds)
 
 
-def finish_host_trainer(algorithm: Algorithm, init: Callable, train_epoch: Callable, evaluator: HostEvaluator,
+def finish_host_trainer(algorithm: Algorithm, train_epoch: Callable, evaluator: HostEvaluator,
                         close: Callable, n_seeds: int) -> Trainer:
-    """A host trainer's record: evaluation by `evaluator`, and a `close` that closes the evaluator too."""
+    """A seed-batched host trainer's record: one learner per agent key (`init(agent_keys, env_key,
+    hyperparams=None)`, the env key kept as it is: one for every seed's envs), evaluation by `evaluator`, and a
+    `close` that closes the evaluator too."""
+    def init(agent_keys, env_key, hyperparams=None):
+        hparams = algorithm.hyperparams if hyperparams is None else hyperparams
+        return TrainState(jax.vmap(lambda k: algorithm.init(k, hparams))(agent_keys), env_key)
+
     def evaluate(state: TrainState, key, should_stop: Callable = lambda: False):
         return evaluator(state.learner.params["policy"], key, should_stop)
 
