@@ -36,12 +36,11 @@ def seed_keys(key: jax.Array, n_seeds: int) -> jax.Array:
 
 def vmap_seeds(trainer: Trainer, n_seeds: int) -> Trainer:
     """`n_seeds` independent trainings in one compiled program: every function mapped over a leading seed axis."""
-    split = lambda key: jax.random.split(key, n_seeds)  # noqa: E731
     return trainer._replace(
         init=lambda agent_key, env_key, hyperparams=None: jax.vmap(trainer.init, in_axes=(0, 0, None))(
-            split(agent_key), split(env_key), hyperparams),
+            seed_keys(agent_key, n_seeds), seed_keys(env_key, n_seeds), hyperparams),
         train_epoch=jax.vmap(trainer.train_epoch),
-        evaluate=lambda state, key: jax.vmap(trainer.evaluate)(state, split(key)),
+        evaluate=lambda state, key: jax.vmap(trainer.evaluate)(state, seed_keys(key, n_seeds)),
         n_seeds=n_seeds,
     )
 
