@@ -1,4 +1,4 @@
-"""Training algorithms as pure functions over explicit state, one protocol for ES, PPO and A2C.
+"""Training algorithms as pure functions over explicit state, one protocol for ES, PPO, A2C, SAC and IMPALA.
 
 An algorithm's module holds its frozen settings (`ESConfig`, `ActorCriticConfig`: static sizes plus default
 hyperparameters), its traced hyperparameters (a flax struct, so `vmap` maps over them), its state and pure
@@ -42,10 +42,14 @@ class Algorithm(NamedTuple):
 
     init(key, hyperparams) -> state, whose `params["policy"]` are the policy's parameters and `hparams` the
     traced hyperparameters; update(state, batch) -> (state, metrics by TensorBoard tag), where the batch is a
-    `Trajectory` (PPO, A2C) or one fitness per population member (ES). What a collector drives:
-    explore(params, obs, key, memory) -> (env actions, Experience, memory) for PPO and A2C, where `memory` is each
-    env's memory of a recurrent model (`initial_memory(n_envs)` at episodes' starts; `()` for feed-forward models);
-    ask(state) -> the population's policy parameters (leading member axis) for ES.
+    `Trajectory` (PPO, A2C, SAC, IMPALA) or one fitness per population member (ES). What a collector drives:
+    - acting(state) -> what the actors act with (PPO, A2C, IMPALA: the networks; SAC: the policy and whether it
+      still samples its initial random actions); the host collectors hand it to their actor threads and workers;
+    - explore(acting, obs, key, memory) -> (env actions, Experience, memory), where `memory` is each env's memory of
+      a recurrent model (`initial_memory(n_envs)` at episodes' starts; `()` for feed-forward models);
+    - warmup(state, Trajectory) -> state: a replay learner's first `warmup_steps` steps per env (collected by
+      `explore` before update 0), stored without learning; `warmup_steps=0` has none;
+    - ask(state) -> the population's policy parameters (leading member axis) for ES.
     """
 
     name: str
@@ -57,3 +61,6 @@ class Algorithm(NamedTuple):
     explore: Callable | None = None
     ask: Callable | None = None
     initial_memory: Callable = lambda n: ()
+    acting: Callable = lambda state: state.params
+    warmup_steps: int = 0
+    warmup: Callable = lambda state, trajectory: state

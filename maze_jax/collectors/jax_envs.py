@@ -1,7 +1,8 @@
 """The collector over JAX envs: an epoch's rollouts and updates as one pure, jittable function.
 
-PPO and A2C: each update scans `n_rollout_steps` steps of `n_envs` envs (`run_steps`, the step function every
-JAX-env rollout shares) into a `Trajectory` and hands it to the learner; `epoch_length` updates are one `lax.scan`.
+PPO, A2C, SAC and IMPALA: each update scans `n_rollout_steps` steps of `n_envs` envs (`run_steps`, the step
+function every JAX-env rollout shares) into a `Trajectory` and hands it to the learner; `epoch_length` updates are
+one `lax.scan`. A replay learner's warm-up steps (`Algorithm.warmup_steps`) are one more rollout, in `init`.
 ES: the population from `ask` plays its episodes in one vmapped scan, and `update` takes their fitness.
 """
 
@@ -25,7 +26,8 @@ from maze_jax.envs.structured import sub_steps
 
 def collect_rollout(explore, params, env_spec: EnvSpec, envs: EnvBatch, stats: EpisodeStats, key_act, key_env,
                     n_steps: int, mesh=None):
-    """`n_steps` steps of every env in `envs` under `explore(params, obs, key, memory)`: (envs, stats, Trajectory)."""
+    """`n_steps` steps of every env in `envs` under `explore(params, obs, key, memory)` (`params`: what
+    `Algorithm.acting` gives): (envs, stats, Trajectory)."""
     first_memory = envs.memory
     envs, stats, steps = run_steps(env_spec.env, env_spec.params, lambda obs, k, m: explore(params, obs, k, m), envs,
                                    stats, key_act, key_env, n_steps, mesh)
@@ -34,24 +36,33 @@ def collect_rollout(explore, params, env_spec: EnvSpec, envs: EnvBatch, stats: E
                                    steps.terminated, steps.truncated, steps.final_obs, envs.obs, first_memory)
 
 
-def actor_critic_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
-    """PPO or A2C on a JAX env: `epoch_length` updates of rollout + learner per call of `train_epoch`."""
+def rollout_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
+    """A learner of rollouts (PPO, A2C, SAC, IMPALA, one's own) on a JAX env: `epoch_length` updates of rollout +
+    learner per call of `train_epoch`."""
     config = algorithm.config
     mesh = config.mesh
 
+    def rollout(learner, envs, env_key, stats, n_steps: int, salt: int = 0):
+        env_key, rollout_key = jax.random.split(env_key)
+        act_key = jax.random.fold_in(learner.key, salt)  # the agent's randomness; `update` moves its key on
+        envs, stats, trajectory = collect_rollout(algorithm.explore, algorithm.acting(learner), env_spec, envs,
+                                                  stats, act_key, rollout_key, n_steps, mesh)
+        return envs, env_key, stats, trajectory
+
     def init(agent_key, env_key, hyperparams=None):
         reset_key, env_key = jax.random.split(env_key)
-        envs = EnvBatch.reset(env_spec.env, env_spec.params, reset_key, config.n_envs,
-                              memory=algorithm.initial_memory(config.n_envs))
+        envs = shard_batch(EnvBatch.reset(env_spec.env, env_spec.params, reset_key, config.n_envs,
+                                          memory=algorithm.initial_memory(config.n_envs)), mesh)
         learner = algorithm.init(agent_key, algorithm.hyperparams if hyperparams is None else hyperparams)
-        return replicate(TrainState(learner, (shard_batch(envs, mesh), env_key)), mesh)
+        if algorithm.warmup_steps:  # a replay learner's first steps, stored before update 0
+            stats = EpisodeStats.zeros(config.n_envs, env_spec.horizon, reported_names(env_spec.env, env_spec.params))
+            envs, env_key, _, trajectory = rollout(learner, envs, env_key, stats, algorithm.warmup_steps, salt=1)
+            learner = algorithm.warmup(learner, trajectory)
+        return replicate(TrainState(learner, (envs, env_key)), mesh)
 
     def one_update(carry, _):
         learner, (envs, env_key), stats = carry
-        env_key, rollout_key = jax.random.split(env_key)
-        act_key = jax.random.fold_in(learner.key, 0)  # the agent's randomness; `update` moves its key on
-        envs, stats, trajectory = collect_rollout(algorithm.explore, learner.params, env_spec, envs, stats, act_key,
-                                                  rollout_key, config.n_rollout_steps, mesh)
+        envs, env_key, stats, trajectory = rollout(learner, envs, env_key, stats, config.n_rollout_steps)
         learner, metrics = algorithm.update(learner, trajectory)
         return (learner, (envs, env_key), stats), metrics
 
@@ -130,4 +141,4 @@ def es_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
 
 def jax_trainer(algorithm: Algorithm, env_spec: EnvSpec) -> Trainer:
     """One seed's trainer of `algorithm` on a JAX env (`collectors.seeds.with_seeds` maps it over seeds)."""
-    return (es_trainer if algorithm.ask is not None else actor_critic_trainer)(algorithm, env_spec)
+    return (es_trainer if algorithm.ask is not None else rollout_trainer)(algorithm, env_spec)

@@ -2,7 +2,7 @@
 and the very learners the JAX-env collector feeds (`Algorithm.update` on a time-major `Trajectory`, ES's update on
 one fitness per member).
 
-PPO and A2C overlap acting and learning as Sebulba does: an actor thread collects rollout r with the parameters
+PPO, A2C, SAC and IMPALA overlap acting and learning as Sebulba does: an actor thread collects rollout r with the parameters
 of update r - 1 while the learner computes update r - 1, through a queue of one rollout. The lag is exact (never
 more, never less), so a seed still gives the same run. `policy_lag=0` collects in the learner's thread, strictly
 on-policy. ES plays each population member for one episode, members queued over the envs.
@@ -171,8 +171,8 @@ class RolloutCollector:
         self.memory = Memory(algorithm.initial_memory, (n_seeds, n_envs))
 
     def collect(self, params, key) -> tuple[Trajectory, list]:
-        """One rollout with `params` (leading seed axis): the env actions come to the host every step, the rest of
-        the policy's outputs stay on the device until the rollout is complete."""
+        """One rollout acting with `params` (what `Algorithm.acting` gives, leading seed axis): the env actions come
+        to the host every step, the rest of the policy's outputs stay on the device until the rollout is complete."""
         columns = {"obs": [], "reward": [], "terminated": [], "truncated": [], "final_obs": []}
         experiences = []
         flat_params, unravel = ravel_pytree(params)  # every rollout's parameters have the same layout
@@ -349,38 +349,58 @@ class HostEvaluator:
             self.envs.close()
 
 
-def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,
-                              make_collector: Callable | None = None) -> Trainer:
-    """PPO or A2C on a Python env: `epoch_length` updates per call of `train_epoch`, fed by a RolloutCollector, or
-    by what `make_collector(seed)` builds instead (its protocol: collect(params, key), interrupt(), close()).
-    Seed-batched: `init` takes one agent key per seed (`collectors.seeds.with_seeds`)."""
+def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,
+                         make_collector: Callable | None = None) -> Trainer:
+    """A learner of rollouts (PPO, A2C, SAC, IMPALA, one's own) on a Python env: `epoch_length` updates per call of
+    `train_epoch`, fed by a RolloutCollector, or by what `make_collector(seed)` builds instead (its protocol:
+    collect(acting, key), interrupt(), close()). A replay learner's warm-up rollouts are collected first, before
+    update 0. Seed-batched: `init` takes one agent key per seed (`collectors.seeds.with_seeds`)."""
     config = algorithm.config
     normalize = normalizer(env_spec)
 
-    def learn(state, trajectory):
-        trajectory = trajectory._replace(obs=normalize(trajectory.obs), final_obs=normalize(trajectory.final_obs),
-                                         last_obs=normalize(trajectory.last_obs))
-        return algorithm.update(state, trajectory)
+    def normalized(trajectory):
+        return trajectory._replace(obs=normalize(trajectory.obs), final_obs=normalize(trajectory.final_obs),
+                                   last_obs=normalize(trajectory.last_obs))
 
-    update = jax.jit(jax.vmap(learn))
+    update = jax.jit(jax.vmap(lambda state, trajectory: algorithm.update(state, normalized(trajectory))))
+    warmup = jax.jit(jax.vmap(lambda state, trajectory: algorithm.warmup(state, normalized(trajectory))))
+    acting = jax.jit(jax.vmap(algorithm.acting))
     evaluator = HostEvaluator(algorithm.policy, env_spec, config.n_eval_episodes, n_seeds, config.deterministic_eval,
                               settings.vectorization)
     running: dict = {}
 
-    def start(state: TrainState) -> None:
+    def warm_up(collector, learner, key, should_stop: Callable):
+        """A fresh learner (no update yet) with its warm-up rollouts stored, or None if stopped meanwhile."""
+        for i in range(-(-algorithm.warmup_steps // config.n_rollout_steps)):
+            if should_stop():
+                return None
+            trajectory, _, _ = collector.collect(acting(learner), jax.random.fold_in(key, i))
+            learner = warmup(learner, trajectory)
+        return learner
+
+    def start(state: TrainState, should_stop: Callable) -> TrainState | None:
         """The collector and its pipeline, (re)started from a state's env key (fresh envs: Python env states are
-        not checkpointed)."""
+        not checkpointed), after the warm-up of a fresh replay learner. Returns the state to train on."""
         env_key, pipeline_key = jax.random.split(state.envs)
         collector = make_collector(seed_of(env_key)) if make_collector else RolloutCollector(
             algorithm, env_spec, config.n_envs, config.n_rollout_steps, n_seeds, seed_of(env_key),
             settings.vectorization)
-        running.update(collector=collector, pipeline=Pipeline(collector.collect, state.learner.params, pipeline_key,
-                                                              settings.policy_lag, collector.interrupt), state=state)
+        running["collector"] = collector
+        if algorithm.warmup_steps and not np.any(jax.device_get(state.learner.step)):
+            learner = warm_up(collector, state.learner, jax.random.fold_in(pipeline_key, 1), should_stop)
+            if learner is None:
+                return None
+            state = state.replace(learner=learner)
+        running.update(pipeline=Pipeline(collector.collect, acting(state.learner), pipeline_key, settings.policy_lag,
+                                         collector.interrupt), state=state)
+        return state
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
         if running.get("state") is not state:  # a fresh or restored state: (re)start the collector from it
             close()
-            start(state)
+            state = start(state, should_stop)
+            if state is None:
+                return None
         pipeline = running["pipeline"]
         learner, infos, ended, snapshots = state.learner, [], [], []
         for _ in range(config.epoch_length):
@@ -390,7 +410,7 @@ def actor_critic_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: 
             trajectory, episodes, events = rollout
             snapshots.append(events)
             learner, info = update(learner, trajectory)
-            pipeline.publish(learner.params)
+            pipeline.publish(acting(learner))
             infos.append(info)
             ended += episodes
         steps = config.epoch_length * config.n_rollout_steps * config.n_envs * n_seeds
@@ -544,7 +564,7 @@ def finish_host_trainer(algorithm: Algorithm, train_epoch: Callable, evaluator: 
 
 def host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings) -> Trainer:
     """The trainer of `algorithm` on a Python env."""
-    make = es_host_trainer if algorithm.ask is not None else actor_critic_host_trainer
+    make = es_host_trainer if algorithm.ask is not None else rollout_host_trainer
     return make(algorithm, env_spec, n_seeds, settings)
 
 

@@ -2,8 +2,8 @@
 
 Worker w holds `envs_per_worker` envs and acts on them itself, with the parameters the learner puts in Ray's
 object store once per update, so only parameters go out and whole rollouts come back (no round trip per step).
-PPO and A2C collect through `RayRollouts` (the host collector's protocol, so the actor thread and its policy lag
-apply unchanged); ES plays through `RayMembers`: every worker evaluates a slice of the population, antithetic
+PPO, A2C, SAC and IMPALA collect through `RayRollouts` (the host collector's protocol, so the actor thread and
+its policy lag apply unchanged); ES plays through `RayMembers`: every worker evaluates a slice of the population, antithetic
 pairs together, rebuilding its members from the learner's key (the noise is never sent).
 
 A worker that dies (its process killed, its node lost) is restarted by Ray and its share is collected again; more
@@ -32,7 +32,7 @@ from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import EnvFailed, Trainer
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec
-from maze_jax.shell.collectors.host import LocalMembers, RolloutCollector, actor_critic_host_trainer, es_host_trainer
+from maze_jax.shell.collectors.host import LocalMembers, RolloutCollector, rollout_host_trainer, es_host_trainer
 from maze_jax.shell.settings import HostSettings, RaySettings
 
 WORKER_ENV = {"JAX_PLATFORMS": "cpu",
@@ -291,5 +291,5 @@ def ray_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings:
     if algorithm.ask is not None:
         return es_host_trainer(algorithm, env_spec, n_seeds, settings, lambda seed: RayMembers(
             algorithm, env_spec, seed, settings.vectorization, ray_settings))
-    return actor_critic_host_trainer(algorithm, env_spec, n_seeds, settings, lambda seed: RayRollouts(
+    return rollout_host_trainer(algorithm, env_spec, n_seeds, settings, lambda seed: RayRollouts(
         algorithm, env_spec, algorithm.config.n_rollout_steps, n_seeds, seed, settings.vectorization, ray_settings))
