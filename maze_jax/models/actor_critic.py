@@ -8,7 +8,7 @@ from typing import Any
 
 import jax
 
-from maze_jax.config import read
+from maze_jax.config import ConfigError, read
 from maze_jax.envs.episodes import reset_memory
 from maze_jax.envs.structured import sub_steps
 from maze_jax.models.policy import Policy, build_networks, build_policy, sub_step_config
@@ -81,6 +81,9 @@ def build_actor_critic(model_cfg: Any, critic_cfg: Any, env_spec) -> ActorCritic
     """From the `model` and `critic` groups; a null critic means a separate critic shaped like the model
     (for a structured env, one per sub-step, from the model's own config rather than its per-sub-step networks)."""
     critic_cfg = critic_cfg or {}  # model_cfg may be a flax module (see instantiate_network)
+    if critic_cfg.get("state_action"):
+        raise ConfigError("this critic is a state-action critic Q(s, a), which SAC learns; this algorithm learns a "
+                          "state critic V(s): critic=template_state (or separate, or shared)")
     shared = read(critic_cfg, "shared", bool, "critic") if "shared" in critic_cfg else False
     policy = build_policy(model_cfg, env_spec, shared_value=shared)
     if shared:

@@ -5,6 +5,7 @@ were read at the border (`maze_jax.shell.settings`)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -13,12 +14,15 @@ from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import ActorCriticConfig, make_actor_critic
 from maze_jax.algorithms.es import ESConfig, make_es
 from maze_jax.algorithms.losses import Losses
+from maze_jax.algorithms.sac import SACConfig, make_sac
 from maze_jax.collectors import Trainer
+from maze_jax.config import ConfigError
 from maze_jax.collectors.jax_envs import jax_trainer
 from maze_jax.collectors.seeds import with_seeds
 from maze_jax.envs import EnvSpec
 from maze_jax.envs.structured import ACTOR_ID, sub_steps
 from maze_jax.models import build_actor_critic, build_policy
+from maze_jax.models.state_action_critic import build_state_action_critic
 from maze_jax.shell.collectors.host import host_trainer
 from maze_jax.shell.collectors.ray_workers import ray_trainer
 from maze_jax.shell.settings import HostSettings
@@ -40,16 +44,48 @@ def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = No
         algorithm = make_actor_critic(config, build_actor_critic(model, critic, env_spec), obs_example, ids,
                                       tuple(step.name for step in steps), losses,
                                       {key: i for i, step in enumerate(steps) for key in step.action_keys})
+    elif isinstance(config, SACConfig):
+        if sub_steps(env_spec.env):
+            raise ConfigError(f"SAC learns flat envs; {env_spec.name} acts in sub-steps: use algorithm=ppo")
+        algorithm = make_sac(config, build_policy(model, env_spec), lambda n: build_state_action_critic(
+            model, critic, n), obs_example)
     else:
         algorithm = config.build(env_spec, model, critic, losses)
     jax.eval_shape(algorithm.init, jax.random.key(0), algorithm.hyperparams)
     return algorithm
 
 
+def available_memory() -> int:
+    """Bytes the learner's state may take: the accelerator's memory, or the host's available memory on a CPU."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits_memory(algorithm: Algorithm, n_seeds: int) -> None:
+    """One line, before anything compiles, when the learners' states (a replay buffer above all) cannot fit:
+    they need room for at least two copies (the state and the next one)."""
+    shapes = jax.eval_shape(algorithm.init, jax.random.key(0), algorithm.hyperparams)
+    needed = 2 * n_seeds * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    available = available_memory()
+    if needed > available:
+        size = getattr(algorithm.config, "replay_buffer_size", None)
+        hint = f" (algorithm.replay_buffer_size={size}: make it smaller)" if size else ""
+        raise ConfigError(f"the learner's state needs {needed / 2**30:.1f} GiB for {n_seeds} seed(s){hint}; "
+                          f"{available / 2**30:.1f} GiB are available")
+
+
 def build_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1,
                   host: HostSettings = HostSettings()) -> Trainer:
     """The trainer that runs `algorithm` on `env_spec`: one jitted program per epoch for a JAX env, the host
     collector (with `host`'s settings) for a Python env, its envs on Ray workers with `host.ray`."""
+    check_fits_memory(algorithm, n_seeds)
     if host.ray is not None:
         trainer = ray_trainer(algorithm, env_spec, n_seeds, host)
     elif env_spec.is_python:

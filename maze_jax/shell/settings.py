@@ -16,6 +16,7 @@ from typing import Any, Mapping, NamedTuple
 
 from maze_jax.algorithms.actor_critic import ActorCriticConfig
 from maze_jax.algorithms.es import ESConfig
+from maze_jax.algorithms.sac import SACConfig
 from maze_jax.collectors.devices import check_divisible, make_mesh, read_n_devices
 from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
 
@@ -193,9 +194,7 @@ def es(algorithm: Mapping, runner: Mapping) -> ESConfig:
 
 def _actor_critic(algorithm: Mapping, runner: Mapping, ppo: bool) -> ActorCriticConfig:
     a, where = algorithm, "algorithm"
-    ray = read_ray(runner)
-    n_envs = ray.num_workers * ray.envs_per_worker // read(runner, "n_seeds", int, "runner", low=1) if ray else \
-        read(runner, "concurrency", int, "runner", low=1)
+    n_envs = _n_envs(a, runner, "concurrency", "runner")
     n_steps = read(a, "n_rollout_steps", int, where, low=1)
     extra = {}
     if ppo:
@@ -205,7 +204,6 @@ def _actor_critic(algorithm: Mapping, runner: Mapping, ppo: bool) -> ActorCritic
                               f"x algorithm.n_rollout_steps = {n_envs} x {n_steps} = {n_envs * n_steps}")
         extra = {"batch_size": batch_size, "clip_range": read(a, "clip_range", float, where, low=0.0),
                  "n_optimization_epochs": read(a, "n_optimization_epochs", int, where, low=1)}
-    evaluator = a.get("rollout_evaluator") or {}
     mesh = make_mesh(read_n_devices(runner))
     check_divisible(n_envs, mesh, "runner.concurrency")
     coefficients = {name: read(a, name, float, where, low=0.0, high=1.0 if name in ("gamma", "gae_lambda") else None)
@@ -214,11 +212,9 @@ def _actor_critic(algorithm: Mapping, runner: Mapping, ppo: bool) -> ActorCritic
     return ActorCriticConfig(
         ppo=ppo, n_envs=n_envs, n_rollout_steps=n_steps,
         epoch_length=read(a, "epoch_length", int, where, low=1),
-        n_eval_episodes=read(evaluator, "n_episodes", int, "algorithm.rollout_evaluator", low=1),
-        deterministic_eval=read(evaluator, "deterministic", bool, "algorithm.rollout_evaluator"),
         lr=read(a, "lr", float, where, low=0.0, low_inclusive=False),
         critic_burn_in_epochs=read(a, "critic_burn_in_epochs", int, where, low=0),
-        mesh=mesh, **coefficients, **extra, **_n_epochs_and_patience(a))
+        mesh=mesh, **coefficients, **extra, **_evaluator(a), **_n_epochs_and_patience(a))
 
 
 def ppo(algorithm: Mapping, runner: Mapping) -> ActorCriticConfig:
@@ -229,6 +225,63 @@ def ppo(algorithm: Mapping, runner: Mapping) -> ActorCriticConfig:
 def a2c(algorithm: Mapping, runner: Mapping) -> ActorCriticConfig:
     """A2C settings from Maze's actor-critic names (`algorithm=a2c`)."""
     return _actor_critic(algorithm, runner, False)
+
+
+def _n_envs(algorithm: Mapping, runner: Mapping, key: str, where: str) -> int:
+    """The envs a rollout steps: every Ray worker's envs of a seed with runner=ray, else `<where>.<key>`."""
+    ray = read_ray(runner)
+    if ray:
+        return ray.num_workers * ray.envs_per_worker // read(runner, "n_seeds", int, "runner", low=1)
+    return read(algorithm if where == "algorithm" else runner, key, int, where, low=1)
+
+
+def _evaluator(a: Mapping) -> dict:
+    evaluator = a.get("rollout_evaluator") or {}
+    return {"n_eval_episodes": read(evaluator, "n_episodes", int, "algorithm.rollout_evaluator", low=1),
+            "deterministic_eval": read(evaluator, "deterministic", bool, "algorithm.rollout_evaluator")}
+
+
+def _random_sampling(a: Mapping) -> bool:
+    """`initial_sampling_policy`: uniformly random (a `_target_` naming a random policy, Maze's default) or null
+    (the fresh policy itself)."""
+    sampling = a.get("initial_sampling_policy")
+    if sampling is None:
+        return False
+    target = str(sampling.get("_target_", "") if isinstance(sampling, Mapping) else sampling)
+    if "random" not in target.rpartition(".")[2].lower():
+        raise ConfigError(f"algorithm.initial_sampling_policy={target!r}: expected a random policy "
+                          f"(maze_jax.trained_policy.random_policy, as Maze's RandomPolicy) or null (the fresh policy)")
+    return True
+
+
+def sac(algorithm: Mapping, runner: Mapping) -> SACConfig:
+    """SAC settings from Maze's SAC names (`algorithm=sac`)."""
+    a, where = algorithm, "algorithm"
+    if a.get("split_rollouts_into_transitions", True) is not True:
+        raise ConfigError("algorithm.split_rollouts_into_transitions=false (whole rollouts as buffer items, each "
+                          "still learned from as 1-step transitions) is not supported: every step is a transition")
+    if a.get("initial_demonstration_trajectories"):
+        raise ConfigError("algorithm.initial_demonstration_trajectories (SACfD) is not supported yet: the buffer "
+                          "fills from the initial sampling policy")
+    n_envs = _n_envs(a, runner, "num_actors", where)
+    mesh = make_mesh(read_n_devices(runner))
+    check_divisible(n_envs, mesh, "algorithm.num_actors")
+    rates = {name: read(a, name, float, where, low=0.0, low_inclusive=False) for name in ("lr", "entropy_coef_lr")}
+    coefficients = {name: read(a, name, float, where, low=0.0, high=1.0 if name in ("gamma", "tau") else None)
+                    for name in ("gamma", "tau", "entropy_coef", "target_entropy_multiplier", "max_grad_norm")}
+    return SACConfig(
+        n_envs=n_envs,
+        n_rollout_steps=read(a, "n_rollout_steps", int, where, low=1)
+        * (read(a, "rollouts_per_iteration", int, where, low=1) if "rollouts_per_iteration" in a else 1),
+        epoch_length=read(a, "epoch_length", int, where, low=1),
+        num_batches_per_iter=read(a, "num_batches_per_iter", int, where, low=1),
+        batch_size=read(a, "batch_size", int, where, low=1),
+        replay_buffer_size=read(a, "replay_buffer_size", int, where, low=1),
+        initial_buffer_size=read(a, "initial_buffer_size", int, where, low=0),
+        random_initial_policy=_random_sampling(a),
+        entropy_tuning=read(a, "entropy_tuning", bool, where),
+        target_update_interval=read(a, "target_update_interval", int, where, low=1),
+        mesh=mesh, **rates, **coefficients, **_evaluator(a), **_n_epochs_and_patience(a))
 
 
 OLD_READERS = "maze_jax.settings."  # where the algorithm readers lived before maze_jax/shell/
