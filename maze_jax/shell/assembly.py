@@ -13,6 +13,7 @@ import jax
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import ActorCriticConfig, make_actor_critic
 from maze_jax.algorithms.es import ESConfig, make_es
+from maze_jax.algorithms.impala import ImpalaConfig, make_impala
 from maze_jax.algorithms.losses import Losses
 from maze_jax.algorithms.sac import SACConfig, make_sac
 from maze_jax.collectors import Trainer
@@ -44,6 +45,10 @@ def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = No
         algorithm = make_actor_critic(config, build_actor_critic(model, critic, env_spec), obs_example, ids,
                                       tuple(step.name for step in steps), losses,
                                       {key: i for i, step in enumerate(steps) for key in step.action_keys})
+    elif isinstance(config, ImpalaConfig):
+        if sub_steps(env_spec.env):
+            raise ConfigError(f"IMPALA learns flat envs; {env_spec.name} acts in sub-steps: use algorithm=ppo")
+        algorithm = make_impala(config, build_actor_critic(model, critic, env_spec), obs_example)
     elif isinstance(config, SACConfig):
         if sub_steps(env_spec.env):
             raise ConfigError(f"SAC learns flat envs; {env_spec.name} acts in sub-steps: use algorithm=ppo")

@@ -16,6 +16,7 @@ from typing import Any, Mapping, NamedTuple
 
 from maze_jax.algorithms.actor_critic import ActorCriticConfig
 from maze_jax.algorithms.es import ESConfig
+from maze_jax.algorithms.impala import ImpalaConfig
 from maze_jax.algorithms.sac import SACConfig
 from maze_jax.collectors.devices import check_divisible, make_mesh, read_n_devices
 from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
@@ -282,6 +283,29 @@ def sac(algorithm: Mapping, runner: Mapping) -> SACConfig:
         entropy_tuning=read(a, "entropy_tuning", bool, where),
         target_update_interval=read(a, "target_update_interval", int, where, low=1),
         mesh=mesh, **rates, **coefficients, **_evaluator(a), **_n_epochs_and_patience(a))
+
+
+def impala(algorithm: Mapping, runner: Mapping) -> ImpalaConfig:
+    """IMPALA settings from Maze's IMPALA names (`algorithm=impala`). `num_actors` and `queue_out_of_sync_factor`
+    are read and checked, but the actor/learner split is the runner's: the host collector's actor thread
+    (`runner.policy_lag`) or Ray's workers (`runner=ray`); `n_training_seeds` is unused, as in Maze."""
+    a, where = algorithm, "algorithm"
+    for key in ("num_actors", "queue_out_of_sync_factor"):
+        if key in a:
+            read(a, key, float, where, low=0.0, low_inclusive=False)
+    n_envs = _n_envs(a, runner, "actors_batch_size", where)
+    mesh = make_mesh(read_n_devices(runner))
+    check_divisible(n_envs, mesh, "algorithm.actors_batch_size")
+    clips = {name: float("inf") if a.get(name) is None else read(a, name, float, where, low=0.0, low_inclusive=False)
+             for name in ("vtrace_clip_rho_threshold", "vtrace_clip_pg_rho_threshold")}
+    coefficients = {name: read(a, name, float, where, low=0.0, high=1.0 if name == "gamma" else None)
+                    for name in ("gamma", "policy_loss_coef", "value_loss_coef", "entropy_coef", "max_grad_norm")}
+    return ImpalaConfig(
+        n_envs=n_envs, n_rollout_steps=read(a, "n_rollout_steps", int, where, low=1),
+        epoch_length=read(a, "epoch_length", int, where, low=1),
+        lr=read(a, "lr", float, where, low=0.0, low_inclusive=False),
+        critic_burn_in_epochs=read(a, "critic_burn_in_epochs", int, where, low=0),
+        mesh=mesh, **clips, **coefficients, **_evaluator(a), **_n_epochs_and_patience(a))
 
 
 OLD_READERS = "maze_jax.settings."  # where the algorithm readers lived before maze_jax/shell/
