@@ -1,0 +1,128 @@
+"""SAC: the target-entropy rule, soft target updates, the warm-up buffer, truncation, bad input, and learning."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from python_envs import Countdown
+
+from maze_jax.algorithms.sac import SACConfig, action_heads, transitions
+from maze_jax.config import ConfigError
+from maze_jax.envs import as_env_spec, make_env
+from maze_jax.models.distributions import Categorical, DiagGaussian, Joint, SquashedGaussian
+from maze_jax.research import make_train
+from maze_jax.shell.assembly import build_algorithm, build_trainer
+
+SQUASHED = {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [32, 32], "non_lin": "relu",
+            "box_distribution": "squashed_gaussian"}
+SMALL = SACConfig(epoch_length=20, initial_buffer_size=50, batch_size=16, replay_buffer_size=500, n_epochs=2,
+                  n_eval_episodes=1)
+
+
+def test_target_entropy_follows_the_papers_for_box_and_discrete_heads():
+    box = action_heads(SquashedGaussian((3,), -1.0, 1.0))
+    assert box.target_entropy(1.0) == -3.0 and box.target_entropy(0.5) == -1.5
+    discrete = action_heads(Joint((("0", Categorical(4)), ("1", Categorical(2))), stacked=True))
+    assert discrete.discrete  # positive, 0.98 of the largest entropy per head (Maze flips the sign)
+    assert discrete.target_entropy(1.0) == pytest.approx(0.98 * (math.log(4) + math.log(2)))
+
+
+def test_action_spaces_sac_cannot_learn_are_one_line_each():
+    with pytest.raises(ConfigError, match="box_distribution=squashed_gaussian"):
+        action_heads(DiagGaussian((1,), -1.0, 1.0))
+    with pytest.raises(ConfigError, match="mixes Discrete and Box"):
+        action_heads(Joint((("a", Categorical(2)), ("b", SquashedGaussian((1,), -1.0, 1.0)))))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"batch_size": 600}, "batch_size=600 is above algorithm.replay_buffer_size=500"),
+    ({"initial_buffer_size": 501}, "initial_buffer_size=501 is above"),
+    ({"replay_buffer_size": 10**11, "batch_size": 1}, "GiB"),
+])
+def test_buffer_settings_that_cannot_work_are_one_line_before_compiling(change, message):
+    spec = make_env("Pendulum-v1")
+    with pytest.raises(ConfigError, match=message):
+        algorithm = build_algorithm(SACConfig(**{**SMALL.__dict__, **change}), spec, SQUASHED)
+        build_trainer(algorithm, spec)
+
+
+def test_an_unbounded_box_is_one_line():
+    import gymnasium
+
+    class Unbounded(Countdown):
+        def __init__(self):
+            super().__init__()
+            self.action_space = gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+    with pytest.raises(ConfigError, match="bounded Box"):
+        build_algorithm(SMALL, as_env_spec(Unbounded()), SQUASHED)
+
+
+def test_warm_up_acts_uniformly_and_fills_the_buffer_before_update_zero():
+    spec = make_env("Pendulum-v1")
+    algorithm = build_algorithm(SMALL, spec, SQUASHED)
+    trainer = build_trainer(algorithm, spec)
+    state = jax.jit(trainer.init)(jax.random.key(0), jax.random.key(1))
+    buffer = state.learner.buffer
+    assert int(buffer.current_index) == 50 and int(state.learner.step) == 0
+    actions = np.asarray(jnp.tanh(buffer.experience["action"][0, :50]))
+    assert actions.min() < -0.5 and actions.max() > 0.5  # uniform over the bounds, not the fresh policy's mode
+    assert float(algorithm.acting(state.learner)["random"]) == 0.0  # the policy acts from now on
+
+
+def test_one_update_moves_the_targets_by_tau():
+    spec = make_env("Pendulum-v1")
+    config = SACConfig(**{**SMALL.__dict__, "tau": 0.25, "num_batches_per_iter": 1, "epoch_length": 1})
+    algorithm = build_algorithm(config, spec, SQUASHED)
+    trainer = build_trainer(algorithm, spec)
+    state = jax.jit(trainer.init)(jax.random.key(0), jax.random.key(1))
+    before = state.learner.params
+    after = jax.jit(trainer.train_epoch)(state)[0].learner.params
+    for target, old, new in zip(*(jax.tree.leaves(p) for p in (after["q_target"], before["q_target"], after["q"]))):
+        np.testing.assert_allclose(target, 0.75 * old + 0.25 * new, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(w[0], w[1]) for w in jax.tree.leaves(before["q"]))  # the twins start apart
+
+
+def test_a_truncated_step_bootstraps_from_its_final_observation_and_a_terminated_one_does_not():
+    from maze_jax.algorithms.actor_critic import Trajectory
+
+    zeros = jnp.zeros((2, 1))
+    trajectory = Trajectory(obs=jnp.array([[[0.0]], [[1.0]]]), action=zeros, log_prob=zeros, value=zeros,
+                            reward=zeros, terminated=jnp.array([[False], [True]]),
+                            truncated=jnp.array([[True], [False]]), final_obs=jnp.array([[[5.0]], [[6.0]]]),
+                            last_obs=jnp.array([[0.0]]))
+    items = transitions(trajectory)
+    np.testing.assert_array_equal(items["next_obs"][:, 0], [5.0, 6.0])  # the step's own end, not the reset
+    np.testing.assert_array_equal(items["terminated"], [False, True])  # truncation keeps its bootstrap
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "python:Countdown"])
+def test_discrete_sac_trains_on_jax_and_python_envs(env):
+    spec = as_env_spec(Countdown()) if env.startswith("python") else env
+    train = make_train(SMALL, spec, SQUASHED, eval_episodes=1, compilation_cache=None)
+    state, metrics = train(jax.random.key(0))
+    assert np.all(np.isfinite(np.asarray(metrics["train_SACEvents/critic_value_loss"])))
+    assert int(np.asarray(state.learner.step).reshape(-1)[0]) == 2 * SMALL.epoch_length
+
+
+def test_sac_runs_over_seeds_and_learning_rates_in_one_program():
+    train = make_train(SMALL, "Pendulum-v1", SQUASHED, compilation_cache=None)
+    keys = jax.random.split(jax.random.key(0), 2)
+    lrs = jnp.array([1e-3, 3e-3])
+    state, metrics = jax.jit(jax.vmap(lambda k, lr: train(k, {"lr": lr})))(keys, lrs)
+    losses = np.asarray(metrics["train_SACEvents/policy_loss"])
+    assert losses.shape == (2, 2) and not np.allclose(losses[0], losses[1])
+
+
+@pytest.mark.learning
+def test_sac_learns_gymnax_pendulum_within_a_bounded_budget():
+    config = SACConfig(epoch_length=500, initial_buffer_size=500, batch_size=128, lr=0.003,
+                       replay_buffer_size=20_000, n_epochs=14, n_eval_episodes=8)
+    model = {**SQUASHED, "hidden_units": [64, 64]}
+    train = make_train(config, "Pendulum-v1", model, eval_episodes=8, compilation_cache=None)
+    _, metrics = jax.jit(train)(jax.random.key(0))
+    assert np.max(np.asarray(metrics["eval_BaseEnvEvents/reward/mean"])) > -250.0
