@@ -60,3 +60,17 @@ def test_bad_off_policy_input_is_one_line_with_exit_2(tmp_path: Path, cache_dir,
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.cli
+def test_no_evaluator_selects_the_best_model_by_the_training_mean_as_maze_does(tmp_path: Path, cache_dir):
+    proc = run_cli(["env=cartpole", "algorithm=impala", "algorithm.n_epochs=2", "algorithm.epoch_length=2",
+                    "algorithm.rollout_evaluator.n_episodes=0", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "|eval " not in proc.stdout  # no evaluation per epoch
+    train_means = [float(line.rsplit("|", 1)[1].replace(",", "")) for line in proc.stdout.splitlines()
+                   if "|train" in line and "reward                mean  " in line]
+    best = [float(line.split("model ")[1].rstrip("!")) for line in proc.stdout.splitlines()
+            if line.startswith("-> new overall best model")]
+    assert best and best[0] == pytest.approx(train_means[0], abs=1e-3)
+    assert "Final evaluation of the best model" in proc.stdout

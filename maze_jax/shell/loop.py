@@ -21,6 +21,7 @@ from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.table_rows import across_seeds, epoch_rows, non_finite, seed_rows
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
+TRAIN_MEAN = "train_BaseEnvEvents/reward/mean"
 
 
 @dataclass
@@ -71,6 +72,12 @@ class LoopOptions:
     patience: int = 0  # stop when more epochs than this passed without a better evaluation; 0 = never
     n_seeds: int = 1
     progress_interval_s: float = 5.0
+    evaluate: bool = True  # False: no evaluation per epoch; the score is the epoch's mean training return (Maze)
+
+    @property
+    def score_row(self) -> str:
+        """The row that selects the best model and stops a solved run."""
+        return EVAL_MEAN if self.evaluate else TRAIN_MEAN
 
 
 @dataclass
@@ -266,7 +273,8 @@ class TrainingLoop:
             loop.stop_reason = "non-finite"
             return
         evaluation = evaluation_stats(evaluate_polling(self.programs, poll), new_state,
-                                      jax.random.fold_in(self.eval_key, progress.epoch), per_seed=options.n_seeds > 1)
+                                      jax.random.fold_in(self.eval_key, progress.epoch), per_seed=options.n_seeds > 1
+                                      ) if options.evaluate else {}
         if evaluation is None:  # a signal during a host evaluation: the epoch is abandoned, as mid-epoch
             return
         loop.state = new_state
@@ -283,12 +291,12 @@ class TrainingLoop:
             listener.on_epoch(loop, rows)
         for message in messages:
             echo(message, flush=True)
-        self.check_stopping(loop, rows.get(EVAL_MEAN, math.nan))
+        self.check_stopping(loop, rows.get(options.score_row, math.nan))
 
     def select_model(self, loop: LoopState, metrics: dict, rows: dict) -> list[str]:
         """Keeps each seed's best state by its evaluation mean; returns the lines to print."""
         progress, messages = loop.progress, []
-        seed_scores = np.asarray(metrics.get(EVAL_MEAN, math.nan), np.float64)
+        seed_scores = np.asarray(metrics.get(self.options.score_row, math.nan), np.float64)
         seed_best = np.asarray(progress.seed_best_scores or np.full(np.shape(seed_scores), -np.inf))
         improved = seed_scores > seed_best
         if np.any(improved):
@@ -296,7 +304,7 @@ class TrainingLoop:
             progress.seed_best_scores = np.where(improved, seed_scores, seed_best).tolist()
             if self.options.n_seeds > 1:
                 messages.append(f"-> new best model for seeds {np.flatnonzero(improved).tolist()}")
-        score = rows.get(EVAL_MEAN, math.nan)
+        score = rows.get(self.options.score_row, math.nan)
         if score > progress.best_score:
             progress.best_score, progress.best_epoch = score, progress.epoch
             messages.append(f"-> new overall best model {score:.5f}!")

@@ -414,7 +414,8 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     options = LoopOptions(n_epochs=settings.algorithm.n_epochs, patience=settings.algorithm.patience,
                           reward_threshold=stopping_threshold(env_spec.reward_threshold,
                                                               loop_settings.stop_when_solved, progress, echo),
-                          n_seeds=trainer.n_seeds, progress_interval_s=loop_settings.progress_interval_s)
+                          n_seeds=trainer.n_seeds, progress_interval_s=loop_settings.progress_interval_s,
+                          evaluate=loop_settings.evaluate_each_epoch)
     progress_line = ProgressLine(options.n_epochs, progress.epoch) if primary else None
     if progress_line is not None:  # printed lines lift the live line out of their way
         echo = progress_line.wrap(echo)

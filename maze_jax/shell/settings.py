@@ -11,6 +11,7 @@ returning an `Algorithm` (see `maze_jax.shell.assembly.build_algorithm`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
@@ -64,6 +65,9 @@ class LoopSettings:
     """Deterministic episodes of the best model after training."""
     table: str = "full"
     """The console after each epoch: Maze's full table, or one compact line (long runs)."""
+    evaluate_each_epoch: bool = True
+    """Evaluate after every epoch and select the best model by it; false (Maze's `rollout_evaluator.n_episodes=0`)
+    selects by the epoch's mean training return instead."""
 
 
 @dataclass(frozen=True)
@@ -236,9 +240,16 @@ def _n_envs(algorithm: Mapping, runner: Mapping, key: str, where: str) -> int:
     return read(algorithm if where == "algorithm" else runner, key, int, where, low=1)
 
 
+NO_EVALUATOR_BATCH = 8
+"""Episodes per batch of the final evaluation when `rollout_evaluator.n_episodes=0` turns per-epoch evaluation off."""
+
+
 def _evaluator(a: Mapping) -> dict:
+    """`rollout_evaluator`'s settings; `n_episodes=0` (Maze: no evaluator) keeps a batch size for the final
+    evaluation (see `LoopSettings.evaluate_each_epoch`)."""
     evaluator = a.get("rollout_evaluator") or {}
-    return {"n_eval_episodes": read(evaluator, "n_episodes", int, "algorithm.rollout_evaluator", low=1),
+    n_episodes = read(evaluator, "n_episodes", int, "algorithm.rollout_evaluator", low=0)
+    return {"n_eval_episodes": n_episodes or NO_EVALUATOR_BATCH,
             "deterministic_eval": read(evaluator, "deterministic", bool, "algorithm.rollout_evaluator")}
 
 
@@ -392,9 +403,10 @@ def read_settings(cfg) -> RunSettings:
     if "n_episodes" in runner and "n_eval_rollouts" not in runner:
         raise ConfigError("runner: a rollout runner (runner=sequential or parallel: python -m maze_jax.rollout) "
                           "cannot train; training takes runner=local, dev, distributed or ray")
+    evaluator = (cfg.get("algorithm") or {}).get("rollout_evaluator") or {}
     return RunSettings(
         algorithm=read_algorithm(cfg.get("algorithm") or {}, runner),
-        loop=read_loop(runner),
+        loop=dataclasses.replace(read_loop(runner), evaluate_each_epoch=evaluator.get("n_episodes") != 0),
         n_seeds=read(runner, "n_seeds", int, "runner", low=1),
         host=read_host(runner),
         normalization_samples=read(runner, "normalization_samples", int, "runner", low=1),
