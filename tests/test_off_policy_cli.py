@@ -74,3 +74,17 @@ def test_no_evaluator_selects_the_best_model_by_the_training_mean_as_maze_does(t
             if line.startswith("-> new overall best model")]
     assert best and best[0] == pytest.approx(train_means[0], abs=1e-3)
     assert "Final evaluation of the best model" in proc.stdout
+
+
+@pytest.mark.cli
+def test_a_ppo_run_resumed_with_sac_keeps_its_policy(tmp_path: Path, cache_dir):
+    ppo = run_cli(["env=cartpole", "algorithm=ppo", "model=vector_obs", "model.hidden_units=[16]",
+                   "algorithm.n_epochs=1", "algorithm.epoch_length=2", f"log_base_dir={tmp_path / 'p'}"],
+                  tmp_path, cache_dir)
+    assert ppo.returncode == 0, ppo.stderr
+    first = only_run_dir(tmp_path / "p")
+    sac = run_cli([f"input_dir={first}", "algorithm=sac", "algorithm.n_epochs=1", "algorithm.epoch_length=2",
+                   "algorithm.initial_buffer_size=100", "algorithm.replay_buffer_size=1000",
+                   f"log_base_dir={tmp_path / 's'}"], tmp_path, cache_dir)
+    assert sac.returncode == 0, sac.stderr
+    assert "Resumed the policy of a ppo run" in sac.stdout and "restart for sac" in sac.stdout
