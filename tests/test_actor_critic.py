@@ -108,7 +108,7 @@ def test_shared_critic_is_one_network_with_a_value_output():
     assert set(state.learner.params) == {"policy"}
     assert jax.tree.leaves(state.learner.params["policy"])[-1].shape[-1] == 3  # 2 logits + 1 value (last kernel)
     new_state, metrics = jax.jit(trainer.train_epoch)(state)
-    assert np.isfinite(float(metrics["train_CriticEvents/value_loss"]))
+    assert np.isfinite(float(metrics["value_loss"]))
 
 
 def test_the_collector_marks_truncations_and_the_learner_bootstraps_them():

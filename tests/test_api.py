@@ -97,10 +97,10 @@ def test_make_train_vmaps_over_seeds_and_learning_rates():
     _, per_seed = jax.jit(jax.vmap(train))(keys)
     _, alone = jax.jit(train)(keys[1])
     assert per_seed["train_BaseEnvEvents/reward/step_count"].shape == (2, 2)  # (seeds, epochs)
-    np.testing.assert_allclose(per_seed["train_PolicyEvents/policy_loss"][1], alone["train_PolicyEvents/policy_loss"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(per_seed["policy_loss"][1], alone["policy_loss"], rtol=1e-4, atol=1e-6)
     lrs = jnp.array([1e-4, 1e-2])
     states, metrics = jax.jit(jax.vmap(train, in_axes=(None, {"lr": 0})))(keys[0], {"lr": lrs})
-    np.testing.assert_allclose(metrics["train_PolicyEvents/learning_rate"][:, -1], lrs, rtol=1e-6)
+    np.testing.assert_allclose(metrics["learning_rate"][:, -1], lrs, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown hyperparameters \\['learning_rate'\\]"):
         train(keys[0], {"learning_rate": 1e-3})
 

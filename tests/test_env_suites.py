@@ -138,4 +138,4 @@ def test_popgym_memory_tasks_train_as_python_envs_with_the_recurrent_model():
     finally:
         trainer.close()
     assert int(metrics["train_BaseEnvEvents/reward/step_count"]) == 4 * 8
-    assert np.isfinite(float(metrics["train_PolicyEvents/policy_loss"]))
+    assert np.isfinite(float(metrics["policy_loss"]))

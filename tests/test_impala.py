@@ -57,15 +57,15 @@ def test_lagging_actors_are_corrected_on_the_host_collector():
                            model={"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [16]})
     spec = make_env("CartPole-v1", backend="gymnasium")
     _, metrics = make_train(settings, spec, compilation_cache=None)(jax.random.key(0))
-    weights = np.asarray(metrics["train_ImpalaEvents/importance_weight"])
+    weights = np.asarray(metrics["importance_weight"])
     assert np.all(np.isfinite(weights)) and not np.allclose(weights, 1.0, atol=1e-6)
 
 
 @pytest.mark.learning
 def test_impala_learns_cartpole_on_the_host_collector_within_a_bounded_budget():
     config = ImpalaConfig(n_envs=8, n_rollout_steps=100, epoch_length=25, n_epochs=8, n_eval_episodes=8)
-    settings = RunSettings(algorithm=config, loop=LoopSettings(), model={"_target_": "maze_jax.models.FlattenConcatPolicy",
-                                                    "hidden_units": [64, 64]})
+    settings = RunSettings(algorithm=config, loop=LoopSettings(),
+                           model={"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [64, 64]})
     spec = make_env("CartPole-v1", backend="gymnasium")
     _, metrics = make_train(settings, spec, eval_episodes=8, compilation_cache=None)(jax.random.key(0))
     assert np.max(np.asarray(metrics["eval_BaseEnvEvents/reward/mean"])) >= 400

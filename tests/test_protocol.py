@@ -4,7 +4,6 @@ host collectors, untouched, as PPO, A2C, SAC and IMPALA do."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -76,7 +75,7 @@ def make_q_learner(config: QConfig, n_actions: int, obs_example) -> Algorithm:
         value, grads = jax.value_and_grad(loss)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state)
         return (state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
-                              step=state.step + 1), {"train_QEvents/td_loss": value})
+                              step=state.step + 1), {"td_loss": value})
 
     return Algorithm(name=config.name, config=config, policy=policy, hyperparams=QHyperparams.of(config), init=init,
                      update=update, explore=explore)
@@ -94,7 +93,7 @@ def test_a_learner_defined_in_a_test_trains_through_the_jax_and_host_collectors(
     try:
         for _ in range(QConfig.n_epochs):
             state, metrics = epoch(state)
-            losses.append(float(np.mean(metrics["train_QEvents/td_loss"])))
+            losses.append(float(np.mean(metrics["td_loss"])))
             lengths.append(float(np.mean(metrics["train_BaseEnvEvents/reward/mean_step_count"])))
         played = trainer.evaluate(state, jax.random.key(2))
     finally:

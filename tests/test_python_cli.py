@@ -20,7 +20,12 @@ CARTPOLE = ["env=gymnasium", "env.name=CartPole-v1", "runner=dev", "model.hidden
             "seeding.agent_base_seed=1", "seeding.env_base_seed=2", "runner.stop_when_solved=false"]
 TINY = {"ppo": ["algorithm.epoch_length=2", "algorithm.n_rollout_steps=32", "algorithm.batch_size=32"],
         "a2c": ["algorithm.epoch_length=2", "algorithm.n_rollout_steps=32"],
-        "es": ["algorithm.n_rollouts_per_update=8", "runner.n_eval_rollouts=2"]}
+        "es": ["algorithm.n_rollouts_per_update=8", "runner.n_eval_rollouts=2"],
+        "sac": ["algorithm.epoch_length=20", "algorithm.initial_buffer_size=64", "algorithm.batch_size=32",
+                "algorithm.replay_buffer_size=1000", "algorithm.rollout_evaluator.n_episodes=2",
+                "wrappers=vector_obs", "runner.normalization_samples=200"],  # observation normalisation too
+        "impala": ["algorithm.epoch_length=2", "algorithm.n_rollout_steps=32", "algorithm.actors_batch_size=4",
+                   "algorithm.rollout_evaluator.n_episodes=2"]}
 COUNTDOWN = ["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "runner=dev", "algorithm=ppo",
              *TINY["ppo"], "model.hidden_units=[8]", "runner.stop_when_solved=false"]
 
@@ -31,7 +36,7 @@ def run_tests_cli(args, tmp_path, cache_dir, **kwargs):
 
 
 @pytest.mark.cli
-@pytest.mark.parametrize("algorithm", ["es", "ppo", "a2c"])
+@pytest.mark.parametrize("algorithm", ["es", "ppo", "a2c", "sac", "impala"])
 def test_every_algorithm_trains_on_a_gymnasium_env(algorithm, tmp_path, cache_dir):
     proc = run_cli([*CARTPOLE, f"algorithm={algorithm}", *TINY[algorithm], "algorithm.n_epochs=2",
                     f"log_base_dir={tmp_path}"], tmp_path, cache_dir)

@@ -152,6 +152,15 @@ def test_ppo_on_ray_resumes_with_the_local_runner_and_back_and_es_rolls_out(tmp_
     assert rollout.returncode == 0, rollout.stderr[-3000:]
 
 
+@pytest.mark.parametrize("algorithm", ["sac", "impala"])
+def test_off_policy_learners_train_on_ray_workers(algorithm, tmp_path, cache_dir):
+    proc = run_tests_cli([*ON_RAY, f"algorithm={algorithm}", *TINY[algorithm], "algorithm.n_epochs=2"], tmp_path,
+                         cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Ray: 2 env workers on a local Ray" in proc.stdout and "epoch    2 |" in proc.stdout
+    assert "Final evaluation" in proc.stdout and "Traceback" not in proc.stderr
+
+
 def test_a_killed_worker_is_restarted_and_too_many_failures_stop_the_run_in_one_line(tmp_path, cache_dir):
     once = tmp_path / "died"
     proc = run_tests_cli([*COUNTDOWN, "algorithm.n_epochs=3", "+env.kwargs.die_at=100",

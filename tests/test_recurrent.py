@@ -91,7 +91,7 @@ def test_ppo_a2c_and_es_train_the_recurrent_model_on_a_jax_env():
                                    "algorithm.epoch_length=2", *sizes, *RNN])
         state, metrics = jax.jit(trainer.train_epoch)(init_state(trainer))
         assert int(metrics["train_BaseEnvEvents/reward/step_count"]) == 2 * 8 * 4
-        assert np.isfinite(float(metrics["train_PolicyEvents/policy_loss"]))
+        assert np.isfinite(float(metrics["policy_loss"]))
         params = state.learner.params
         assert "memory" in params["policy"]["params"] and "memory" in params["critic"]["params"]
     stats = jax.jit(trainer.evaluate)(state, jax.random.key(0))

@@ -28,7 +28,7 @@ def test_settings_dataclasses_train_without_hydra_with_an_evaluation_per_seed_an
     assert jax.config.jax_compilation_cache_dir == str(tmp_path)
     es = make_train(ESConfig(n_epochs=1, population=8), env="CartPole-v1", model=MLP, compilation_cache=None)
     _, es_metrics = jax.jit(es)(jax.random.key(0))
-    assert es_metrics["train_ESEvents/policy_norm"].shape == (1,)
+    assert es_metrics["policy_norm"].shape == (1,)
 
 
 def test_loss_terms_are_parameters_of_the_learner():

@@ -105,7 +105,7 @@ def test_discrete_sac_trains_on_jax_and_python_envs(env):
     spec = as_env_spec(Countdown()) if env.startswith("python") else env
     train = make_train(SMALL, spec, SQUASHED, eval_episodes=1, compilation_cache=None)
     state, metrics = train(jax.random.key(0))
-    assert np.all(np.isfinite(np.asarray(metrics["train_SACEvents/critic_value_loss"])))
+    assert np.all(np.isfinite(np.asarray(metrics["critic_value_loss"])))
     assert int(np.asarray(state.learner.step).reshape(-1)[0]) == 2 * SMALL.epoch_length
 
 
@@ -114,7 +114,7 @@ def test_sac_runs_over_seeds_and_learning_rates_in_one_program():
     keys = jax.random.split(jax.random.key(0), 2)
     lrs = jnp.array([1e-3, 3e-3])
     state, metrics = jax.jit(jax.vmap(lambda k, lr: train(k, {"lr": lr})))(keys, lrs)
-    losses = np.asarray(metrics["train_SACEvents/policy_loss"])
+    losses = np.asarray(metrics["policy_loss"])
     assert losses.shape == (2, 2) and not np.allclose(losses[0], losses[1])
 
 

@@ -131,3 +131,16 @@ def test_on_a_terminal_the_live_line_moves_out_of_the_way_of_printed_lines():
     assert out.getvalue() == "a table\n" and "1/5" in terminal.getvalue() and "100 steps" in terminal.getvalue()
     line.on_end(None, "")
     assert line.bar is None
+
+
+def test_the_learners_plain_metric_names_become_mazes_tags_in_the_shell():
+    from maze_jax.shell.maze_tags import maze_tags
+
+    plain = {"policy_loss": 1.0, "value_loss/cut": 2.0, "train_BaseEnvEvents/reward/mean": 3.0, "check/x": 0,
+             "train_DiscreteActionEvents/action/substep_0/action": 4}
+    assert maze_tags(plain, "ppo") == {"train_PolicyEvents/policy_loss": 1.0, "train_CriticEvents/value_loss/cut": 2.0,
+                                       "train_BaseEnvEvents/reward/mean": 3.0, "check/x": 0,
+                                       "train_DiscreteActionEvents/action/substep_0/action": 4}
+    assert list(maze_tags({"importance_weight": 1.0}, "impala")) == ["train_ImpalaEvents/importance_weight"]
+    assert list(maze_tags({"entropy_coef": 1.0}, "sac")) == ["train_SACEvents/entropy_coef"]
+    assert list(maze_tags({"td_loss": 1.0}, "one_step_q")) == ["train_OneStepQEvents/td_loss"]

@@ -41,7 +41,8 @@ class Algorithm(NamedTuple):
     """An algorithm with its static settings bound.
 
     init(key, hyperparams) -> state, whose `params["policy"]` are the policy's parameters and `hparams` the
-    traced hyperparameters; update(state, batch) -> (state, metrics by TensorBoard tag), where the batch is a
+    traced hyperparameters; update(state, batch) -> (state, metrics by plain name, e.g. `policy_loss`, which the
+    shell shows under Maze's tags; action statistics carry their tags), where the batch is a
     `Trajectory` (PPO, A2C, SAC, IMPALA) or one fitness per population member (ES). What a collector drives:
     - acting(state) -> what the actors act with (PPO, A2C, IMPALA: the networks; SAC: the policy and whether it
       still samples its initial random actions); the host collectors hand it to their actor threads and workers;

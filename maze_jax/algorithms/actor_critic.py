@@ -255,8 +255,8 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
 
     `sub_step_ids(obs) -> int ids` marks the acting sub-step of a structured env's samples (None: a flat env), and
     `sub_step_names` names its sub-steps and `head_sub_steps` maps action heads to the sub-step that sets them.
-    Returns the new state and the update's statistics by TensorBoard tag (means over its gradient steps), with
-    the rollout's action statistics (`stats.action_statistics`)"""
+    Returns the new state and the update's statistics by plain name (means over its gradient steps), with the
+    rollout's action statistics (`metrics.action_statistics`)"""
     n_sub_steps = len(sub_step_names)
     hparams = state.hparams
     key, shuffle_key = jax.random.split(state.key)
@@ -302,21 +302,16 @@ def sub_step_grad_norms(grads, n_sub_steps: int) -> tuple:
 
 
 def learner_metrics(info: dict, hparams: ACHyperparams, sub_step_names: tuple, ppo: bool) -> dict:
-    """The table rows of an update's statistics (means over its gradient steps), by TensorBoard tag."""
-    metrics = {
-        "train_PolicyEvents/policy_loss": info["policy_loss"],
-        "train_PolicyEvents/entropy": info["entropy"],
-        "train_PolicyEvents/grad_norm": info["grad_norm"],
-        "train_PolicyEvents/learning_rate": hparams.lr,
-        "train_CriticEvents/value_loss": info["value_loss"],
-    }
+    """An update's statistics (means over its gradient steps) by plain name; the shell shows them under Maze's
+    tags (`shell.maze_tags`)."""
+    metrics = {"policy_loss": info["policy_loss"], "entropy": info["entropy"], "grad_norm": info["grad_norm"],
+               "learning_rate": hparams.lr, "value_loss": info["value_loss"]}
     for i, name in enumerate(sub_step_names):  # a structured env's statistics per sub-step (Maze's multi-step rows)
-        for row in ("policy_loss", "entropy", "grad_norm"):
-            metrics[f"train_PolicyEvents/{row}/{name}"] = info["per_sub_step"][row][i]
-        metrics[f"train_CriticEvents/value_loss/{name}"] = info["per_sub_step"]["value_loss"][i]
+        for row in ("policy_loss", "entropy", "grad_norm", "value_loss"):
+            metrics[f"{row}/{name}"] = info["per_sub_step"][row][i]
     if ppo:  # A2C's single step starts at the rollout policy, so its KL and clipping say nothing
-        metrics["train_PolicyEvents/approx_kl"] = info["approx_kl"]
-        metrics["train_PolicyEvents/clip_fraction"] = info["clip_fraction"]
+        metrics["approx_kl"] = info["approx_kl"]
+        metrics["clip_fraction"] = info["clip_fraction"]
     return metrics
 
 

@@ -138,9 +138,9 @@ def update(state: ESState, fitness: jax.Array, population: int, optimizer: str) 
     theta = theta + updates
     policy_norm = jnp.linalg.norm(theta)
     metrics = {
-        "train_ESEvents/policy_grad_norm": jnp.linalg.norm(g),
-        "train_ESEvents/policy_norm": policy_norm,
-        "train_ESEvents/update_ratio": jnp.linalg.norm(updates) / jnp.maximum(policy_norm, 1e-12),
+        "policy_grad_norm": jnp.linalg.norm(g),
+        "policy_norm": policy_norm,
+        "update_ratio": jnp.linalg.norm(updates) / jnp.maximum(policy_norm, 1e-12),
     }
     return state.replace(params=unravel(theta), opt_state=opt_state, key=jax.random.split(state.key)[0]), metrics
 

@@ -122,7 +122,7 @@ def loss(params, trajectory: Trajectory, hparams: ImpalaHyperparams, weights: di
 
 def update(state: ACState, trajectory: Trajectory, config: ImpalaConfig, model: ActorCritic) -> tuple[ACState, dict]:
     """One learner update on a rollout: V-trace, then one gradient step. Returns the state and the update's
-    statistics by TensorBoard tag."""
+    statistics by plain name, with the rollout's action statistics."""
     hparams = state.hparams
     burn_in = state.step < hparams.critic_burn_in_epochs * config.epoch_length
     weights = {"policy": jnp.where(burn_in, 0.0, hparams.policy_loss_coef),
@@ -134,9 +134,7 @@ def update(state: ACState, trajectory: Trajectory, config: ImpalaConfig, model: 
     params = optax.apply_updates(state.params, scale_by_learning_rate(updates, hparams.lr))
     state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
     metrics = learner_metrics(info, hparams, (), ppo=False)
-    metrics.update({"train_CriticEvents/critic_value": info["critic_value"],
-                    "train_CriticEvents/discounted_returns": info["discounted_returns"],
-                    "train_ImpalaEvents/importance_weight": info["importance_weight"]})
+    metrics.update({name: info[name] for name in ("critic_value", "discounted_returns", "importance_weight")})
     return state, {**metrics, **action_statistics(model.policy.dist, trajectory.action)}
 
 

@@ -347,8 +347,8 @@ def gradient_step(state: SACState, batch: dict, index, config: SACConfig, policy
 def update(state: SACState, trajectory: Trajectory, buffer, config: SACConfig, policy: Policy, q_net,
            heads: ActionHeads) -> tuple[SACState, dict]:
     """Stores a rollout's transitions, then takes `num_batches_per_iter` gradient steps on batches drawn uniformly
-    (with replacement) from the buffer. Returns the state and the update's statistics by TensorBoard tag (Maze's
-    SACEvents rows; means over its gradient steps)."""
+    (with replacement) from the buffer. Returns the state and the update's statistics by plain name (means over
+    its gradient steps; the shell shows them as Maze's SACEvents rows), with the rollout's action statistics."""
     stored = buffer.add(state.buffer, transitions(trajectory))
     key, sample_key = jax.random.split(state.key)
     # every batch drawn at once, so the loop of gradient steps does not carry the buffer (XLA would copy it)
@@ -362,8 +362,8 @@ def update(state: SACState, trajectory: Trajectory, buffer, config: SACConfig, p
                                  (batches, jnp.arange(config.num_batches_per_iter)))
     state = learner.replace(buffer=stored, step=state.step + 1)
     size = jnp.where(state.buffer.is_full, config.replay_buffer_size, state.buffer.current_index)
-    metrics = {f"train_SACEvents/{name}": jnp.mean(value) for name, value in info.items()}
-    metrics["train_SACEvents/buffer_size"] = size.astype(jnp.float32)
+    metrics = {name: jnp.mean(value) for name, value in info.items()}
+    metrics["buffer_size"] = size.astype(jnp.float32)
     actions = action_statistics(policy.dist, trajectory.action)
     return state, {**metrics, **actions}
 

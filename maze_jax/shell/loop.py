@@ -18,6 +18,7 @@ from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, to_sa
 from maze_jax.shell.programs import Programs
 from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.signals import StopSignals
+from maze_jax.shell.maze_tags import maze_tags
 from maze_jax.shell.table_rows import across_seeds, epoch_rows, non_finite, seed_rows
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
@@ -203,8 +204,10 @@ class TrainingLoop:
     epoch: evaluation, model selection (per seed), then every listener; when it stops, every listener again."""
 
     def __init__(self, programs: Programs, options: LoopOptions, eval_key: jax.Array, listeners: list = (),
-                 echo: Callable = print, signals: StopSignals | None = None, progress_line: ProgressLine | None = None):
+                 echo: Callable = print, signals: StopSignals | None = None, progress_line: ProgressLine | None = None,
+                 algorithm: str = ""):
         self.programs, self.options, self.eval_key = programs, options, eval_key
+        self.algorithm = algorithm  # names the event groups of the learner's plain metrics (`maze_tags`)
         self.listeners, self.echo = list(listeners), echo
         self.signals = signals or StopSignals(echo)  # the caller's, active for the whole run; else never set
         self.progress_line = progress_line  # also one of the listeners; reports while an epoch runs
@@ -260,7 +263,7 @@ class TrainingLoop:
                                         should_stop)
         if result is None:  # a signal: the epoch is abandoned
             return
-        new_state, metrics = result[0], jax.device_get(result[1])  # the state stays on the devices
+        new_state, metrics = result[0], maze_tags(jax.device_get(result[1]), self.algorithm)  # state: on devices
         seconds = time.perf_counter() - start
         checks = {k.split("/", 1)[1]: int(np.sum(metrics.pop(k))) for k in list(metrics) if k.startswith("check/")}
         bad_data = [f"{k.replace('non_finite_', '')} in {n} steps" for k, n in checks.items() if n]

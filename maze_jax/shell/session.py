@@ -430,7 +430,8 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     if writer is not None:
         writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:
-        loop = TrainingLoop(programs, options, eval_key(settings), listeners, echo, signals, progress_line).run(loop)
+        loop = TrainingLoop(programs, options, eval_key(settings), listeners, echo, signals, progress_line,
+                            trainer.algorithm.name).run(loop)
         if loop.stop_reason:
             raise RunStopped(loop.stop_reason, latest.path)
         # no evaluation improved: the latest; per-seed selection leaves host arrays, placed as the state is

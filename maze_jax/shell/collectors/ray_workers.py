@@ -3,8 +3,8 @@
 Worker w holds `envs_per_worker` envs and acts on them itself, with the parameters the learner puts in Ray's
 object store once per update, so only parameters go out and whole rollouts come back (no round trip per step).
 PPO, A2C, SAC and IMPALA collect through `RayRollouts` (the host collector's protocol, so the actor thread and
-its policy lag apply unchanged); ES plays through `RayMembers`: every worker evaluates a slice of the population, antithetic
-pairs together, rebuilding its members from the learner's key (the noise is never sent).
+its policy lag apply unchanged); ES plays through `RayMembers`: every worker evaluates a slice of the population,
+antithetic pairs together, rebuilding its members from the learner's key (the noise is never sent).
 
 A worker that dies (its process killed, its node lost) is restarted by Ray and its share is collected again; more
 than `max_worker_restarts` failures stop the run with one line, as a failing env does. Ray is started here when
