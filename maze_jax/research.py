@@ -20,11 +20,15 @@ import jax
 import numpy as np
 from omegaconf import OmegaConf
 
+from maze_jax.algorithms.es import ESConfig
+from maze_jax.algorithms.impala import ImpalaConfig
 from maze_jax.algorithms.losses import Losses
+from maze_jax.algorithms.sac import SACConfig
 from maze_jax.algorithms.metrics import episode_statistics
 from maze_jax.collectors import TrainState, policy_params
 from maze_jax.collectors.evaluation import evaluate
 from maze_jax.collectors.seeds import one_seed_evaluation
+from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.shell.assembly import build_algorithm, build_trainer
 from maze_jax.shell.checkpoints import LATEST, CheckpointDir
@@ -59,7 +63,8 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
     envpool, your own) the epochs run on the host instead: the same call and result, but not under `jit` or
     `vmap` (for several seeds there, use `RunSettings(n_seeds=...)`).
 
-    config: algorithm settings (`ESConfig`, `ActorCriticConfig`: no Hydra needed), `RunSettings`, or a composed
+    config: algorithm settings (`ESConfig`, `ActorCriticConfig`, `SACConfig`, `ImpalaConfig`: no Hydra needed),
+      `RunSettings`, or a composed
       config (`maze_jax.shell.settings.compose_config`).
     env: an id ("CartPole-v1"), a gymnax-style env, an (env, params) pair or an EnvSpec; default the config's env
       (CartPole-v1 with bare algorithm settings). It is wrapped as `wrappers` (or the config) says; normalisation
@@ -77,9 +82,12 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
     settings = _settings(config, env, model, critic, wrappers)
     env_spec = build_env(settings.env) if env is None else as_env_spec(env)
     env_spec = wrap_env(env_spec, settings.wrappers, None, settings.normalization_samples, echo=lambda *a, **k: None)
-    given = {"policy": policy_loss, "value": value_loss, "entropy": entropy_loss}
-    losses = Losses.for_algorithm(getattr(settings.algorithm, "ppo", True))._replace(
-        **{term: loss for term, loss in given.items() if loss is not None})
+    given = {term: loss for term, loss in {"policy": policy_loss, "value": value_loss, "entropy": entropy_loss}.items()
+             if loss is not None}
+    if given and isinstance(settings.algorithm, (ESConfig, SACConfig, ImpalaConfig)):
+        raise ConfigError(f"policy_loss, value_loss and entropy_loss replace PPO's and A2C's loss terms; "
+                          f"{settings.algorithm.name} has losses of its own")
+    losses = Losses.for_algorithm(getattr(settings.algorithm, "ppo", True))._replace(**given)
     algorithm = build_algorithm(settings.algorithm, env_spec, model or settings.model, critic or settings.critic,
                                 losses)
     trainer = build_trainer(algorithm, env_spec, settings.n_seeds, settings.host)

@@ -118,7 +118,7 @@ def test_multirun_sweep_writes_one_directory_per_job(tmp_path, cache_dir):
 
 BAD_INPUTS = [
     (["env=foo"], "Could not find 'env/foo'"),
-    (["algorithm=sac"], "Available options in 'algorithm'"),
+    (["algorithm=td3"], "Available options in 'algorithm'"),
     (["model=bar"], "Could not find 'model/bar'"),
     (["env=gymnax", "env.name=Nope-v0"], "env.name='Nope-v0' is not a known environment. Valid names: Acrobot-v1"),
     (["algorithm.noise_stddev=abc"], "algorithm.noise_stddev='abc': expected a number"),
@@ -290,7 +290,7 @@ def test_several_seeds_train_in_one_program(tmp_path, cache_dir):
 
 
 HYDRA_SLIPS = [
-    (["algorithm=PPO"], "Available options in 'algorithm': a2c, es, ppo. Did you mean algorithm=ppo?"),
+    (["algorithm=PPO"], "Available options in 'algorithm': a2c, es, impala, ppo, sac. Did you mean algorithm=ppo?"),
     (["env.nmae=CartPole-v1"], "Key 'nmae' is not in struct. Did you mean env.name?"),
     (["-cn", "conf_rollout"], "this command runs conf_train; conf_rollout is python -m maze_jax.rollout's"),
     (["algorithm.lr=[1"], "algorithm.lr=[1: not a valid override"),

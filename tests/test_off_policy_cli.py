@@ -10,6 +10,7 @@ import pytest
 
 from conftest import run_cli
 from test_cli import latest_meta_and_theta, only_run_dir
+from test_hardening import start, wait_for  # noqa: F401  (the fixture that starts commands we signal)
 
 SAC = ["env=gymnax", "env.name=CartPole-v1", "algorithm=sac", "model=vector_obs", "critic=template_state_action",
        "model.hidden_units=[16]", "algorithm.initial_buffer_size=64", "algorithm.batch_size=32",
@@ -88,3 +89,24 @@ def test_a_ppo_run_resumed_with_sac_keeps_its_policy(tmp_path: Path, cache_dir):
                    f"log_base_dir={tmp_path / 's'}"], tmp_path, cache_dir)
     assert sac.returncode == 0, sac.stderr
     assert "Resumed the policy of a ppo run" in sac.stdout and "restart for sac" in sac.stdout
+
+
+@pytest.mark.signals
+def test_sac_survives_sigterm_and_kill_9_and_resumes(tmp_path: Path, cache_dir, start):
+    import signal
+
+    proc = start([*SAC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / 'a'}"], tmp_path)
+    wait_for(proc, "Iteration 2 ")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "saving the latest checkpoint" in err and "Traceback" not in err
+    run_dir = only_run_dir(tmp_path / "a")
+    killed = start([f"input_dir={run_dir}", "algorithm.n_epochs=0", "runner.checkpoint_every_s=0",
+                    f"log_base_dir={tmp_path / 'b'}"], tmp_path)
+    wait_for(killed, "Iteration 5 ")
+    killed.kill()
+    killed.wait(timeout=30)
+    resumed = run_cli([f"input_dir={only_run_dir(tmp_path / 'b')}", "algorithm.n_epochs=8",
+                       f"log_base_dir={tmp_path / 'c'}"], tmp_path, cache_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resumed" in resumed.stdout and "Traceback" not in resumed.stderr

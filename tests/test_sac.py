@@ -126,3 +126,8 @@ def test_sac_learns_gymnax_pendulum_within_a_bounded_budget():
     train = make_train(config, "Pendulum-v1", model, eval_episodes=8, compilation_cache=None)
     _, metrics = jax.jit(train)(jax.random.key(0))
     assert np.max(np.asarray(metrics["eval_BaseEnvEvents/reward/mean"])) > -250.0
+
+
+def test_loss_terms_of_ppo_are_refused_for_sac_in_one_line():
+    with pytest.raises(ConfigError, match="replace PPO's and A2C's loss terms; sac has losses of its own"):
+        make_train(SMALL, "Pendulum-v1", SQUASHED, value_loss=lambda *a: 0.0, compilation_cache=None)

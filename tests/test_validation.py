@@ -29,7 +29,7 @@ BAD = [
     ("algorithm.max_steps=-1", "algorithm.max_steps=-1: must be >= 0"),
     ("seeding.agent_base_seed=abc", "seeding.agent_base_seed='abc': expected an integer"),
     ("algorithm=ppo algorithm.clip_range=-1", "algorithm.clip_range=-1.0: must be >= 0.0"),
-    ("algorithm=ppo algorithm.rollout_evaluator.n_episodes=0", "algorithm.rollout_evaluator.n_episodes=0"),
+    ("algorithm=ppo algorithm.rollout_evaluator.n_episodes=-1", "algorithm.rollout_evaluator.n_episodes=-1"),
     ("runner.n_devices=99", "runner.n_devices=99: this process sees "),
     ("runner=sequential", "runner: a rollout runner (runner=sequential or parallel: python -m maze_jax.rollout) "
                           "cannot train; training takes runner=local, dev, distributed or ray"),
