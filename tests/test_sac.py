@@ -100,6 +100,7 @@ def test_a_truncated_step_bootstraps_from_its_final_observation_and_a_terminated
     np.testing.assert_array_equal(items["terminated"], [False, True])  # truncation keeps its bootstrap
 
 
+@pytest.mark.learning
 @pytest.mark.parametrize("env", ["CartPole-v1", "python:Countdown"])
 def test_discrete_sac_trains_on_jax_and_python_envs(env):
     spec = as_env_spec(Countdown()) if env.startswith("python") else env
@@ -109,6 +110,7 @@ def test_discrete_sac_trains_on_jax_and_python_envs(env):
     assert int(np.asarray(state.learner.step).reshape(-1)[0]) == 2 * SMALL.epoch_length
 
 
+@pytest.mark.learning
 def test_sac_runs_over_seeds_and_learning_rates_in_one_program():
     train = make_train(SMALL, "Pendulum-v1", SQUASHED, compilation_cache=None)
     keys = jax.random.split(jax.random.key(0), 2)
