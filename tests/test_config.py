@@ -69,7 +69,7 @@ def test_hydra_flags_keep_their_values_when_saved_choices_are_added():
 NOT_FROM_ALGORITHM_GROUP = {"ppo", "n_envs", "mesh", "n_eval_episodes"}
 
 
-@pytest.mark.parametrize("name", ["es", "ppo", "a2c"])
+@pytest.mark.parametrize("name", ["es", "ppo", "a2c", "sac", "impala"])
 def test_yaml_defaults_are_the_dataclass_defaults(name):
     """`algorithm=NAME` on the command line and the bare settings class in research code train alike: every
     setting the algorithm group sets equals the dataclass's default (A2C's learning rate once did not)."""
@@ -77,10 +77,13 @@ def test_yaml_defaults_are_the_dataclass_defaults(name):
 
     from maze_jax.algorithms.actor_critic import ActorCriticConfig
     from maze_jax.algorithms.es import ESConfig
+    from maze_jax.algorithms.impala import ImpalaConfig
+    from maze_jax.algorithms.sac import SACConfig
     from maze_jax.shell.settings import compose_config, read_settings
 
     composed = read_settings(compose_config([f"algorithm={name}"])[0]).algorithm
-    bare = ESConfig() if name == "es" else ActorCriticConfig(ppo=name == "ppo")
+    bare = {"es": ESConfig, "sac": SACConfig, "impala": ImpalaConfig}.get(name, lambda: ActorCriticConfig(
+        ppo=name == "ppo"))()
     differ = {f.name: (getattr(composed, f.name), getattr(bare, f.name)) for f in fields(bare)
               if f.name not in NOT_FROM_ALGORITHM_GROUP and getattr(composed, f.name) != getattr(bare, f.name)}
     assert not differ, f"conf/algorithm/{name}.yaml vs the dataclass: {differ}"
