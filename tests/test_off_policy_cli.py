@@ -92,7 +92,7 @@ def test_a_ppo_run_resumed_with_sac_keeps_its_policy(tmp_path: Path, cache_dir):
 
 
 @pytest.mark.signals
-def test_sac_survives_sigterm_and_kill_9_and_resumes(tmp_path: Path, cache_dir, start):
+def test_sac_survives_sigterm_and_kill_9_and_resumes(tmp_path: Path, cache_dir, start):  # noqa: F811
     import signal
 
     proc = start([*SAC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / 'a'}"], tmp_path)

@@ -49,7 +49,8 @@ class Algorithm(NamedTuple):
     - explore(acting, obs, key, memory) -> (env actions, Experience, memory), where `memory` is each env's memory of
       a recurrent model (`initial_memory(n_envs)` at episodes' starts; `()` for feed-forward models);
     - warmup(state, Trajectory) -> state: a replay learner's first `warmup_steps` steps per env (collected by
-      `explore` before update 0), stored without learning; `warmup_steps=0` has none;
+      `explore` before update 0), stored without learning; `warmup_steps=0` has none. Such a learner's state counts
+      its updates in `step` (0: fresh), so a host collector warms up a fresh learner only, not a restored one;
     - ask(state) -> the population's policy parameters (leading member axis) for ES.
     """
 

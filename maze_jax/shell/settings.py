@@ -197,6 +197,27 @@ def es(algorithm: Mapping, runner: Mapping) -> ESConfig:
         mesh=mesh, **_n_epochs_and_patience(a))
 
 
+def _n_envs(algorithm: Mapping, runner: Mapping, key: str, where: str) -> int:
+    """The envs a rollout steps: every Ray worker's envs of a seed with runner=ray, else `<where>.<key>`."""
+    ray = read_ray(runner)
+    if ray:
+        return ray.num_workers * ray.envs_per_worker // read(runner, "n_seeds", int, "runner", low=1)
+    return read(algorithm if where == "algorithm" else runner, key, int, where, low=1)
+
+
+NO_EVALUATOR_BATCH = 8
+"""Episodes per batch of the final evaluation when `rollout_evaluator.n_episodes=0` turns per-epoch evaluation off."""
+
+
+def _evaluator(a: Mapping) -> dict:
+    """`rollout_evaluator`'s settings; `n_episodes=0` (Maze: no evaluator) keeps a batch size for the final
+    evaluation (see `LoopSettings.evaluate_each_epoch`)."""
+    evaluator = a.get("rollout_evaluator") or {}
+    n_episodes = read(evaluator, "n_episodes", int, "algorithm.rollout_evaluator", low=0)
+    return {"n_eval_episodes": n_episodes or NO_EVALUATOR_BATCH,
+            "deterministic_eval": read(evaluator, "deterministic", bool, "algorithm.rollout_evaluator")}
+
+
 def _actor_critic(algorithm: Mapping, runner: Mapping, ppo: bool) -> ActorCriticConfig:
     a, where = algorithm, "algorithm"
     n_envs = _n_envs(a, runner, "concurrency", "runner")
@@ -230,27 +251,6 @@ def ppo(algorithm: Mapping, runner: Mapping) -> ActorCriticConfig:
 def a2c(algorithm: Mapping, runner: Mapping) -> ActorCriticConfig:
     """A2C settings from Maze's actor-critic names (`algorithm=a2c`)."""
     return _actor_critic(algorithm, runner, False)
-
-
-def _n_envs(algorithm: Mapping, runner: Mapping, key: str, where: str) -> int:
-    """The envs a rollout steps: every Ray worker's envs of a seed with runner=ray, else `<where>.<key>`."""
-    ray = read_ray(runner)
-    if ray:
-        return ray.num_workers * ray.envs_per_worker // read(runner, "n_seeds", int, "runner", low=1)
-    return read(algorithm if where == "algorithm" else runner, key, int, where, low=1)
-
-
-NO_EVALUATOR_BATCH = 8
-"""Episodes per batch of the final evaluation when `rollout_evaluator.n_episodes=0` turns per-epoch evaluation off."""
-
-
-def _evaluator(a: Mapping) -> dict:
-    """`rollout_evaluator`'s settings; `n_episodes=0` (Maze: no evaluator) keeps a batch size for the final
-    evaluation (see `LoopSettings.evaluate_each_epoch`)."""
-    evaluator = a.get("rollout_evaluator") or {}
-    n_episodes = read(evaluator, "n_episodes", int, "algorithm.rollout_evaluator", low=0)
-    return {"n_eval_episodes": n_episodes or NO_EVALUATOR_BATCH,
-            "deterministic_eval": read(evaluator, "deterministic", bool, "algorithm.rollout_evaluator")}
 
 
 def _random_sampling(a: Mapping) -> bool:

@@ -3,9 +3,9 @@ and the very learners the JAX-env collector feeds (`Algorithm.update` on a time-
 one fitness per member).
 
 PPO, A2C, SAC and IMPALA overlap acting and learning as Sebulba does: an actor thread collects rollout r with the
-parameters of update r - 1 while the learner computes update r - 1, through a queue of one rollout. The lag is exact (never
-more, never less), so a seed still gives the same run. `policy_lag=0` collects in the learner's thread, strictly
-on-policy. ES plays each population member for one episode, members queued over the envs.
+parameters of update r - 1 while the learner computes update r - 1, through a queue of one rollout. The lag is exact
+(never more, never less), so a seed still gives the same run. `policy_lag=0` collects in the learner's thread,
+strictly on-policy. ES plays each population member for one episode, members queued over the envs.
 """
 
 from __future__ import annotations
