@@ -121,9 +121,9 @@ def test_sgd_momentum_is_mazes_exponential_average():
     g = es.es_gradient(fitness, es.noise(state, 8))
     direction = -g + 0.01 * theta
     # v = 0.9 v + 0.1 g' from v = 0, then theta - step_size * v: a tenth of plain SGD's first step
-    first, _ = algorithm.update(state, fitness)
+    first, _ = es.step(state, fitness, population=8, optimizer="sgd")
     np.testing.assert_allclose(ravel_pytree(first.params)[0], theta - 0.1 * 0.1 * direction, rtol=1e-5, atol=1e-7)
-    second, _ = algorithm.update(first, fitness)
+    second, _ = es.step(first, fitness, population=8, optimizer="sgd")
     theta1 = ravel_pytree(first.params)[0]
     g2 = es.es_gradient(fitness, es.noise(first, 8))
     v2 = 0.9 * 0.1 * direction + 0.1 * (-g2 + 0.01 * theta1)
@@ -132,7 +132,7 @@ def test_sgd_momentum_is_mazes_exponential_average():
 
 def test_antithetic_pairs_start_from_the_same_env_states():
     from maze_jax.algorithms import es
-    from maze_jax.collectors.jax_envs import play_population
+    from maze_jax.collectors.jax_envs import fresh_rollout
     from maze_jax.envs import make_gymnax
     from maze_jax.models import build_policy
 
@@ -141,8 +141,8 @@ def test_antithetic_pairs_start_from_the_same_env_states():
     algorithm = es.make_es(es.ESConfig(population=16), policy, spec.observation_example())
     # a vanishing perturbation: both members of a pair act alike, so only their env states could differ
     state = algorithm.init(jax.random.key(0), algorithm.hyperparams.replace(noise_stddev=jnp.float32(1e-9)))
-    episodes = play_population(policy, algorithm.ask(state), spec.env, spec.params, jax.random.key(1), 200)
-    fitness = np.asarray(episodes.mean_return_per_env())
+    _, trajectory = fresh_rollout(algorithm, spec, algorithm.acting(state), jax.random.key(2), jax.random.key(1), 200)
+    fitness = np.asarray(es.fitness(trajectory))
     np.testing.assert_array_equal(fitness[:8], fitness[8:])  # pair i is members i and i + 8
     assert len(set(fitness[:8].tolist())) > 1  # the pairs themselves start from different states
 
@@ -150,17 +150,18 @@ def test_antithetic_pairs_start_from_the_same_env_states():
 def test_members_act_on_the_mode_or_sample_as_configured():
     from conftest import Countdown
     from maze_jax.algorithms import es
-    from maze_jax.collectors.jax_envs import play_population
+    from maze_jax.collectors.jax_envs import fresh_rollout
     from maze_jax.envs import as_env_spec
     from maze_jax.models import build_policy
 
     spec = as_env_spec(Countdown(length=1))  # one step per episode, paying 1 + action
     policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [4]}, spec)
-    algorithm = es.make_es(es.ESConfig(population=64), policy, spec.observation_example())
-    state = algorithm.init(jax.random.key(0), algorithm.hyperparams.replace(noise_stddev=jnp.float32(1e-9)))
-    returns = {mode: np.asarray(play_population(policy, algorithm.ask(state), spec.env, spec.params,
-                                                jax.random.key(1), 1, deterministic=mode).mean_return_per_env())
-               for mode in (True, False)}
+    returns = {}
+    for mode in (True, False):
+        algorithm = es.make_es(es.ESConfig(population=64, deterministic=mode), policy, spec.observation_example())
+        state = algorithm.init(jax.random.key(0), algorithm.hyperparams.replace(noise_stddev=jnp.float32(1e-9)))
+        _, trajectory = fresh_rollout(algorithm, spec, algorithm.acting(state), jax.random.key(2), jax.random.key(1), 1)
+        returns[mode] = np.asarray(es.fitness(trajectory))
     assert len(set(returns[True].tolist())) == 1  # (nearly) equal members' mode: the same action for every member
     assert set(returns[False].tolist()) == {1.0, 2.0}  # sampled: both actions
     np.testing.assert_array_equal(returns[False][:32], returns[False][32:])  # pairs share their sampling noise

@@ -114,7 +114,7 @@ def test_python_envs_carry_the_memory_through_host_rollouts_es_and_evaluation():
         collector = RolloutCollector(trainer.algorithm, spec, 2, 16, 1, 3, "sync")
         params = jax.tree.map(lambda x: x[None], state.learner.params)
         for _ in range(2):  # the second rollout continues the first's episodes and memories
-            trajectory, _, _ = collector.collect(params, jax.random.key(4))
+            trajectory, _, _, _ = collector.collect(params, jax.random.key(4))
             one = jax.tree.map(lambda x: x[0], trajectory)
             assert one.truncated.any()
             np.testing.assert_allclose(replayed_values(trainer, state, one), one.value, rtol=1e-5, atol=1e-6)

@@ -38,20 +38,31 @@ def hyperparams_struct(settings: type, name: str) -> type:
 
 
 class Algorithm(NamedTuple):
-    """An algorithm with its static settings bound.
+    """An algorithm with its static settings bound: what every collector drives, one protocol for all learners.
 
     init(key, hyperparams) -> state, whose `params["policy"]` are the policy's parameters and `hparams` the
-    traced hyperparameters; update(state, batch) -> (state, metrics by plain name, e.g. `policy_loss`, which the
-    shell shows under Maze's tags; action statistics carry their tags), where the batch is a
-    `Trajectory` (PPO, A2C, SAC, IMPALA) or one fitness per population member (ES). What a collector drives:
+    traced hyperparameters; update(state, Trajectory) -> (state, metrics by plain name, e.g. `policy_loss`, which
+    the shell shows under Maze's tags; action statistics carry their tags). What a collector drives:
     - acting(state) -> what the actors act with (PPO, A2C, IMPALA: the networks; SAC: the policy and whether it
-      still samples its initial random actions); the host collectors hand it to their actor threads and workers;
+      still samples its initial random actions; ES: the population, one member per env); the host collectors
+      hand it to their actor threads and workers;
     - explore(acting, obs, key, memory) -> (env actions, Experience, memory), where `memory` is each env's memory of
       a recurrent model (`initial_memory(n_envs)` at episodes' starts; `()` for feed-forward models);
     - warmup(state, Trajectory) -> state: a replay learner's first `warmup_steps` steps per env (collected by
       `explore` before update 0), stored without learning; `warmup_steps=0` has none. Such a learner's state counts
-      its updates in `step` (0: fresh), so a host collector warms up a fresh learner only, not a restored one;
-    - ask(state) -> the population's policy parameters (leading member axis) for ES.
+      its updates in `step` (0: fresh), so a host collector warms up a fresh learner only, not a restored one.
+
+    The sizes a collector reads from `config`: `n_envs`, `n_rollout_steps`, `epoch_length` (updates per epoch),
+    `n_eval_episodes`, `deterministic_eval`, `mesh`. Two shapes of rollout, chosen by `fresh_episodes`:
+    - False (PPO, A2C, SAC, IMPALA): the envs run on from rollout to rollout, `n_rollout_steps` steps each, and
+      the actors may act one update behind the learner (the host collectors' `runner.policy_lag`);
+    - True (ES, or any learner of whole episodes): every rollout starts every env from a reset, env i and env
+      i + n_envs / 2 from the same state with the same randomness (antithetic pairs), each env acting with its own
+      row of `acting(state)` (`explore` sees one env at a time, with the key of its pair), always with the state
+      being updated. On JAX envs a rollout lasts one episode length (or `n_rollout_steps`, if more) and episodes
+      follow each other; Python envs play one episode per env, queued over the host's envs, and the Trajectory
+      is padded after each env's episode (reward 0, no end flag). `episode_cap` caps training episodes, in whole
+      env steps (0: the env's own limit); evaluation keeps the env's.
     """
 
     name: str
@@ -60,9 +71,10 @@ class Algorithm(NamedTuple):
     hyperparams: Any
     init: Callable
     update: Callable
-    explore: Callable | None = None
-    ask: Callable | None = None
+    explore: Callable
     initial_memory: Callable = lambda n: ()
     acting: Callable = lambda state: state.params
     warmup_steps: int = 0
     warmup: Callable = lambda state, trajectory: state
+    fresh_episodes: bool = False
+    episode_cap: int = 0

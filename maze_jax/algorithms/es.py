@@ -1,9 +1,11 @@
-"""OpenAI-ES (Maze's ES trainer) as pure functions: `init`, `ask` and the learner's `update`.
+"""OpenAI-ES (Maze's ES trainer) as pure functions: `init`, `ask`, `explore` and the learner's `update`.
 
 `ask(state)` gives the population: antithetic Gaussian perturbations of the policy parameters, drawn from the
-state's key. Whatever plays the population (a vmapped scan over JAX envs, or Python envs stepped on the host)
-returns one fitness per member, and `update(state, fitness)` draws the same noise again from the key, shapes the
-fitness by centred ranks and steps the mean with the optimizer. Only keys travel, never noise arrays.
+state's key. It is what the actors act with (`Algorithm.acting`), one member per env, and ES asks the collectors
+for fresh episodes (`Algorithm.fresh_episodes`): whatever plays the population (a vmapped scan over JAX envs, or
+Python envs stepped on the host) hands back a Trajectory, whose finished episodes' mean return per env is the
+member's fitness. `update(state, trajectory)` draws the same noise again from the key, shapes the fitness by
+centred ranks and steps the mean with the optimizer. Only keys travel, never noise arrays.
 The step size, noise_stddev and l2_penalty are one traced struct (`ESHyperparams`), so `jax.vmap` over states
 trains several seeds or hyperparameters at once.
 """
@@ -21,6 +23,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from maze_jax.algorithms import Algorithm, hyperparams_struct, traced
+from maze_jax.algorithms.actor_critic import Experience, Trajectory
 from maze_jax.algorithms.optim import scale_by_learning_rate
 from maze_jax.config import ConfigError
 from maze_jax.models import Policy
@@ -58,6 +61,22 @@ class ESConfig:
     """A jax.sharding.Mesh to split the population over (None: one device); set by the shell, not a config key."""
 
     name = "es"
+    epoch_length = 1
+    """One update per epoch."""
+
+    @property
+    def n_envs(self) -> int:
+        """One env per member: the collectors' batch."""
+        return self.population
+
+    @property
+    def n_rollout_steps(self) -> int:
+        """The least steps each member plays on a JAX env (more where an episode lasts longer)."""
+        return -(-self.n_timesteps_per_update // self.population)
+
+    @property
+    def deterministic_eval(self) -> bool:
+        return self.deterministic
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -129,7 +148,35 @@ def ask(state: ESState, population: int):
     return jax.vmap(unravel)(thetas)["policy"]
 
 
-def update(state: ESState, fitness: jax.Array, population: int, optimizer: str) -> tuple[ESState, dict]:
+def explore(policy: Policy, deterministic: bool, members, obs, key, memory=()):
+    """Each env's action under its member's parameters (leading env axis on `members`, `obs` and `memory`), the
+    mode or a sample: (env actions, Experience without log-probabilities or values, memory)."""
+    out, memory = jax.vmap(policy.apply_with_memory)(members, obs, memory)
+    if deterministic:
+        action = policy.dist.mode(out)
+    else:
+        action = jax.vmap(policy.dist.sample)(jax.random.split(key, jax.tree.leaves(obs)[0].shape[0]), out)
+    zeros = jnp.zeros(jax.tree.leaves(obs)[0].shape[0], jnp.float32)
+    return policy.dist.to_env(action), Experience(action, zeros, zeros), memory
+
+
+def fitness(trajectory: Trajectory) -> jax.Array:
+    """(B,): each env's mean return over its episodes that ended within the trajectory (0 where none did): the
+    steps of an episode that was still running at the end (or padding after it) count in none."""
+    done = trajectory.terminated | trajectory.truncated
+    ended_later = jnp.flip(jnp.cumsum(jnp.flip(done, 0), 0), 0) > 0  # a step whose episode ends in the trajectory
+    n_episodes = done.sum(0)
+    total = jnp.where(ended_later, trajectory.reward, 0.0).sum(0)
+    return jnp.where(n_episodes > 0, total / jnp.maximum(n_episodes, 1), 0.0)
+
+
+def update(state: ESState, trajectory: Trajectory, population: int, optimizer: str) -> tuple[ESState, dict]:
+    """One ES step from the episodes each member of `ask(state)` played (env i: member i): the new state and its
+    statistics."""
+    return step(state, fitness(trajectory), population, optimizer)
+
+
+def step(state: ESState, fitness: jax.Array, population: int, optimizer: str) -> tuple[ESState, dict]:
     """One ES step from the fitness of each member of `ask(state)`: returns the new state and its statistics."""
     theta, unravel = ravel_pytree(state.params)
     g = es_gradient(fitness, noise(state, population))
@@ -154,5 +201,9 @@ def make_es(config: ESConfig, policy: Policy, obs_example) -> Algorithm:
         hyperparams=config.hyperparams(),
         init=lambda key, hparams: init(key, hparams, policy, obs_example, config.optimizer),
         update=functools.partial(update, population=config.population, optimizer=config.optimizer),
-        ask=functools.partial(ask, population=config.population),
+        explore=functools.partial(explore, policy, config.deterministic),
+        initial_memory=policy.initial_memory,
+        acting=functools.partial(ask, population=config.population),
+        fresh_episodes=True,
+        episode_cap=config.max_steps,
     )

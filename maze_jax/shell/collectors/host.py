@@ -1,11 +1,11 @@
 """The host collector: Python envs stepped in a vector env on the host, the jitted policy acting on the whole batch,
-and the very learners the JAX-env collector feeds (`Algorithm.update` on a time-major `Trajectory`, ES's update on
-one fitness per member).
+and the very learners the JAX-env collector feeds (`Algorithm.update` on a time-major `Trajectory`).
 
 PPO, A2C, SAC and IMPALA overlap acting and learning as Sebulba does: an actor thread collects rollout r with the
 parameters of update r - 1 while the learner computes update r - 1, through a queue of one rollout. The lag is exact
 (never more, never less), so a seed still gives the same run. `policy_lag=0` collects in the learner's thread,
-strictly on-policy. ES plays each population member for one episode, members queued over the envs.
+strictly on-policy. A learner of fresh episodes (ES) gets one episode per env of its batch (one per population
+member), queued over the host's envs, always on-policy.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.algorithms.metrics import episode_table, epoch_totals, event_statistics
 from maze_jax.collectors import Trainer, TrainState
+from maze_jax.collectors.jax_envs import row_by_row
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import EventStats, Recording, reset_memory
+from maze_jax.envs.structured import sub_steps
 from maze_jax.models.recurrent import act_with_memory, policy_memory
 from maze_jax.shell.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
 from maze_jax.shell.settings import HostSettings
@@ -170,9 +172,11 @@ class RolloutCollector:
         self.episodes = Episodes(n_seeds * n_envs)
         self.memory = Memory(algorithm.initial_memory, (n_seeds, n_envs))
 
-    def collect(self, params, key) -> tuple[Trajectory, list]:
+    def collect(self, params, key, should_stop: Callable = lambda: False):
         """One rollout acting with `params` (what `Algorithm.acting` gives, leading seed axis): the env actions come
-        to the host every step, the rest of the policy's outputs stay on the device until the rollout is complete."""
+        to the host every step, the rest of the policy's outputs stay on the device until the rollout is complete.
+        Returns the Trajectory (S, T, N, ...), the episodes that ended, the envs' EventStats and the steps taken;
+        None when `should_stop()` turned true first."""
         columns = {"obs": [], "reward": [], "terminated": [], "truncated": [], "final_obs": []}
         experiences = []
         flat_params, unravel = ravel_pytree(params)  # every rollout's parameters have the same layout
@@ -180,6 +184,8 @@ class RolloutCollector:
             self._jitted_act = jax.jit(functools.partial(self.act, unravel=unravel))
         first_memory = self.memory.current()
         for _ in range(self.n_steps):
+            if should_stop():
+                return None
             obs = self.envs.obs
             action, experience, memory, key = self._jitted_act(flat_params, obs, key, self.memory.current())
             _, reward, terminated, truncated, final = self.envs.step(jax.device_get(action))
@@ -196,10 +202,106 @@ class RolloutCollector:
                             self.envs.obs)
         return Trajectory(**time_major(stacked, self.n_seeds), **experience._asdict(), last_obs=last,
                           memory=first_memory), \
-            self.episodes.take(), self.episodes.take_events()
+            self.episodes.take(), self.episodes.take_events(), self.n_steps * self.n_seeds * self.n_envs
 
     def interrupt(self) -> None:
         """Nothing to cut short: a local rollout ends in its own time (the `Pipeline` calls this on close)."""
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class EpisodeCollector:
+    """Fresh episodes for a learner of whole episodes (`Algorithm.fresh_episodes`, ES): each of the `n_seeds *
+    n_envs` columns of `acting` (leading seed and env axes) plays one episode, queued over `n_slots` Python envs
+    capped at the algorithm's `episode_cap` whole steps. Column c and c + n_envs / 2 of a seed (an antithetic pair)
+    share their sampling keys step by step. `collect(acting, key)` gives a Trajectory (S, T, N, ...) padded after
+    each column's episode to T, the next power of two of the longest (so the learner compiles for a few lengths
+    only), with the episodes that ended, the envs' EventStats and the env steps taken."""
+
+    def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_slots: int, n_seeds: int, seed: int,
+                 vectorization: str):
+        self.n_envs, self.n_seeds, self.initial_memory = algorithm.config.n_envs, n_seeds, algorithm.initial_memory
+        explore, normalize, half = row_by_row(algorithm.explore), normalizer(env_spec), max(self.n_envs // 2, 1)
+
+        def act(acting, columns, obs, key, t, memory):
+            flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), acting)
+            pair = columns // self.n_envs * self.n_envs + columns % self.n_envs % half
+            keys = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(key, p), s))(pair, t)
+            return explore(jax.tree.map(lambda x: x[columns], flat), normalize(obs), keys, memory)
+
+        self.act = jax.jit(act)
+        cap = algorithm.episode_cap * max(len(sub_steps(env_spec.env)), 1)  # calls of `step`
+        self.envs = VectorEnv(env_spec.env, n_slots, seed, vectorization, cap or None)
+
+    def collect(self, acting, key, should_stop: Callable = lambda: False, columns: list | None = None):
+        """Every column (or those in `columns`, indices into the seed-flattened columns; the others stay zeros)
+        plays one episode, from envs seeded by `key`; None when `should_stop()` turned true first."""
+        envs, n_slots, n_columns = self.envs, self.envs.n, self.n_seeds * self.n_envs
+        envs.reset(seed_of(key))
+        key = jax.random.fold_in(key, 7)
+        queued = list(range(n_columns)) if columns is None else list(columns)
+        active = np.arange(n_slots) < len(queued)
+        columns = np.array([queued.pop(0) if queued else 0 for _ in range(n_slots)])
+        t, lengths = np.zeros(n_slots, np.int32), np.zeros(n_columns, np.int64)
+        memory = Memory(self.initial_memory, (n_slots,))
+        episodes, ended, steps = Episodes(n_slots), [], []
+        while active.any():
+            if should_stop():
+                return None
+            obs = envs.obs
+            action, experience, after = self.act(acting, columns, obs, key, t, memory.current())
+            _, reward, terminated, truncated, final = envs.step(jax.device_get(action))
+            done = terminated | truncated
+            memory.set(after)
+            memory.reset(done)
+            episodes.add(np.where(active, reward, 0.0), done, envs.reports)
+            steps.append((columns[active], t[active], np.flatnonzero(active), obs, experience, reward, terminated,
+                          truncated, final))
+            t += 1
+            for slot, ret, length in episodes.take():
+                if not active[slot]:
+                    continue
+                ended.append((int(columns[slot]), ret, length))
+                lengths[columns[slot]] = length
+                t[slot] = 0
+                if queued:
+                    columns[slot] = queued.pop(0)
+                else:
+                    active[slot] = False
+        return self._padded(steps, lengths), ended, episodes.take_events(), int(lengths.sum())
+
+    def _padded(self, steps: list, lengths: np.ndarray) -> Trajectory:
+        """The steps (per step: the active slots' columns, their episodes' step indices, the slots, then the envs'
+        data) as a Trajectory (S, T, N, ...), zeros where a column's episode had ended."""
+        horizon = 1 << int(max(lengths.max(), 1) - 1).bit_length()
+        n_seeds, n_envs = self.n_seeds, self.n_envs
+        experiences = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *[step[4] for step in steps]))
+
+        def scatter(field: Callable):  # field(k): step k's data of every slot -> (T, columns, ...)
+            out = jax.tree.map(lambda x: np.zeros((horizon, n_seeds * n_envs) + x.shape[1:], x.dtype), field(0))
+            for k, (columns, ts, slots, *_) in enumerate(steps):
+                jax.tree.map(lambda o, x: o.__setitem__((ts, columns), x[slots]), out, field(k))
+            return out
+
+        obs, reward, terminated, truncated, final_obs = (
+            scatter(lambda k, i=i: jax.tree.map(np.asarray, steps[k][i])) for i in (3, 5, 6, 7, 8))
+        experience = scatter(lambda k: jax.tree.map(lambda e: e[k], experiences))
+        def by_seed(x):  # (T, S * N, ...) -> (S, T, N, ...)
+            return jnp.asarray(np.swapaxes(x.reshape(x.shape[:1] + (n_seeds, n_envs) + x.shape[2:]), 0, 1))
+
+        def per_column(x):  # (S * N, ...) -> (S, N, ...)
+            return jnp.asarray(x).reshape((n_seeds, n_envs) + x.shape[1:])
+
+        last = jax.tree.map(lambda x: x[np.maximum(lengths - 1, 0), np.arange(n_seeds * n_envs)], final_obs)
+        return Trajectory(jax.tree.map(by_seed, obs), jax.tree.map(by_seed, experience.action),
+                          by_seed(experience.log_prob), by_seed(experience.value), by_seed(reward),
+                          by_seed(terminated), by_seed(truncated), jax.tree.map(by_seed, final_obs),
+                          jax.tree.map(per_column, last),
+                          jax.tree.map(per_column, self.initial_memory(n_seeds * n_envs)))
+
+    def interrupt(self) -> None:
+        """Nothing to cut short: the learner's thread collects (no actor thread for fresh episodes)."""
 
     def close(self) -> None:
         self.envs.close()
@@ -249,9 +351,11 @@ class Pipeline:
             index += 1
 
     def next(self, should_stop: Callable = lambda: False):
-        """The next rollout, or None when `should_stop()` turned true while waiting."""
+        """The next rollout, or None when `should_stop()` turned true while waiting (or collecting, without lag)."""
         if not self.lag:
-            item = self.collect(self.versions[self.version], jax.random.fold_in(self.key, self.index))
+            item = self.collect(self.versions[self.version], jax.random.fold_in(self.key, self.index), should_stop)
+            if item is None:
+                return None
         else:
             while True:
                 try:
@@ -351,10 +455,11 @@ class HostEvaluator:
 
 def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,
                          make_collector: Callable | None = None) -> Trainer:
-    """A learner of rollouts (PPO, A2C, SAC, IMPALA, one's own) on a Python env: `epoch_length` updates per call of
-    `train_epoch`, fed by a RolloutCollector, or by what `make_collector(seed)` builds instead (its protocol:
-    collect(acting, key), interrupt(), close()). A replay learner's warm-up rollouts are collected first, before
-    update 0. Seed-batched: `init` takes one agent key per seed (`collectors.seeds.with_seeds`)."""
+    """Any learner (`Algorithm`) on a Python env: `epoch_length` updates per call of `train_epoch`, fed by a
+    RolloutCollector (an EpisodeCollector for a learner of fresh episodes, always on-policy), or by what
+    `make_collector(seed)` builds instead (their protocol: collect(acting, key, should_stop), interrupt(), close()).
+    A replay learner's warm-up rollouts are collected first, before update 0. Seed-batched: `init` takes one agent
+    key per seed (`collectors.seeds.with_seeds`)."""
     config = algorithm.config
     normalize = normalizer(env_spec)
 
@@ -374,24 +479,32 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
         for i in range(-(-algorithm.warmup_steps // config.n_rollout_steps)):
             if should_stop():
                 return None
-            trajectory, _, _ = collector.collect(acting(learner), jax.random.fold_in(key, i))
-            learner = warmup(learner, trajectory)
+            rollout = collector.collect(acting(learner), jax.random.fold_in(key, i), should_stop)
+            if rollout is None:
+                return None
+            learner = warmup(learner, rollout[0])
         return learner
 
     def start(state: TrainState, should_stop: Callable) -> TrainState | None:
         """The collector and its pipeline, (re)started from a state's env key (fresh envs: Python env states are
         not checkpointed), after the warm-up of a fresh replay learner. Returns the state to train on."""
         env_key, pipeline_key = jax.random.split(state.envs)
-        collector = make_collector(seed_of(env_key)) if make_collector else RolloutCollector(
-            algorithm, env_spec, config.n_envs, config.n_rollout_steps, n_seeds, seed_of(env_key),
-            settings.vectorization)
+        if make_collector:
+            collector = make_collector(seed_of(env_key))
+        elif algorithm.fresh_episodes:
+            collector = EpisodeCollector(algorithm, env_spec, settings.n_envs * n_seeds, n_seeds, seed_of(env_key),
+                                         settings.vectorization)
+        else:
+            collector = RolloutCollector(algorithm, env_spec, config.n_envs, config.n_rollout_steps, n_seeds,
+                                         seed_of(env_key), settings.vectorization)
         running["collector"] = collector
         if algorithm.warmup_steps and not np.any(jax.device_get(state.learner.step)):
             learner = warm_up(collector, state.learner, jax.random.fold_in(pipeline_key, 1), should_stop)
             if learner is None:
                 return None
             state = state.replace(learner=learner)
-        running.update(pipeline=Pipeline(collector.collect, acting(state.learner), pipeline_key, settings.policy_lag,
+        lag = 0 if algorithm.fresh_episodes else settings.policy_lag  # episodes of the population being updated
+        running.update(pipeline=Pipeline(collector.collect, acting(state.learner), pipeline_key, lag,
                                          collector.interrupt), state=state)
         return state
 
@@ -402,18 +515,18 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
             if state is None:
                 return None
         pipeline = running["pipeline"]
-        learner, infos, ended, snapshots = state.learner, [], [], []
+        learner, infos, ended, snapshots, steps = state.learner, [], [], [], 0
         for _ in range(config.epoch_length):
             rollout = pipeline.next(should_stop)
             if rollout is None:
                 return None
-            trajectory, episodes, events = rollout
+            trajectory, episodes, events, taken = rollout
             snapshots.append(events)
+            steps += taken
             learner, info = update(learner, trajectory)
             pipeline.publish(acting(learner))
             infos.append(info)
             ended += episodes
-        steps = config.epoch_length * config.n_rollout_steps * config.n_envs * n_seeds
         metrics = {**epoch_totals(jax.tree.map(lambda *xs: jnp.stack(xs), *infos)),
                    **episode_metrics(ended, n_seeds, config.n_envs, steps), **event_rows(snapshots)}
         new_state = TrainState(learner, jax.random.fold_in(state.envs, 1))
@@ -425,119 +538,6 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
             if running.get(part) is not None:
                 running.pop(part).close()
         running.pop("state", None)
-
-    return finish_host_trainer(algorithm, train_epoch, evaluator, close, n_seeds)
-
-
-def member_act(algorithm: Algorithm, env_spec: EnvSpec) -> Callable:
-    """ES members acting on Python envs, jitted: act(population, members, obs, key, t, memory) -> (env actions,
-    memory), where env slot i acts with member `members[i]` of the population (its seed and member axes
-    flattened) and slot i's memory of a recurrent policy."""
-    config, policy, normalize = algorithm.config, algorithm.policy, normalizer(env_spec)
-
-    def act(population, members, obs, key, t, memory):
-        key = jax.random.fold_in(key, t)
-        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), population)
-        params = jax.tree.map(lambda x: x[members], flat)
-        out, memory = jax.vmap(policy.apply_with_memory)(params, normalize(obs), memory)
-        if config.deterministic:
-            return policy.dist.to_env(policy.dist.mode(out)), memory
-        keys = jax.random.split(key, members.shape[0])
-        return policy.dist.to_env(jax.vmap(policy.dist.sample)(keys, out)), memory
-
-    return jax.jit(act)
-
-
-def play_members(envs: VectorEnv, act: Callable, members: list, should_stop: Callable = lambda: False):
-    """Every member in `members` (indices into the flattened population) plays one episode, queued over the envs'
-    slots: `act(slot_members, obs, t, ended)` gives the env actions (`ended`: the slots whose episode ended at the
-    last step, so a new member starts there). Returns ({member: return}, [(member, return,
-    length)], env steps taken, the envs' EventStats or None), or None when `should_stop()` turned true."""
-    n_slots, queued = envs.n, list(members)
-    slots = np.array([queued.pop(0) for _ in range(min(n_slots, len(queued)))] + [0] * max(0, n_slots - len(members)))
-    active = np.arange(n_slots) < len(members)
-    fitness, episodes, ended, steps = {}, Episodes(n_slots), [], 0
-    done = np.zeros(n_slots, bool)
-    while active.any():
-        if should_stop():
-            return None
-        action = jax.device_get(act(slots, envs.obs, steps, done))
-        _, reward, terminated, truncated, _ = envs.step(action)
-        done = terminated | truncated
-        steps += int(active.sum())
-        episodes.add(np.where(active, reward, 0.0), terminated | truncated, envs.reports)
-        for slot, ret, length in episodes.take():
-            if not active[slot]:
-                continue
-            fitness[int(slots[slot])] = ret
-            ended.append((int(slots[slot]), ret, length))
-            if queued:
-                slots[slot] = queued.pop(0)
-            else:
-                active[slot] = False
-    return fitness, ended, steps, episodes.take_events()
-
-
-class LocalMembers:
-    """ES's population played on `n_slots` Python envs of this process. `play(learner, key, should_stop)` asks the
-    learner (leading seed axis) for its population and returns what `play_members` does for all of it."""
-
-    def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_slots: int, seed: int, vectorization: str):
-        self.n_members, self.policy = algorithm.config.population, algorithm.policy
-        self.ask, self.act = jax.jit(jax.vmap(algorithm.ask)), member_act(algorithm, env_spec)
-        self.envs = VectorEnv(env_spec.env, n_slots, seed, vectorization, algorithm.config.max_steps or None)
-
-    def play(self, learner, key, should_stop: Callable = lambda: False, members=None):
-        """`members` (default: all of every seed) play from fresh episodes of envs seeded from `key`."""
-        self.envs.reset(seed_of(key))
-        population, key = self.ask(learner), jax.random.fold_in(key, 7)
-        if members is None:
-            members = range(jax.tree.leaves(learner)[0].shape[0] * self.n_members)
-        memory = Memory(self.policy.initial_memory, (self.envs.n,))
-
-        def act(slots, obs, t, ended):
-            memory.reset(ended)
-            action, after = self.act(population, slots, obs, key, t, memory.current())
-            memory.set(after)
-            return action
-
-        return play_members(self.envs, act, members, should_stop)
-
-    def close(self) -> None:
-        self.envs.close()
-
-
-def es_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings,
-                    make_players: Callable | None = None) -> Trainer:
-    """ES on a Python env: every member of the population plays one episode (capped by `max_steps`), members
-    queued over `n_seeds * n_envs` envs. `make_players(seed)` replaces the players (`LocalMembers`' protocol).
-    Seed-batched: `init` takes one agent key per seed (`collectors.seeds.with_seeds`)."""
-    config = algorithm.config
-    n_members = config.population
-    update = jax.jit(jax.vmap(algorithm.update))
-    make_players = make_players or (lambda seed: LocalMembers(algorithm, env_spec, settings.n_envs * n_seeds, seed,
-                                                              settings.vectorization))
-    evaluator = HostEvaluator(algorithm.policy, env_spec, config.n_eval_episodes, n_seeds, config.deterministic,
-                              settings.vectorization)
-    running: dict = {}
-
-    def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
-        if running.get("players") is None:
-            running["players"] = make_players(seed_of(state.envs))
-        learner = state.learner
-        played = running["players"].play(learner, state.envs, should_stop)
-        if played is None:
-            return None
-        fitness, ended, steps, events = played
-        fitness = np.array([fitness[m] for m in range(n_seeds * n_members)], np.float32)
-        learner, metrics = update(learner, jnp.asarray(fitness.reshape(n_seeds, n_members)))
-        ended = [(member // n_members * settings.n_envs, ret, length) for member, ret, length in ended]
-        metrics = {**metrics, **episode_metrics(ended, n_seeds, settings.n_envs, steps), **event_rows([events])}
-        return TrainState(learner, jax.random.fold_in(state.envs, 1)), metrics
-
-    def close():
-        if running.get("players") is not None:
-            running.pop("players").close()
 
     return finish_host_trainer(algorithm, train_epoch, evaluator, close, n_seeds)
 
@@ -564,8 +564,7 @@ def finish_host_trainer(algorithm: Algorithm, train_epoch: Callable, evaluator: 
 
 def host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings) -> Trainer:
     """The trainer of `algorithm` on a Python env."""
-    make = es_host_trainer if algorithm.ask is not None else rollout_host_trainer
-    return make(algorithm, env_spec, n_seeds, settings)
+    return rollout_host_trainer(algorithm, env_spec, n_seeds, settings)
 
 
 def sample_host_observations(env_spec: EnvSpec, act: Callable, n_samples: int, key, n_envs: int = 32):

@@ -2,9 +2,9 @@
 
 Worker w holds `envs_per_worker` envs and acts on them itself, with the parameters the learner puts in Ray's
 object store once per update, so only parameters go out and whole rollouts come back (no round trip per step).
-PPO, A2C, SAC and IMPALA collect through `RayRollouts` (the host collector's protocol, so the actor thread and
-its policy lag apply unchanged); ES plays through `RayMembers`: every worker evaluates a slice of the population,
-antithetic pairs together, rebuilding its members from the learner's key (the noise is never sent).
+Every learner collects through the host collector's protocol (`collect(acting, key)`), so the actor thread and
+its policy lag apply unchanged: `RayRollouts` for rollouts, `RayEpisodes` for a learner of fresh episodes (ES),
+where every worker plays a slice of the envs' episodes (of the population), antithetic pairs together.
 
 A worker that dies (its process killed, its node lost) is restarted by Ray and its share is collected again; more
 than `max_worker_restarts` failures stop the run with one line, as a failing env does. Ray is started here when
@@ -15,6 +15,7 @@ running. Workers' own output goes to Ray's logs (failures come back as one line 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -32,7 +33,7 @@ from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import EnvFailed, Trainer
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec
-from maze_jax.shell.collectors.host import LocalMembers, RolloutCollector, rollout_host_trainer, es_host_trainer
+from maze_jax.shell.collectors.host import EpisodeCollector, RolloutCollector, rollout_host_trainer
 from maze_jax.shell.settings import HostSettings, RaySettings
 
 WORKER_ENV = {"JAX_PLATFORMS": "cpu",
@@ -45,12 +46,13 @@ class Interrupted(Exception):
 
 class EnvWorker:
     """What one Ray actor runs: `n_envs` copies of the env, seeded `seed`, `seed + 1`, ..., and the policy acting
-    on them. `rollout` collects as the host collector does (one seed's parameters); `play` plays ES members."""
+    on them. `rollout` collects as the host collector does (one seed's parameters); `episodes` plays some of the
+    episodes of a learner of fresh episodes (all seeds' parameters)."""
 
     def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_envs: int, seed: int, vectorization: str,
-                 n_steps: int):
+                 n_steps: int, n_seeds: int = 1):
         self.args = (algorithm, env_spec, n_envs, seed, vectorization)
-        self.n_steps, self.collector, self.members = n_steps, None, None
+        self.n_steps, self.n_seeds, self.collector = n_steps, n_seeds, None
 
     def ready(self) -> int:
         return os.getpid()
@@ -61,14 +63,27 @@ class EnvWorker:
         if self.collector is None:
             algorithm, env_spec, n_envs, seed, vectorization = self.args
             self.collector = RolloutCollector(algorithm, env_spec, n_envs, self.n_steps, 1, seed, vectorization)
-        trajectory, ended, events = self.collector.collect(params, jax.random.wrap_key_data(key_data))
-        return jax.device_get(trajectory), ended, events
+        trajectory, ended, events, steps = self.collector.collect(params, jax.random.wrap_key_data(key_data))
+        return jax.device_get(trajectory), ended, events, steps
 
-    def play(self, learner, key_data, members: list):
-        """ES: `members` of the learner's population (leading seed axis) play one episode each; `play_members`."""
-        if self.members is None:
-            self.members = LocalMembers(*self.args)
-        return self.members.play(learner, jax.random.wrap_key_data(key_data), members=members)
+    def episodes(self, acting, key_data, columns: list):
+        """A learner of fresh episodes: `columns` (indices into the seed-flattened envs of `acting`) play one episode
+        each, as EpisodeCollector does: (those columns' Trajectory in numpy, (T, len(columns), ...) except
+        `last_obs` and `memory`, the episodes that ended, the EventStats, the steps taken)."""
+        if self.collector is None:
+            algorithm, env_spec, n_envs, seed, vectorization = self.args
+            self.collector = EpisodeCollector(algorithm, env_spec, n_envs, self.n_seeds, seed, vectorization)
+        trajectory, ended, events, steps = self.collector.collect(acting, jax.random.wrap_key_data(key_data),
+                                                                  columns=columns)
+        seeds, envs = np.divmod(np.asarray(columns), self.collector.n_envs)
+
+        def pick(field: str, x):  # (S, T, N, ...) -> (T, C, ...); (S, N, ...) -> (C, ...)
+            x = np.asarray(x)
+            return x[seeds, envs] if field in ("last_obs", "memory") else np.swapaxes(x[seeds, :, envs], 0, 1)
+
+        picked = Trajectory(*(jax.tree.map(functools.partial(pick, f), getattr(trajectory, f))
+                              for f in Trajectory._fields))
+        return picked, ended, events, steps
 
 
 def worker_error(error: BaseException) -> str:
@@ -223,13 +238,16 @@ class RayRollouts:
         self.workers = RayWorkers(settings, lambda w: (algorithm, env_spec, self.m, seed + w * self.m,
                                                        vectorization, n_steps))
 
-    def collect(self, params, key):
+    def collect(self, params, key, should_stop: Callable = lambda: False):
         import ray
 
         host = jax.device_get(params)
         refs = [ray.put(jax.tree.map(lambda x: x[s:s + 1], host)) for s in range(self.n_seeds)]
         keys = np.asarray(jax.random.key_data(jax.random.split(key, len(self.workers.actors))))
-        results = self.workers.call("rollout", lambda w: (refs[w // self.per_seed], keys[w]))
+        try:
+            results = self.workers.call("rollout", lambda w: (refs[w // self.per_seed], keys[w]), should_stop)
+        except Interrupted:
+            return None
         def join(parts: list, axis: int):  # worker parts (1, T, m, ...) -> (S, T, N, ...): a seed's workers in a row
             k = self.per_seed
             return _concatenate([_concatenate(parts[s * k:(s + 1) * k], axis) for s in range(self.n_seeds)], 0)
@@ -237,7 +255,8 @@ class RayRollouts:
         joined = Trajectory(*(join([getattr(r[0], f) for r in results], 1 if f in ("last_obs", "memory") else 2)
                               for f in Trajectory._fields))
         ended = [(w * self.m + env, ret, length) for w, r in enumerate(results) for env, ret, length in r[1]]
-        return jax.tree.map(jax.numpy.asarray, joined), ended, _events([r[2] for r in results])
+        return jax.tree.map(jax.numpy.asarray, joined), ended, _events([r[2] for r in results]), \
+            sum(r[3] for r in results)
 
     def interrupt(self) -> None:
         self.workers.interrupt()
@@ -247,35 +266,63 @@ class RayRollouts:
 
 
 def member_slices(n_seeds: int, population: int, n_workers: int) -> list[list[int]]:
-    """The members (indices into the seed-flattened population) each worker plays: contiguous slices of the
-    antithetic pairs of every seed, as even as can be, each pair (i, i + population / 2) in one slice."""
+    """The columns (indices into the seed-flattened envs, one per population member) each worker plays: contiguous
+    slices of the antithetic pairs of every seed, as even as can be, each pair (i, i + population / 2) in one
+    slice."""
     pairs = [s * population + i for s in range(n_seeds) for i in range(population // 2)]
     return [[int(m) for m in chunk] + [int(m) + population // 2 for m in chunk]
             for chunk in np.array_split(np.array(pairs, int), n_workers)]
 
 
-class RayMembers:
-    """ES's players over Ray workers (`LocalMembers`' protocol): the population's antithetic pairs split into
-    one contiguous slice per worker; each worker gets the learner (from the object store) and its members' ids."""
+class RayEpisodes:
+    """EpisodeCollector's protocol over Ray workers: the envs' episodes (antithetic pairs together) split into one
+    slice per worker; each worker gets the acting parameters (from the object store) and its columns, and the
+    learner gets one Trajectory (S, T, N, ...) padded to the longest worker's T."""
 
-    def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, seed: int, vectorization: str,
+    def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, seed: int, vectorization: str,
                  settings: RaySettings):
-        self.population, m = algorithm.config.population, settings.envs_per_worker
-        self.workers = RayWorkers(settings, lambda w: (algorithm, env_spec, m, seed + w * m, vectorization, 0))
+        self.n_seeds, self.n_envs, m = n_seeds, algorithm.config.n_envs, settings.envs_per_worker
+        self.workers = RayWorkers(settings, lambda w: (algorithm, env_spec, m, seed + w * m, vectorization, 0,
+                                                       n_seeds))
 
-    def play(self, learner, key, should_stop: Callable = lambda: False):
+    def collect(self, acting, key, should_stop: Callable = lambda: False):
         import ray
 
-        members = member_slices(jax.tree.leaves(learner)[0].shape[0], self.population, len(self.workers.actors))
-        ref = ray.put(jax.device_get(learner))
+        slices = member_slices(self.n_seeds, self.n_envs, len(self.workers.actors))
+        ref = ray.put(jax.device_get(acting))
         keys = np.asarray(jax.random.key_data(jax.random.split(key, len(self.workers.actors))))
         try:
-            results = self.workers.call("play", lambda w: (ref, keys[w], members[w]), should_stop)
+            results = self.workers.call("episodes", lambda w: (ref, keys[w], slices[w]), should_stop)
         except Interrupted:
             return None
-        fitness = {m: r for result in results for m, r in result[0].items()}
-        ended = [e for result in results for e in result[1]]
-        return fitness, ended, sum(r[2] for r in results), _events([r[3] for r in results])
+        horizon = max(r[0].reward.shape[0] for r in results)
+        n = self.n_seeds * self.n_envs
+
+        def merge(field: str):
+            timed = field not in ("last_obs", "memory")
+
+            def one(*parts):
+                first = parts[0]
+                out = np.zeros(((horizon,) if timed else ()) + (n,) + first.shape[2 if timed else 1:], first.dtype)
+                for columns, part in zip(slices, parts):
+                    if timed:
+                        out[:part.shape[0], columns] = part
+                    else:
+                        out[columns] = part
+                shape = (self.n_seeds, self.n_envs)  # -> (S, T, N, ...) or (S, N, ...)
+                if timed:
+                    return np.swapaxes(out.reshape((horizon,) + shape + out.shape[2:]), 0, 1)
+                return out.reshape(shape + out.shape[1:])
+
+            return jax.tree.map(one, *[getattr(r[0], field) for r in results])
+
+        joined = Trajectory(*(merge(f) for f in Trajectory._fields))
+        ended = [e for r in results for e in r[1]]
+        return jax.tree.map(jax.numpy.asarray, joined), ended, _events([r[2] for r in results]), \
+            sum(r[3] for r in results)
+
+    def interrupt(self) -> None:
+        self.workers.interrupt()
 
     def close(self) -> None:
         self.workers.close()
@@ -288,8 +335,8 @@ def ray_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings:
         raise ConfigError(f"runner=ray steps Python envs on Ray workers; {env_spec.env.name} is a JAX env, which "
                           f"trains in one compiled program: use runner=local (or env=gymnasium to step gymnasium's "
                           f"version on Ray)")
-    if algorithm.ask is not None:
-        return es_host_trainer(algorithm, env_spec, n_seeds, settings, lambda seed: RayMembers(
-            algorithm, env_spec, seed, settings.vectorization, ray_settings))
+    if algorithm.fresh_episodes:
+        return rollout_host_trainer(algorithm, env_spec, n_seeds, settings, lambda seed: RayEpisodes(
+            algorithm, env_spec, n_seeds, seed, settings.vectorization, ray_settings))
     return rollout_host_trainer(algorithm, env_spec, n_seeds, settings, lambda seed: RayRollouts(
         algorithm, env_spec, algorithm.config.n_rollout_steps, n_seeds, seed, settings.vectorization, ray_settings))
