@@ -13,6 +13,7 @@ then prints a table of its returns beside the published figures:
   minatar   `+experiment=minatar_ppo` on every MinAtar game gymnax has, at gymnax's budget of 10M steps (15 to 25
             minutes a game on 2 CPU cores). gymnax's PPO baselines report Breakout-MinAtar about 28 and
             Freeway-MinAtar about 58.
+  impala-breakout   `+experiment=minatar_impala` on Breakout-MinAtar at the same budget, against the same 28.
   ant       `+experiment=brax_ant_ppo` (needs the brax extra). Brax's budget, 50M steps of 2048 envs, needs a GPU;
             on a CPU pass a budget with --steps and smaller batches with --cpu.
 
@@ -58,6 +59,8 @@ BENCHMARKS = [
               10_000_000, None, "gymnax PPO baseline (no figure published)"),
     Benchmark("SpaceInvaders-MinAtar", ["+experiment=minatar_ppo", "env.name=SpaceInvaders-MinAtar"], MINATAR_EPOCH,
               10_000_000, None, "gymnax PPO baseline (no figure published)"),
+    Benchmark("impala-breakout", ["+experiment=minatar_impala", "env.name=Breakout-MinAtar"], 64 * 20 * 64,
+              10_000_000, 28.0, "gymnax PPO baseline"),
     Benchmark("ant", ["+experiment=brax_ant_ppo"], 2048 * 80 * 10, 50_000_000, None,
               "Brax PPO (figure not stored here)"),
 ]
@@ -187,7 +190,7 @@ def run(benchmark: Benchmark, steps: int | None, cpu: bool, log_dir: str) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", default=[b.name for b in BENCHMARKS if b.name != "ant"],
+    parser.add_argument("--only", nargs="*", default=[b.name for b in BENCHMARKS if "MinAtar" in b.name],
                         help="benchmarks to run (default: the MinAtar games)")
     parser.add_argument("--steps", type=float, default=None, help="env steps per benchmark (default: published)")
     parser.add_argument("--cpu", action="store_true", help="smaller batches where the experiment's need a GPU")

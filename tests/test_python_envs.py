@@ -289,3 +289,19 @@ def test_a_python_envs_kpis_count_at_the_end_of_its_episodes():
     assert float(metrics["train_BaseEnvEvents/kpi/mean/raw_piece_usage_per_step"]) == pytest.approx(
         -float(metrics["train_BaseEnvEvents/reward/mean"]) / 4)
     assert float(metrics["train_CuttingEvents/valid_cut/mean_episode_total"]) == 4.0
+
+
+def test_a_kpi_a_python_env_reports_only_at_its_episodes_end_is_kept():
+    from maze_jax.shell.collectors.host import Episodes, event_rows
+
+    episodes, snapshots = Episodes(2), []
+    for step in range(6):  # events every step; the KPI only on the step that ends an episode (every third)
+        done = np.full(2, step % 3 == 2)
+        kpis = {"cost": np.array([1.0, 3.0])} if done.any() else {}
+        episodes.add(np.ones(2), done, ({"E/x": np.ones(2)}, kpis))
+        if step % 2 == 1:
+            snapshots.append(episodes.take_events())
+    rows = event_rows(snapshots)
+    assert rows["train_BaseEnvEvents/kpi/mean/cost"] == pytest.approx(2.0)
+    assert rows["train_BaseEnvEvents/kpi/max/cost"] == pytest.approx(3.0)
+    assert rows["train_E/x/mean_episode_total"] == pytest.approx(3.0)

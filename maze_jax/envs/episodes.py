@@ -38,23 +38,37 @@ class EventStats(NamedTuple):
         return cls(by(events, f), by(events, f - jnp.inf), by(events, f), i, i, by(kpis, f), by(kpis, f),
                    by(kpis, f + jnp.inf), by(kpis, f - jnp.inf))
 
-    def add(self, done: jax.Array, events: dict, totals: dict, kpis: dict) -> EventStats:
-        """One step's events (`totals`: each env's episode totals including them) and KPIs; `done` ends episodes.
-        Inside jitted rollouts with JAX arrays; on the host (Python envs) with numpy arrays, in numpy."""
+    def add(self, done: jax.Array, events: dict, totals: dict, kpis: dict, counted=None) -> EventStats:
+        """One step's events (`totals`: each env's episode totals including them) and KPIs; `done` ends episodes;
+        `counted` (bool per env; None: all) leaves the other envs' step out. Inside jitted rollouts with JAX arrays;
+        on the host (Python envs) with numpy arrays, in numpy."""
         xp = np if isinstance(done, np.ndarray) else jnp
+        if counted is not None:
+            done = done & counted
+            events = {k: xp.where(counted, v, -xp.inf) for k, v in events.items()}  # -inf: no maximum; sums: 0
         ended = lambda old, new: {k: xp.where(done, new(k), old[k]) for k in old}  # noqa: E731
+        summed = lambda v: v if counted is None else xp.where(counted, v, 0.0)  # noqa: E731
         return EventStats(
-            {k: v + events[k] for k, v in self.step_sum.items()},
+            {k: v + summed(events[k]) for k, v in self.step_sum.items()},
             {k: xp.maximum(v, events[k]) for k, v in self.step_max.items()},
             {k: v + xp.where(done, totals[k], 0.0) for k, v in self.episode_total.items()},
-            self.steps + 1, self.episodes + done,
+            self.steps + (1 if counted is None else counted), self.episodes + done,
             ended(self.kpi_sum, lambda k: self.kpi_sum[k] + kpis[k]),
             ended(self.kpi_sq, lambda k: self.kpi_sq[k] + kpis[k] ** 2),
             ended(self.kpi_min, lambda k: xp.minimum(self.kpi_min[k], kpis[k])),
             ended(self.kpi_max, lambda k: xp.maximum(self.kpi_max[k], kpis[k])))
 
+    def with_names(self, events, kpis) -> EventStats:
+        """These statistics (numpy, on the host) with the names in `events` and `kpis` they lack added, as none
+        reported yet: a Python env may report a name first late in a run (a KPI on an episode's last step)."""
+        fresh = EventStats.zeros(len(self.steps), tuple(k for k in events if k not in self.step_sum),
+                                 tuple(k for k in kpis if k not in self.kpi_sum), np)
+        return EventStats(*({**mine, **new} if isinstance(mine, dict) else mine for mine, new in zip(self, fresh)))
+
     def merge(self, other: EventStats) -> EventStats:
-        """The statistics of both (per env): sums and counts added, extremes of both."""
+        """The statistics of both (per env): sums and counts added, extremes of both; a name that only one of them
+        has counts as not reported in the other."""
+        self, other = self.with_names(other.step_sum, other.kpi_sum), other.with_names(self.step_sum, self.kpi_sum)
         ops = (np.add, np.maximum, np.add, np.add, np.add, np.add, np.add, np.minimum, np.maximum)
         return EventStats(*(jax.tree.map(op, a, b) for op, a, b in zip(ops, self, other)))
 

@@ -53,17 +53,22 @@ class Episodes:
         self.events: EventStats | None = None
         self.totals: dict = {}
 
-    def add(self, reward, done, reports: tuple[dict, dict] = ({}, {})) -> np.ndarray:
+    def add(self, reward, done, reports: tuple[dict, dict] = ({}, {}), counted: np.ndarray | None = None) -> np.ndarray:
+        """One step of every env; `counted` (bool per env) leaves the others (idle envs) out of every statistic."""
+        if counted is not None:
+            reward, done = np.where(counted, reward, 0.0), done & counted
         self.returns += reward
         self.lengths += 1
         events, kpis = reports
         if events or kpis or self.events is not None:
-            if self.events is None:  # the names are those of the first report
-                self.events = EventStats.zeros(len(done), tuple(events), tuple(kpis), np)
-                self.totals = {k: np.zeros(len(done), np.float32) for k in events}
+            if self.events is None:
+                self.events = EventStats.zeros(len(done), (), (), np)
+            if set(events) - set(self.totals) or set(kpis) - set(self.events.kpi_sum):  # names reported first now
+                self.events = self.events.with_names(events, kpis)
+                self.totals.update({k: np.zeros(len(done), np.float32) for k in events if k not in self.totals})
             totals = {k: v + events.get(k, 0.0) for k, v in self.totals.items()}
             self.events = self.events.add(np.asarray(done), {k: events.get(k, 0.0) for k in self.totals}, totals,
-                                          {k: kpis.get(k, 0.0) for k in self.events.kpi_sum})
+                                          {k: kpis.get(k, 0.0) for k in self.events.kpi_sum}, counted)
             self.totals = {k: np.where(done, 0.0, v).astype(np.float32) for k, v in totals.items()}
         ended = np.flatnonzero(done)
         self.ended += [(int(i), float(self.returns[i]), int(self.lengths[i])) for i in ended]
@@ -215,7 +220,8 @@ class EpisodeCollector:
     """Fresh episodes for a learner of whole episodes (`Algorithm.fresh_episodes`, ES): each of the `n_seeds *
     n_envs` columns of `acting` (leading seed and env axes) plays one episode, queued over `n_slots` Python envs
     capped at the algorithm's `episode_cap` whole steps. Column c and c + n_envs / 2 of a seed (an antithetic pair)
-    share their sampling keys step by step. `collect(acting, key)` gives a Trajectory (S, T, N, ...) padded after
+    start from envs seeded alike (not on envpool, which seeds its envs once) and share their sampling keys step by
+    step; envs left idle count in no statistic. `collect(acting, key)` gives a Trajectory (S, T, N, ...) padded after
     each column's episode to T, the next power of two of the longest (so the learner compiles for a few lengths
     only), with the episodes that ended, the envs' EventStats and the env steps taken."""
 
@@ -231,6 +237,10 @@ class EpisodeCollector:
             return explore(jax.tree.map(lambda x: x[columns], flat), normalize(obs), keys, memory)
 
         self.act = jax.jit(act)
+        if getattr(env_spec.env, "envpool_id", None):
+            print(f"Note: envpool seeds its envs once, when it builds them: {algorithm.name}'s antithetic pairs "
+                  f"start from different states of {env_spec.name} (env.backend=gymnasium starts them alike)",
+                  flush=True)
         cap = algorithm.episode_cap * max(len(sub_steps(env_spec.env)), 1)  # calls of `step`
         self.envs = VectorEnv(env_spec.env, n_slots, seed, vectorization, cap or None)
 
@@ -238,11 +248,14 @@ class EpisodeCollector:
         """Every column (or those in `columns`, indices into the seed-flattened columns; the others stay zeros)
         plays one episode, from envs seeded by `key`; None when `should_stop()` turned true first."""
         envs, n_slots, n_columns = self.envs, self.envs.n, self.n_seeds * self.n_envs
-        envs.reset(seed_of(key))
-        key = jax.random.fold_in(key, 7)
+        base, key, half = seed_of(key), jax.random.fold_in(key, 7), max(self.n_envs // 2, 1)
+        pair_seeds = lambda cols: base + cols // self.n_envs * self.n_envs + cols % self.n_envs % half  # noqa: E731
         queued = list(range(n_columns)) if columns is None else list(columns)
         active = np.arange(n_slots) < len(queued)
         columns = np.array([queued.pop(0) if queued else 0 for _ in range(n_slots)])
+        if not envs.reset_some(np.ones(n_slots, bool), np.where(active, pair_seeds(columns), base + n_columns
+                                                                 + np.arange(n_slots))):
+            envs.reset(base)  # envpool: its envs were seeded when it built them
         t, lengths = np.zeros(n_slots, np.int32), np.zeros(n_columns, np.int64)
         memory = Memory(self.initial_memory, (n_slots,))
         episodes, ended, steps = Episodes(n_slots), [], []
@@ -255,20 +268,21 @@ class EpisodeCollector:
             done = terminated | truncated
             memory.set(after)
             memory.reset(done)
-            episodes.add(np.where(active, reward, 0.0), done, envs.reports)
+            episodes.add(reward, done, envs.reports, counted=active)
             steps.append((columns[active], t[active], np.flatnonzero(active), obs, experience, reward, terminated,
                           truncated, final))
             t += 1
+            started = np.zeros(n_slots, bool)
             for slot, ret, length in episodes.take():
-                if not active[slot]:
-                    continue
                 ended.append((int(columns[slot]), ret, length))
                 lengths[columns[slot]] = length
                 t[slot] = 0
                 if queued:
-                    columns[slot] = queued.pop(0)
+                    columns[slot], started[slot] = queued.pop(0), True
                 else:
                     active[slot] = False
+            if started.any():  # the next members start as their pairs do
+                envs.reset_some(started, pair_seeds(columns))
         return self._padded(steps, lengths), ended, episodes.take_events(), int(lengths.sum())
 
     def _padded(self, steps: list, lengths: np.ndarray) -> Trajectory:

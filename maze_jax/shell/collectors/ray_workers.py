@@ -223,8 +223,14 @@ def _concatenate(parts: list, axis: int):
 
 
 def _events(parts: list):
-    """The workers' EventStats side by side (env axis), or None when the envs report none."""
-    return None if any(p is None for p in parts) else _concatenate(parts, 0)
+    """The workers' EventStats side by side (env axis; every name any of them reported), or None when no env
+    reported any."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    events = {k: None for p in parts for k in p.step_sum}
+    kpis = {k: None for p in parts for k in p.kpi_sum}
+    return _concatenate([p.with_names(events, kpis) for p in parts], 0)
 
 
 class RayRollouts:

@@ -142,6 +142,19 @@ class VectorEnv:
         """Every env starts a new episode; env i seeded `seed + i`."""
         self._call("reset", self._reset, int(seed))
 
+    def reset_some(self, which: np.ndarray, seeds) -> bool:
+        """The envs in `which` (bool, one per env) start new episodes, env i seeded `seeds[i]`; the others go on.
+        False, and nothing reset, for envpool, which seeds its envs once, when it builds them."""
+        if self.env.envpool_id is not None:
+            return False
+        self._call("reset", self._reset_some, np.asarray(which, bool), seeds)
+        return True
+
+    def _reset_some(self, which: np.ndarray, seeds) -> None:
+        obs, _ = self._vector.reset(seed=[int(s) if w else None for s, w in zip(seeds, which)],
+                                    options={"reset_mask": which})
+        self._obs = self.env.to_observation(obs)
+
     def _reset(self, seed: int) -> None:
         if self.env.envpool_id is not None:  # envpool seeds a batch when it builds it
             import envpool
