@@ -59,7 +59,7 @@ BENCHMARKS = [
               10_000_000, None, "gymnax PPO baseline (no figure published)"),
     Benchmark("SpaceInvaders-MinAtar", ["+experiment=minatar_ppo", "env.name=SpaceInvaders-MinAtar"], MINATAR_EPOCH,
               10_000_000, None, "gymnax PPO baseline (no figure published)"),
-    Benchmark("impala-breakout", ["+experiment=minatar_impala", "env.name=Breakout-MinAtar"], 64 * 20 * 64,
+    Benchmark("impala-breakout", ["+experiment=minatar_impala", "env.name=Breakout-MinAtar"], 16 * 16 * 128,
               10_000_000, 28.0, "gymnax PPO baseline"),
     Benchmark("ant", ["+experiment=brax_ant_ppo"], 2048 * 80 * 10, 50_000_000, None,
               "Brax PPO (figure not stored here)"),
