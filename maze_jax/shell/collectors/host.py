@@ -264,7 +264,8 @@ class EpisodeCollector:
                 return None
             obs = envs.obs
             action, experience, after = self.act(acting, columns, obs, key, t, memory.current())
-            _, reward, terminated, truncated, final = envs.step(jax.device_get(action))
+            action, experience = jax.device_get((action, experience))  # one transfer for both
+            _, reward, terminated, truncated, final = envs.step(action)
             done = terminated | truncated
             memory.set(after)
             memory.reset(done)
@@ -290,7 +291,6 @@ class EpisodeCollector:
         data) as a Trajectory (S, T, N, ...), zeros where a column's episode had ended."""
         horizon = 1 << int(max(lengths.max(), 1) - 1).bit_length()
         n_seeds, n_envs = self.n_seeds, self.n_envs
-        experiences = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *[step[4] for step in steps]))
 
         def scatter(field: Callable):  # field(k): step k's data of every slot -> (T, columns, ...)
             out = jax.tree.map(lambda x: np.zeros((horizon, n_seeds * n_envs) + x.shape[1:], x.dtype), field(0))
@@ -298,9 +298,8 @@ class EpisodeCollector:
                 jax.tree.map(lambda o, x: o.__setitem__((ts, columns), x[slots]), out, field(k))
             return out
 
-        obs, reward, terminated, truncated, final_obs = (
-            scatter(lambda k, i=i: jax.tree.map(np.asarray, steps[k][i])) for i in (3, 5, 6, 7, 8))
-        experience = scatter(lambda k: jax.tree.map(lambda e: e[k], experiences))
+        obs, experience, reward, terminated, truncated, final_obs = (
+            scatter(lambda k, i=i: jax.tree.map(np.asarray, steps[k][i])) for i in (3, 4, 5, 6, 7, 8))
         def by_seed(x):  # (T, S * N, ...) -> (S, T, N, ...)
             return jnp.asarray(np.swapaxes(x.reshape(x.shape[:1] + (n_seeds, n_envs) + x.shape[2:]), 0, 1))
 
