@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Callable, Mapping
 
 import jax
@@ -37,6 +38,7 @@ from maze_jax.shell.loop import Progress
 from maze_jax.shell.settings import CONFIG_FILE, LoopSettings, RunSettings, read_settings
 from maze_jax.shell.wrappers import normalization_statistics, statistics_to_meta, wrap_env
 from maze_jax.trained_policy import TrainedPolicy
+from maze_jax.xla_flags import came_too_late
 
 DEFAULT_ENV = {"_target_": "maze_jax.envs.make_env", "name": "CartPole-v1"}
 DEFAULT_MODEL = {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [64, 64], "non_lin": "Tanh"}
@@ -76,6 +78,11 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
     compilation_cache: JAX's persistent compilation cache folder (None or "" = off), set for the whole process.
     `hyperparams` overrides traced hyperparameters by name (`lr`, `gamma`, ...; ES: `step_size`, ...).
     """
+    late = came_too_late()
+    if late and jax.default_backend() == "cpu":
+        warnings.warn(f"JAX's CPU backend started before `import maze_jax`, so XLA runs without {' '.join(late)}: "
+                      f"a jax.jit(jax.vmap(train)) can hang in XLA's CPU scheduler. Import maze_jax first, or set "
+                      f"XLA_FLAGS='{' '.join(late)}' before starting Python", stacklevel=2)
     if compilation_cache:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(compilation_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)

@@ -1,15 +1,23 @@
-"""XLA flags set before JAX starts: RL networks are tiny, so Eigen's thread pool costs more than it saves.
-
-Measured on a 2-core CPU, ES on CartPole (population 128, 32x32): 2.2 M env steps/s with the multi-threaded
-Eigen default, 2.7 M without. A flag the user already set in XLA_FLAGS is left as it is. The flags tune the CPU
-backend only, so they are left out where JAX will run on a GPU or TPU: `JAX_PLATFORMS` names another platform
-first, or (without it) a GPU or TPU plugin is installed.
+"""XLA flags set before JAX starts (`import maze_jax` sets them, as do the commands), for the CPU backend:
+- `--xla_cpu_multi_thread_eigen=false`: RL networks are tiny, so Eigen's thread pool costs more than it saves.
+  Measured on a 2-core CPU, ES on CartPole (population 128, 32x32): 2.2 M env steps/s with the multi-threaded
+  Eigen default, 2.7 M without.
+- `--xla_cpu_enable_concurrency_optimized_scheduler=false`: with XLA's concurrency-optimised scheduler, a
+  `jax.jit(jax.vmap(train))` over seeds on a small env of one's own compiled, then never returned
+  (`tests/reach1d.py`: 3 hangs in 3 runs with it, 3 finished runs of 11 to 13 s without). ES and PPO throughput
+  measured the same with and without it (`scripts/bench.py --quick --only es ppo`, by turns).
+A flag the user already set in XLA_FLAGS is left as it is. The flags tune the CPU backend only, so they are left
+out where JAX will run on a GPU or TPU: `JAX_PLATFORMS` names another platform first, or (without it) a GPU or TPU
+plugin is installed. XLA reads them once, when JAX's backend starts: `came_too_late()` says when that happened
+before they were set (an import that made a JAX array before `import maze_jax`).
 """
 
 import importlib.util
 import os
+import sys
 
-DEFAULTS = ("--xla_cpu_multi_thread_eigen=false",)
+DEFAULTS = ("--xla_cpu_multi_thread_eigen=false", "--xla_cpu_enable_concurrency_optimized_scheduler=false")
+_late: list[str] = []  # default flags that were set after the backend had started
 ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu")
 
 
@@ -27,7 +35,21 @@ def apply_defaults() -> None:
     if not runs_on_cpu():
         return
     flags = os.environ.get("XLA_FLAGS", "")
+    started = backend_started()
     for flag in DEFAULTS:
         if flag.split("=")[0] not in flags:
             flags = f"{flags} {flag}".strip()
+            if started and flag not in _late:
+                _late.append(flag)
     os.environ["XLA_FLAGS"] = flags
+
+
+def backend_started() -> bool:
+    """Whether JAX's backend already runs in this process (checked without importing JAX)."""
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    return bool(bridge is not None and getattr(bridge, "backends_are_initialized", lambda: False)())
+
+
+def came_too_late() -> tuple[str, ...]:
+    """The default flags that were set only after JAX's backend had started, so XLA never read them."""
+    return tuple(_late)

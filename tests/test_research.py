@@ -94,3 +94,31 @@ def test_composing_a_config_from_python_says_what_is_wrong_in_one_line():
         RunContext(env="cartpole", algorithm="es", overrides={"algorithm.lr": 0.1}, echo=lambda *a, **k: None)
     with pytest.raises(ConfigError, match=r"env=cartpol is not an option.*Did you mean env=cartpole\?"):
         compose_config(["env=cartpol"])
+
+
+@pytest.mark.learning
+def test_jit_vmap_over_seeds_of_a_hand_written_gymnax_env_finishes():
+    # with XLA's concurrency-optimised CPU scheduler this run compiled, then never returned (3 of 3 runs)
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "reach1d.py")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=150, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    means = [float(x) for x in done.stdout.split("[")[-1].rstrip().rstrip("]").split()]
+    assert len(means) == 2 and all(np.isfinite(means))
+
+
+def test_make_train_warns_when_jax_started_before_maze_jax_set_its_flags(monkeypatch):
+    from maze_jax import xla_flags
+
+    monkeypatch.setattr(xla_flags, "_late", [])
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    monkeypatch.setattr(xla_flags, "runs_on_cpu", lambda: True)
+    xla_flags.apply_defaults()  # this process's backend runs already: the flags come too late
+    assert xla_flags.came_too_late() == xla_flags.DEFAULTS
+    with pytest.warns(UserWarning, match="before `import maze_jax`"):
+        make_train(ESConfig(n_epochs=1, population=8), env="CartPole-v1", compilation_cache=None)
