@@ -18,7 +18,7 @@ def test_auto_reset_counts_every_finished_episode_and_drops_the_unfinished_one()
                           jax.random.key(0), n_envs=2, n_steps=10)
     np.testing.assert_array_equal(stats.count, [3, 3])  # ends at steps 3, 6, 9; the 4th is unfinished
     np.testing.assert_array_equal(stats.length_sum, [9, 9])
-    np.testing.assert_allclose(stats.mean_return_per_env(), [3.0, 3.0])
+    np.testing.assert_allclose(stats.return_mean, [3.0, 3.0])
     assert int(stats.length_hist[3]) == 6 and int(stats.length_hist.sum()) == 6
 
 
@@ -90,7 +90,7 @@ def test_reward_std_is_accurate_for_large_returns():
     summary = episode_statistics(stats, "train")
     np.testing.assert_allclose(float(summary[TAG + "std"]), np.std(returns.astype(np.float64)), rtol=1e-3)
     np.testing.assert_allclose(float(summary[TAG + "mean"]), 1e4, rtol=1e-6)
-    np.testing.assert_allclose(stats.mean_return_per_env(), returns.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(stats.return_mean, returns.mean(0), rtol=1e-6)
 
 
 class Reporting(Countdown):

@@ -147,10 +147,6 @@ class EpisodeStats(NamedTuple):
                             jnp.where(ended, ret, -jnp.inf), length, ret, length, hist, self.bad_rewards,
                             self.bad_observations)
 
-    def mean_return_per_env(self) -> jax.Array:
-        """Mean return of each env's finished episodes (0 where none finished)."""
-        return self.return_mean
-
 
 def step_batch(env, env_params, keys: jax.Array, states, actions):
     """Steps a batch of environments, one key each (gymnax auto-resets each one whose episode ended)."""
