@@ -81,7 +81,8 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
     late = came_too_late()
     if late and jax.default_backend() == "cpu":
         warnings.warn(f"JAX's CPU backend started before `import maze_jax`, so XLA runs without {' '.join(late)}: "
-                      f"a jax.jit(jax.vmap(train)) can hang in XLA's CPU scheduler. Import maze_jax first, or set "
+                      f"batched linear algebra in an env or loss of one's own can hang under jax.vmap (see "
+                      f"maze_jax/xla_flags.py). Import maze_jax first, or set "
                       f"XLA_FLAGS='{' '.join(late)}' before starting Python", stacklevel=2)
     if compilation_cache:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(compilation_cache))

@@ -2,10 +2,13 @@
 - `--xla_cpu_multi_thread_eigen=false`: RL networks are tiny, so Eigen's thread pool costs more than it saves.
   Measured on a 2-core CPU, ES on CartPole (population 128, 32x32): 2.2 M env steps/s with the multi-threaded
   Eigen default, 2.7 M without.
-- `--xla_cpu_enable_concurrency_optimized_scheduler=false`: with XLA's concurrency-optimised scheduler, a
-  `jax.jit(jax.vmap(train))` over seeds on a small env of one's own compiled, then never returned
-  (`tests/reach1d.py`: 3 hangs in 3 runs with it, 3 finished runs of 11 to 13 s without). ES and PPO throughput
-  measured the same with and without it (`scripts/bench.py --quick --only es ppo`, by turns).
+- `--xla_cpu_enable_concurrency_optimized_scheduler=false`: jaxlib's batched LAPACK kernels (QR, ... under `vmap`)
+  split their batch over XLA's intra-op thread pool and block a pool thread while they wait. With the
+  concurrency-optimised scheduler, XLA runs several of them at once; on a 2-core CPU they hold every pool thread and
+  the program never returns (`jax.jit(jax.vmap(f))` of 32 QRs of 64x64 matrices hangs 3 times in 3 without the flag,
+  finishes with it). maze_jax's own networks draw their orthogonal weights unbatched (`models/init.py`), so its
+  trainers are safe without the flag; the flag covers batched linear algebra in one's own env or loss. ES and PPO
+  throughput measured the same with and without it (`scripts/bench.py --quick --only es ppo`, by turns).
 A flag the user already set in XLA_FLAGS is left as it is. The flags tune the CPU backend only, so they are left
 out where JAX will run on a GPU or TPU: `JAX_PLATFORMS` names another platform first, or (without it) a GPU or TPU
 plugin is installed. XLA reads them once, when JAX's backend starts: `came_too_late()` says when that happened

@@ -1,8 +1,9 @@
 """A small gymnax-style env of one's own, as a researcher writes it: move a point left or right on [-1, 1] until
 it is within 0.1 of a random goal. Run as a script, it trains under `jax.jit(jax.vmap(train))` over 2 seeds and
-prints the last epoch's training mean (`tests/test_research.py` runs it with a timeout)."""
+prints the last epoch's training mean (`tests/test_research.py` runs it with a timeout).
 
-import maze_jax  # noqa: F401  (first: its XLA flags are set before JAX's backend starts)
+It imports gymnax before maze_jax, as the researcher's script did: gymnax starts JAX's backend at import, so none of
+maze_jax's XLA flags apply and XLA runs with its own defaults."""
 
 import jax
 import jax.numpy as jnp

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maze_jax.config import ConfigError
+from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation, flatten_concat
 
 
@@ -61,7 +62,7 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x):
         k, s = self.kernel_size, self.stride
-        kernel = self.param("kernel", nn.initializers.orthogonal(np.sqrt(2)), (k, k, x.shape[-1], self.features))
+        kernel = self.param("kernel", orthogonal(np.sqrt(2)), (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         use_patches = jax.default_backend() == "cpu" if self.use_patches is None else self.use_patches
         if use_patches:
@@ -114,5 +115,5 @@ class PixelObsPolicy(nn.Module):
             features.append(flatten_concat(rest))
         x = jnp.concatenate(features)
         for units in self.hidden_units:
-            x = act(nn.Dense(units, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
-        return nn.Dense(self.n_outputs, kernel_init=nn.initializers.orthogonal(self.output_scale))(x)
+            x = act(nn.Dense(units, kernel_init=orthogonal(np.sqrt(2)))(x))
+        return nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale))(x)

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation
 
 
@@ -22,7 +23,7 @@ class _Embed(nn.Module):
     @nn.compact
     def __call__(self, x):
         for units in self.hidden_units:
-            x = activation(self.non_lin)(nn.Dense(units, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+            x = activation(self.non_lin)(nn.Dense(units, kernel_init=orthogonal(np.sqrt(2)))(x))
         return x
 
 
@@ -38,7 +39,7 @@ class PieceSelectionNet(nn.Module):
         pieces = _Embed(self.hidden_units, self.non_lin)(obs["inventory"])  # (slots, units)
         order = _Embed(self.hidden_units, self.non_lin)(
             jnp.concatenate([obs["ordered_piece"], obs["inventory_size"]]))
-        order = nn.Dense(pieces.shape[-1], kernel_init=nn.initializers.orthogonal(0.1))(order)
+        order = nn.Dense(pieces.shape[-1], kernel_init=orthogonal(0.1))(order)
         return pieces @ order
 
 
@@ -52,4 +53,4 @@ class CuttingNet(nn.Module):
     @nn.compact
     def __call__(self, obs):
         x = _Embed(self.hidden_units, self.non_lin)(jnp.concatenate([obs["selected_piece"], obs["ordered_piece"]]))
-        return nn.Dense(self.n_outputs, kernel_init=nn.initializers.orthogonal(0.01))(x)
+        return nn.Dense(self.n_outputs, kernel_init=orthogonal(0.01))(x)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maze_jax.config import ConfigError
+from maze_jax.models.init import orthogonal
 
 _NON_LINS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "selu": nn.selu,
              "sigmoid": nn.sigmoid, "silu": nn.silu, "leakyrelu": nn.leaky_relu, "softplus": nn.softplus}
@@ -45,5 +46,5 @@ class FlattenConcatPolicy(nn.Module):
         x = flatten_concat(obs)
         act = activation(self.non_lin)
         for units in self.hidden_units:
-            x = act(nn.Dense(units, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
-        return nn.Dense(self.n_outputs, kernel_init=nn.initializers.orthogonal(self.output_scale))(x)
+            x = act(nn.Dense(units, kernel_init=orthogonal(np.sqrt(2)))(x))
+        return nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale))(x)

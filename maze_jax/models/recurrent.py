@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maze_jax.config import ConfigError
+from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation, flatten_concat
 
 CELLS = ("gru", "lstm")
@@ -59,10 +60,10 @@ class RecurrentPolicy(nn.Module):
         x = flatten_concat(obs)
         act = activation(self.non_lin)
         for i, units in enumerate(self.hidden_units):
-            x = act(nn.Dense(units, kernel_init=nn.initializers.orthogonal(np.sqrt(2)), name=f"hidden_{i}")(x))
+            x = act(nn.Dense(units, kernel_init=orthogonal(np.sqrt(2)), name=f"hidden_{i}")(x))
         cell = nn.OptimizedLSTMCell if self.cell == "lstm" else nn.GRUCell
         memory, x = cell(int(self.memory_units), name="memory")(memory, x)
-        out = nn.Dense(self.n_outputs, kernel_init=nn.initializers.orthogonal(self.output_scale), name="output")(x)
+        out = nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale), name="output")(x)
         return out, memory
 
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maze_jax.config import ConfigError
+from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation, flatten_concat
 
 DEFAULT_HIDDEN_UNITS = (256, 256)
@@ -34,8 +35,8 @@ class StateActionCritic(nn.Module):
             x = jnp.concatenate([x, jnp.ravel(action).astype(jnp.float32)])
         act = activation(self.non_lin)
         for units in self.hidden_units:
-            x = act(nn.Dense(units, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
-        return nn.Dense(self.n_outputs, kernel_init=nn.initializers.orthogonal(1.0))(x)
+            x = act(nn.Dense(units, kernel_init=orthogonal(np.sqrt(2)))(x))
+        return nn.Dense(self.n_outputs, kernel_init=orthogonal(1.0))(x)
 
 
 def build_state_action_critic(model_cfg: Any, critic_cfg: Any, n_outputs: int) -> StateActionCritic:
