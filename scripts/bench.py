@@ -462,7 +462,7 @@ def learner_rate(n_envs: int = 32) -> float:
     spec, trainer = build(read_settings(cfg), echo=lambda *a, **k: None)
     learner = jax.tree.map(lambda x: x[None], trainer.init(jax_key(0), jax_key(1)).learner)
     collector = RolloutCollector(trainer.algorithm, spec, n_envs, 128, 1, 0, "sync")
-    trajectory, _, _ = collector.collect(learner.params, jax_key(2))
+    trajectory = collector.collect(learner.params, jax_key(2)[None])[0]
     collector.close()
     update = jax.jit(jax.vmap(trainer.algorithm.update))
     jax.block_until_ready(update(learner, trajectory))

@@ -28,7 +28,7 @@ def test_antithetic_pairs_start_alike_and_share_their_sampling_noise_on_a_python
     acting = jax.tree.map(lambda x: x[None], algorithm.acting(state))  # one seed
     collector = EpisodeCollector(algorithm, spec, n_slots=5, n_seeds=1, seed=0, vectorization=vectorization)
     try:  # 5 envs for 16 members: most members start in an env that another member used before
-        trajectory, ended, _, steps = collector.collect(acting, jax.random.key(1))
+        trajectory, ended, _, steps = collector.collect(acting, jax.random.key(2)[None], jax.random.key(1))
     finally:
         collector.close()
     returns = np.asarray(trajectory.reward.sum(1))[0]

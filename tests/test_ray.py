@@ -98,8 +98,8 @@ def test_ray_rollouts_and_runcontext_in_a_callers_ray(tmp_path):
         ours = RayRollouts(algorithm, spec, 7, 2, 100, "sync", RaySettings(num_workers=4, envs_per_worker=3))
         local = RolloutCollector(algorithm, spec, 6, 7, 2, 100, "sync")
         try:
-            got, ended, _, _ = ours.collect(params, jax.random.key(0))
-            want, want_ended, _, _ = local.collect(params, jax.random.key(0))
+            got, ended, _, _ = ours.collect(params, jax.random.split(jax.random.key(0), 2))
+            want, want_ended, _, _ = local.collect(params, jax.random.split(jax.random.key(0), 2))
         finally:
             ours.close(), local.close()
         assert got.obs.shape == want.obs.shape == (2, 7, 6, 1) and got.last_obs.shape == (2, 6, 1)

@@ -19,3 +19,28 @@ def test_equal_agent_and_env_seeds_give_independent_keys():
     assert data(agent_key(other)) == agent and data(env_key(other)) != data(env_key(settings))
     assert data(env_key(RunSettings(algorithm=None, loop=LoopSettings(), agent_seed=9, env_seed=5))) == \
         data(env_key(settings))
+
+
+def test_python_envs_sample_actions_from_the_agents_stream():
+    """On a Python env that ignores its seed, a new env seed changes nothing the agent draws: the actions (and so
+    the learner) stay bit-equal; a new agent seed changes them. Rollouts (PPO, with its actor thread) and fresh
+    episodes (ES)."""
+    import python_envs  # noqa: F401  (registers the Countdown env)
+    from conftest import make_trainer
+
+    env = ["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "+env.kwargs.length=4", "runner=dev",
+           "model.hidden_units=[8]"]
+    for learner in (["algorithm=ppo", "runner.concurrency=2", "algorithm.n_rollout_steps=8", "algorithm.batch_size=8",
+                     "algorithm.epoch_length=2"],
+                    ["algorithm=es", "algorithm.n_rollouts_per_update=8", "algorithm.deterministic=false"]):
+        _, trainer = make_trainer([*env, *learner])
+        try:
+            def trained(agent_seed: int, env_seed: int):
+                state = trainer.init(jax.random.key(agent_seed), jax.random.key(100 + env_seed))
+                return np.asarray(jax.flatten_util.ravel_pytree(trainer.train_epoch(state)[0].learner.params)[0])
+
+            first = trained(0, 0)
+            np.testing.assert_array_equal(first, trained(0, 1), err_msg=learner[0])
+            assert not np.array_equal(first, trained(1, 0)), learner[0]
+        finally:
+            trainer.close()

@@ -33,6 +33,14 @@ from maze_jax.shell.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
 from maze_jax.shell.settings import HostSettings
 
 
+def agent_keys(learner_keys: jax.Array, salt: int, index: int) -> jax.Array:
+    """The keys a rollout acts with (one per seed): the agent's stream of each seed (the learner's key, which every
+    update moves on), folded with `salt` (0: training rollouts, 1: a replay learner's warm-up, as on JAX envs) and
+    the rollout's index, so that two rollouts of one parameter version never share their noise. The envs' own
+    randomness comes from the env stream: a new `seeding.env_base_seed` changes the envs, not the agent's draws."""
+    return jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, salt), index))(learner_keys)
+
+
 def normalizer(env_spec: EnvSpec) -> Callable:
     """The env's observation normalisation (identity without it), applied inside the jitted functions."""
     return getattr(env_spec.env, "normalize_observation", lambda obs: obs)
@@ -148,24 +156,24 @@ class Memory:
 
 class RolloutCollector:
     """Rollouts of `n_steps` steps from `n_seeds * n_envs` Python envs under `explore(params, obs, key, memory)`
-    (vmapped over seeds): time-major `Trajectory`s with a leading seed axis, plus the episodes that ended."""
+    (vmapped over seeds, each seed acting with its own agent key): time-major `Trajectory`s with a leading seed
+    axis, plus the episodes that ended."""
 
     def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_envs: int, n_steps: int, n_seeds: int,
                  seed: int, vectorization: str):
         self.n_envs, self.n_steps, self.n_seeds = n_envs, n_steps, n_seeds
         normalize = normalizer(env_spec)
 
-        def act(flat_params, obs, key, memory, unravel):
+        def act(flat_params, obs, keys, memory, unravel):
             """Actions for the envs' observations, the experience to keep, the memory after them and the next
-            step's key. The parameters arrive as one flat vector and the key stays on the device: fewer arguments to
-            hand over every step."""
+            step's keys (one per seed). The parameters arrive as one flat vector and the keys stay on the device:
+            fewer arguments to hand over every step."""
             obs = jax.tree.map(lambda x: x.reshape((n_seeds, n_envs) + x.shape[1:]), obs)
-            key, step_key = jax.random.split(key)
+            keys, step_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
             explore = lambda p, o, k, m: algorithm.explore(p, normalize(o), k, m)  # noqa: E731
-            action, experience, memory = jax.vmap(explore)(unravel(flat_params), obs,
-                                                           jax.random.split(step_key, n_seeds), memory)
+            action, experience, memory = jax.vmap(explore)(unravel(flat_params), obs, step_keys, memory)
             flat = lambda x: x.reshape((n_seeds * n_envs,) + x.shape[2:])  # noqa: E731
-            return jax.tree.map(flat, action), jax.tree.map(flat, experience), memory, key
+            return jax.tree.map(flat, action), jax.tree.map(flat, experience), memory, keys
 
         def stack(experiences):  # (T, S * N, ...) -> (S, T, N, ...)
             return jax.tree.map(lambda *xs: jnp.swapaxes(jnp.stack(xs).reshape(
@@ -177,9 +185,10 @@ class RolloutCollector:
         self.episodes = Episodes(n_seeds * n_envs)
         self.memory = Memory(algorithm.initial_memory, (n_seeds, n_envs))
 
-    def collect(self, params, key, should_stop: Callable = lambda: False):
-        """One rollout acting with `params` (what `Algorithm.acting` gives, leading seed axis): the env actions come
-        to the host every step, the rest of the policy's outputs stay on the device until the rollout is complete.
+    def collect(self, params, act_keys, env_key=None, should_stop: Callable = lambda: False):
+        """One rollout acting with `params` (what `Algorithm.acting` gives, leading seed axis) and `act_keys` (one
+        per seed; the envs, seeded when built, need no `env_key`): the env actions come to the host every step, the
+        rest of the policy's outputs stay on the device until the rollout is complete.
         Returns the Trajectory (S, T, N, ...), the episodes that ended, the envs' EventStats and the steps taken;
         None when `should_stop()` turned true first."""
         columns = {"obs": [], "reward": [], "terminated": [], "truncated": [], "final_obs": []}
@@ -192,7 +201,7 @@ class RolloutCollector:
             if should_stop():
                 return None
             obs = self.envs.obs
-            action, experience, memory, key = self._jitted_act(flat_params, obs, key, self.memory.current())
+            action, experience, memory, act_keys = self._jitted_act(flat_params, obs, act_keys, self.memory.current())
             _, reward, terminated, truncated, final = self.envs.step(jax.device_get(action))
             self.memory.set(memory)
             self.memory.reset(terminated | truncated)
@@ -221,7 +230,8 @@ class EpisodeCollector:
     n_envs` columns of `acting` (leading seed and env axes) plays one episode, queued over `n_slots` Python envs
     capped at the algorithm's `episode_cap` whole steps. Column c and c + n_envs / 2 of a seed (an antithetic pair)
     start from envs seeded alike (not on envpool, which seeds its envs once) and share their sampling keys step by
-    step; envs left idle count in no statistic. `collect(acting, key)` gives a Trajectory (S, T, N, ...) padded after
+    step; envs left idle count in no statistic. `collect(acting, act_keys, env_key)` (one agent key per seed; the
+    env stream's key seeds the envs) gives a Trajectory (S, T, N, ...) padded after
     each column's episode to T, the next power of two of the longest (so the learner compiles for a few lengths
     only), with the episodes that ended, the envs' EventStats and the env steps taken."""
 
@@ -230,10 +240,10 @@ class EpisodeCollector:
         self.n_envs, self.n_seeds, self.initial_memory = algorithm.config.n_envs, n_seeds, algorithm.initial_memory
         explore, normalize, half = row_by_row(algorithm.explore), normalizer(env_spec), max(self.n_envs // 2, 1)
 
-        def act(acting, columns, obs, key, t, memory):
+        def act(acting, columns, obs, act_keys, t, memory):
             flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), acting)
-            pair = columns // self.n_envs * self.n_envs + columns % self.n_envs % half
-            keys = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(key, p), s))(pair, t)
+            seed, pair = columns // self.n_envs, columns % self.n_envs % half
+            keys = jax.vmap(lambda k, p, s: jax.random.fold_in(jax.random.fold_in(k, p), s))(act_keys[seed], pair, t)
             return explore(jax.tree.map(lambda x: x[columns], flat), normalize(obs), keys, memory)
 
         self.act = jax.jit(act)
@@ -244,11 +254,12 @@ class EpisodeCollector:
         cap = algorithm.episode_cap * max(len(sub_steps(env_spec.env)), 1)  # calls of `step`
         self.envs = VectorEnv(env_spec.env, n_slots, seed, vectorization, cap or None)
 
-    def collect(self, acting, key, should_stop: Callable = lambda: False, columns: list | None = None):
+    def collect(self, acting, act_keys, env_key, should_stop: Callable = lambda: False, columns: list | None = None):
         """Every column (or those in `columns`, indices into the seed-flattened columns; the others stay zeros)
-        plays one episode, from envs seeded by `key`; None when `should_stop()` turned true first."""
+        plays one episode, from envs seeded by `env_key`, acting with `act_keys` (one per seed); None when
+        `should_stop()` turned true first."""
         envs, n_slots, n_columns = self.envs, self.envs.n, self.n_seeds * self.n_envs
-        base, key, half = seed_of(key), jax.random.fold_in(key, 7), max(self.n_envs // 2, 1)
+        base, half = seed_of(env_key), max(self.n_envs // 2, 1)
         pair_seeds = lambda cols: base + cols // self.n_envs * self.n_envs + cols % self.n_envs % half  # noqa: E731
         queued = list(range(n_columns)) if columns is None else list(columns)
         active = np.arange(n_slots) < len(queued)
@@ -263,7 +274,7 @@ class EpisodeCollector:
             if should_stop():
                 return None
             obs = envs.obs
-            action, experience, after = self.act(acting, columns, obs, key, t, memory.current())
+            action, experience, after = self.act(acting, columns, obs, act_keys, t, memory.current())
             action, experience = jax.device_get((action, experience))  # one transfer for both
             _, reward, terminated, truncated, final = envs.step(action)
             done = terminated | truncated
@@ -321,14 +332,16 @@ class EpisodeCollector:
 
 
 class Pipeline:
-    """Rollouts for the learner: rollout r collected with the parameters of version r - `lag` (version v: after v
-    updates), in an actor thread when `lag` is 1, in the caller's thread when 0. An actor's exception comes out of
-    `next()`. `publish(params)` hands the learner's new version over; `close()` calls `interrupt()` first, to cut
-    a rollout in flight short."""
+    """Rollouts for the learner: rollout r collected with version r - `lag` of the learner (version v: after v
+    updates), in an actor thread when `lag` is 1, in the caller's thread when 0. A version is what the actors act
+    with and the learner's keys then (one per seed): rollout r acts with `agent_keys(keys, 0, r)` and seeds its
+    envs from `fold_in(env_key, r)`. An actor's exception comes out of `next()`. `publish(acting, keys)` hands the
+    learner's new version over; `close()` calls `interrupt()` first, to cut a rollout in flight short."""
 
-    def __init__(self, collect: Callable, params, key, lag: int, interrupt: Callable = lambda: None):
-        self.collect, self.key, self.lag, self.interrupt = collect, key, lag, interrupt
-        self.versions, self.version, self.index = {0: params}, 0, 0
+    def __init__(self, collect: Callable, acting, learner_keys, env_key, lag: int,
+                 interrupt: Callable = lambda: None):
+        self.collect, self.key, self.lag, self.interrupt = collect, env_key, lag, interrupt
+        self.versions, self.version, self.index = {0: (acting, learner_keys)}, 0, 0
         self.cond, self.stopped = threading.Condition(), threading.Event()
         self.rollouts: queue.Queue = queue.Queue(maxsize=1)
         self.thread = None
@@ -336,7 +349,12 @@ class Pipeline:
             self.thread = threading.Thread(target=self._actor, name="maze_jax-actor", daemon=True)
             self.thread.start()
 
-    def _params_for(self, index: int):
+    def _rollout(self, version, index: int, should_stop: Callable = lambda: False):
+        acting, learner_keys = version
+        return self.collect(acting, agent_keys(learner_keys, 0, index), jax.random.fold_in(self.key, index),
+                            should_stop)
+
+    def _version_for(self, index: int):
         with self.cond:
             wanted = max(index - self.lag, 0)
             while wanted not in self.versions and not self.stopped.is_set():
@@ -347,10 +365,10 @@ class Pipeline:
         index = 0
         while not self.stopped.is_set():
             try:
-                params = self._params_for(index)
-                if params is None:
+                version = self._version_for(index)
+                if version is None:
                     return
-                item = self.collect(params, jax.random.fold_in(self.key, index))
+                item = self._rollout(version, index)
             except BaseException as error:  # handed to the learner, which stops the run
                 item = error
             while not self.stopped.is_set():
@@ -366,7 +384,7 @@ class Pipeline:
     def next(self, should_stop: Callable = lambda: False):
         """The next rollout, or None when `should_stop()` turned true while waiting (or collecting, without lag)."""
         if not self.lag:
-            item = self.collect(self.versions[self.version], jax.random.fold_in(self.key, self.index), should_stop)
+            item = self._rollout(self.versions[self.version], self.index, should_stop)
             if item is None:
                 return None
         else:
@@ -382,10 +400,10 @@ class Pipeline:
             raise item
         return item
 
-    def publish(self, params) -> None:
+    def publish(self, acting, learner_keys) -> None:
         with self.cond:
             self.version += 1
-            self.versions[self.version] = params
+            self.versions[self.version] = (acting, learner_keys)
             for old in [v for v in self.versions if v < self.version - self.lag]:
                 del self.versions[old]
             self.cond.notify_all()
@@ -470,7 +488,8 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
                          make_collector: Callable | None = None) -> Trainer:
     """Any learner (`Algorithm`) on a Python env: `epoch_length` updates per call of `train_epoch`, fed by a
     RolloutCollector (an EpisodeCollector for a learner of fresh episodes, always on-policy), or by what
-    `make_collector(seed)` builds instead (their protocol: collect(acting, key, should_stop), interrupt(), close()).
+    `make_collector(seed)` builds instead (their protocol: collect(acting, act_keys, env_key, should_stop),
+    interrupt(), close()).
     A replay learner's warm-up rollouts are collected first, before update 0. Seed-batched: `init` takes one agent
     key per seed (`collectors.seeds.with_seeds`)."""
     config = algorithm.config
@@ -487,12 +506,13 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
                               settings.vectorization)
     running: dict = {}
 
-    def warm_up(collector, learner, key, should_stop: Callable):
+    def warm_up(collector, learner, env_key, should_stop: Callable):
         """A fresh learner (no update yet) with its warm-up rollouts stored, or None if stopped meanwhile."""
         for i in range(-(-algorithm.warmup_steps // config.n_rollout_steps)):
             if should_stop():
                 return None
-            rollout = collector.collect(acting(learner), jax.random.fold_in(key, i), should_stop)
+            rollout = collector.collect(acting(learner), agent_keys(learner.key, 1, i), jax.random.fold_in(env_key, i),
+                                        should_stop)
             if rollout is None:
                 return None
             learner = warmup(learner, rollout[0])
@@ -517,8 +537,8 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
                 return None
             state = state.replace(learner=learner)
         lag = 0 if algorithm.fresh_episodes else settings.policy_lag  # episodes of the population being updated
-        running.update(pipeline=Pipeline(collector.collect, acting(state.learner), pipeline_key, lag,
-                                         collector.interrupt), state=state)
+        running.update(pipeline=Pipeline(collector.collect, acting(state.learner), state.learner.key, pipeline_key,
+                                         lag, collector.interrupt), state=state)
         return state
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
@@ -537,7 +557,7 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
             snapshots.append(events)
             steps += taken
             learner, info = update(learner, trajectory)
-            pipeline.publish(acting(learner))
+            pipeline.publish(acting(learner), learner.key)
             infos.append(info)
             ended += episodes
         metrics = {**epoch_totals(jax.tree.map(lambda *xs: jnp.stack(xs), *infos)),

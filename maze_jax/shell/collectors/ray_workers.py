@@ -2,9 +2,9 @@
 
 Worker w holds `envs_per_worker` envs and acts on them itself, with the parameters the learner puts in Ray's
 object store once per update, so only parameters go out and whole rollouts come back (no round trip per step).
-Every learner collects through the host collector's protocol (`collect(acting, key)`), so the actor thread and
-its policy lag apply unchanged: `RayRollouts` for rollouts, `RayEpisodes` for a learner of fresh episodes (ES),
-where every worker plays a slice of the envs' episodes (of the population), antithetic pairs together.
+Every learner collects through the host collector's protocol (`collect(acting, act_keys, env_key)`), so the actor
+thread and its policy lag apply unchanged: `RayRollouts` for rollouts, `RayEpisodes` for a learner of fresh episodes
+(ES), where every worker plays a slice of the envs' episodes (of the population), antithetic pairs together.
 
 A worker that dies (its process killed, its node lost) is restarted by Ray and its share is collected again; more
 than `max_worker_restarts` failures stop the run with one line, as a failing env does. Ray is started here when
@@ -26,6 +26,7 @@ import warnings
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from maze_jax.algorithms import Algorithm
@@ -58,22 +59,24 @@ class EnvWorker:
         return os.getpid()
 
     def rollout(self, params, key_data):
-        """One rollout with `params` (leading seed axis of 1): (Trajectory in numpy, (1, T, n_envs, ...)), the
-        episodes that ended [(env, return, length)], the envs' EventStats or None)."""
+        """One rollout with `params` and agent keys `key_data` (leading seed axis of 1): (Trajectory in numpy,
+        (1, T, n_envs, ...)), the episodes that ended [(env, return, length)], the envs' EventStats or None)."""
         if self.collector is None:
             algorithm, env_spec, n_envs, seed, vectorization = self.args
             self.collector = RolloutCollector(algorithm, env_spec, n_envs, self.n_steps, 1, seed, vectorization)
-        trajectory, ended, events, steps = self.collector.collect(params, jax.random.wrap_key_data(key_data))
+        trajectory, ended, events, steps = self.collector.collect(params, jax.random.wrap_key_data(key_data), None)
         return jax.device_get(trajectory), ended, events, steps
 
-    def episodes(self, acting, key_data, columns: list):
+    def episodes(self, acting, act_key_data, env_key_data, columns: list):
         """A learner of fresh episodes: `columns` (indices into the seed-flattened envs of `acting`) play one episode
-        each, as EpisodeCollector does: (those columns' Trajectory in numpy, (T, len(columns), ...) except
+        each, as EpisodeCollector does (with every seed's agent key, and this worker's env key): (those columns'
+        Trajectory in numpy, (T, len(columns), ...) except
         `last_obs` and `memory`, the episodes that ended, the EventStats, the steps taken)."""
         if self.collector is None:
             algorithm, env_spec, n_envs, seed, vectorization = self.args
             self.collector = EpisodeCollector(algorithm, env_spec, n_envs, self.n_seeds, seed, vectorization)
-        trajectory, ended, events, steps = self.collector.collect(acting, jax.random.wrap_key_data(key_data),
+        trajectory, ended, events, steps = self.collector.collect(acting, jax.random.wrap_key_data(act_key_data),
+                                                                  jax.random.wrap_key_data(env_key_data),
                                                                   columns=columns)
         seeds, envs = np.divmod(np.asarray(columns), self.collector.n_envs)
 
@@ -235,7 +238,8 @@ def _events(parts: list):
 
 class RayRollouts:
     """The host collector's protocol over Ray workers: `n_seeds * n_envs` envs, worker w holding
-    `envs_per_worker` of seed w // (num_workers / n_seeds); `collect(params, key)` as RolloutCollector's."""
+    `envs_per_worker` of seed w // (num_workers / n_seeds), acting with its seed's agent key folded with its index
+    among that seed's workers; `collect(params, act_keys, env_key)` as RolloutCollector's."""
 
     def __init__(self, algorithm: Algorithm, env_spec: EnvSpec, n_steps: int, n_seeds: int, seed: int,
                  vectorization: str, settings: RaySettings):
@@ -244,12 +248,14 @@ class RayRollouts:
         self.workers = RayWorkers(settings, lambda w: (algorithm, env_spec, self.m, seed + w * self.m,
                                                        vectorization, n_steps))
 
-    def collect(self, params, key, should_stop: Callable = lambda: False):
+    def collect(self, params, act_keys, env_key=None, should_stop: Callable = lambda: False):
         import ray
 
         host = jax.device_get(params)
         refs = [ray.put(jax.tree.map(lambda x: x[s:s + 1], host)) for s in range(self.n_seeds)]
-        keys = np.asarray(jax.random.key_data(jax.random.split(key, len(self.workers.actors))))
+        keys = np.asarray(jax.random.key_data(jnp.stack([
+            jax.random.fold_in(act_keys[w // self.per_seed], w % self.per_seed)[None]
+            for w in range(len(self.workers.actors))])))
         try:
             results = self.workers.call("rollout", lambda w: (refs[w // self.per_seed], keys[w]), should_stop)
         except Interrupted:
@@ -291,14 +297,15 @@ class RayEpisodes:
         self.workers = RayWorkers(settings, lambda w: (algorithm, env_spec, m, seed + w * m, vectorization, 0,
                                                        n_seeds))
 
-    def collect(self, acting, key, should_stop: Callable = lambda: False):
+    def collect(self, acting, act_keys, env_key, should_stop: Callable = lambda: False):
         import ray
 
         slices = member_slices(self.n_seeds, self.n_envs, len(self.workers.actors))
         ref = ray.put(jax.device_get(acting))
-        keys = np.asarray(jax.random.key_data(jax.random.split(key, len(self.workers.actors))))
+        act_data = np.asarray(jax.random.key_data(act_keys))
+        env_data = np.asarray(jax.random.key_data(jax.random.split(env_key, len(self.workers.actors))))
         try:
-            results = self.workers.call("episodes", lambda w: (ref, keys[w], slices[w]), should_stop)
+            results = self.workers.call("episodes", lambda w: (ref, act_data, env_data[w], slices[w]), should_stop)
         except Interrupted:
             return None
         horizon = max(r[0].reward.shape[0] for r in results)
