@@ -138,11 +138,12 @@ def test_the_collector_marks_truncations_and_the_learner_bootstraps_them():
     hparams = algorithm.hyperparams
     gamma = float(hparams.gamma)
     model = build_actor_critic({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [4]}, None, spec)
-    advantages, _ = advantages_and_targets(params, trajectory._replace(value=jnp.full((6, 1), 2.0)), hparams, model)
+    advantages, _, values = advantages_and_targets(params, trajectory, hparams, model)
+    np.testing.assert_allclose(values, jnp.full((6, 1), 2.0))  # the critic's, not the ones the actors stored
     one_episode = [1 + gamma * 1 + gamma**2 * (1 + gamma * 2) - 2, 1 + gamma * (1 + gamma * 2) - 2, 1 + gamma * 2 - 2]
     np.testing.assert_allclose(advantages[:, 0], one_episode * 2, rtol=1e-5)
-    terminated = trajectory._replace(value=jnp.full((6, 1), 2.0), terminated=trajectory.truncated)
-    advantages, _ = advantages_and_targets(params, terminated, hparams, model)
+    terminated = trajectory._replace(terminated=trajectory.truncated)
+    advantages, _, _ = advantages_and_targets(params, terminated, hparams, model)
     np.testing.assert_allclose(advantages[:, 0], [1 + gamma + gamma**2 - 2, 1 + gamma - 2, 1 - 2] * 2, rtol=1e-5)
 
 
@@ -163,6 +164,41 @@ def a2c_policy_loss_for(advantages):
     hparams = types.SimpleNamespace(clip_range=0.2)
     weights = {"policy": 1.0, "value": 0.5, "entropy": 0.0}
     return loss(params, batch, hparams, weights, model, Losses.for_algorithm(False), None, 0, False)[1]["policy_loss"]
+
+
+def test_gae_takes_every_value_from_the_learners_critic_not_the_lagged_actors():
+    from maze_jax.algorithms.actor_critic import Trajectory, advantages_and_targets, batch_values
+    from maze_jax.algorithms.gae import compute_gae
+    from maze_jax.envs import make_gymnax
+    from maze_jax.models import build_actor_critic
+
+    spec = make_gymnax("CartPole-v1")
+    model = build_actor_critic({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [4]}, None, spec)
+    params = model.init(jax.random.key(0), spec.observation_example())
+    obs = jax.random.normal(jax.random.key(1), (5, 2, 4))
+    done = jnp.zeros((5, 2), bool).at[2, 0].set(True)
+    trajectory = Trajectory(obs=obs, action=None, log_prob=None, value=jnp.full((5, 2), 7.0),  # a stale critic's
+                            reward=jnp.ones((5, 2)), terminated=jnp.zeros((5, 2), bool), truncated=done,
+                            final_obs=obs + 1.0, last_obs=obs[-1] - 1.0)
+    hparams = make_trainer(["algorithm=a2c"])[1].algorithm.hyperparams
+    advantages, targets, values = advantages_and_targets(params, trajectory, hparams, model)
+    np.testing.assert_allclose(values, batch_values(model, params, obs), rtol=1e-6)
+    gamma = hparams.gamma
+    bootstrap = jnp.where(done, gamma * batch_values(model, params, obs + 1.0), 0.0)
+    want = compute_gae(trajectory.reward + bootstrap, values, done, model.value(params, obs[-1] - 1.0), gamma,
+                       hparams.gae_lambda)
+    np.testing.assert_allclose(advantages, want[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(targets, want[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a2c_weights_a_lagged_actors_samples_by_the_importance_ratio():
+    from maze_jax.algorithms.losses import policy_gradient
+
+    log_prob, advantage = jnp.array([-0.5, -1.5, -0.2]), jnp.array([1.0, -2.0, 0.5])
+    grad = lambda old: jax.grad(lambda lp: policy_gradient(lp, old, advantage, None).sum())(log_prob)  # noqa: E731
+    np.testing.assert_allclose(grad(log_prob), -advantage, rtol=1e-6)  # on-policy: Maze's -log pi A
+    ratio = jnp.array([2.0, 0.5, 1.0])  # the learner's policy takes these actions 2x, 0.5x, 1x as often
+    np.testing.assert_allclose(grad(log_prob - jnp.log(ratio)), -ratio * advantage, rtol=1e-5)
 
 
 def test_a2c_normalises_advantages_as_ppo_does():
@@ -194,11 +230,11 @@ def test_a_structured_env_discounts_once_per_whole_env_step():
                             last_obs={"x": jnp.zeros((1, 1)), "actor_id": jnp.array([0])})
     hparams = ACHyperparams(*[jnp.float32(v) for v in (1e-3, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0, 0.2, 0.0)])
     zero_critic = types.SimpleNamespace(value=lambda params, obs: jnp.zeros(obs["actor_id"].shape[0]))
-    advantages, targets = advantages_and_targets(None, trajectory, hparams, zero_critic, lambda o: o["actor_id"])
+    advantages, targets, _ = advantages_and_targets(None, trajectory, hparams, zero_critic, lambda o: o["actor_id"])
     np.testing.assert_allclose(advantages[:, 0], [1.5, 1.5, 1.0, 1.0])
     # lambda likewise: with lambda 0.5 the trace decays once per env step
-    advantages, _ = advantages_and_targets(None, trajectory, hparams.replace(gae_lambda=jnp.float32(0.5)), zero_critic,
-                                           lambda o: o["actor_id"])
+    advantages, _, _ = advantages_and_targets(None, trajectory, hparams.replace(gae_lambda=jnp.float32(0.5)),
+                                              zero_critic, lambda o: o["actor_id"])
     np.testing.assert_allclose(advantages[:, 0], [1.25, 1.25, 1.0, 1.0], rtol=1e-6)
 
 

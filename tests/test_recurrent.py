@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import Countdown, init_state, make_trainer, run_cli
-from maze_jax.algorithms.actor_critic import Trajectory, bootstrap_values, episode_starts
+from maze_jax.algorithms.actor_critic import Trajectory, critic_values, episode_starts
 from maze_jax.collectors.jax_envs import collect_rollout
 from maze_jax.config import ConfigError
 from maze_jax.envs import EpisodeStats, as_env_spec
@@ -80,8 +80,9 @@ def test_the_learner_replays_each_sequence_exactly_as_it_was_acted():
                              trajectory.memory)[1]
     assert not np.allclose(no_resets, trajectory.value, atol=1e-4)
     # the bootstrap of a truncated episode values its final observation with the memory of that episode
-    final_values, _ = bootstrap_values(state.learner.params, trajectory, model)
+    values, final_values, _ = critic_values(state.learner.params, trajectory, model)
     assert final_values.shape == (12, 3) and np.isfinite(final_values).all()
+    np.testing.assert_allclose(values, trajectory.value, rtol=1e-5, atol=1e-6)  # the actors' critic was the same
 
 
 @pytest.mark.cli
@@ -114,7 +115,7 @@ def test_python_envs_carry_the_memory_through_host_rollouts_es_and_evaluation():
         collector = RolloutCollector(trainer.algorithm, spec, 2, 16, 1, 3, "sync")
         params = jax.tree.map(lambda x: x[None], state.learner.params)
         for _ in range(2):  # the second rollout continues the first's episodes and memories
-            trajectory, _, _, _ = collector.collect(params, jax.random.key(4))
+            trajectory, _, _, _ = collector.collect(params, jax.random.key(4)[None])
             one = jax.tree.map(lambda x: x[0], trajectory)
             assert one.truncated.any()
             np.testing.assert_allclose(replayed_values(trainer, state, one), one.value, rtol=1e-5, atol=1e-6)

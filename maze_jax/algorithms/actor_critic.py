@@ -184,30 +184,38 @@ def episode_starts(trajectory: Trajectory) -> jax.Array:
     return jnp.concatenate([jnp.zeros_like(dones[:1]), dones[:-1]])
 
 
-def bootstrap_values(params, trajectory: Trajectory, model: ActorCritic):
-    """The values of the final observations (T, B) and of the last one (B,). A recurrent model values each with
-    the memory its env had after the step (replayed from the rollout's first memory)."""
+def critic_values(params, trajectory: Trajectory, model: ActorCritic):
+    """The critic's values under `params` of the observations (T, B), of the final observations (T, B) and of the
+    last one (B,). GAE takes all three from the learner's parameters, as Maze does: with a lagged actor
+    (`runner.policy_lag=1`), the values it stored come from the previous update's critic. A recurrent model values
+    each with the memory its env had (replayed from the rollout's first memory)."""
     if not is_recurrent(model):
-        return batch_values(model, params, trajectory.final_obs), model.value(params, trajectory.last_obs)
-    memories = model.unroll(params, trajectory.obs, episode_starts(trajectory), trajectory.memory)[2]
+        both = batch_values(model, params, jax.tree.map(lambda o, f: jnp.concatenate([o, f]), trajectory.obs,
+                                                        trajectory.final_obs))
+        horizon = trajectory.reward.shape[0]
+        return both[:horizon], both[horizon:], model.value(params, trajectory.last_obs)
+    _, values, memories = model.unroll(params, trajectory.obs, episode_starts(trajectory), trajectory.memory)
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
     final_value = model.step(params, jax.tree.map(flat, trajectory.final_obs), jax.tree.map(flat, memories))[1]
     last_memory = reset_memory(jax.tree.map(lambda m: m[-1], memories), trajectory.terminated[-1] |
                                trajectory.truncated[-1])
-    return final_value.reshape(trajectory.reward.shape), model.step(params, trajectory.last_obs, last_memory)[1]
+    return values, final_value.reshape(trajectory.reward.shape), \
+        model.step(params, trajectory.last_obs, last_memory)[1]
 
 
 def advantages_and_targets(params, trajectory: Trajectory, hparams: ACHyperparams, model: ActorCritic,
                            sub_step_ids: Callable | None = None):
-    """GAE advantages and value targets, (T, B) each. A truncated episode bootstraps from the value of its final
-    observation; a terminated one does not. Gamma and lambda apply once per whole env step: the sub-steps of a
-    structured env's step share its discount."""
-    final_value, last_value = bootstrap_values(params, trajectory, model)
+    """GAE advantages, value targets and the values they start from, (T, B) each, with one critic: `params`'s
+    (`critic_values`). A truncated episode bootstraps from the value of its final observation; a terminated one
+    does not. Gamma and lambda apply once per whole env step: the sub-steps of a structured env's step share its
+    discount."""
+    values, final_value, last_value = critic_values(params, trajectory, model)
     ends = step_ends(trajectory, sub_step_ids)
     gamma, gae_lambda = jnp.where(ends, hparams.gamma, 1.0), jnp.where(ends, hparams.gae_lambda, 1.0)
     bootstrap = jnp.where(trajectory.truncated & ~trajectory.terminated, gamma * final_value, 0.0)
     dones = trajectory.terminated | trajectory.truncated
-    return compute_gae(trajectory.reward + bootstrap, trajectory.value, dones, last_value, gamma, gae_lambda)
+    advantages, targets = compute_gae(trajectory.reward + bootstrap, values, dones, last_value, gamma, gae_lambda)
+    return advantages, targets, values
 
 
 def forward(model: ActorCritic, params, batch: dict):
@@ -226,7 +234,8 @@ def loss(params, batch: dict, hparams: ACHyperparams, weights: dict, model: Acto
          sub_step_ids, n_sub_steps: int, ppo: bool):
     """The weighted loss of a minibatch and its statistics. Advantages are normalised (per sub-step in a
     structured env, whose terms are sums over its sub-steps of per-sub-step means; its statistics are reported per
-    sub-step too)."""
+    sub-step too). A loss term may return `(per-sample loss, {name: per-sample value})`: its auxiliary metrics are
+    averaged as the term is and reported by name."""
     out, values, batch = forward(model, params, batch)
     dist = model.policy.dist
     log_prob = dist.log_prob(out, batch["action"])
@@ -234,13 +243,19 @@ def loss(params, batch: dict, hparams: ACHyperparams, weights: dict, model: Acto
     mean = functools.partial(sub_step_mean, ids=ids, n_groups=n_sub_steps)
     advantage = normalize(batch["advantage"], ids, n_sub_steps)  # PPO and A2C, per sub-step (as Maze does)
     entropy = dist.entropy(out)
-    terms = {"policy_loss": losses.policy(log_prob, batch["log_prob"], advantage, hparams),
-             "value_loss": losses.value(values, batch["target"], batch["value"], hparams),
-             "entropy_loss": losses.entropy(entropy, hparams), "entropy": entropy}
+    terms, aux = {}, {}
+    for name, term in (("policy_loss", losses.policy(log_prob, batch["log_prob"], advantage, hparams)),
+                       ("value_loss", losses.value(values, batch["target"], batch["value"], hparams)),
+                       ("entropy_loss", losses.entropy(entropy, hparams))):
+        terms[name], more = term if isinstance(term, tuple) else (term, {})
+        aux.update(more)
+    terms["entropy"] = entropy
     means = {name: mean(term) for name, term in terms.items()}
     total = (weights["policy"] * means["policy_loss"].sum() + weights["value"] * means["value_loss"].sum()
              + weights["entropy"] * means["entropy_loss"].sum())
     info = {name: means[name].sum() for name in ("policy_loss", "value_loss", "entropy")}
+    if aux:
+        info["aux"] = {name: mean(value).sum() for name, value in aux.items()}
     if n_sub_steps:  # scalars by name: the epoch averages every leaf over updates
         info["per_sub_step"] = {name: tuple(means[name]) for name in ("policy_loss", "value_loss", "entropy")}
     if ppo:
@@ -260,9 +275,9 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     n_sub_steps = len(sub_step_names)
     hparams = state.hparams
     key, shuffle_key = jax.random.split(state.key)
-    advantages, targets = advantages_and_targets(state.params, trajectory, hparams, model, sub_step_ids)
+    advantages, targets, values = advantages_and_targets(state.params, trajectory, hparams, model, sub_step_ids)
     batch = {"obs": trajectory.obs, "action": trajectory.action, "log_prob": trajectory.log_prob,
-             "value": trajectory.value, "advantage": advantages, "target": targets}
+             "value": values, "advantage": advantages, "target": targets}
     if is_recurrent(model):  # whole env sequences, env-major, each with its first memory
         batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), {**batch, "start": episode_starts(trajectory)})
         batch["memory"] = trajectory.memory
@@ -305,7 +320,7 @@ def learner_metrics(info: dict, hparams: ACHyperparams, sub_step_names: tuple, p
     """An update's statistics (means over its gradient steps) by plain name; the shell shows them under Maze's
     tags (`shell.maze_tags`)."""
     metrics = {"policy_loss": info["policy_loss"], "entropy": info["entropy"], "grad_norm": info["grad_norm"],
-               "learning_rate": hparams.lr, "value_loss": info["value_loss"]}
+               "learning_rate": hparams.lr, "value_loss": info["value_loss"], **info.get("aux", {})}
     for i, name in enumerate(sub_step_names):  # a structured env's statistics per sub-step (Maze's multi-step rows)
         for row in ("policy_loss", "entropy", "grad_norm", "value_loss"):
             metrics[f"{row}/{name}"] = info["per_sub_step"][row][i]

@@ -21,8 +21,11 @@ def ppo_clipped(log_prob, old_log_prob, advantage, hparams):
 
 
 def policy_gradient(log_prob, old_log_prob, advantage, hparams):
-    """A2C's policy-gradient term: -log pi(a|s) A."""
-    return -(log_prob * advantage)
+    """A2C's policy-gradient term, -w log pi(a|s) A, weighted by the importance ratio w = pi / pi_old held constant.
+    On-policy w is 1 and this is Maze's -log pi A. With a lagged actor (Python envs, `runner.policy_lag=1`) the
+    actions come from the previous update's policy, and w makes the gradient that of the learner's policy."""
+    weight = jax.lax.stop_gradient(jnp.exp(log_prob - old_log_prob))
+    return -(weight * log_prob * advantage)
 
 
 def squared_error(value, target, old_value, hparams):
@@ -38,7 +41,9 @@ def entropy_bonus(entropy, hparams):
 class Losses(NamedTuple):
     """The learner's loss terms, each per sample:
     policy(log_prob, old_log_prob, advantage, hparams), value(value, target, old_value, hparams) and
-    entropy(entropy, hparams). `hparams` is the algorithm's traced hyperparameters (clip_range, ...)."""
+    entropy(entropy, hparams). `hparams` is the algorithm's traced hyperparameters (clip_range, ...), with those a
+    term declares itself (`make_train(..., loss_hyperparams={"kl_coef": 0.1})`: `hparams.kl_coef`). A term returns
+    the per-sample losses, or `(losses, {name: per-sample value})` to report auxiliary metrics by name."""
 
     policy: Callable = ppo_clipped
     value: Callable = squared_error
