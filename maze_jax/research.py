@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from omegaconf import OmegaConf
 
+from maze_jax.algorithms import extend_hyperparams
 from maze_jax.algorithms.es import ESConfig
 from maze_jax.algorithms.impala import ImpalaConfig
 from maze_jax.algorithms.losses import Losses
@@ -44,6 +45,7 @@ DEFAULT_ENV = {"_target_": "maze_jax.envs.make_env", "name": "CartPole-v1"}
 DEFAULT_MODEL = {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [64, 64], "non_lin": "Tanh"}
 # JAX's persistent compilation cache: a re-run of the same script skips most of its compile time.
 DEFAULT_CACHE = "~/.cache/maze_jax/jax_cache"
+STEP_COUNT = "train_BaseEnvEvents/reward/step_count"  # an epoch's env steps (over seeds and envs)
 
 
 def _settings(config, env, model, critic, wrappers) -> RunSettings:
@@ -58,8 +60,8 @@ def _settings(config, env, model, critic, wrappers) -> RunSettings:
 
 def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: dict | None = None,
                policy_loss: Callable | None = None, value_loss: Callable | None = None,
-               entropy_loss: Callable | None = None, eval_episodes: int = 0,
-               compilation_cache: str | None = DEFAULT_CACHE) -> Callable:
+               entropy_loss: Callable | None = None, loss_hyperparams: Mapping[str, float] | None = None,
+               eval_episodes: int = 0, compilation_cache: str | None = DEFAULT_CACHE) -> Callable:
     """A whole training as one pure function: `train(key, hyperparams=None) -> (final TrainState, metrics)`,
     metrics stacked per epoch. `algorithm.n_epochs` epochs run in one `lax.scan`. On a Python env (gymnasium,
     envpool, your own) the epochs run on the host instead: the same call and result, but not under `jit` or
@@ -72,11 +74,17 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
       (CartPole-v1 with bare algorithm settings). It is wrapped as `wrappers` (or the config) says; normalisation
       statistics are estimated once, here, on the host.
     model, critic: model configs (dicts with a `_target_`) or flax modules with an `n_outputs` field.
-    policy_loss, value_loss, entropy_loss: replace PPO's or A2C's loss terms (see `maze_jax.algorithms.losses`).
+    policy_loss, value_loss, entropy_loss: replace PPO's or A2C's loss terms (see `maze_jax.algorithms.losses`);
+      a term may return `(per-sample loss, {name: per-sample value})`, and those auxiliary metrics come back by name.
+    loss_hyperparams: the loss terms' own traced hyperparameters with their defaults (`{"kl_coef": 0.1}`): the
+      terms read `hparams.kl_coef`, and `train(key, {"kl_coef": 0.5})` sets them or vmaps over them like `lr`.
     eval_episodes: > 0 adds `eval_BaseEnvEvents/reward/*` of that many deterministic episodes after every epoch,
       inside the jitted run (per seed under `vmap`).
     compilation_cache: JAX's persistent compilation cache folder (None or "" = off), set for the whole process.
     `hyperparams` overrides traced hyperparameters by name (`lr`, `gamma`, ...; ES: `step_size`, ...).
+    The metrics hold, per epoch, the learner's statistics by plain name (`policy_loss`, ...), the episodes' under
+    Maze's tags (`train_BaseEnvEvents/reward/mean`, with `eval_episodes` also `eval_...`), and `total_env_steps`:
+    the env steps taken since the start, to plot curves against (int32, exact to 2^31 steps).
     """
     late = came_too_late()
     if late and jax.default_backend() == "cpu":
@@ -92,12 +100,14 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
     env_spec = wrap_env(env_spec, settings.wrappers, None, settings.normalization_samples, echo=lambda *a, **k: None)
     given = {term: loss for term, loss in {"policy": policy_loss, "value": value_loss, "entropy": entropy_loss}.items()
              if loss is not None}
-    if given and isinstance(settings.algorithm, (ESConfig, SACConfig, ImpalaConfig)):
-        raise ConfigError(f"policy_loss, value_loss and entropy_loss replace PPO's and A2C's loss terms; "
-                          f"{settings.algorithm.name} has losses of its own")
+    if (given or loss_hyperparams) and isinstance(settings.algorithm, (ESConfig, SACConfig, ImpalaConfig)):
+        raise ConfigError(f"policy_loss, value_loss, entropy_loss and loss_hyperparams replace or extend PPO's and "
+                          f"A2C's loss terms; {settings.algorithm.name} has losses of its own")
     losses = Losses.for_algorithm(getattr(settings.algorithm, "ppo", True))._replace(**given)
     algorithm = build_algorithm(settings.algorithm, env_spec, model or settings.model, critic or settings.critic,
                                 losses)
+    if loss_hyperparams:
+        algorithm = algorithm._replace(hyperparams=extend_hyperparams(algorithm.hyperparams, loss_hyperparams))
     trainer = build_trainer(algorithm, env_spec, settings.n_seeds, settings.host)
     n_epochs = settings.algorithm.n_epochs
     if env_spec.is_python:
@@ -119,20 +129,26 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
         hparams = algorithm.hyperparams.replace(**(hyperparams or {}))
         state = trainer.init(jax.random.fold_in(key, 0), jax.random.fold_in(key, 1), hparams)
 
-        def epoch(state, i):
+        def epoch(carry, i):
+            state, total_steps = carry
             state, metrics = trainer.train_epoch(state)
+            total_steps = total_steps + jax.numpy.sum(metrics[STEP_COUNT]).astype(jax.numpy.int32)
+            metrics = {**metrics, "total_env_steps": total_steps}
             if eval_episodes:
                 played = play(policy_params(state), jax.random.fold_in(jax.random.fold_in(key, 2), i))
                 metrics = {**metrics, **episode_statistics(played, "eval")}
-            return state, metrics
+            return (state, total_steps), metrics
 
+        carry = (state, jax.numpy.int32(0))
         if not trainer.on_host:
-            return jax.lax.scan(epoch, state, jax.numpy.arange(n_epochs))
+            (state, _), metrics = jax.lax.scan(epoch, carry, jax.numpy.arange(n_epochs))
+            return state, metrics
         per_epoch = []
         try:
             for i in range(n_epochs):
-                state, metrics = epoch(state, i)
+                carry, metrics = epoch(carry, i)
                 per_epoch.append(metrics)
+            state = carry[0]
         finally:  # the envs (and their worker processes) end with the call
             trainer.close()
             getattr(play, "close", lambda: None)()

@@ -63,7 +63,8 @@ class TrainedPolicy:
         self._memory.clear()
 
     def compute_action(self, observation, deterministic: bool = True, key: jax.Array | None = None):
-        """The env action for one observation, or actions for a batch of them (a leading axis).
+        """The env action for one observation (a Discrete choice as a Python int), or actions for a batch of them
+        (a leading axis).
 
         Stochastic actions (`deterministic=False`) need a `key`. A Python env's observations and actions are its
         own (gymnasium's): converted on the way in and out."""
@@ -95,7 +96,7 @@ class TrainedPolicy:
         self._memory[n] = memory
         if python:
             actions = self.env_spec.env.to_env_action(jax.device_get(actions))
-        return jax.tree.map(lambda a: a[0], actions) if single else actions
+        return jax.tree.map(_one_action, actions) if single else actions
 
     def play(self, n_episodes: int, key: jax.Array, batch_size: int | None = None, deterministic: bool = True,
              record: bool = False):
@@ -121,6 +122,15 @@ class TrainedPolicy:
         finally:
             getattr(play, "close", lambda: None)()
         return (returns, lengths, recorded) if record else (returns, lengths)
+
+
+def _one_action(batch):
+    """The first action of a batch as an env takes one: a discrete choice as a Python int (`env.step(3)`), anything
+    with axes as an array."""
+    action = batch[0]
+    if np.ndim(action) == 0 and np.issubdtype(np.asarray(action).dtype, np.integer):
+        return int(action)
+    return action
 
 
 def load_config(run_dir: str) -> DictConfig:

@@ -17,6 +17,7 @@ EXPECTED = {
     "vmap_seeds.py": "mean training return per seed and epoch",
     "ppo_learning_rates.py": "lr 3e-03: mean training return",
     "own_loop.py": "epoch 2: train return",
+    "greedy_loops.py": "gymnasium CartPole-v1 after",
 }
 
 

@@ -24,6 +24,7 @@ def test_readme_python_blocks_run_in_order(tmp_path):
     assert namespace["rc"].result.progress.epoch == 3
     assert namespace["action"] in (0, 1)
     assert namespace["metrics"]["train_BaseEnvEvents/reward/mean"].shape[0] == 4
+    assert namespace["history"]["value_change"].shape == (3,)  # a custom loss's auxiliary metric, per epoch
     assert (tmp_path / "outputs" / "research_run" / "hydra_config.yaml").exists()  # train.save wrote a run
 
 

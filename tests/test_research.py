@@ -45,6 +45,45 @@ def test_loss_terms_are_parameters_of_the_learner():
         frozen(jax.random.key(0), {"learning_rate": 1.0})
 
 
+def test_a_custom_loss_declares_traced_hyperparameters_and_reports_auxiliary_metrics():
+    from maze_jax.algorithms.losses import ppo_clipped
+
+    def kl_penalised(log_prob, old_log_prob, advantage, hparams):  # PPO plus a KL penalty of its own weight
+        kl = old_log_prob - log_prob
+        return ppo_clipped(log_prob, old_log_prob, advantage, hparams) + hparams.kl_coef * kl, \
+            {"kl": kl, "kl_coef_seen": jnp.full_like(kl, hparams.kl_coef)}
+
+    train = make_train(ActorCriticConfig(**TINY), env="CartPole-v1", model=MLP, policy_loss=kl_penalised,
+                       loss_hyperparams={"kl_coef": 0.1}, compilation_cache=None)
+    _, metrics = jax.jit(train)(jax.random.key(0))
+    np.testing.assert_allclose(metrics["kl_coef_seen"], [0.1, 0.1], rtol=1e-6)  # the declared default
+    assert metrics["kl"].shape == (2,) and np.isfinite(metrics["kl"]).all()
+    coefs = jnp.array([0.0, 0.5, 2.0])  # vmapped like `lr`: three settings in one program
+    states, swept = jax.jit(jax.vmap(train, in_axes=(None, {"kl_coef": 0})))(jax.random.key(0), {"kl_coef": coefs})
+    np.testing.assert_allclose(swept["kl_coef_seen"][:, -1], coefs, rtol=1e-6)
+    assert not np.allclose(*jax.tree.leaves(states.learner.params["policy"])[0][:2])  # the weight changed learning
+    with pytest.raises(ValueError, match="unknown hyperparameters"):
+        train(jax.random.key(0), {"kl_coeff": 1.0})
+    with pytest.raises(ValueError, match=r"loss_hyperparams \['lr'\] are already hyperparameters"):
+        make_train(ActorCriticConfig(**TINY), env="CartPole-v1", loss_hyperparams={"lr": 0.1}, compilation_cache=None)
+
+
+def test_metrics_count_the_env_steps_since_the_start_and_discrete_actions_come_out_as_ints():
+    train = make_train(ActorCriticConfig(**{**TINY, "n_epochs": 3}), env="CartPole-v1", model=MLP,
+                       compilation_cache=None)
+    state, metrics = jax.jit(train)(jax.random.key(0))
+    np.testing.assert_array_equal(metrics["total_env_steps"], [128, 256, 384])  # 2 updates x 4 envs x 16 steps
+    np.testing.assert_array_equal(metrics["total_env_steps"],
+                                  np.cumsum(metrics["train_BaseEnvEvents/reward/step_count"]))
+    policy = train.to_policy(state)
+    action = policy.compute_action(np.zeros(4, np.float32))
+    assert type(action) is int and action in (0, 1)  # what env.step takes, for gymnax and gymnasium alike
+    assert policy.compute_action(np.zeros((3, 4), np.float32)).shape == (3,)
+    pendulum = make_train(ActorCriticConfig(**TINY), env="Pendulum-v1", model=MLP, compilation_cache=None)
+    box = pendulum.to_policy(jax.jit(pendulum)(jax.random.key(0))[0]).compute_action(np.zeros(3, np.float32))
+    assert np.shape(box) == (1,)
+
+
 def test_a_trained_state_becomes_a_policy_with_its_normalisation_and_a_run_directory(tmp_path, cache_dir):
     wrappers = {"observation_normalization": {"default_strategy_config": {"axis": [0]}}}
     train = make_train(ActorCriticConfig(**TINY), env="CartPole-v1", model=MLP, wrappers=wrappers,

@@ -131,5 +131,5 @@ def test_sac_learns_gymnax_pendulum_within_a_bounded_budget():
 
 
 def test_loss_terms_of_ppo_are_refused_for_sac_in_one_line():
-    with pytest.raises(ConfigError, match="replace PPO's and A2C's loss terms; sac has losses of its own"):
+    with pytest.raises(ConfigError, match="replace or extend PPO's and A2C's loss terms; sac has losses of its own"):
         make_train(SMALL, "Pendulum-v1", SQUASHED, value_loss=lambda *a: 0.0, compilation_cache=None)

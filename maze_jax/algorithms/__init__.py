@@ -29,12 +29,29 @@ def hyperparams_struct(settings: type, name: str) -> type:
     per `traced` field of `settings`, in their order, so each hyperparameter is declared once, in the settings.
     `struct.names()` lists them; `struct.of(config)` holds a config's values."""
     names = tuple(f.name for f in dataclasses.fields(settings) if f.metadata.get("traced"))
-    body = {"__annotations__": dict.fromkeys(names, jax.Array), "__module__": settings.__module__,
-            "__doc__": f"Traced hyperparameters of {settings.__name__} (scalars, or arrays under `vmap`): "
-                       f"{', '.join(names)}.",
+    return _struct(names, name, settings.__module__, settings.__name__)
+
+
+def _struct(names: tuple, name: str, module: str, owner: str) -> type:
+    body = {"__annotations__": dict.fromkeys(names, jax.Array), "__module__": module,
+            "__doc__": f"Traced hyperparameters of {owner} (scalars, or arrays under `vmap`): {', '.join(names)}.",
             "names": classmethod(lambda cls: names),
             "of": classmethod(lambda cls, config: cls(**{n: jnp.float32(getattr(config, n)) for n in names}))}
     return struct.dataclass(type(name, (), body))
+
+
+def extend_hyperparams(hparams, extra: dict):
+    """`hparams` with more traced hyperparameters (a custom loss's own, by name: float defaults), in a struct of
+    their own type that lists all of them (`names()`), so they are set, vmapped and read like the built-in ones."""
+    base = type(hparams).names()
+    clashes = sorted(set(extra) & set(base))
+    if clashes:
+        raise ValueError(f"loss_hyperparams {clashes} are already hyperparameters of the algorithm: {list(base)}")
+    bad = sorted(k for k in extra if not k.isidentifier())
+    if bad:
+        raise ValueError(f"loss_hyperparams need Python names (they are read as hparams.<name>): {bad}")
+    cls = _struct(base + tuple(extra), type(hparams).__name__, type(hparams).__module__, "a custom loss")
+    return cls(**{n: getattr(hparams, n) for n in base}, **{n: jnp.float32(v) for n, v in extra.items()})
 
 
 class Algorithm(NamedTuple):
