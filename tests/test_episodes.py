@@ -142,3 +142,20 @@ def test_the_cutting_env_reports_mazes_inventory_and_cutting_events_and_its_raw_
     assert float(metrics["train_CuttingEvents/valid_cut/mean_episode_total"]) == 180.0
     assert 1.0 <= float(metrics["train_InventoryEvents/pieces_in_inventory/step_max"]) <= 50.0
     assert float(metrics["train_InventoryEvents/piece_replenished/mean_episode_total"]) == pytest.approx(-reward)
+
+
+def test_an_evaluation_ends_when_every_env_has_ended_an_episode_not_at_the_time_limit():
+    from maze_jax.envs.episodes import EnvBatch, run_until_ended
+
+    env = Countdown(length=3)
+    act = lambda obs, k, memory: (jnp.zeros(obs.shape[0], jnp.int32),) * 2 + (memory,)  # noqa: E731
+    envs = EnvBatch.reset(env, env.default_params, jax.random.key(1), 4)
+    stats, steps = jax.jit(lambda: run_until_ended(env, env.default_params, act, envs, EpisodeStats.zeros(4, 100_000),
+                                                   jax.random.key(2), jax.random.key(3), 100_000))()
+    assert int(steps) == 3  # not the 100,000 steps of the time limit
+    full = play_episodes(env, env.default_params, lambda obs, k: jnp.zeros(obs.shape[0], jnp.int32),
+                         jax.random.key(0), n_envs=4, n_steps=10)
+    quick = play_episodes(env, env.default_params, lambda obs, k: jnp.zeros(obs.shape[0], jnp.int32),
+                          jax.random.key(0), n_envs=4, n_steps=10, until_ended=True)
+    for a, b in zip(full.first_episodes(), quick.first_episodes()):  # the same first episodes, step for step
+        np.testing.assert_array_equal(a, b)

@@ -251,8 +251,10 @@ class Recording(NamedTuple):
 
 
 def play_episodes(env, env_params, act: Callable, key: jax.Array, n_envs: int, n_steps: int, record: bool = False,
-                  mesh=None, mirrored: bool = False, count_events: bool = False, memory=None):
-    """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan`. With a
+                  mesh=None, mirrored: bool = False, count_events: bool = False, memory=None,
+                  until_ended: bool = False):
+    """Runs `n_envs` fresh envs for `n_steps` steps under `act(obs_batch, key) -> actions`, one `lax.scan` (with
+    `until_ended`, not recording: until every env has ended an episode, see `run_until_ended`). With a
     `memory` (a policy's memory of the envs at their start, leading env axis), `act(obs_batch, key, memory) ->
     (actions, memory)`, and each env's memory is set to zeros when its episode ends.
 
@@ -268,9 +270,32 @@ def play_episodes(env, env_params, act: Callable, key: jax.Array, n_envs: int, n
         action, envs_memory = (act(obs, k), ()) if memory is None else act(obs, k, envs_memory)
         return action, action, envs_memory
 
-    _, stats, trajectory = run_steps(env, env_params, act_and_record, envs,
-                                     EpisodeStats.zeros(n_envs, n_steps, reported_names(env, env_params) if
-                                                        count_events else ((), ())), key_act, key_env, n_steps,
-                                     mesh, keep,
-                                     mirrored)
+    stats = EpisodeStats.zeros(n_envs, n_steps, reported_names(env, env_params) if count_events else ((), ()))
+    if until_ended and not record:  # the first episodes are all that count: stop when every env has ended one
+        return run_until_ended(env, env_params, act_and_record, envs, stats, key_act, key_env, n_steps, mesh,
+                               mirrored)[0]
+    _, stats, trajectory = run_steps(env, env_params, act_and_record, envs, stats, key_act, key_env, n_steps, mesh,
+                                     keep, mirrored)
     return (stats, trajectory) if record else stats
+
+
+def run_until_ended(env, env_params, act: Callable, envs: EnvBatch, stats: EpisodeStats, key_act: jax.Array,
+                    key_env: jax.Array, n_steps: int, mesh=None, mirrored: bool = False):
+    """`run_steps`, with the same keys step by step, in a `lax.while_loop` that ends once every env has finished an
+    episode (at most `n_steps` steps): an evaluation of short episodes on an env with a long time limit (Craftax:
+    100,000 steps) ends with its episodes. Each env's first episode is the scan's; later ones are cut short.
+    Returns the statistics and the steps taken."""
+    n_envs = envs.episode_return.shape[0]
+    keys = (jax.random.split(key_act, n_steps), env_keys(key_env, n_steps, n_envs, mirrored))
+
+    def running(carry):
+        t, _, stats = carry
+        return (t < n_steps) & jnp.any(stats.count == 0)
+
+    def one_step(carry):
+        t, envs, stats = carry
+        envs, stats, _ = step_envs(env, env_params, act, envs, stats, *(k[t] for k in keys), mesh=mesh)
+        return t + 1, envs, stats
+
+    steps, _, stats = jax.lax.while_loop(running, one_step, (jnp.int32(0), shard_batch(envs, mesh), stats))
+    return stats, steps
