@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from maze_jax.config import ConfigError
+from maze_jax.config import ConfigError, first_line
 
 # `HYDRA_FULL_ERROR=1` as the user set it: show tracebacks instead of one-line errors
 SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -44,6 +44,12 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
             raise
         print("\nSIGINT: stopped before the end", file=sys.stderr, flush=True)
         sys.exit(130)
+
+
+def command_line_config_dirs(hydra_cfg) -> list[str]:
+    """The config folders this command gave (`--config-dir`)."""
+    return [str(s.path) for s in hydra_cfg.runtime.get("config_sources", [])
+            if s.provider == "command-line" and s.schema == "file"]
 
 
 def override_value(argv: list[str], key: str) -> str:
@@ -102,12 +108,31 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
 
         print(f"Error: {hydra_error_line(error)}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except yaml_error_types() as error:  # a config file of the user's (`--config-dir`) that is not valid YAML
+        if SHOW_TRACEBACKS:
+            raise
+        print(f"Error: {yaml_error_line(error)}", file=sys.stderr, flush=True)
+        sys.exit(2)
     except OSError as error:  # Hydra could not create the run directory (under a file, too long, read-only)
         if SHOW_TRACEBACKS:
             raise
         print(f"Error: the run directory {override_value(argv, 'hydra.run.dir') or ''} cannot be created: "
               f"{error.strerror or type(error).__name__}: {error.filename or ''}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def yaml_error_types() -> tuple:
+    import yaml
+
+    return (yaml.YAMLError,)
+
+
+def yaml_error_line(error) -> str:
+    """A YAML parser's error in one line: the file, where in it, and what is wrong."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "a config file"
+    problem = " ".join(str(p) for p in (getattr(error, "context", None), getattr(error, "problem", None)) if p)
+    return f"invalid YAML in {where}: {problem or first_line(error)}"
 
 
 def check_output_dir(argv: list[str]) -> None:

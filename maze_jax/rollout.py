@@ -20,8 +20,8 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from maze_jax.cli import (answer_help_or_version, check_output_dir, exit_now, run_hydra,  # noqa: E402
-                          run_reporting_errors)
+from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
+                          run_hydra, run_reporting_errors)
 from maze_jax.config import CONFIG_DIR, ConfigError, read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
@@ -34,11 +34,19 @@ def sets_group(overrides: list[str], group: str) -> bool:
     return any(k == group or k.startswith(group + ".") for k in keys)
 
 
-def rollout_config(cfg: DictConfig, given: list[str]) -> DictConfig:
-    """The rollout config with env and wrappers taken from the trained run (unless given) and the seed filled."""
+def rollout_config(cfg: DictConfig, given: list[str], config_dirs: list[str] = ()) -> DictConfig:
+    """The rollout config with env and wrappers taken from the trained run (unless given) and the seed filled.
+    What the run's saved config names of code (its env, wrappers and networks) must be maze_jax's or named by
+    this command (`given`, the configs of `config_dirs`), unless `trust_input_dir=true`."""
+    from maze_jax.shell.settings import plain
+    from maze_jax.shell.trust import TRUST_SWITCH, check_trusted, named_references
     from maze_jax.trained_policy import load_config
 
     saved = load_config(str(cfg.input_dir)) if cfg.input_dir else None
+    if saved is not None and not cfg.get(TRUST_SWITCH, False):
+        used = {k: v for k, v in (plain(saved) or {}).items()
+                if not (k in ("env", "wrappers") and sets_group(given, k))}
+        check_trusted(used, named_references(given, config_dirs), f"input_dir={str(cfg.input_dir)!r}")
     with open_dict(cfg):
         for group in ("env", "wrappers"):
             if saved is not None and group in saved and not sets_group(given, group):
@@ -50,7 +58,9 @@ def rollout_config(cfg: DictConfig, given: list[str]) -> DictConfig:
 
 
 def write_episodes(path: str, returns, lengths) -> None:
-    with open(path, "w", newline="") as f:
+    from maze_jax.shell.files import open_for_writing
+
+    with open_for_writing(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["episode", "return", "length"])
         # an episode that did not end has NaN for both (pandas and numpy read "nan" as NaN)
@@ -72,7 +82,10 @@ def write_trajectories(path: str, parts: list, returns, lengths) -> None:
     arrays.update(reward=joined.reward, terminated=joined.terminated, truncated=joined.truncated,
                   episode_return=np.asarray(returns), episode_ended=ended,
                   episode_length=np.where(ended, np.nan_to_num(lengths), joined.reward.shape[1]).astype(np.int32))
-    np.savez(path, **arrays)
+    from maze_jax.shell.files import open_for_writing
+
+    with open_for_writing(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _flat(tree) -> dict:
@@ -145,7 +158,8 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
-    run_reporting_errors(lambda: run_rollout(rollout_config(cfg, list(hydra_cfg.overrides.task)),
+    run_reporting_errors(lambda: run_rollout(rollout_config(cfg, list(hydra_cfg.overrides.task),
+                                                            command_line_config_dirs(hydra_cfg)),
                                              hydra_cfg.runtime.output_dir))
 
 

@@ -17,8 +17,8 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from maze_jax.cli import (answer_help_or_version, check_output_dir, exit_now, override_value, run_hydra,  # noqa: E402
-                          run_reporting_errors)
+from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
+                          override_value, run_hydra, run_reporting_errors)
 from maze_jax.config import CONFIG_DIR, ConfigError, env_label, first_line  # noqa: E402
 
 # the env part of run directories' names (`hydra.run.dir` in conf_train.yaml)
@@ -80,17 +80,24 @@ def resume_config(input_dir: str, composed: DictConfig, given: list[str]) -> Dic
     return merge_on_resume(saved, choices, composed, given)
 
 
-def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> float:
+def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str], config_dirs: list[str] = ()) -> float:
     """The whole training run in `run_dir` (the CLI's work, reusable from Python); returns its best evaluation mean
-    (-inf when nothing was evaluated)."""
+    (-inf when nothing was evaluated). A resumed run's saved config may name only code that is maze_jax's or
+    that this command names (`given_overrides`, the configs in `config_dirs`), unless `trust_input_dir=true`."""
     import jax
 
     from maze_jax.shell.console_log import console_to
     from maze_jax.shell.session import run_training
     from maze_jax.shell.settings import draw_seeds
+    from maze_jax.shell.trust import TRUST_SWITCH, check_trusted, named_references
 
     if cfg.input_dir:
+        trust = bool(cfg.get(TRUST_SWITCH, False))  # this command's word, never the saved run's
         cfg = resume_config(str(cfg.input_dir), cfg, given_overrides)
+        cfg[TRUST_SWITCH] = trust
+        if not trust:
+            check_trusted(OmegaConf.to_container(cfg), named_references(given_overrides, config_dirs),
+                          f"input_dir={str(cfg.input_dir)!r}")
     draw_seeds(cfg)
     if jax.process_index() != 0:  # only process 0 writes the run directory
         return float(run_training(cfg, run_dir).progress.best_score)
@@ -98,23 +105,64 @@ def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str]) -> floa
         return float(run_training(cfg, run_dir).progress.best_score)
 
 
-def remove_unused_run_dir(run_dir: str) -> None:
-    """After a mistake found before training started: the files Hydra made for this command go, and the folder
-    too when nothing else is in it. A folder that holds a run (its config, checkpoints) or that another live run
-    holds is left as it is."""
-    import shutil
+# hydra.run.dir named on the command line -> what it held before this command (None: it did not exist)
+_BEFORE: dict[str, set | None] = {}
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")  # what Hydra writes at start
 
+
+def _entries(folder: str) -> set:
+    """The names in `folder` and in its `.hydra/`."""
+    names = set(os.listdir(folder))
+    hydra = os.path.join(folder, ".hydra")
+    if os.path.isdir(hydra) and not os.path.islink(hydra):
+        names |= {f".hydra/{n}" for n in os.listdir(hydra)}
+    return names
+
+
+def check_run_dir(argv: list[str]) -> None:
+    """Before Hydra writes anything: a `hydra.run.dir` that holds a run is refused in one line (a fresh run would
+    replace it, and Hydra would rewrite its records), and what a named folder holds is noted, so that a failed
+    command removes only what it created."""
+    from maze_jax.shell.settings import CONFIG_FILE
+
+    given = override_value(argv, "hydra.run.dir")
+    if not given or "${" in given:
+        return
+    path = os.path.abspath(os.path.expanduser(given))
+    if any(os.path.lexists(os.path.join(path, f)) for f in (CONFIG_FILE, "checkpoints")):
+        print(f"Error: hydra.run.dir={given!r} already holds a run: resume it into a new run directory with "
+              f"input_dir={given} (and no hydra.run.dir), or choose another hydra.run.dir", file=sys.stderr,
+              flush=True)
+        sys.exit(2)
+    _BEFORE[path] = _entries(path) if os.path.isdir(path) else None
+
+
+def remove_unused_run_dir(run_dir: str) -> None:
+    """After a mistake found before training started: what this command created goes (Hydra's records, the log,
+    the lock, the folder when it made it and nothing else is in it). What was there before stays: a folder named
+    by `hydra.run.dir` (even `.`) keeps everything it held. A folder that holds a run (its config, checkpoints) or
+    that another live run holds is left as it is."""
     from maze_jax.shell.session import held_by_another_run
     from maze_jax.shell.settings import CONFIG_FILE
 
     if not os.path.isdir(run_dir) or held_by_another_run(run_dir) or \
-            any(os.path.exists(os.path.join(run_dir, f)) for f in (CONFIG_FILE, "checkpoints")):
+            any(os.path.lexists(os.path.join(run_dir, f)) for f in (CONFIG_FILE, "checkpoints")):
         return
-    shutil.rmtree(os.path.join(run_dir, ".hydra"), ignore_errors=True)
-    for name in ("train.log", ".lock"):
-        if os.path.isfile(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-    for folder in (run_dir, os.path.dirname(run_dir)):  # the run's folder, then its env-model-algorithm folder
+    named = os.path.abspath(run_dir) in _BEFORE
+    before = _BEFORE.get(os.path.abspath(run_dir)) or set()
+    for name in (*HYDRA_FILES, ".hydra", "train.log", ".lock"):
+        path = os.path.join(run_dir, name)
+        if name in before or os.path.islink(path):
+            continue
+        if os.path.isfile(path):
+            os.remove(path)
+        elif os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+    if named:  # the user's folder, unless this command made it
+        folders = [run_dir] if _BEFORE[os.path.abspath(run_dir)] is None else []
+    else:  # a folder of ours, then its env-model-algorithm folder
+        folders = [run_dir, os.path.dirname(run_dir)]
+    for folder in folders:
         if os.path.isdir(folder) and not os.listdir(folder):
             os.rmdir(folder)
 
@@ -124,17 +172,21 @@ def main(cfg: DictConfig) -> float:
     """One run; returns its best evaluation mean, the score a sweeper (`+experiment=optuna`) maximises."""
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
-    return run_reporting_errors(lambda: main_body(cfg, run_dir, list(hydra_cfg.overrides.task)),
+    return run_reporting_errors(lambda: main_body(cfg, run_dir, list(hydra_cfg.overrides.task),
+                                                  command_line_config_dirs(hydra_cfg)),
                                 on_config_error=lambda: remove_unused_run_dir(run_dir))
 
 
 
+
 def with_saved_choices(argv: list[str]) -> list[str]:
-    """On resume, the saved run's config-group choices the command does not repeat, put before its overrides,
-    and the run's own config folder (`--config-dir`, a custom project's groups) unless the command names one.
+    """On resume, the saved run's config-group choices the command does not repeat, put before its overrides.
 
     Hydra composes before our code runs: without this, `input_dir=<a PPO run> algorithm.lr=1e-4` would be
-    composed against the default algorithm and refused, and the run directory would be misnamed."""
+    composed against the default algorithm and refused, and the run directory would be misnamed. A run composed
+    with its own config folder (`--config-dir`, a custom project's groups) is resumed only with a folder this
+    command names: Hydra would run what the folder's configs say (its callbacks, say) before any check, so a
+    folder recorded in the run directory is used only with `trust_input_dir=true`."""
     input_dir = override_value(argv, "input_dir")
     hydra_file = os.path.join(input_dir, ".hydra", "hydra.yaml")
     if not input_dir or not os.path.isfile(hydra_file):
@@ -149,8 +201,14 @@ def with_saved_choices(argv: list[str]) -> list[str]:
                     if s.provider == "command-line" and s.schema == "file"]
     except Exception:  # Hydra's record unreadable or mangled: the resume says so, and the saved config still holds
         return argv
-    if own_dirs and os.path.isdir(own_dirs[0]) and not any(f.split("=")[0] in ("--config-dir", "-cd") for f in flags):
-        flags = ["--config-dir", own_dirs[0], *flags]
+    if own_dirs and not any(f.split("=")[0] in ("--config-dir", "-cd") for f in flags):
+        if override_value(overrides, "trust_input_dir").lower() != "true":
+            print(f"Error: input_dir={input_dir!r} was composed with its own config folder {own_dirs[0]}: a run "
+                  f"directory is data, so name the folder yourself (--config-dir {own_dirs[0]}), or pass "
+                  "trust_input_dir=true if you trust the run directory", file=sys.stderr, flush=True)
+            sys.exit(2)
+        if os.path.isdir(own_dirs[0]):
+            flags = ["--config-dir", own_dirs[0], *flags]
     if not given & {"env", "env.name"}:  # the new run directory is named after the run's env id
         missing += saved_env_name(input_dir)
     return flags + missing + overrides
@@ -163,7 +221,9 @@ def saved_env_name(input_dir: str) -> list[str]:
         name = OmegaConf.load(os.path.join(input_dir, "hydra_config.yaml")).env.get("name")
     except Exception:
         return []
-    return [f"env.name='{name}'"] if isinstance(name, str) and name and "'" not in name else []
+    if not isinstance(name, str) or not name or "'" in name or ":" in name:  # `module:Id` would count as named code
+        return []
+    return [f"env.name='{name}'"]
 
 
 # Hydra's command-line flags that take a value as the next argument (`--config-dir conf`).
@@ -254,6 +314,7 @@ def cli(argv: list[str], command: str = "python -m maze_jax.train") -> None:
     """The training command line: `argv` are its arguments (Hydra flags and overrides). Never returns."""
     answer_help_or_version(argv, CONFIG_NAME, command)
     check_output_dir(argv)
+    check_run_dir(argv)
     argv = with_saved_choices(argv)
     argv += start_distributed(argv)
     sys.argv[1:] = argv  # Hydra reads its command line from sys.argv

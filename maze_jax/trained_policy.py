@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.shell.loop import play_in_batches
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.settings import CONFIG_FILE, load_yaml, plain
+from maze_jax.shell.trust import check_trusted
 from maze_jax.shell.wrappers import wrap_env
 
 
@@ -172,17 +173,27 @@ def one_seed(params, n_seeds: int, seed_scores, seed: int | None = None):
 
 
 def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
-                seed: int | None = None, echo=print) -> TrainedPolicy:
+                seed: int | None = None, echo=print, trust: bool | Iterable[str] = False) -> TrainedPolicy:
     """The policy of a training run's `best` (default) or `latest` checkpoint.
 
     The env, its wrappers (with the run's normalisation statistics) and the policy network are rebuilt from the
     run's saved config; `env` (an EnvSpec, a gymnax env or an (env, params) pair) and `model` (a flax module) are
     needed only for runs trained from such objects. For a run of several seeds (`runner.n_seeds`), `seed` picks
-    one; by default the seed with the best evaluation. A corrupt checkpoint is skipped with a line (`echo`)."""
+    one; by default the seed with the best evaluation. A corrupt checkpoint is skipped with a line (`echo`).
+
+    A run directory is data: the code its config names (env factory, wrappers, network) must be maze_jax's, or
+    listed in `trust` (dotted paths or packages: `trust=["my_project"]`), or the whole run is trusted
+    (`trust=True`); anything else is refused before it is imported. An `env` or `model` passed replaces the
+    config's, which is then not imported at all."""
     if checkpoint not in ("best", "latest"):
         raise ConfigError(f"checkpoint={checkpoint!r}: expected best or latest")
     cfg = load_config(run_dir)
     plain_cfg = plain(cfg)
+    if trust is not True:
+        used = {k: v for k, v in plain_cfg.items() if not (k == "env" and env is not None or
+                                                            k == "model" and model is not None)}
+        check_trusted(used, () if trust is False else tuple(trust), f"run directory {run_dir!r}",
+                      "load_policy(..., trust=True)")
     if env is None and not (plain_cfg.get("env") or {}).get("_target_"):
         raise ConfigError(f"{run_dir!r} was trained with an env object: pass it, load_policy(..., env=...)")
     env_spec = build_env(plain_cfg["env"]) if env is None else as_env_spec(env)
@@ -206,7 +217,7 @@ def trained_policy(input_dir: str, env_spec: EnvSpec, checkpoint: str = "best", 
     """Rollout policy factory (`policy=trained_policy`): the run's policy, checked to fit the rollout's env."""
     if not input_dir:
         raise ConfigError("policy=trained_policy needs input_dir=<a training run directory>")
-    loaded = load_policy(input_dir, checkpoint, seed=seed)
+    loaded = load_policy(input_dir, checkpoint, seed=seed, trust=True)  # rollout_config checked the run's config
     check_fits(loaded.policy, loaded.params, env_spec)
     return dataclasses.replace(loaded, env_spec=env_spec)
 

@@ -50,12 +50,15 @@ def test_custom_project_trains_resumes_and_rolls_out_from_its_own_folder(tmp_pat
     final = float(re.search(r"final\s+BaseEnvEvents\s+reward\s+mean\s+\|\s+(\S+)", proc.stdout).group(1))
     assert final > 4 * 1.5, final  # 20 steps, 5 choices: a random policy gets 4
     run_dir = next((tmp_path / "outputs").glob("MatchTarget-target_net-ppo-dev/*"))  # named after the env's name
-    # resumed without repeating --config-dir: the run's own config folder is found again
-    proc = run_cli([f"log_base_dir={tmp_path}/outputs", f"input_dir={run_dir}", "algorithm.n_epochs=4"], project,
-                   cache_dir)
+    # the run directory names the project's code: a resume and a rollout name conf/ again, whose configs name it
+    proc = run_cli([*common, f"input_dir={run_dir}", "algorithm.n_epochs=4"], project, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resumed" in proc.stdout and "at epoch 3" in proc.stdout
     proc = run_cli([f"input_dir={run_dir}", "runner.n_episodes=5", f"log_base_dir={tmp_path}/rollout"], project,
                    cache_dir, module="maze_jax.rollout")
+    assert proc.returncode == 2 and "names code that this command does not: env._target_='my_project.env.make_env'" \
+        in proc.stderr, proc.stderr[-3000:]
+    proc = run_cli(["--config-dir", "conf", f"input_dir={run_dir}", "runner.n_episodes=5",
+                    f"log_base_dir={tmp_path}/rollout"], project, cache_dir, module="maze_jax.rollout")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Rolling out 5 episodes of MatchTarget" in proc.stdout

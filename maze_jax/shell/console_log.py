@@ -6,6 +6,8 @@ import contextlib
 import sys
 from typing import IO, Iterator
 
+from maze_jax.shell.files import open_for_writing
+
 
 class Tee:
     """A text stream that writes to the console stream and to a log file."""
@@ -28,7 +30,7 @@ class Tee:
 @contextlib.contextmanager
 def console_to(path: str) -> Iterator[None]:
     """Within the block, stdout and stderr also go to `path` (appended, line by line)."""
-    with open(path, "a", buffering=1, encoding="utf-8") as log:
+    with open_for_writing(path, "a", buffering=1, encoding="utf-8") as log:
         out, err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = Tee(out, log), Tee(err, log)
         try:

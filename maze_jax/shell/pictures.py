@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from maze_jax.shell.files import open_for_writing
+
 NETWORKS_FILE, CURVE_FILE = "networks.png", "learning_curve.png"
 # The first import of matplotlib happens on a drawing thread; two threads importing a package's modules at once can
 # see each other's half-imported modules.
@@ -85,7 +87,8 @@ def draw_networks(path: str, networks: dict[str, Any], observation: dict[str, tu
     if outputs:
         ax.text(len(columns) / 2, -height + 0.4, outputs, ha="center", va="center", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with open_for_writing(path, "wb") as f:
+        fig.savefig(f, dpi=80, format="png")
 
 
 def describe_actions(dist) -> str:
@@ -143,5 +146,6 @@ class LearningCurve:
             ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
         partial = self.path + ".partial"
-        fig.savefig(partial, dpi=80, format="png")
+        with open_for_writing(partial, "wb") as f:
+            fig.savefig(f, dpi=80, format="png")
         os.replace(partial, self.path)  # readers never see a half-written picture

@@ -22,6 +22,7 @@ from maze_jax.envs.structured import sub_steps
 from maze_jax.shell.assembly import build_algorithm, build_trainer
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
 from maze_jax.shell.collectors.vector_env import time_limit_note
+from maze_jax.shell.files import open_for_writing, refuse_links
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
 from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
                                  unfinished_note)
@@ -194,7 +195,7 @@ def save_model_summary(run_dir: str, params) -> None:
         total += int(np.size(leaf))
         lines.append(f"{jax.tree_util.keystr(path):<60} {str(tuple(np.shape(leaf))):>16}")
     lines.append(f"total parameters: {total}")
-    with open(os.path.join(run_dir, "model_summary.txt"), "w") as f:
+    with open_for_writing(os.path.join(run_dir, "model_summary.txt")) as f:
         f.write("\n".join(lines) + "\n")
 
 
@@ -279,7 +280,7 @@ def lock_run_dir(run_dir: str) -> None:
     run_dir = os.path.abspath(run_dir)
     if run_dir in _LOCKS:
         return
-    handle = open(os.path.join(run_dir, LOCK_FILE), "a+")
+    handle = open_for_writing(os.path.join(run_dir, LOCK_FILE), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -312,6 +313,7 @@ def prepare_run_dir(cfg: DictConfig, settings: RunSettings, run_dir: str, primar
         check_compatible(settings.input_dir, cfg)
     if primary:
         os.makedirs(run_dir, exist_ok=True)
+        refuse_links(run_dir)
         lock_run_dir(run_dir)
 
 
@@ -396,7 +398,8 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
         echo(f"{signals.received} before training started: nothing saved", file=sys.stderr, flush=True)
         raise RunStopped(signals.received, run_dir)
     if primary:  # the run directory holds a run from here on
-        OmegaConf.save(cfg, os.path.join(run_dir, CONFIG_FILE))
+        with open_for_writing(os.path.join(run_dir, CONFIG_FILE)) as f:
+            OmegaConf.save(cfg, f)
     statistics = normalization_statistics(env_spec)
     progress.eval_episodes = trainer.eval_episodes
     progress.normalization = statistics_to_meta(statistics) if statistics is not None else None
