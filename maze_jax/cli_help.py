@@ -5,6 +5,7 @@ resuming, and the exit statuses."""
 from __future__ import annotations
 
 import os
+import textwrap
 
 from maze_jax.config import CONFIG_DIR as CONF
 
@@ -12,18 +13,21 @@ TRAINING_ONLY = ("algorithm", "model", "critic", "experiment", "logger")
 ROLLOUT_ONLY = ("policy",)
 GROUP_ORDER = ("env", "wrappers", "model", "critic", "algorithm", "runner", "policy", "experiment", "logger")
 ADDED = ("experiment", "logger")  # groups without a default: added with +group=option
+WIDTH = 118  # help lines fit a 120-column terminal
 
 
 def describe(path: str) -> str:
-    """The first line of a config file's opening comment (its summary)."""
+    """A config file's opening comment (its summary), whole: every comment line up to the first key."""
+    parts = []
     with open(path) as f:
         for line in f:
             if not line.startswith("#"):
                 break
             text = line.lstrip("#").strip()
-            if not text.startswith("@package"):
-                return text[:-1] if text.endswith(".") and not text.endswith("...") else text
-    return ""
+            if text and not text.startswith("@package"):
+                parts.append(text)
+    text = " ".join(parts)
+    return text[:-1] if text.endswith(".") and not text.endswith("...") else text
 
 
 def group_options(group: str, training: bool) -> list[tuple[str, str]]:
@@ -49,14 +53,19 @@ def usage(config_name: str, command: str) -> str:
                   "runner; keys override single values. Every run writes outputs/<env>-<model>-<algorithm>-<runner>/",
                   "<time>/ (the resolved config, checkpoints, the best model, TensorBoard, train.log).", ""]
     else:
-        lines += ["Rolls out a policy: the policy of the training run in input_dir (trained_policy) or a baseline,",
-                  "on that run's env unless env is given; prints Maze's table and writes episodes.csv.", ""]
+        lines += ["Rolls out a policy: the policy of the training run in input_dir (trained_policy), or without",
+                  "input_dir a random policy (random_policy, Maze's default), on that run's env unless env is given;",
+                  "prints Maze's table and writes episodes.csv.",
+                  "To train, as in Maze: maze-run -cn conf_train [group=option ...] (or python -m maze_jax.train).", ""]
     for group in GROUP_ORDER:
         if group in skip or not os.path.isdir(os.path.join(CONF, group)):
             continue
         prefix = "+" if group in ADDED else ""
         lines.append(f"{prefix}{group}=")
-        lines += [f"  {option:<36} {text}" for option, text in group_options(group, training)]
+        for option, text in group_options(group, training):  # long summaries wrap under their column
+            lines += textwrap.wrap(text, WIDTH, initial_indent=f"  {option:<36} ", subsequent_indent=" " * 39,
+                                   break_on_hyphens=False) or \
+                [f"  {option}"]
         lines.append("")
     if training:
         lines += ["Main keys:",

@@ -52,6 +52,15 @@ def test_maze_run_without_a_config_name_rolls_out(trained, tmp_path, cache_dir):
     assert len(list((tmp_path / "rollout").glob("*/episodes.csv"))) == 1
 
 
+@pytest.mark.cli
+def test_maze_run_without_input_dir_rolls_out_a_random_policy_as_maze_does(tmp_path, cache_dir):
+    proc = maze_run(["env=gym_env", "env.name=CartPole-v1", "runner.n_episodes=3", f"log_base_dir={tmp_path}"],
+                    tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "Rolling out 3 episodes of CartPole-v1" in proc.stdout and "(policy random_policy" in proc.stdout
+    assert len(list((tmp_path / "rollout").glob("*/episodes.csv"))) == 1
+
+
 @pytest.mark.parametrize("command", [["maze-run"], ["maze-run", "-cn", "conf_train"], ["python"]])
 def test_help_lists_groups_options_keys_and_exit_statuses(command, tmp_path):
     if command[0] == "python":
@@ -62,8 +71,11 @@ def test_help_lists_groups_options_keys_and_exit_statuses(command, tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert "Exit statuses" in text and "input_dir=" in text
-    if command == ["maze-run"]:  # rollouts: policies, no algorithms
+    assert all(len(line) <= 120 for line in text.splitlines())  # summaries wrap, whole: none is cut off
+    assert "Craftax-Classic-Pixels-v1" in text  # the second line of craftax.yaml's summary
+    if command == ["maze-run"]:  # rollouts: policies, no algorithms; and how to train
         assert "policy=" in text and "random_policy" in text and "algorithm=" not in text
+        assert "maze-run -cn conf_train" in text
         return
     for group, option in (("env=", "gym_env"), ("model=", "flatten_concat"), ("algorithm=", "ppo"),
                           ("runner=", "local"), ("+experiment=", "lunarlander_ppo"), ("+logger=", "mlflow")):
