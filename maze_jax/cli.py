@@ -135,6 +135,64 @@ def yaml_error_line(error) -> str:
     return f"invalid YAML in {where}: {problem or first_line(error)}"
 
 
+# Output folders as they were before this command (`note_folders`): hydra.run.dir named on the command line -> the
+# entries it held (None: it did not exist); and whether log_base_dir existed.
+_BEFORE: dict[str, set | None] = {}
+_BASE: dict[str, bool] = {}
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")  # what Hydra writes at start
+
+
+def _entries(folder: str) -> set:
+    """The names in `folder` and in its `.hydra/`."""
+    names = set(os.listdir(folder))
+    hydra = os.path.join(folder, ".hydra")
+    if os.path.isdir(hydra) and not os.path.islink(hydra):
+        names |= {f".hydra/{n}" for n in os.listdir(hydra)}
+    return names
+
+
+def note_folders(argv: list[str]) -> None:
+    """Notes, before Hydra creates anything, what a `hydra.run.dir` named on the command line holds and whether
+    `log_base_dir` exists, for `remove_created`."""
+    given = override_value(argv, "hydra.run.dir")
+    if given and "${" not in given:
+        path = os.path.abspath(os.path.expanduser(given))
+        _BEFORE[path] = _entries(path) if os.path.isdir(path) else None
+    base = os.path.abspath(os.path.expanduser(override_value(argv, "log_base_dir") or "outputs"))
+    _BASE[base] = os.path.isdir(base)
+
+
+def remove_created(out_dir: str, own_files: tuple) -> None:
+    """After a command failed before doing its work: removes what it created in `out_dir` (Hydra's records and
+    `own_files`), then the folders it made if they are empty: `out_dir`, its parents up to `log_base_dir`, and
+    `log_base_dir`. What was there before stays: a folder named by `hydra.run.dir` (even `.`) keeps all it held, a
+    `log_base_dir` that existed stays."""
+    out_dir = os.path.abspath(out_dir)
+    named = out_dir in _BEFORE
+    before = _BEFORE.get(out_dir) or set()
+    for name in (*HYDRA_FILES, ".hydra", *own_files):
+        path = os.path.join(out_dir, name)
+        if name in before or os.path.islink(path):
+            continue
+        if os.path.isfile(path):
+            os.remove(path)
+        elif os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+    if named:  # the user's folder, unless this command made it
+        folders = [out_dir] if _BEFORE[out_dir] is None else []
+    else:  # folders of ours: the run's, the ones above it up to log_base_dir, and that one if it is new
+        folders, base = [out_dir], next(iter(_BASE), None)
+        while base and os.path.dirname(folders[-1]) != folders[-1] and folders[-1].startswith(base + os.sep):
+            folders.append(os.path.dirname(folders[-1]))
+        if not base or folders[-1] != base or _BASE[base]:
+            folders = [f for f in folders if f != base]
+    for folder in folders:
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+        else:
+            break
+
+
 def check_output_dir(argv: list[str]) -> None:
     """Fails early, in one line, when `log_base_dir` cannot be created (Hydra would fail with a traceback)."""
     base = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("log_base_dir=")), "outputs")

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
 from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
-                          run_hydra, run_reporting_errors)
+                          note_folders, override_value, remove_created, run_hydra, run_reporting_errors)
 from maze_jax.config import CONFIG_DIR, ConfigError, read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
@@ -132,8 +132,10 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     loaded = factory(str(cfg.input_dir), env_spec, **policy_cfg)
     if render:
         frame_source(env_spec)  # an env that cannot draw is refused before anything is played
-    batch = runner.get("batch_size") or loaded.eval_episodes or n_episodes
-    batch = read({"batch_size": batch}, "batch_size", int, "runner", low=1)
+    if runner.get("batch_size") is not None:  # given: it must be usable (0 is not "the default")
+        batch = read(runner, "batch_size", int, "runner", low=1)
+    else:
+        batch = loaded.eval_episodes or n_episodes
     echo(f"Rolling out {n_episodes} episodes of {env_spec.name} in batches of {batch} "
          f"(policy {cfg.policy._target_.rsplit('.', 1)[-1]}, seed {cfg.seeding.env_base_seed})", flush=True)
 
@@ -158,15 +160,26 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
+    out_dir = hydra_cfg.runtime.output_dir
     run_reporting_errors(lambda: run_rollout(rollout_config(cfg, list(hydra_cfg.overrides.task),
-                                                            command_line_config_dirs(hydra_cfg)),
-                                             hydra_cfg.runtime.output_dir))
+                                                            command_line_config_dirs(hydra_cfg)), out_dir),
+                         on_config_error=lambda: remove_created(out_dir, ("rollout.log",)))
+
+
+def with_default_policy(argv: list[str]) -> list[str]:
+    """Maze's default: without `input_dir` (and without a `policy` choice or setting) the rollout plays a random
+    policy, as `maze-run env=gym_env env.name=CartPole-v0` does in Maze; with `input_dir`, the run's policy."""
+    if override_value(argv, "input_dir") or sets_group([a for a in argv if not a.startswith("-")], "policy"):
+        return argv
+    return [*argv, "policy=random_policy"]
 
 
 def cli(argv: list[str], command: str = "python -m maze_jax.rollout") -> None:
     """The rollout command line: `argv` are its arguments (Hydra flags and overrides). Never returns."""
     answer_help_or_version(argv, CONFIG_NAME, command)
     check_output_dir(argv)
+    note_folders(argv)
+    argv = with_default_policy(argv)
     sys.argv[1:] = argv  # Hydra reads its command line from sys.argv
     try:
         run_hydra(main, CONFIG_NAME, argv)

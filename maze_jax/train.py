@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
-                          override_value, run_hydra, run_reporting_errors)
+                          note_folders, override_value, remove_created, run_hydra, run_reporting_errors)
 from maze_jax.config import CONFIG_DIR, ConfigError, env_label, first_line  # noqa: E402
 
 # the env part of run directories' names (`hydra.run.dir` in conf_train.yaml)
@@ -105,66 +105,39 @@ def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str], config_
         return float(run_training(cfg, run_dir).progress.best_score)
 
 
-# hydra.run.dir named on the command line -> what it held before this command (None: it did not exist)
-_BEFORE: dict[str, set | None] = {}
-HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")  # what Hydra writes at start
-
-
-def _entries(folder: str) -> set:
-    """The names in `folder` and in its `.hydra/`."""
-    names = set(os.listdir(folder))
-    hydra = os.path.join(folder, ".hydra")
-    if os.path.isdir(hydra) and not os.path.islink(hydra):
-        names |= {f".hydra/{n}" for n in os.listdir(hydra)}
-    return names
-
-
 def check_run_dir(argv: list[str]) -> None:
     """Before Hydra writes anything: a `hydra.run.dir` that holds a run is refused in one line (a fresh run would
-    replace it, and Hydra would rewrite its records), and what a named folder holds is noted, so that a failed
-    command removes only what it created."""
+    replace it, and Hydra would rewrite its records); what the output folders hold is noted (`note_folders`), so
+    that a failed command removes only what it created."""
     from maze_jax.shell.settings import CONFIG_FILE
 
     given = override_value(argv, "hydra.run.dir")
-    if not given or "${" in given:
-        return
-    path = os.path.abspath(os.path.expanduser(given))
-    if any(os.path.lexists(os.path.join(path, f)) for f in (CONFIG_FILE, "checkpoints")):
-        print(f"Error: hydra.run.dir={given!r} already holds a run: resume it into a new run directory with "
-              f"input_dir={given} (and no hydra.run.dir), or choose another hydra.run.dir", file=sys.stderr,
-              flush=True)
-        sys.exit(2)
-    _BEFORE[path] = _entries(path) if os.path.isdir(path) else None
+    if given and "${" not in given:
+        path = os.path.abspath(os.path.expanduser(given))
+        if any(os.path.lexists(os.path.join(path, f)) for f in (CONFIG_FILE, "checkpoints")):
+            from maze_jax.shell.session import held_by_another_run
+
+            if held_by_another_run(path):
+                print(f"Error: run directory {path} is in use by another run: choose another hydra.run.dir",
+                      file=sys.stderr, flush=True)
+            else:
+                print(f"Error: hydra.run.dir={given!r} already holds a run: resume it into a new run directory "
+                      f"with input_dir={given} (and no hydra.run.dir), or choose another hydra.run.dir",
+                      file=sys.stderr, flush=True)
+            sys.exit(2)
+    note_folders(argv)
 
 
 def remove_unused_run_dir(run_dir: str) -> None:
-    """After a mistake found before training started: what this command created goes (Hydra's records, the log,
-    the lock, the folder when it made it and nothing else is in it). What was there before stays: a folder named
-    by `hydra.run.dir` (even `.`) keeps everything it held. A folder that holds a run (its config, checkpoints) or
-    that another live run holds is left as it is."""
+    """After a mistake found before training started: what this command created goes (see `remove_created`). A
+    folder that holds a run (its config, checkpoints) or that another live run holds is left as it is."""
     from maze_jax.shell.session import held_by_another_run
     from maze_jax.shell.settings import CONFIG_FILE
 
     if not os.path.isdir(run_dir) or held_by_another_run(run_dir) or \
             any(os.path.lexists(os.path.join(run_dir, f)) for f in (CONFIG_FILE, "checkpoints")):
         return
-    named = os.path.abspath(run_dir) in _BEFORE
-    before = _BEFORE.get(os.path.abspath(run_dir)) or set()
-    for name in (*HYDRA_FILES, ".hydra", "train.log", ".lock"):
-        path = os.path.join(run_dir, name)
-        if name in before or os.path.islink(path):
-            continue
-        if os.path.isfile(path):
-            os.remove(path)
-        elif os.path.isdir(path) and not os.listdir(path):
-            os.rmdir(path)
-    if named:  # the user's folder, unless this command made it
-        folders = [run_dir] if _BEFORE[os.path.abspath(run_dir)] is None else []
-    else:  # a folder of ours, then its env-model-algorithm folder
-        folders = [run_dir, os.path.dirname(run_dir)]
-    for folder in folders:
-        if os.path.isdir(folder) and not os.listdir(folder):
-            os.rmdir(folder)
+    remove_created(run_dir, ("train.log", ".lock"))
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name=CONFIG_NAME)
@@ -175,8 +148,6 @@ def main(cfg: DictConfig) -> float:
     return run_reporting_errors(lambda: main_body(cfg, run_dir, list(hydra_cfg.overrides.task),
                                                   command_line_config_dirs(hydra_cfg)),
                                 on_config_error=lambda: remove_unused_run_dir(run_dir))
-
-
 
 
 def with_saved_choices(argv: list[str]) -> list[str]:

@@ -165,6 +165,8 @@ def one_seed(params, n_seeds: int, seed_scores, seed: int | None = None):
     """The parameters of one seed of a several-seed run (`runner.n_seeds`): `seed`, or by default the one with
     the best evaluation score. Parameters of a one-seed run pass unchanged."""
     if n_seeds == 1:
+        if seed not in (None, 0):
+            raise ConfigError(f"seed={seed}: the run trained one seed (runner.n_seeds=1), seed 0")
         return params
     seed = int(np.argmax(seed_scores or [0.0])) if seed is None else seed
     if not 0 <= seed < n_seeds:

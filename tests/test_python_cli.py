@@ -177,10 +177,12 @@ def test_the_python_env_example_trains_resumes_and_rolls_out_from_its_own_folder
     assert train.returncode == 0, train.stderr[-3000:]
     run = only_run_dir(project / "outputs")
     assert run.parent.name == "thermostat-flatten_concat-ppo-dev"
-    resumed = run_cli([f"input_dir={run}", "algorithm.n_epochs=2", "log_base_dir=outputs2"], project, cache_dir)
+    # the run names the project's env: resume and rollout name conf/ again (a run directory is data)
+    resumed = run_cli(["--config-dir", "conf", f"input_dir={run}", "algorithm.n_epochs=2", "log_base_dir=outputs2"],
+                      project, cache_dir)
     assert resumed.returncode == 0 and "at epoch 1" in resumed.stdout, resumed.stderr[-3000:]
-    rollout = run_cli([f"input_dir={run}", "runner.n_episodes=2", "log_base_dir=outputs3"], project, cache_dir,
-                      module="maze_jax.rollout")
+    rollout = run_cli(["--config-dir", "conf", f"input_dir={run}", "runner.n_episodes=2", "log_base_dir=outputs3"],
+                      project, cache_dir, module="maze_jax.rollout")
     assert rollout.returncode == 0 and "rollout               BaseEnvEvents" in rollout.stdout, rollout.stderr[-3000:]
 
 
@@ -195,7 +197,8 @@ def test_a_resumed_runs_best_model_keeps_the_epoch_it_came_from(tmp_path, cache_
     run = only_run_dir(tmp_path / "a")
     best_epoch = CheckpointDir(str(run / "best"), read_only=True).restore_meta()["best_epoch"]
     assert best_epoch < 3
-    resumed = run_tests_cli([f"input_dir={run}", "algorithm.n_epochs=4"], tmp_path / "b", cache_dir)
+    resumed = run_tests_cli([f"input_dir={run}", "algorithm.n_epochs=4", "trust_input_dir=true"], tmp_path / "b",
+                            cache_dir)  # our own run, whose env module (python_envs) this command does not name
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     best = CheckpointDir(str(only_run_dir(tmp_path / "b") / "best"), read_only=True)
     meta = best.restore_meta()

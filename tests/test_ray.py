@@ -132,11 +132,12 @@ def test_ppo_on_ray_resumes_with_the_local_runner_and_back_and_es_rolls_out(tmp_
     assert "Traceback" not in first.stderr
     run = only_run_dir(tmp_path / "a")
     assert run.parent.name.endswith("-ppo-ray")
-    local = run_tests_cli([f"input_dir={run}", "runner=local", "runner.concurrency=4", "algorithm.n_epochs=2",
+    named = "env.name=python_envs:MazeJaxTest/Countdown-v0"  # the run's env module, named (a run directory is data)
+    local = run_tests_cli([f"input_dir={run}", named, "runner=local", "runner.concurrency=4", "algorithm.n_epochs=2",
                            "runner.table=compact"], tmp_path / "b", cache_dir)
     assert local.returncode == 0, local.stderr[-3000:]
     assert f"Resumed {run} at epoch 1" in local.stdout and "Ray:" not in local.stdout
-    back = run_tests_cli([f"input_dir={only_run_dir(tmp_path / 'b')}", "runner=ray", "runner.num_workers=1",
+    back = run_tests_cli([f"input_dir={only_run_dir(tmp_path / 'b')}", named, "runner=ray", "runner.num_workers=1",
                           "runner.envs_per_worker=4", "algorithm.n_epochs=3", "runner.table=compact"],
                          tmp_path / "c", cache_dir)
     assert back.returncode == 0, back.stderr[-3000:]
@@ -147,7 +148,7 @@ def test_ppo_on_ray_resumes_with_the_local_runner_and_back_and_es_rolls_out(tmp_
                        cache_dir)
     assert es.returncode == 0, es.stderr[-3000:]
     assert "epoch    2 |" in es.stdout and "Final evaluation" in es.stdout
-    rollout = run_tests_cli([f"input_dir={only_run_dir(tmp_path / 'e')}", "runner.n_episodes=2"], tmp_path / "r",
+    rollout = run_tests_cli([f"input_dir={only_run_dir(tmp_path / 'e')}", named, "runner.n_episodes=2"], tmp_path / "r",
                             cache_dir, module="maze_jax.rollout")
     assert rollout.returncode == 0, rollout.stderr[-3000:]
 

@@ -77,7 +77,7 @@ def test_rollout_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, cache_d
     no_checkpoint.mkdir()
     (no_checkpoint / "hydra_config.yaml").write_text((run_dir / "hydra_config.yaml").read_text())
     cases = [
-        ([], "policy=trained_policy needs input_dir"),
+        (["policy=trained_policy"], "policy=trained_policy needs input_dir"),  # without it: a random policy
         (["input_dir=/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),
         ([f"input_dir={no_checkpoint}"], "holds no usable checkpoint (no checkpoint in checkpoints/ or best/)"),
         ([f"input_dir={run_dir}", "env=gymnax", "env.name=Acrobot-v1"], "needs Categorical(n=3)"),

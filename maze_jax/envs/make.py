@@ -164,6 +164,10 @@ def build_env(env_cfg: Any) -> EnvSpec:
                 "give your env a config file, conf/env/<name>.yaml with `--config-dir conf`, holding _target_ and "
                 "its arguments)") if stray and "unexpected keyword" in str(error) else ""
         raise ConfigError(f"env config does not fit {target}: {first_line(error)}{hint}") from None
+    except Exception as error:  # the env's own constructor refused its arguments (a wrong type, a bad value)
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k not in GROUP_KEYS or k == "name")
+        raise ConfigError(f"env._target_={target} could not be built ({given}): {type(error).__name__}: "
+                          f"{first_line(error)}") from None
     if is_gymnasium_env(env):
         env.close()
         return python_env_spec(functools.partial(factory, **kwargs), kwargs.get("name") or target.rsplit(".", 1)[-1],

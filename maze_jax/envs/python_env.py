@@ -73,6 +73,57 @@ def to_observation(space, obs, masks: frozenset = frozenset(), key: str = ""):
                       "and Dict or Tuple of these are)")
 
 
+def check_first_observation(env, name: str) -> None:
+    """A ConfigError, before training, when the env's first observation lies outside its declared
+    observation_space (as gymnasium's `check_env` checks), naming the space and the value. A `reset` that raises is
+    left to the collector, which reports a failing env in its own way."""
+    try:
+        obs, _ = env.reset(seed=0)
+    except Exception:
+        return
+    if (problem := space_mismatch(env.observation_space, obs, "observation")) is not None:
+        raise ConfigError(f"env {name}: reset returned an {problem}: the env and its observation_space disagree")
+
+
+def space_mismatch(space, value, path: str) -> str | None:
+    """Where `value` falls outside `space` ("observation['pos'] 7 outside Discrete(5)"), or None when it fits."""
+    gs = _gym_spaces()
+    if isinstance(space, gs.Dict) and isinstance(value, dict):
+        return next((m for k, s in space.spaces.items()
+                     if (m := space_mismatch(s, value.get(k), f"{path}[{k!r}]")) is not None), None)
+    if isinstance(space, gs.Tuple) and isinstance(value, (tuple, list)) and len(value) == len(space.spaces):
+        return next((m for i, (s, v) in enumerate(zip(space.spaces, value))
+                     if (m := space_mismatch(s, v, f"{path}[{i}]")) is not None), None)
+    if fits_space(space, value):
+        return None
+    shown = np.array2string(np.asarray(value), threshold=8) if np.ndim(value) else repr(value)
+    return f"{path} {shown} (shape {np.shape(value)}, dtype {np.asarray(value).dtype}) outside {space}"
+
+
+def fits_space(space, value) -> bool:
+    """Whether `value` fits `space` as far as training reads it: its shape (Box, MultiBinary), its integer range
+    (Discrete, MultiDiscrete: they become one-hot vectors), its keys (Dict). A Box's bounds and dtype are not
+    checked: observations are cast to float32 and need no bounds."""
+    gs = _gym_spaces()
+    if isinstance(space, gs.Dict):
+        return isinstance(value, dict) and all(k in value and fits_space(s, value[k]) for k, s in space.spaces.items())
+    if isinstance(space, gs.Tuple):
+        return isinstance(value, (tuple, list)) and len(value) == len(space.spaces) and \
+            all(fits_space(s, v) for s, v in zip(space.spaces, value))
+    try:
+        array = np.asarray(value)
+    except Exception:
+        return False
+    if isinstance(space, gs.Discrete):
+        return array.shape == () and np.issubdtype(array.dtype, np.integer) and \
+            int(space.start) <= int(array) < int(space.start) + int(space.n)
+    if isinstance(space, gs.MultiDiscrete):
+        start = np.asarray(space.start)
+        return array.shape == space.shape and np.issubdtype(array.dtype, np.integer) and \
+            bool(np.all(array >= start) and np.all(array < start + np.asarray(space.nvec)))
+    return array.shape == tuple(space.shape or array.shape)
+
+
 def to_env_action(space, action):
     """A batch of maze_jax actions (numpy) in the form a gymnasium vector env takes for `space`."""
     gs = _gym_spaces()
@@ -111,6 +162,8 @@ class PythonEnv:
                 limit = getattr(getattr(spec, "config", None), "max_episode_steps", None)
                 self.max_episode_steps = limit if limit is not None and 0 < limit < 2**31 - 1 else None
             self.reward_threshold = getattr(spec, "reward_threshold", None)
+            if envpool_id is None:
+                check_first_observation(probe, name)
         finally:
             probe.close()
         self._masks = frozenset(self.action_masks.values())

@@ -162,6 +162,8 @@ def load_yaml(path: str, what: str):
         raise ConfigError(f"{what}: {path} is not valid YAML ({type(error).__name__}: {first_line(error)})") from None
     if not OmegaConf.is_dict(loaded):
         raise ConfigError(f"{what}: {path} does not hold a mapping")
+    if not loaded:
+        raise ConfigError(f"{what}: {path} is empty (not a maze_jax run directory, or its files were emptied)")
     return loaded
 
 

@@ -24,9 +24,17 @@ def innermost(env) -> Any:
 def frame_source(env_spec) -> str:
     """How the env draws: "gymnasium", "jax", or a ConfigError saying that it cannot."""
     if env_spec.is_python:
-        if env_spec.env.envpool_id is None:
+        if env_spec.env.envpool_id is not None:
+            raise ConfigError(f"runner.render: {env_spec.name} runs on envpool, which cannot draw; use env=gymnasium")
+        probe = env_spec.env.make_one()
+        try:
+            modes = list((getattr(probe.unwrapped, "metadata", None) or {}).get("render_modes") or [])
+        finally:
+            probe.close()
+        if "rgb_array" in modes:
             return "gymnasium"
-        raise ConfigError(f"runner.render: {env_spec.name} runs on envpool, which cannot draw; use env=gymnasium")
+        raise ConfigError(f"runner.render: env {env_spec.name} cannot draw itself: its metadata's render_modes "
+                          f"{modes} lack rgb_array (a gymnasium env draws frames with render_mode='rgb_array')")
     if hasattr(innermost(env_spec.env), "render_frame"):
         return "jax"
     raise ConfigError(f"runner.render: env {env_spec.name} cannot draw itself (gymnasium envs with an rgb_array "
