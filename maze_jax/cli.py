@@ -86,6 +86,7 @@ def answer_help_or_version(argv: list[str], config_name: str, command: str) -> N
 def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> None:
     """Runs a `@hydra.main` function; Hydra's own errors (a misspelt option or key, a bad override, another
     config name) end in one line with exit status 2 instead of Hydra's multi-line report and status 1."""
+    import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -108,7 +109,7 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
 
         print(f"Error: {hydra_error_line(error)}", file=sys.stderr, flush=True)
         sys.exit(2)
-    except yaml_error_types() as error:  # a config file of the user's (`--config-dir`) that is not valid YAML
+    except yaml.YAMLError as error:  # a config file of the user's (`--config-dir`) that is not valid YAML
         if SHOW_TRACEBACKS:
             raise
         print(f"Error: {yaml_error_line(error)}", file=sys.stderr, flush=True)
@@ -119,12 +120,6 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
         print(f"Error: the run directory {override_value(argv, 'hydra.run.dir') or ''} cannot be created: "
               f"{error.strerror or type(error).__name__}: {error.filename or ''}", file=sys.stderr, flush=True)
         sys.exit(2)
-
-
-def yaml_error_types() -> tuple:
-    import yaml
-
-    return (yaml.YAMLError,)
 
 
 def yaml_error_line(error) -> str:
