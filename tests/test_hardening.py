@@ -282,6 +282,24 @@ def test_ctrl_c_while_compiling_or_in_the_final_evaluation_is_one_line(tmp_path,
 
 
 @pytest.mark.signals
+@pytest.mark.parametrize("where, args", [
+    ("epoch", ["algorithm.epoch_length=1000000"]),  # one compiled epoch of many minutes
+    ("evaluation", ["env=gymnax", "env.name=Pendulum-v1", "env.max_episode_steps=100000000",  # episodes that
+                    "algorithm.epoch_length=1", "runner.n_eval_rollouts=1"]),  # never end within minutes
+])
+def test_a_signal_takes_effect_within_seconds_while_a_long_compiled_program_runs(where, args, tmp_path, start):
+    proc = start([*AC, *args, "algorithm.n_epochs=0", "runner.progress_interval_s=1", f"log_base_dir={tmp_path}"],
+                 tmp_path)
+    wait_for(proc, "running for 2")  # the progress line, two seconds into the long program
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and time.time() - sent < 5, (time.time() - sent, err[-2000:])
+    assert "SIGTERM: saving the latest checkpoint (epoch 0)" in err and "Traceback" not in err
+    assert latest_theta(only_run_dir(tmp_path))[0] == 0
+
+
+@pytest.mark.signals
 def test_stopping_exits_with_its_status_every_time(tmp_path, cache_dir, start):
     for attempt in range(5):  # a crash in the interpreter's teardown once turned some of these into 139
         proc = start([*AC, "algorithm.n_epochs=0", f"log_base_dir={tmp_path / str(attempt)}"], tmp_path)

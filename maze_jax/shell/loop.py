@@ -96,11 +96,12 @@ class LoopState:
 
 
 def evaluate_polling(programs: Programs, should_stop: Callable) -> Callable:
-    """`programs.evaluate(state, key)`; on the host it also polls `should_stop` and gives None when that turned true
-    (a compiled evaluation is quick and runs to its end)."""
+    """`programs.evaluate(state, key)` that polls `should_stop` while it runs and gives None as soon as that turned
+    true: a Python env's episodes stop between steps, a compiled evaluation is abandoned where it is (Ctrl-C takes
+    effect at once even when its episodes are long; the process exits without waiting for it)."""
     if programs.on_host:
         return lambda state, key: programs.evaluate(state, key, should_stop)
-    return programs.evaluate
+    return lambda state, key: wait_until_ready(programs.evaluate(state, key), should_stop)
 
 
 def evaluation_stats(evaluate: Callable, state, key: jax.Array, prefix: str = "eval",
@@ -174,16 +175,13 @@ def reporting(should_stop: Callable, interval_s: float, report: Callable[[float]
     return check
 
 
-def wait_with_progress(result, interval_s: float, report: Callable[[float], None],
-                       should_stop: Callable = lambda: False):
-    """Blocks until the asynchronously dispatched epoch is done, calling `report(seconds so far)` every
-    `interval_s`.
-
-    Returns `result` (still on the devices), or None (the epoch abandoned) as soon as `should_stop()` is true."""
+def wait_until_ready(result, should_stop: Callable[[], bool]):
+    """Blocks until the asynchronously dispatched `result` is computed, polling `should_stop` (which may report
+    progress, see `reporting`) every 10 ms. Returns `result` (still on the devices), or None (abandoned: the
+    computation runs on, and the command exits without waiting for it) as soon as `should_stop()` is true."""
     leaf = jax.tree.leaves(result)[0]
-    check = reporting(should_stop, interval_s, report)
     while not leaf.is_ready():
-        if check():
+        if should_stop():
             return None
         time.sleep(0.01)
     return result
@@ -259,8 +257,7 @@ class TrainingLoop:
         if self.programs.on_host:
             result = self.programs.train_epoch(loop.state, poll)
         else:
-            result = wait_with_progress(self.programs.train_epoch(loop.state), options.progress_interval_s, report,
-                                        should_stop)
+            result = wait_until_ready(self.programs.train_epoch(loop.state), poll)
         if result is None:  # a signal: the epoch is abandoned
             return
         new_state, metrics = result[0], maze_tags(jax.device_get(result[1]), self.algorithm)  # state: on devices

@@ -9,7 +9,7 @@ took 0.5 to 0.8 s off the first run of ES on CartPole (whole process, against co
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, NamedTuple
 
 import jax
@@ -78,8 +78,15 @@ class Compilation:
         self.times[name] = lowering_s + self.finished - start
         return compiled
 
-    def programs(self) -> Programs:
-        """The compiled programs, once all are ready (logs the compile times the first time)."""
+    def programs(self, should_stop: Callable[[], bool] = lambda: False) -> Programs | None:
+        """The compiled programs, once all are ready (logs the compile times the first time); None as soon as
+        `should_stop()` is true (polled every 50 ms: a signal need not wait for a compile of minutes, which runs on
+        and is not waited for when the command exits)."""
+        for job in self.jobs.values():
+            while not job.done():
+                if should_stop():
+                    return None
+                wait([job], timeout=0.05)
         epoch, evaluate = self.jobs["epoch"].result(), self.jobs["evaluation"].result()
         if self.start is not None:
             parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in self.times.items())

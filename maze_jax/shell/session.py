@@ -392,8 +392,8 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     # a corrupt input ends here
     state, progress, best_state = restore_or_init(compilation.init, trainer, settings, echo)
     import_writers()
-    programs = compilation.programs()
-    if signals.received:  # before training started: nothing to save, and an input run is left as it was
+    programs = compilation.programs(lambda: bool(signals.received))
+    if programs is None:  # before training started: nothing to save, and an input run is left as it was
         trainer.close()
         echo(f"{signals.received} before training started: nothing saved", file=sys.stderr, flush=True)
         raise RunStopped(signals.received, run_dir)
