@@ -21,14 +21,15 @@ from maze_jax.envs.structured import SubStep
 class Countdown(gymnasium.Env):
     """Every episode lasts `length` steps and each step pays 1 + action, after `sleep_s` seconds (a slow simulator).
     On request it misbehaves at its n-th step (counted over its whole life): raises (`fail_at`), returns NaN
-    (`nan_at`), or kills its process (`die_at`; only once when `die_once_file` names a file it then creates)."""
+    (`nan_at`), kills its process (`die_at`; only once when `die_once_file` names a file it then creates), or stops
+    answering (`hang_at`: an hour's sleep)."""
 
     metadata = {"render_modes": []}
 
     def __init__(self, length: int = 3, fail_at: int | None = None, nan_at: int | None = None,
                  die_at: int | None = None, fail_in_reset: bool = False, sleep_s: float = 0.0,
-                 die_once_file: str | None = None):
-        self.length, self.fail_at, self.nan_at, self.die_at = length, fail_at, nan_at, die_at
+                 die_once_file: str | None = None, hang_at: int | None = None):
+        self.length, self.fail_at, self.nan_at, self.die_at, self.hang_at = length, fail_at, nan_at, die_at, hang_at
         self.sleep_s, self.die_once_file = sleep_s, die_once_file
         self.fail_in_reset = fail_in_reset
         self.observation_space = spaces.Box(0.0, float(length), (1,), np.float32)
@@ -48,6 +49,8 @@ class Countdown(gymnasium.Env):
             raise ValueError(f"pressure too high at step {self.steps}")
         if self.sleep_s:
             time.sleep(self.sleep_s)
+        if self.hang_at is not None and self.steps >= self.hang_at:
+            time.sleep(3600)
         if self.die_at is not None and self.steps >= self.die_at:
             if self.die_once_file is None or not os.path.exists(self.die_once_file):
                 if self.die_once_file is not None:

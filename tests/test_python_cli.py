@@ -81,6 +81,7 @@ def test_several_seeds_and_a_sweep_on_a_python_env(tmp_path, cache_dir):
     assert len([p for p in (tmp_path / "m" / "sweep").glob("*/*") if (p / "checkpoints").is_dir()]) == 2
 
 
+HANG = ["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "runner.env_step_timeout_s=2"]
 BAD = [
     # envpool registers LunarLander-v2, gymnasium (without envpool) LunarLander-v3: either is the close match
     (["env=gym_env", "env.name=LunarLandr-v2"], 2, "Close matches: LunarLander-v"),
@@ -92,13 +93,19 @@ BAD = [
      "returned non-finite rewards in vector step"),
     (["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0", "+env.kwargs.die_at=40",
       "runner.vectorization=async"], 4, "a worker process of env MazeJaxTest/Countdown-v0 died during step"),
+    # an env that stops answering: in the actor thread, the learner's thread (policy_lag=0), async workers and ES
+    *[([*HANG, f"+env.kwargs.hang_at={at}", *more], 4,
+       "env MazeJaxTest/Countdown-v0 did not return from step within 2 s (vector step")
+      for at, more in ((40, []), (40, ["runner.policy_lag=0"]), (40, ["runner.vectorization=async"]),
+                       (4, ["algorithm=es", *TINY["es"]]))],
 ]
 
 
 @pytest.mark.cli
 @pytest.mark.parametrize("args, code, message", BAD, ids=[str(i) for i in range(len(BAD))])
 def test_python_env_failures_are_one_line_with_their_exit_status(args, code, message, tmp_path, cache_dir):
-    base = [a for a in COUNTDOWN if not a.startswith("env")]
+    other_algorithm = any(a.startswith("algorithm=") for a in args)  # then none of PPO's settings
+    base = [a for a in COUNTDOWN if not a.startswith("env") and not (other_algorithm and a.startswith("algorithm"))]
     proc = run_tests_cli([*base, *args, "algorithm.n_epochs=3"], tmp_path, cache_dir)
     assert proc.returncode == code, proc.stderr[-3000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout

@@ -4,6 +4,8 @@ sub-steps, the host collector's vector env, and the structured cutting env porte
 from __future__ import annotations
 
 import importlib.util
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,7 @@ import pytest
 import python_envs
 from conftest import init_state, make_trainer
 from maze_jax.collectors import EnvFailed
-from maze_jax.shell.collectors.vector_env import VectorEnv
+from maze_jax.shell.collectors.vector_env import Vectorization, VectorEnv
 from maze_jax.config import ConfigError
 from maze_jax.envs import build_env, make_env
 from maze_jax.envs.python_env import to_observation
@@ -214,6 +216,27 @@ def test_failing_envs_raise_one_env_failed_naming_env_step_and_exception():
     with pytest.raises(EnvFailed, match="non-finite rewards in vector step 2") as raised:
         nan.step(np.zeros(2, np.int32))
     assert raised.value.reason == "non-finite"
+
+
+def test_an_env_call_past_its_deadline_fails_in_the_main_thread_and_is_reported_from_another():
+    spec = build_env({"_target_": "python_envs.Countdown", "hang_at": 2})
+    envs = VectorEnv(spec.env, 2, seed=0, vectorization=Vectorization("sync", 0.3))
+    envs.step(np.zeros(2, np.int32))
+    started = time.monotonic()
+    with pytest.raises(EnvFailed, match=r"env Countdown did not return from step within 0.3 s \(vector step 1;"):
+        envs.step(np.zeros(2, np.int32))  # the main thread: cut short
+    assert time.monotonic() - started < 2 and envs.overdue() == ""
+    envs.close()
+    other = VectorEnv(build_env({"_target_": "python_envs.Countdown", "hang_at": 1}).env, 1, seed=0,
+                      vectorization=Vectorization("sync", 0.3))
+    actor = threading.Thread(target=lambda: other.step(np.zeros(1, np.int32)), daemon=True)  # hangs for an hour
+    actor.start()
+    time.sleep(0.1)
+    assert other.overdue() == ""  # within the deadline
+    time.sleep(0.4)
+    assert "did not return from step within 0.3 s" in other.overdue()
+    other.close()  # leaves the hung env alone, at once
+    assert actor.is_alive()
 
 
 @pytest.mark.cli

@@ -179,6 +179,16 @@ def test_a_killed_worker_is_restarted_and_too_many_failures_stop_the_run_in_one_
     assert (only_run_dir(tmp_path / "b") / "checkpoints").is_dir()
 
 
+def test_an_env_that_stops_answering_on_a_worker_ends_the_run_in_one_line(tmp_path, cache_dir):
+    proc = run_tests_cli([*COUNTDOWN, "algorithm.n_epochs=50", "+env.kwargs.hang_at=60", "runner.env_step_timeout_s=2"],
+                         tmp_path, cache_dir)
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "did not return from step within 2 s (vector step" in errors[0], proc.stderr[-2000:]
+    assert "Ray worker" in errors[0] and "Traceback" not in proc.stderr
+    assert (only_run_dir(tmp_path) / "checkpoints").is_dir()
+
+
 def test_sigterm_keeps_a_checkpoint_and_leaves_no_ray_process(tmp_path, cache_dir):
     proc = start_cli([*COUNTDOWN, "algorithm.n_epochs=1000", "+env.kwargs.sleep_s=0.01", f"log_base_dir={tmp_path}",
                       f"compilation_cache_dir={cache_dir}"], TESTS)

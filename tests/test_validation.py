@@ -23,6 +23,7 @@ BAD = [
     ("runner.vectorization=fork", "runner.vectorization='fork' is unknown"),
     ("runner.table=wide", "runner.table='wide' is unknown. Valid: full, compact"),
     ("runner.policy_lag=2", "runner.policy_lag=2: must be <= 1"),
+    ("runner.env_step_timeout_s=0", "runner.env_step_timeout_s=0.0: must be > 0.0"),
     ("runner.n_seeds=abc", "runner.n_seeds='abc': expected an integer"),
     ("algorithm.optimizer.name=rmsprop", "algorithm.optimizer.name='rmsprop' is unknown"),
     ("algorithm.deterministic=perhaps", "algorithm.deterministic='perhaps': expected true or false"),
@@ -45,3 +46,10 @@ def test_every_bad_value_is_refused_before_compiling_naming_its_key(overrides, m
         draw_seeds(cfg)
         build(read_settings(cfg), echo=lambda *a, **k: None)  # what a run does before it compiles
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("value, seconds", [("null", None), ("2.5", 2.5)])
+def test_the_env_step_timeout_is_read_or_off(value, seconds):
+    cfg, _ = compose_config([f"runner.env_step_timeout_s={value}"])
+    draw_seeds(cfg)
+    assert read_settings(cfg).host.vectorization.timeout_s == seconds

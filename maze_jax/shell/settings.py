@@ -21,6 +21,7 @@ from maze_jax.algorithms.impala import ImpalaConfig
 from maze_jax.algorithms.sac import SACConfig
 from maze_jax.collectors.devices import check_divisible, make_mesh, read_n_devices
 from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
+from maze_jax.shell.collectors.vector_env import MODES, Vectorization
 
 CONFIG_FILE = "hydra_config.yaml"  # a run directory's resolved config
 
@@ -44,7 +45,7 @@ class HostSettings(NamedTuple):
     `runner=ray` the Ray workers' settings (`RaySettings`; None: envs in this process)."""
 
     n_envs: int = 16
-    vectorization: str = "sync"
+    vectorization: Vectorization = Vectorization()
     policy_lag: int = 1
     ray: Any = None
 
@@ -358,14 +359,17 @@ def read_table(runner: Mapping) -> str:
 def read_host(runner: Mapping) -> HostSettings:
     """The host collector's settings from the `runner` group (defaults where a runner config lacks them)."""
     defaults = HostSettings()
-    vectorization = str(runner.get("vectorization", defaults.vectorization))
-    if vectorization not in ("sync", "async"):
-        raise ConfigError(f"runner.vectorization={vectorization!r} is unknown. Valid: sync, async")
+    mode = str(runner.get("vectorization", defaults.vectorization.mode))
+    if mode not in MODES:
+        raise ConfigError(f"runner.vectorization={mode!r} is unknown. Valid: {', '.join(MODES)}")
+    timeout = runner.get("env_step_timeout_s", defaults.vectorization.timeout_s)
+    timeout = None if timeout is None else read(runner, "env_step_timeout_s", float, "runner", low=0.0,
+                                                 low_inclusive=False)
     ray = read_ray(runner)
     return HostSettings(
         n_envs=ray.envs_per_worker if ray else
         read(runner, "concurrency", int, "runner", low=1) if "concurrency" in runner else defaults.n_envs,
-        vectorization=vectorization,
+        vectorization=Vectorization(mode, timeout),
         policy_lag=read(runner, "policy_lag", int, "runner", low=0, high=1) if "policy_lag" in runner
         else defaults.policy_lag,
         ray=ray)

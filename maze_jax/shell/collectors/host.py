@@ -23,7 +23,7 @@ from jax.flatten_util import ravel_pytree
 from maze_jax.algorithms import Algorithm
 from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.algorithms.metrics import episode_table, epoch_totals, event_statistics
-from maze_jax.collectors import Trainer, TrainState
+from maze_jax.collectors import EnvFailed, Trainer, TrainState
 from maze_jax.collectors.jax_envs import row_by_row
 from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import EventStats, Recording, reset_memory
@@ -221,6 +221,10 @@ class RolloutCollector:
     def interrupt(self) -> None:
         """Nothing to cut short: a local rollout ends in its own time (the `Pipeline` calls this on close)."""
 
+    def overdue(self) -> str:
+        """'' unless an env call of a rollout in another thread ran past runner.env_step_timeout_s (`VectorEnv`)."""
+        return self.envs.overdue()
+
     def close(self) -> None:
         self.envs.close()
 
@@ -336,11 +340,14 @@ class Pipeline:
     updates), in an actor thread when `lag` is 1, in the caller's thread when 0. A version is what the actors act
     with and the learner's keys then (one per seed): rollout r acts with `agent_keys(keys, 0, r)` and seeds its
     envs from `fold_in(env_key, r)`. An actor's exception comes out of `next()`. `publish(acting, keys)` hands the
-    learner's new version over; `close()` calls `interrupt()` first, to cut a rollout in flight short."""
+    learner's new version over; `close()` calls `interrupt()` first, to cut a rollout in flight short. While the
+    learner waits for the actor, `overdue()` ('' or why) says whether the actor's envs stopped answering: the learner
+    then raises EnvFailed and leaves the actor behind."""
 
     def __init__(self, collect: Callable, acting, learner_keys, env_key, lag: int,
-                 interrupt: Callable = lambda: None):
-        self.collect, self.key, self.lag, self.interrupt = collect, env_key, lag, interrupt
+                 interrupt: Callable = lambda: None, overdue: Callable[[], str] = lambda: ""):
+        self.collect, self.key, self.lag, self.interrupt, self.overdue = collect, env_key, lag, interrupt, overdue
+        self.hung = False
         self.versions, self.version, self.index = {0: (acting, learner_keys)}, 0, 0
         self.cond, self.stopped = threading.Condition(), threading.Event()
         self.rollouts: queue.Queue = queue.Queue(maxsize=1)
@@ -395,6 +402,9 @@ class Pipeline:
                 except queue.Empty:
                     if should_stop():
                         return None
+                    if late := self.overdue():
+                        self.hung = True
+                        raise EnvFailed(late)
         self.index += 1
         if isinstance(item, BaseException):
             raise item
@@ -413,7 +423,7 @@ class Pipeline:
         self.interrupt()
         with self.cond:
             self.cond.notify_all()
-        if self.thread is not None:
+        if self.thread is not None and not self.hung:  # a hung actor ends with the process
             self.thread.join(timeout=30)
 
 
@@ -538,7 +548,8 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
             state = state.replace(learner=learner)
         lag = 0 if algorithm.fresh_episodes else settings.policy_lag  # episodes of the population being updated
         running.update(pipeline=Pipeline(collector.collect, acting(state.learner), state.learner.key, pipeline_key,
-                                         lag, collector.interrupt), state=state)
+                                         lag, collector.interrupt, getattr(collector, "overdue", lambda: "")),
+                       state=state)
         return state
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):

@@ -9,11 +9,15 @@ envpool batch for envpool ids (its next-step auto-reset is turned into same-step
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import multiprocessing
 import os
 import signal
 import sys
-from typing import Any
+import threading
+import time
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,6 +25,38 @@ from maze_jax.collectors import EnvFailed
 from maze_jax.config import ConfigError, first_line
 
 MODES = ("sync", "async")
+
+
+class Vectorization(NamedTuple):
+    """How a vector env steps (`runner.vectorization`: sync in this process, async in a worker process per env),
+    and how long one call of the envs' `step` or `reset` may take (`runner.env_step_timeout_s`; None: forever)."""
+
+    mode: str = "sync"
+    timeout_s: float | None = 300.0
+
+
+class EnvTimeout(Exception):
+    """An env call ran past its deadline (raised in the calling thread by `deadline`)."""
+
+
+def _raise_timeout(signum, frame):
+    raise EnvTimeout()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None):
+    """Raises EnvTimeout inside the block once it has run `seconds` (SIGALRM: in the main thread only, since only
+    there can Python deliver a signal; elsewhere, and for None, a plain block)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 WORKER_DIED = (EOFError, BrokenPipeError, ConnectionError)
 # A Python env without a time limit gets this one (gymnasium's TimeLimit), in training, ES and evaluation: an
 # evaluation or an ES member's episode that never ends would otherwise never return.
@@ -51,8 +87,6 @@ def worker_env(make, max_episode_steps: int | None = None):
 
 
 def _ignoring_sigint(make):
-    import multiprocessing
-
     if multiprocessing.parent_process() is None:
         return make()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # in a worker process only
@@ -106,16 +140,27 @@ def reported(info: dict, n: int) -> tuple[dict, dict]:
 
 class VectorEnv:
     """`n` copies of `env` (a PythonEnv), seeded `seed`, `seed + 1`, ...; `max_episode_steps` caps episodes (an env
-    without a time limit of its own gets DEFAULT_TIME_LIMIT)."""
+    without a time limit of its own gets DEFAULT_TIME_LIMIT).
 
-    def __init__(self, env: Any, n: int, seed: int, mode: str = "sync", max_episode_steps: int | None = None):
+    A `step` or `reset` that does not return within `vectorization.timeout_s` ends in EnvFailed: raised in the
+    calling thread (async workers: the wait for their answers times out, and closing kills them; in the main
+    thread: a SIGALRM), or, for a sync call in another thread (an actor thread), reported by `overdue()` to the
+    thread that waits for it."""
+
+    def __init__(self, env: Any, n: int, seed: int, vectorization: Vectorization | str = "sync",
+                 max_episode_steps: int | None = None):
+        vectorization = Vectorization(vectorization) if isinstance(vectorization, str) else vectorization
+        mode = vectorization.mode
         if mode not in MODES:
             raise ConfigError(f"runner.vectorization={mode!r} is unknown. Valid: {', '.join(MODES)}")
         if not max_episode_steps and has_no_time_limit(env):
             max_episode_steps = DEFAULT_TIME_LIMIT
         self.env, self.n, self.name, self.steps = env, n, env.name, 0
+        self.mode, self.timeout_s = mode, vectorization.timeout_s
         self.reports: tuple[dict, dict] = ({}, {})  # the last step's events and KPIs (`reported`)
         self._pool = self._vector = None
+        self._in_call: tuple[str, float] | None = None  # (what, when it started) while a sync call runs
+        self._hung = False  # a call never returned: its envs are left alone when closing
         self._call("start", self._start, mode, max_episode_steps)
         self.reset(seed)
 
@@ -151,8 +196,8 @@ class VectorEnv:
         return True
 
     def _reset_some(self, which: np.ndarray, seeds) -> None:
-        obs, _ = self._vector.reset(seed=[int(s) if w else None for s, w in zip(seeds, which)],
-                                    options={"reset_mask": which})
+        obs, _ = self._vector_call("reset", seed=[int(s) if w else None for s, w in zip(seeds, which)],
+                                   options={"reset_mask": which})
         self._obs = self.env.to_observation(obs)
 
     def _reset(self, seed: int) -> None:
@@ -166,8 +211,15 @@ class VectorEnv:
             obs, info = self._pool.reset()
             self._obs = self.env.to_observation(self._ordered(obs, info))
             return
-        obs, _ = self._vector.reset(seed=seed)
+        obs, _ = self._vector_call("reset", seed=seed)
         self._obs = self.env.to_observation(obs)
+
+    def _vector_call(self, name: str, **kwargs):
+        """gymnasium's vector `reset` or `step`; async workers' answers are waited for up to the deadline."""
+        if self.mode != "async":
+            return getattr(self._vector, name)(**kwargs)
+        getattr(self._vector, f"{name}_async")(**kwargs)
+        return getattr(self._vector, f"{name}_wait")(timeout=self.timeout_s)
 
     @staticmethod
     def _ordered(x, info):
@@ -177,17 +229,40 @@ class VectorEnv:
         order = np.argsort(info["env_id"])
         return _rows(x, order) if isinstance(x, dict) else np.asarray(x)[order]
 
+    def _timed_out(self, what: str) -> str:
+        return (f"env {self.name} did not return from {what} within {self.timeout_s:g} s (vector step {self.steps}; "
+                "runner.env_step_timeout_s sets the limit, null for none)")
+
+    def overdue(self) -> str:
+        """'' unless a sync call of the envs has run past the deadline: then the line that says so (the envs are
+        then left alone when closing)."""
+        started = self._in_call
+        if started is None or self.timeout_s is None or self.mode != "sync" or \
+                time.monotonic() - started[1] < self.timeout_s:
+            return ""
+        self._hung = True
+        return self._timed_out(started[0])
+
     def _call(self, what: str, fn, *args):
+        timed = what != "start" and self.timeout_s is not None
         try:
-            return fn(*args)
+            if not timed or self.mode == "async":  # async: the waits for the workers' answers have the deadline
+                return fn(*args)
+            self._in_call = (what, time.monotonic())
+            with deadline(self.timeout_s):
+                return fn(*args)
         except (EnvFailed, ConfigError):
             raise
+        except (EnvTimeout, multiprocessing.TimeoutError):
+            raise EnvFailed(self._timed_out(what)) from None
         except WORKER_DIED as error:
             raise EnvFailed(f"a worker process of env {self.name} died during {what} (vector step {self.steps}; "
                             f"{type(error).__name__} from its pipe)") from None
         except Exception as error:  # the env's own code raised
             raise EnvFailed(f"env {self.name} raised {type(error).__name__} in {what} (vector step {self.steps}): "
                             f"{first_line(error)}") from None
+        finally:
+            self._in_call = None
 
     @property
     def obs(self):
@@ -218,7 +293,7 @@ class VectorEnv:
                 raw, _, _, _, info = self._pool.step(dummy, done)
                 _set_rows(obs, info["env_id"], self.env.to_observation(raw))
             return obs, np.asarray(reward, np.float32), np.asarray(terminated), np.asarray(truncated), final
-        raw, reward, terminated, truncated, info = self._vector.step(env_actions)
+        raw, reward, terminated, truncated, info = self._vector_call("step", actions=env_actions)
         self.reports = reported(info, self.n)
         obs = self.env.to_observation(raw)
         final = obs
@@ -233,6 +308,8 @@ class VectorEnv:
         if self._pool is not None:
             self._pool.close()
         vector = self._vector
+        if vector is not None and self._hung:  # its envs are inside a call that never returned: leave them be
+            vector = None
         if vector is not None:
             try:
                 vector.close(**({"terminate": True, "timeout": 5} if hasattr(vector, "processes") else {}))
