@@ -142,8 +142,34 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_an_older_one_and_says_so(inta
     shutil.copytree(intact_run, copy)
     (copy / "checkpoints" / "2" / "meta" / "metadata").write_text("{broken")
     said = resume(copy)
-    assert said[0].startswith("Skipped checkpoints/2 (") and said[0].endswith(": using checkpoints/1")
+    assert said[0].startswith("Skipped checkpoints/2 (") and said[0].endswith(": using checkpoints/1 (epoch 1)")
     assert said[-1].startswith(f"Resumed {copy} at epoch 1")
+
+
+def test_latest_checkpoints_deleted_by_hand_are_named_before_the_best_model_is_used(intact_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(intact_run, copy)
+    best_epoch = int(next((copy / "best").iterdir()).name)
+    for step in (copy / "checkpoints").iterdir():
+        shutil.rmtree(step)
+    said = resume(copy)
+    assert said[0] == (f"Skipped checkpoints/ (no complete checkpoint: deleted, or its save was cut short): using "
+                       f"best/{best_epoch} (epoch {best_epoch})")
+    assert said[-1].startswith(f"Resumed {copy} at epoch {best_epoch}")
+
+
+def test_a_resumed_run_without_latest_checkpoints_goes_on_from_its_parents_newer_one(intact_run, tmp_path):
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    shutil.copytree(intact_run, parent)
+    shutil.copytree(intact_run, child)  # as a resume of `parent` killed in its first save: its best model only
+    shutil.rmtree(child / "checkpoints")
+    config = (child / "hydra_config.yaml").read_text()
+    assert "input_dir: ''" in config
+    (child / "hydra_config.yaml").write_text(config.replace("input_dir: ''", f"input_dir: {parent}"))
+    said = resume(child)
+    assert said[0] == (f"Skipped checkpoints/ (no complete checkpoint: deleted, or its save was cut short): using "
+                       f"{parent / 'checkpoints' / '2'} (epoch 2)")
+    assert said[-1].startswith(f"Resumed {child} at epoch 2")
 
 
 def test_a_corrupt_best_model_does_not_block_a_resume(intact_run, tmp_path):

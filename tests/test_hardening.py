@@ -248,6 +248,27 @@ def test_kill_9_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path, 
 
 
 @pytest.mark.signals
+def test_a_resumed_run_killed_in_its_first_save_resumes_from_the_epoch_it_had_reached(tmp_path, cache_dir, start):
+    first = run_cli([*AC, "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    parent = only_run_dir(tmp_path / "a")
+    proc = start([f"input_dir={parent}", "algorithm.n_epochs=0", f"log_base_dir={tmp_path / 'b'}"], tmp_path,
+                 faults={"MAZE_JAX_TEST_SLOW_COMMIT": "30"})
+    wait_for(proc, "committing checkpoint")  # its first save: the best model it carries over
+    wait_for(proc, "committing checkpoint")  # then its latest checkpoint, cut short
+    proc.kill()
+    proc.wait()
+    killed = only_run_dir(tmp_path / "b")
+    assert (killed / "best").is_dir() and CheckpointDir(str(killed / "checkpoints"), read_only=True).latest_step() is None
+    resumed = run_cli([f"input_dir={killed}", "algorithm.n_epochs=4", f"log_base_dir={tmp_path / 'c'}"], tmp_path,
+                      cache_dir)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (f"Skipped checkpoints/ (no complete checkpoint: deleted, or its save was cut short): using "
+            f"{parent / 'checkpoints' / '3'} (epoch 3)") in resumed.stdout
+    assert f"Resumed {killed} at epoch 3 " in resumed.stdout
+
+
+@pytest.mark.signals
 def test_a_second_ctrl_c_waits_for_the_save_in_progress(tmp_path, cache_dir, start):
     proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=1000", f"log_base_dir={tmp_path}"],
                  tmp_path, faults={"MAZE_JAX_TEST_SLOW_COMMIT": "2"})
