@@ -259,7 +259,8 @@ def test_a_resumed_run_killed_in_its_first_save_resumes_from_the_epoch_it_had_re
     proc.kill()
     proc.wait()
     killed = only_run_dir(tmp_path / "b")
-    assert (killed / "best").is_dir() and CheckpointDir(str(killed / "checkpoints"), read_only=True).latest_step() is None
+    assert (killed / "best").is_dir()
+    assert CheckpointDir(str(killed / "checkpoints"), read_only=True).latest_step() is None
     resumed = run_cli([f"input_dir={killed}", "algorithm.n_epochs=4", f"log_base_dir={tmp_path / 'c'}"], tmp_path,
                       cache_dir)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
