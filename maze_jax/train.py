@@ -219,22 +219,12 @@ def split_flags(argv: list[str]) -> tuple[list[str], list[str]]:
 def wait_for_coordinator(address: str, timeout_s: float) -> None:
     """Exits with a one-line error unless process 0's coordinator at `address` accepts connections in time
     (JAX itself would abort the process with a C++ stack trace)."""
-    import socket
-    import time
+    from maze_jax.shell.network import unreachable
 
-    host, _, port = address.rpartition(":")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection((host, int(port)), timeout=1.0).close()
-            return
-        except (OSError, ValueError):
-            if time.monotonic() >= deadline:
-                print(f"Error: runner=distributed could not reach the coordinator {address} (process 0) within "
-                      f"{timeout_s:g} s; start process 0 first or check runner.coordinator_address",
-                      file=sys.stderr, flush=True)
-                sys.exit(2)
-            time.sleep(0.2)
+    if why := unreachable(address, timeout_s):
+        print(f"Error: runner=distributed could not reach the coordinator {address} (process 0): {why}; start "
+              f"process 0 first or check runner.coordinator_address", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def waiting_line(kwargs: dict) -> str:

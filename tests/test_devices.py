@@ -128,7 +128,7 @@ def test_an_unreachable_coordinator_is_one_line_and_exit_2(tmp_path, cache_dir):
                     f"runner.coordinator_address={address}", "runner.initialization_timeout_s=2",
                     f"log_base_dir={tmp_path}"], tmp_path, cache_dir, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert f"could not reach the coordinator {address} (process 0) within 2 s" in proc.stderr
+    assert f"could not reach the coordinator {address} (process 0): nothing answered there within 2 s" in proc.stderr
     assert f"Waiting for 2 processes to join at {address} (process 1; up to 2 s" in proc.stdout
     assert "Traceback" not in proc.stderr
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, start_cli
+from test_devices import free_port
 from test_cli import only_run_dir
 from test_python_cli import TESTS, TINY, run_tests_cli
 
@@ -189,6 +190,42 @@ def test_an_env_that_stops_answering_on_a_worker_ends_the_run_in_one_line(tmp_pa
     assert (only_run_dir(tmp_path) / "checkpoints").is_dir()
 
 
+@pytest.mark.parametrize("address, why", [("bogus.invalid:6379", "the host 'bogus.invalid' is unknown"),
+                                          ("127.0.0.1:{port}", "nothing answered there within 2 s"),
+                                          ("ray://127.0.0.1:{port}", "nothing answered there within 2 s"),
+                                          ("localhost", "'localhost' is not host:port")])
+def test_a_bad_or_unreachable_address_is_one_line_exit_2_and_no_run_directory(address, why, tmp_path, cache_dir):
+    address = address.format(port=free_port())
+    started = time.time()
+    proc = run_tests_cli([*COUNTDOWN, f"runner.address={address}", "runner.start_timeout_s=2"], tmp_path, cache_dir)
+    assert proc.returncode == 2 and time.time() - started < 60, proc.stderr[-3000:]
+    assert proc.stderr == (f"Error: runner.address={address}: no Ray cluster answers there ({why}"
+                           f"{' (Connection refused)' if 'answered' in why else ''}); start one (ray start --head) "
+                           "or leave runner.address empty for a local Ray\n")
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+def test_a_ray_client_address_trains_on_that_cluster(tmp_path, cache_dir):
+    import subprocess
+    import sys
+
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    gcs, client = free_port(), free_port()
+    env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1"}
+    subprocess.run([ray, "start", "--head", f"--port={gcs}", f"--ray-client-server-port={client}", "--num-cpus=2",
+                    "--include-dashboard=false"], check=True, capture_output=True, env=env, timeout=120)
+    try:
+        # an env the cluster's workers can import (a module of one's own needs Ray's runtime_env there)
+        cartpole = [a for a in COUNTDOWN if not a.startswith("env.name=")] + ["env.name=CartPole-v1"]
+        proc = run_tests_cli([*cartpole, "algorithm.n_epochs=1", f"runner.address=ray://127.0.0.1:{client}"],
+                             tmp_path, cache_dir)
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Ray: 2 env workers on the Ray cluster at ray://127.0.0.1:{client}" in proc.stdout
+    assert "Final evaluation" in proc.stdout and "Traceback" not in proc.stderr
+
+
 def test_sigterm_keeps_a_checkpoint_and_leaves_no_ray_process(tmp_path, cache_dir):
     proc = start_cli([*COUNTDOWN, "algorithm.n_epochs=1000", "+env.kwargs.sleep_s=0.01", f"log_base_dir={tmp_path}",
                       f"compilation_cache_dir={cache_dir}"], TESTS)
@@ -208,3 +245,23 @@ def test_sigterm_keeps_a_checkpoint_and_leaves_no_ray_process(tmp_path, cache_di
     assert (only_run_dir(tmp_path) / "checkpoints").is_dir()
     time.sleep(1)
     assert not [p for p in below if alive(p)], "Ray processes outlived the run"
+
+
+def test_kill_9_of_the_run_leaves_no_ray_process(tmp_path, cache_dir):
+    proc = start_cli([*COUNTDOWN, "algorithm.n_epochs=1000", "+env.kwargs.sleep_s=0.01", f"log_base_dir={tmp_path}",
+                      f"compilation_cache_dir={cache_dir}"], TESTS)
+    try:
+        seen, deadline = "", time.time() + 120
+        while "epoch    1 |" not in seen and time.time() < deadline:
+            seen += proc.stdout.readline()
+        assert "epoch    1 |" in seen, seen
+        below = descendants(proc.pid)
+        assert len(below) >= 3  # Ray's services and the two workers
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.kill()
+    deadline = time.time() + 30
+    while [p for p in below if alive(p)] and time.time() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in below if alive(p)], "Ray processes outlived the killed run"

@@ -19,6 +19,7 @@ import functools
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -34,7 +35,9 @@ from maze_jax.algorithms.actor_critic import Trajectory
 from maze_jax.collectors import EnvFailed, Trainer
 from maze_jax.config import ConfigError, first_line
 from maze_jax.envs import EnvSpec
+from maze_jax.shell.collectors import reaper
 from maze_jax.shell.collectors.host import EpisodeCollector, RolloutCollector, rollout_host_trainer
+from maze_jax.shell.network import unreachable
 from maze_jax.shell.settings import HostSettings, RaySettings
 
 WORKER_ENV = {"JAX_PLATFORMS": "cpu",
@@ -98,6 +101,13 @@ def worker_error(error: BaseException) -> str:
     return next((line for line in reversed(lines) if "Error" in line.split(":")[0]), first_line(error))
 
 
+def has_auth_token() -> bool:
+    """Whether Ray's authentication token is at hand (`RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or
+    `~/.ray/auth_token`)."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser(os.path.join("~", ".ray", "auth_token"))
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
+
+
 def start_ray(settings: RaySettings) -> bool:
     """Connects to Ray: joins `settings.address`, or starts a local Ray with a CPU for every worker. True when
     this call started or joined it (so the run ends the connection); False when the caller had already."""
@@ -124,6 +134,13 @@ def start_ray(settings: RaySettings) -> bool:
     return True
 
 
+def start_reaper(ignore: set) -> subprocess.Popen:
+    """The reaper (`reaper.py`) of the processes this one starts from now on (but `ignore`): a local Ray's services
+    end with the run even when the run is killed outright."""
+    return subprocess.Popen([sys.executable, reaper.__file__, str(os.getpid()), *map(str, ignore)],
+                            stdin=subprocess.PIPE, start_new_session=True)
+
+
 class RayWorkers:
     """The run's Ray actors, each built from `args_of(w)` (EnvWorker's arguments): started and waited for,
     called all together (`call`), restarted by Ray when they die, and ended by `close`."""
@@ -134,7 +151,9 @@ class RayWorkers:
         self.settings, self.failures, self.interrupted = settings, 0, threading.Event()
         self.restarting: dict[int, float] = {}  # worker -> when its death was seen
         start = time.perf_counter()
+        before = set(reaper.descendants(os.getpid()))
         self.own_ray = start_ray(settings)
+        self.reaper = start_reaper(before) if self.own_ray and not settings.address else None
         actor = ray.remote(EnvWorker).options(
             max_restarts=settings.max_worker_restarts, num_cpus=settings.cpus_per_worker,
             runtime_env={"env_vars": WORKER_ENV})
@@ -219,6 +238,10 @@ class RayWorkers:
         if self.own_ray:
             ray.shutdown()
             self.own_ray = False
+        if self.reaper is not None:  # it ends what the shutdown left, then itself
+            self.reaper.stdin.close()
+            self.reaper.wait(10)
+            self.reaper = None
 
 
 def _concatenate(parts: list, axis: int):
@@ -348,6 +371,14 @@ def ray_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings:
         raise ConfigError(f"runner=ray steps Python envs on Ray workers; {env_spec.env.name} is a JAX env, which "
                           f"trains in one compiled program: use runner=local (or env=gymnasium to step gymnasium's "
                           f"version on Ray)")
+    address = ray_settings.address
+    if address and address not in ("auto", "local") and (why := unreachable(address, ray_settings.start_timeout_s)):
+        raise ConfigError(f"runner.address={address}: no Ray cluster answers there ({why}); start one (ray start "
+                          f"--head) or leave runner.address empty for a local Ray")
+    if address and "RAY_AUTH_MODE" not in os.environ and has_auth_token():
+        # a head started on a machine with a token enables token authentication, which Ray's drivers and clients
+        # use only when told (read when Ray is imported): with a token at hand, use it
+        os.environ["RAY_AUTH_MODE"] = "token"
     if algorithm.fresh_episodes:
         return rollout_host_trainer(algorithm, env_spec, n_seeds, settings, lambda seed: RayEpisodes(
             algorithm, env_spec, n_seeds, seed, settings.vectorization, ray_settings))
