@@ -165,6 +165,31 @@ def test_signals_save_and_leave_no_worker_process(sig, code, tmp_path, cache_dir
     assert (only_run_dir(tmp_path) / "checkpoints").is_dir()
 
 
+@pytest.mark.signals
+def test_kill_9_leaves_no_worker_process_and_no_worker_tracebacks(tmp_path, cache_dir):
+    proc = start_cli([*COUNTDOWN, "runner.vectorization=async", "runner.concurrency=8", "algorithm.n_epochs=0",
+                      f"log_base_dir={tmp_path}", f"compilation_cache_dir={cache_dir}"], TESTS)
+    try:
+        deadline = time.time() + 120
+        for line in proc.stdout:
+            if "Iteration 1 " in line:
+                break
+            assert time.time() < deadline
+        workers = children_of(proc.pid)
+        assert len(workers) >= 8
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 10
+        while [pid for pid in workers if alive(pid)] and time.time() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if alive(pid)]
+        err = proc.stderr.read()  # the workers' stderr is the run's: it closes when the last of them ended
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err[-3000:]
+
+
 @pytest.mark.learning
 def test_ppo_learns_a_gymnasium_env_within_budget(tmp_path, cache_dir):
     """PPO with Maze's defaults on CartPole stepped as a Python env: solved within 4 epochs of 40,000 steps."""

@@ -98,6 +98,37 @@ def _ignoring_sigint(make):
         os._exit(1)
 
 
+class _TrainingProcessPipe:
+    """An async worker's end of its pipe to the training process. Once that process is gone (killed outright), the
+    worker ends at once and silently: gymnasium's worker would print a traceback (a BrokenPipeError) for every env."""
+
+    def __init__(self, pipe):
+        self._pipe = pipe
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+    def recv(self):
+        try:
+            return self._pipe.recv()
+        except WORKER_DIED:
+            os._exit(0)
+
+    def send(self, obj) -> None:
+        try:
+            self._pipe.send(obj)
+        except WORKER_DIED:
+            os._exit(0)
+
+
+def quiet_worker(index: int, env_fn, pipe, *rest) -> None:
+    """gymnasium's async worker (in the worker process), on a pipe that ends the worker quietly when the training
+    process is gone."""
+    from gymnasium.vector.async_vector_env import _async_worker
+
+    _async_worker(index, env_fn, _TrainingProcessPipe(pipe), *rest)
+
+
 def _rows(tree, index):
     return tree[index] if not isinstance(tree, dict) else {k: _rows(v, index) for k, v in tree.items()}
 
@@ -181,7 +212,8 @@ class VectorEnv:
         else:  # spawned: forking a process that runs JAX's threads can deadlock
             # a worker's exception comes back as one EnvFailed line: not also as gymnasium's logged traceback
             gymnasium.logger.min_level = gymnasium.logger.ERROR + 10
-            self._vector = gymnasium.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=same_step)
+            self._vector = gymnasium.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=same_step,
+                                                           worker=quiet_worker)
 
     def reset(self, seed: int) -> None:
         """Every env starts a new episode; env i seeded `seed + i`."""
