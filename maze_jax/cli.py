@@ -4,9 +4,11 @@ and a fast exit."""
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import os
 import sys
+import threading
 from typing import Any, Callable
 
 from maze_jax.config import ConfigError, first_line
@@ -23,9 +25,13 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
     from maze_jax.collectors import EnvFailed
     from maze_jax.shell.session import RunStopped
 
-    # Hydra sets the root logger to INFO; keep library chatter (Orbax's read-only notices, say) out of the table
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    # Hydra sets the root logger to INFO; keep library chatter (Orbax's read-only notices, say) out of the table, and
+    # Orbax's own report of a save that failed (a full disk): the run says that in its one line
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
     logging.getLogger("jax").setLevel(logging.WARNING)
+    if not SHOW_TRACEBACKS:
+        logging.raiseExceptions = False  # a log file on a full disk: no "--- Logging error ---" report per record
+        threading.excepthook = quiet_write_failures
     try:
         return body()
     except ConfigError as error:
@@ -39,11 +45,32 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
     except EnvFailed as failed:  # after training (final evaluation, rollouts): the checkpoints are complete
         print(f"Error: {failed}", file=sys.stderr, flush=True)
         sys.exit(RunStopped.EXIT_CODES[failed.reason])
+    except OSError as error:
+        if SHOW_TRACEBACKS or error.errno not in WRITE_FAILURES:
+            raise
+        # a full disk outside the training loop (which stops on its own, keeping its last checkpoint)
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"Error: could not write the run's files{where}: [Errno {error.errno}] {error.strerror}",
+              file=sys.stderr, flush=True)
+        sys.exit(5)
     except KeyboardInterrupt:  # Ctrl-C where no training loop handles it (a rollout): it has nothing to save
         if SHOW_TRACEBACKS:
             raise
         print("\nSIGINT: stopped before the end", file=sys.stderr, flush=True)
         sys.exit(130)
+
+
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
+def quiet_write_failures(args) -> None:
+    """`threading.excepthook`: a library's writer thread (TensorBoard's) that failed because the disk is full, or
+    whose queue was closed under it after such a failure, ends without a traceback (the run reports the failure in
+    its one line, exit status 5); other errors as usual."""
+    error = args.exc_value
+    if isinstance(error, OSError) and (error.errno in WRITE_FAILURES or str(error) == "handle is closed"):
+        return
+    threading.__excepthook__(args)
 
 
 def command_line_config_dirs(hydra_cfg) -> list[str]:
@@ -189,15 +216,21 @@ def remove_created(out_dir: str, own_files: tuple) -> None:
 
 
 def check_output_dir(argv: list[str]) -> None:
-    """Fails early, in one line, when `log_base_dir` cannot be created (Hydra would fail with a traceback)."""
+    """Fails early, in one line, when `log_base_dir`, or a `hydra.run.dir` or `hydra.sweep.dir` given, cannot be
+    created or written (a read-only folder or file system: Hydra would fail with a traceback)."""
     base = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("log_base_dir=")), "outputs")
-    path = os.path.abspath(os.path.expanduser(base))
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path) or not os.access(path, os.W_OK):
-        print(f"Error: log_base_dir={base!r} cannot be written ({path} is not a writable directory)",
-              file=sys.stderr, flush=True)
-        sys.exit(2)
+    folders = [("log_base_dir", base)] + [(key, override_value(argv, key)) for key in ("hydra.run.dir",
+                                                                                       "hydra.sweep.dir")]
+    for key, given in folders:
+        if not given:
+            continue
+        path = os.path.abspath(os.path.expanduser(given))
+        while not os.path.exists(path):
+            path = os.path.dirname(path)
+        if not os.path.isdir(path) or not os.access(path, os.W_OK):
+            print(f"Error: {key}={given!r} cannot be written ({path} is not a writable directory)",
+                  file=sys.stderr, flush=True)
+            sys.exit(2)
 
 
 def exit_now(code: int = 0) -> None:
@@ -208,7 +241,12 @@ def exit_now(code: int = 0) -> None:
     if "multiprocessing" in sys.modules:
         for child in sys.modules["multiprocessing"].active_children():
             child.terminate()
+    if code and not SHOW_TRACEBACKS:  # a failed run said why: a library's exit handler that fails too (TensorBoard's
+        sys.unraisablehook = lambda unraisable: None  # writer flushing to a full disk) adds nothing
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
     os._exit(code)

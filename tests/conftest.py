@@ -158,3 +158,28 @@ def init_state(trainer, seed: int = 0):
     """A fresh training state of `trainer` from one seed (agent and env keys drawn from it)."""
     key = jax.random.key(seed)
     return trainer.init(key, jax.random.fold_in(key, 1))
+
+
+def mounted_tmpfs(path, read_only: bool = False):
+    """A 3 MB tmpfs at `path` (created), read-only if asked, unmounted when the generator closes; the test is
+    skipped where mounting needs rights it lacks (it needs root)."""
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("a disk of its own needs mount (root)")
+    (path / "existing").mkdir()
+    if read_only:
+        subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)
+    yield path
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB disk, which a test fills to leave what it wants free."""
+    yield from mounted_tmpfs(tmp_path / "disk")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A read-only disk holding one folder, `existing` (root cannot write it either)."""
+    yield from mounted_tmpfs(tmp_path / "ro", read_only=True)

@@ -75,3 +75,14 @@ def test_rendering_an_env_that_cannot_draw_is_one_line(tmp_path, cache_dir):
         "Error: runner.render: env MazeJaxTest/Countdown-v0 cannot draw itself: its metadata's render_modes [] lack "
         "rgb_array (a gymnasium env draws frames with render_mode='rgb_array')"], proc.stderr[-2000:]
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("key, folder", [("hydra.run.dir", "existing"), ("hydra.run.dir", "new"),
+                                         ("log_base_dir", "existing"), ("hydra.sweep.dir", "existing")])
+def test_a_read_only_output_folder_is_one_line(key, folder, read_only_disk, tmp_path, cache_dir):
+    given = read_only_disk / folder
+    multirun = ["--multirun", "algorithm.lr=0.1,0.2"] if key == "hydra.sweep.dir" else []
+    proc = run_cli([*multirun, "runner=dev", f"{key}={given}"], tmp_path, cache_dir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    where = given if folder == "existing" else read_only_disk
+    assert proc.stderr == f"Error: {key}='{given}' cannot be written ({where} is not a writable directory)\n"

@@ -332,6 +332,18 @@ def test_stopping_exits_with_its_status_every_time(tmp_path, cache_dir, start):
 
 
 @pytest.mark.cli
+@pytest.mark.parametrize("free_kb", [20, 60, 400])  # before the first save, in the first, after a few
+def test_a_disk_that_fills_up_is_one_line_and_exit_5_wherever_it_happens(free_kb, small_disk, tmp_path, cache_dir):
+    with open(small_disk / "filler", "wb") as f:
+        f.write(b"\0" * ((3072 - free_kb) * 1024))
+    proc = run_cli([*AC, "algorithm.n_epochs=0", "runner.dump_interval=1", "runner.checkpoint_every_s=0",
+                    f"log_base_dir={small_disk / 'runs'}"], tmp_path, cache_dir)
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: could not write "), proc.stderr[-3000:]
+    assert "[Errno 28] No space left on device" in proc.stderr and str(small_disk / "runs") in proc.stderr
+
+
+@pytest.mark.cli
 def test_a_full_disk_is_one_line_naming_the_path_and_the_previous_checkpoint_survives(tmp_path, cache_dir, start):
     proc = start([*AC, "algorithm.n_epochs=0", "runner.checkpoint_every_s=0", f"log_base_dir={tmp_path / 'a'}"],
                  tmp_path, faults={"MAZE_JAX_TEST_FAIL_COMMIT": "3"})

@@ -6,6 +6,7 @@ a half-written checkpoint where restore would find it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from typing import Any
@@ -86,11 +87,14 @@ class CheckpointWriteError(RuntimeError):
 
 
 def os_reason(error: BaseException) -> str:
-    """The OS error behind an exception (Orbax and TensorStore wrap it), else its first line."""
+    """The OS error behind an exception (Orbax and TensorStore wrap it; TensorStore's full disk reads
+    'RESOURCE_EXHAUSTED: Error writing ...'), else its first line."""
     seen = error
     while seen is not None:
         if isinstance(seen, OSError) and seen.strerror:
             return f"[Errno {seen.errno}] {seen.strerror}"
+        if "No space left on device" in str(seen) or str(seen).startswith("RESOURCE_EXHAUSTED: Error writing"):
+            return f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}"
         seen = seen.__cause__ or seen.__context__
     return f"{type(error).__name__}: {first_line(error)}"
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from maze_jax.algorithms.metrics import episode_table
 from maze_jax.collectors import EnvFailed
-from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, to_savable
+from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, os_reason, to_savable
 from maze_jax.shell.programs import Programs
 from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.signals import StopSignals
@@ -93,6 +93,15 @@ class LoopState:
     stop_reason: str = ""  # "" while running; then "done", "SIGINT", "SIGTERM" or "non-finite"
     listeners: list = field(default_factory=list)
     seed_rows: dict = field(default_factory=dict)  # the last epoch's rows of each seed (runs of several seeds)
+
+
+def write_error(error: Exception) -> str:
+    """What a failed write of the run's files says: a CheckpointWriteError as it is, another OSError (TensorBoard's
+    writer, a picture) with its OS reason and file."""
+    if isinstance(error, CheckpointWriteError):
+        return str(error)
+    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+    return f"could not write the run's files{where}: {os_reason(error)}"
 
 
 def evaluate_polling(programs: Programs, should_stop: Callable) -> Callable:
@@ -226,8 +235,8 @@ class TrainingLoop:
             echo(f"Error: {failed}. The last good state (epoch {loop.progress.epoch}) is kept", file=sys.stderr,
                  flush=True)
             loop.stop_reason = failed.reason
-        except CheckpointWriteError as failed:
-            echo(f"Error: {failed}. The last complete checkpoint is kept", file=sys.stderr, flush=True)
+        except (CheckpointWriteError, OSError) as failed:  # a full disk, say: checkpoints, TensorBoard, pictures
+            echo(f"Error: {write_error(failed)}. The last complete checkpoint is kept", file=sys.stderr, flush=True)
             loop.stop_reason = "write-failed"
         if loop.stop_reason in ("SIGINT", "SIGTERM"):
             echo(f"\n{loop.stop_reason}: saving the latest checkpoint (epoch {loop.progress.epoch})", file=sys.stderr,
@@ -236,9 +245,10 @@ class TrainingLoop:
         for listener in self.listeners:
             try:
                 listener.on_end(loop, loop.stop_reason)
-            except CheckpointWriteError as failed:
+            except (CheckpointWriteError, OSError) as failed:
                 if loop.stop_reason != "write-failed":
-                    echo(f"Error: {failed}. The last complete checkpoint is kept", file=sys.stderr, flush=True)
+                    echo(f"Error: {write_error(failed)}. The last complete checkpoint is kept", file=sys.stderr,
+                         flush=True)
                 loop.stop_reason = "write-failed"
         signals.busy = ""
         if jax.process_count() > 1:

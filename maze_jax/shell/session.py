@@ -25,7 +25,7 @@ from maze_jax.shell.collectors.vector_env import time_limit_note
 from maze_jax.shell.files import open_for_writing, refuse_links
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
 from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
-                                 unfinished_note)
+                                 unfinished_note, write_error)
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, describe_actions, draw_networks
 from maze_jax.shell.programs import Compilation, Programs
 from maze_jax.shell.progress import ProgressLine
@@ -205,6 +205,26 @@ def parameter_shapes(state, n_seeds: int):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[n_seeds > 1:], x.dtype), state.learner.params)
 
 
+def close_writer(writer) -> OSError | None:
+    """Closes the run's writers (None: none); the OSError that kept them from writing their last records, if one
+    did (a full disk)."""
+    try:
+        if writer is not None:
+            writer.close()
+    except OSError as error:
+        return error
+    return None
+
+
+def draw_quietly(*args) -> None:
+    """`draw_networks` on a thread: a picture that cannot be written (a full disk) is left out without a traceback;
+    what the disk does to the run's checkpoints is what the run reports."""
+    try:
+        draw_networks(*args)
+    except OSError:
+        pass
+
+
 def start_drawing_networks(run_dir: str, params, trainer: Trainer, env_spec: EnvSpec) -> threading.Thread:
     """`networks.png` (Maze's "graphical depictions" of policy and critic, `params` as shapes), drawn on a thread
     while training starts; the caller joins it."""
@@ -214,7 +234,7 @@ def start_drawing_networks(run_dir: str, params, trainer: Trainer, env_spec: Env
                    for path, leaf in leaves}
     steps = tuple(step.name for step in sub_steps(env_spec.env))
     outputs = f"actions: {describe_actions(trainer.algorithm.policy.dist)}"
-    thread = threading.Thread(target=draw_networks, daemon=True,
+    thread = threading.Thread(target=draw_quietly, daemon=True,
                               args=(os.path.join(run_dir, NETWORKS_FILE), networks, observation, steps, outputs))
     thread.start()
     return thread
@@ -398,8 +418,12 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
         echo(f"{signals.received} before training started: nothing saved", file=sys.stderr, flush=True)
         raise RunStopped(signals.received, run_dir)
     if primary:  # the run directory holds a run from here on
-        with open_for_writing(os.path.join(run_dir, CONFIG_FILE)) as f:
-            OmegaConf.save(cfg, f)
+        path = os.path.join(run_dir, CONFIG_FILE)
+        try:
+            with open_for_writing(path) as f:
+                OmegaConf.save(cfg, f)
+        except OSError as error:  # a full disk: the error of a write names no file
+            raise OSError(error.errno, error.strerror, error.filename or path) from None
     statistics = normalization_statistics(env_spec)
     progress.eval_episodes = trainer.eval_episodes
     progress.normalization = statistics_to_meta(statistics) if statistics is not None else None
@@ -451,10 +475,12 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     finally:
         if drawing is not None:
             drawing.join()
-        if writer is not None:
-            writer.close()
+        unwritten = close_writer(writer)
         latest.close()
         best.close()
         trainer.close()
+    if unwritten is not None:  # the run went well up to its last TensorBoard records (a disk just full)
+        echo(f"Error: {write_error(unwritten)}. The checkpoints are complete", file=sys.stderr, flush=True)
+        raise RunStopped("write-failed", latest.path)
     echo(f"Run directory: {os.path.abspath(run_dir)}", flush=True)
     return RunResult(final, loop.state, best_state, loop.progress, trainer, env_spec, programs)
