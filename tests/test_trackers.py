@@ -41,3 +41,49 @@ def test_the_logger_group_is_checked_before_anything_is_built(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ConfigError, match=r'pip install "maze-jax\[mlflow\]"'):
         read_logger({"kind": "mlflow"})
+
+
+@pytest.mark.extra
+@pytest.mark.skipif(not HAS_MLFLOW, reason="MLflow is an optional extra: pip install '.[mlflow]'")
+@pytest.mark.parametrize("store", ["corrupt", "refused", "unknown host"])
+def test_a_tracking_store_that_cannot_be_used_is_one_line_in_bounded_time(store, tmp_path, cache_dir):
+    import time
+
+    from test_devices import free_port
+
+    out = tmp_path / "out"
+    args = {"corrupt": [], "refused": [f"logger.tracking_uri=http://127.0.0.1:{free_port()}"],
+            "unknown host": ["logger.tracking_uri=http://tracker.invalid:5000"]}[store]
+    if store == "corrupt":
+        out.mkdir()
+        (out / "mlflow.db").write_text("not a database")
+    started = time.time()
+    proc = run_cli(["env=cartpole", "runner=dev", "+logger=mlflow", *args, f"log_base_dir={out}"], tmp_path, cache_dir)
+    assert proc.returncode == 2 and time.time() - started < 60, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1, proc.stderr[-3000:]
+    expected = {"corrupt": "cannot be used: DatabaseError: file is not a database",
+                "refused": "the tracking server does not answer (nothing answered there within 10 s",
+                "unknown host": "the tracking server does not answer (the host 'tracker.invalid' is unknown)"}[store]
+    assert expected in proc.stderr
+    assert not [p for p in out.glob("*") if p.name != "mlflow.db"]  # no run directory left behind
+
+
+def test_a_tracker_that_fails_while_training_says_so_once_and_training_goes_on():
+    from maze_jax.shell.trackers import MLflowWriter
+
+    said = []
+    writer = MLflowWriter.__new__(MLflowWriter)  # as built, with a client whose server went away
+    writer.echo, writer.failed, writer.run_id, writer._metrics = (lambda *a, **k: said.append(a[0])), False, "r", []
+
+    class Gone:
+        def log_batch(self, *args, **kwargs):
+            raise ConnectionError("Max retries exceeded")
+
+        log_text = set_terminated = log_batch
+
+    writer.client = Gone()
+    writer.add_text("config", "x")
+    writer.flush()
+    writer.close()
+    assert said == ["Warning: MLflow stopped recording (ConnectionError: Max retries exceeded); training goes on, "
+                    "TensorBoard has every record"]

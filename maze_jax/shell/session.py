@@ -412,8 +412,11 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     # a corrupt input ends here
     state, progress, best_state = restore_or_init(compilation.init, trainer, settings, echo)
     import_writers()
+    # while the epoch compiles; a tracking store that cannot be used ends the run here, in one line
+    writer = make_writers(run_dir, settings.logger, plain(cfg), echo) if primary else None
     programs = compilation.programs(lambda: bool(signals.received))
     if programs is None:  # before training started: nothing to save, and an input run is left as it was
+        close_writer(writer)
         trainer.close()
         echo(f"{signals.received} before training started: nothing saved", file=sys.stderr, flush=True)
         raise RunStopped(signals.received, run_dir)
@@ -451,7 +454,6 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     # a resumed run's best is saved into this run directory too (stays the best until beaten)
     loop = LoopState(state, progress, best_state,
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
-    writer = make_writers(run_dir, settings.logger, plain(cfg)) if primary else None
     listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
         [TensorBoard(writer), LearningCurve(run_dir), progress_line] if writer is not None else [])
     if writer is not None:
