@@ -4,7 +4,9 @@ and a fast exit."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
+import importlib.util
 import logging
 import os
 import sys
@@ -13,15 +15,31 @@ from typing import Any, Callable
 
 from maze_jax.config import ConfigError, first_line
 
-# `HYDRA_FULL_ERROR=1` as the user set it: show tracebacks instead of one-line errors
-SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
+# `HYDRA_FULL_ERROR=1` as the user set it: show tracebacks instead of one-line errors. `run_hydra` sets it for Hydra
+# itself and keeps the user's choice in USER_FULL_ERROR for the processes it starts (a sweep's joblib workers).
+USER_FULL_ERROR = "MAZE_JAX_USER_HYDRA_FULL_ERROR"
+SHOW_TRACEBACKS = os.environ.get(USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR")) == "1"
 
 
-def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], None] = lambda: None) -> Any:
+class JobFailed(Exception):
+    """A job of a sweep that failed (and said why in its own line): the sweep runs its other jobs, then ends with
+    this job's exit status."""
+
+    def __init__(self, code: int, line: str):
+        super().__init__(code, line)  # both in `args`: it travels back from a worker process (pickled)
+        self.code, self.line = code, line
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], None] = lambda: None,
+                         in_sweep: bool = False) -> Any:
     """Runs `body` and returns what it returns; a ConfigError ends the process with one line on stderr and exit
     status 2 (after `on_config_error`), a stopped run with its own status (130/143 on a signal, 3 on divergence, 4
-    when a Python env failed), a Ctrl-C elsewhere (a rollout) with one line and 130. `HYDRA_FULL_ERROR=1` shows the
-    traceback."""
+    when a Python env failed, 5 when its files could not be written), a Ctrl-C elsewhere (a rollout) with one line
+    and 130. A job of a sweep (`in_sweep`) raises JobFailed instead, so that the sweep's other jobs run; a signal
+    still ends the sweep. `HYDRA_FULL_ERROR=1` shows the traceback."""
     from maze_jax.collectors import EnvFailed
     from maze_jax.shell.session import RunStopped
 
@@ -32,32 +50,35 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
     if not SHOW_TRACEBACKS:
         logging.raiseExceptions = False  # a log file on a full disk: no "--- Logging error ---" report per record
         threading.excepthook = quiet_write_failures
+
+    def end(code: int, line: str = ""):
+        if line:
+            print(line, file=sys.stderr, flush=True)
+        if in_sweep and code not in (130, 143):
+            raise JobFailed(code, line or f"exit status {code}")
+        sys.exit(code)
+
     try:
         return body()
     except ConfigError as error:
         on_config_error()
         if SHOW_TRACEBACKS:
             raise
-        print(f"Error: {error}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        end(2, f"Error: {error}")
     except RunStopped as stopped:
-        sys.exit(stopped.exit_code)
+        end(stopped.exit_code)
     except EnvFailed as failed:  # after training (final evaluation, rollouts): the checkpoints are complete
-        print(f"Error: {failed}", file=sys.stderr, flush=True)
-        sys.exit(RunStopped.EXIT_CODES[failed.reason])
+        end(RunStopped.EXIT_CODES[failed.reason], f"Error: {failed}")
     except OSError as error:
         if SHOW_TRACEBACKS or error.errno not in WRITE_FAILURES:
             raise
         # a full disk outside the training loop (which stops on its own, keeping its last checkpoint)
         where = f" ({error.filename})" if error.filename else ""
-        print(f"Error: could not write the run's files{where}: [Errno {error.errno}] {error.strerror}",
-              file=sys.stderr, flush=True)
-        sys.exit(5)
+        end(5, f"Error: could not write the run's files{where}: [Errno {error.errno}] {error.strerror}")
     except KeyboardInterrupt:  # Ctrl-C where no training loop handles it (a rollout): it has nothing to save
         if SHOW_TRACEBACKS:
             raise
-        print("\nSIGINT: stopped before the end", file=sys.stderr, flush=True)
-        sys.exit(130)
+        end(130, "\nSIGINT: stopped before the end")
 
 
 WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
@@ -125,16 +146,33 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
         print(f"Error: --config-name {given}: this command runs {config_name}"
               + (f"; {given} is {other[given]}'s" if given in other else ""), file=sys.stderr, flush=True)
         sys.exit(2)
+    os.environ.setdefault(USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", ""))
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its report; we print one line
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the Optuna sweeper's database layer, chatty at INFO
+    if any("optuna" in a for a in argv) and importlib.util.find_spec("optuna"):  # its "A new study created" notice
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        main()
+        with hydra_job_reports_left_out():
+            main()
+    except JobFailed as failed:  # raised again by the sweeper once every job ran
+        after = ("Optuna stopped the study there (hydra.sweeper.max_failure_rate=1.0 goes on past failed trials)"
+                 if any("optuna" in a for a in argv) else "the sweep's other jobs ran")
+        print(f"Error: a job of the sweep failed ({str(failed).removeprefix('Error: ')}); {after}", file=sys.stderr,
+              flush=True)
+        sys.exit(failed.code)
     except (HydraException, OmegaConfBaseException) as error:
         if SHOW_TRACEBACKS:
             raise
         from maze_jax.shell.settings import hydra_error_line
 
         print(f"Error: {hydra_error_line(error)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except ValueError as error:  # a search space the Optuna sweeper cannot use (a log interval from 0, say)
+        if SHOW_TRACEBACKS or not raised_in(error, ("optuna", "hydra_plugins")):
+            raise
+        print(f"Error: the sweeper's search space: {first_line(error)}", file=sys.stderr, flush=True)
         sys.exit(2)
     except yaml.YAMLError as error:  # a config file of the user's (`--config-dir`) that is not valid YAML
         if SHOW_TRACEBACKS:
@@ -147,6 +185,43 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
         print(f"Error: the run directory {override_value(argv, 'hydra.run.dir') or ''} cannot be created: "
               f"{error.strerror or type(error).__name__}: {error.filename or ''}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def raised_in(error: BaseException, packages: tuple) -> bool:
+    """Whether `error` was raised in code of one of `packages` (by the file of its traceback's last frame)."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and any(f"{os.sep}{p}{os.sep}" in frames[-1].filename for p in packages)
+
+
+class _WithoutJobReports:
+    """stderr without Hydra's 'Error executing job with overrides: [...]' line (the failed job said why already)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if text.startswith("Error executing job with overrides"):
+            return len(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def hydra_job_reports_left_out():
+    """Within the block, Hydra's report of a failed job is left out of stderr (unless tracebacks are asked for)."""
+    if SHOW_TRACEBACKS:
+        yield
+        return
+    stream = sys.stderr
+    sys.stderr = _WithoutJobReports(stream)
+    try:
+        yield
+    finally:
+        sys.stderr = stream
 
 
 def yaml_error_line(error) -> str:

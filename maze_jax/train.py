@@ -15,6 +15,7 @@ apply_defaults()  # before anything imports jax
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
@@ -147,7 +148,8 @@ def main(cfg: DictConfig) -> float:
     run_dir = hydra_cfg.runtime.output_dir
     return run_reporting_errors(lambda: main_body(cfg, run_dir, list(hydra_cfg.overrides.task),
                                                   command_line_config_dirs(hydra_cfg)),
-                                on_config_error=lambda: remove_unused_run_dir(run_dir))
+                                on_config_error=lambda: remove_unused_run_dir(run_dir),
+                                in_sweep=hydra_cfg.mode == RunMode.MULTIRUN)
 
 
 def with_saved_choices(argv: list[str]) -> list[str]:

@@ -123,6 +123,37 @@ def test_an_optuna_sweep_maximises_the_best_evaluation_mean_of_each_trial(tmp_pa
     assert math.isfinite(results["best_value"]) and results["best_value"] == pytest.approx(max(trial_bests), abs=1e-3)
 
 
+@pytest.mark.cli
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_failing_job_does_not_skip_the_jobs_after_it_and_the_last_line_says_so(launcher, tmp_path, cache_dir):
+    if launcher == "joblib" and not HAS_JOBLIB:
+        pytest.skip("the sweep extra is optional: pip install '.[sweep]'")
+    experiment = ["+experiment=grid_search"] if launcher == "joblib" else []
+    proc = run_cli(["--multirun", *experiment, *TINY_PPO, "algorithm=ppo", "algorithm.lr=0.001,-1,0.0001",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == ["Error: algorithm.lr=-1.0: must be > 0.0",
+                                        "Error: a job of the sweep failed (algorithm.lr=-1.0: must be > 0.0); the "
+                                        "sweep's other jobs ran"], proc.stderr[-3000:]
+    runs = sorted(tmp_path.glob("sweep/*/*/hydra_config.yaml"))  # jobs 0 and 2 trained; job 1 left nothing
+    assert [yaml.safe_load(p.read_text())["algorithm"]["lr"] for p in runs] == [0.001, 0.0001]
+
+
+@pytest.mark.extra
+@pytest.mark.skipif(not HAS_OPTUNA, reason="the sweep extra is optional: pip install '.[sweep]'")
+@pytest.mark.parametrize("space, message", [
+    ("algorithm.lr=tag(log,interval(0,1))", "The `low` value must be larger than 0 for a log distribution"),
+    ("algorithm.lr=interval(-1,-0.5)", "must be > 0.0); Optuna stopped the study there"),
+])
+def test_a_bad_optuna_search_space_is_one_line(space, message, tmp_path, cache_dir):
+    proc = run_cli(["--multirun", "+experiment=optuna", "hydra.sweeper.n_trials=2", *TINY_PPO, space,
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("Error: ") and message in last and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(proc.stderr.splitlines()) <= 2  # the failed trial's own line, then the sweep's
+
+
 def test_a_missing_sweep_plugin_is_one_line_naming_the_extra():
     from hydra.errors import MissingConfigException
 
