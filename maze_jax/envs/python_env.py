@@ -153,6 +153,7 @@ class PythonEnv:
         probe = make()
         try:
             unwrapped = getattr(probe, "unwrapped", probe)
+            self.env_class = f"{type(unwrapped).__module__}.{type(unwrapped).__qualname__}"  # what steps it
             self.sub_steps = tuple(getattr(unwrapped, "sub_steps", ()) or ())
             self.action_masks = dict(getattr(unwrapped, "action_masks", {}) or {})
             self.gym_observation_space, self.gym_action_space = probe.observation_space, probe.action_space
