@@ -11,7 +11,8 @@ def stepped_by(env_spec) -> str:
     one's own, in Python)."""
     env = env_spec.env
     if not env_spec.is_python:
-        return f"Env {env_spec.name}: a JAX env ({type(env).__module__.split('.')[0]}), stepped inside the compiled programs"
+        suite = type(env).__module__.split(".")[0]
+        return f"Env {env_spec.name}: a JAX env ({suite}), stepped inside the compiled programs"
     if env.envpool_id is not None:
         return f"Env {env_spec.name}: envpool's C++ env, stepped in batches by envpool"
     owner = "gymnasium's" if env.env_class.startswith("gymnasium.") else "your own"
