@@ -165,3 +165,23 @@ def test_members_act_on_the_mode_or_sample_as_configured():
     assert len(set(returns[True].tolist())) == 1  # (nearly) equal members' mode: the same action for every member
     assert set(returns[False].tolist()) == {1.0, 2.0}  # sampled: both actions
     np.testing.assert_array_equal(returns[False][:32], returns[False][32:])  # pairs share their sampling noise
+
+
+def test_es_counts_the_actions_of_the_episodes_its_members_played_as_maze_rows():
+    from maze_jax.algorithms import es
+    from maze_jax.algorithms.actor_critic import Trajectory
+    from maze_jax.envs import make_gymnax
+    from maze_jax.models import build_policy
+
+    spec = make_gymnax("CartPole-v1")
+    policy = build_policy({"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [4]}, spec)
+    algorithm = es.make_es(es.ESConfig(population=2), policy, spec.observation_example())
+    state = algorithm.init(jax.random.key(0), algorithm.hyperparams)
+    zeros = jnp.zeros((4, 2))
+    done = jnp.array([[0, 0], [1, 0], [0, 0], [0, 0]], bool)  # member 0's episode ends at step 1, member 1's never
+    trajectory = Trajectory(obs=jnp.zeros((4, 2, 4)), action=jnp.array([[1, 1], [0, 1], [1, 1], [1, 1]]),
+                            reward=zeros + 1, terminated=done, truncated=jnp.zeros((4, 2), bool), value=zeros,
+                            log_prob=zeros, final_obs=jnp.zeros((4, 2, 4)), last_obs=jnp.zeros((2, 4)))
+    _, metrics = algorithm.update(state, trajectory)
+    # only member 0's two steps count (member 1's episode did not end, steps 2-3 of member 0 are its next episode's)
+    np.testing.assert_array_equal(metrics["train_DiscreteActionEvents/action/substep_0/action"], [1, 1])

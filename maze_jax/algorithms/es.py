@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,7 @@ from jax.flatten_util import ravel_pytree
 
 from maze_jax.algorithms import Algorithm, hyperparams_struct, traced
 from maze_jax.algorithms.actor_critic import Experience, Trajectory
+from maze_jax.algorithms.metrics import action_statistics
 from maze_jax.algorithms.optim import scale_by_learning_rate
 from maze_jax.config import ConfigError
 from maze_jax.models import Policy
@@ -160,20 +161,32 @@ def explore(policy: Policy, deterministic: bool, members, obs, key, memory=()):
     return policy.dist.to_env(action), Experience(action, zeros, zeros), memory
 
 
-def fitness(trajectory: Trajectory) -> jax.Array:
-    """(B,): each env's mean return over its episodes that ended within the trajectory (0 where none did): the
-    steps of an episode that was still running at the end (or padding after it) count in none."""
+def in_ended_episodes(trajectory: Trajectory) -> jax.Array:
+    """(T, B): the steps whose episode ended within the trajectory (not those of an episode still running at the
+    end, nor padding after an env's episode)."""
     done = trajectory.terminated | trajectory.truncated
-    ended_later = jnp.flip(jnp.cumsum(jnp.flip(done, 0), 0), 0) > 0  # a step whose episode ends in the trajectory
-    n_episodes = done.sum(0)
-    total = jnp.where(ended_later, trajectory.reward, 0.0).sum(0)
+    return jnp.flip(jnp.cumsum(jnp.flip(done, 0), 0), 0) > 0
+
+
+def fitness(trajectory: Trajectory) -> jax.Array:
+    """(B,): each env's mean return over its episodes that ended within the trajectory (0 where none did)."""
+    n_episodes = (trajectory.terminated | trajectory.truncated).sum(0)
+    total = jnp.where(in_ended_episodes(trajectory), trajectory.reward, 0.0).sum(0)
     return jnp.where(n_episodes > 0, total / jnp.maximum(n_episodes, 1), 0.0)
 
 
-def update(state: ESState, trajectory: Trajectory, population: int, optimizer: str) -> tuple[ESState, dict]:
+def update(state: ESState, trajectory: Trajectory, population: int, optimizer: str, dist=None,
+           sub_step_ids: Callable | None = None, head_sub_steps: dict | None = None) -> tuple[ESState, dict]:
     """One ES step from the episodes each member of `ask(state)` played (env i: member i): the new state and its
-    statistics."""
-    return step(state, fitness(trajectory), population, optimizer)
+    statistics, with Maze's action rows of the steps of those episodes when the policy's distribution `dist` is
+    given (a structured env's heads counted at their sub-step: `sub_step_ids(obs)`, `head_sub_steps`)."""
+    state, metrics = step(state, fitness(trajectory), population, optimizer)
+    if dist is None:
+        return state, metrics
+    ids = jnp.zeros(trajectory.reward.shape, jnp.int32) if sub_step_ids is None else \
+        jax.vmap(sub_step_ids)(trajectory.obs)
+    acting = jnp.where(in_ended_episodes(trajectory), ids, -1)
+    return state, {**metrics, **action_statistics(dist, trajectory.action, acting, head_sub_steps)}
 
 
 def step(state: ESState, fitness: jax.Array, population: int, optimizer: str) -> tuple[ESState, dict]:
@@ -192,7 +205,8 @@ def step(state: ESState, fitness: jax.Array, population: int, optimizer: str) ->
     return state.replace(params=unravel(theta), opt_state=opt_state, key=jax.random.split(state.key)[0]), metrics
 
 
-def make_es(config: ESConfig, policy: Policy, obs_example) -> Algorithm:
+def make_es(config: ESConfig, policy: Policy, obs_example, sub_step_ids: Callable | None = None,
+            head_sub_steps: dict | None = None) -> Algorithm:
     """ES with its static settings bound: the `Algorithm` that collectors and the shell drive."""
     return Algorithm(
         name=config.name,
@@ -200,7 +214,8 @@ def make_es(config: ESConfig, policy: Policy, obs_example) -> Algorithm:
         policy=policy,
         hyperparams=config.hyperparams(),
         init=lambda key, hparams: init(key, hparams, policy, obs_example, config.optimizer),
-        update=functools.partial(update, population=config.population, optimizer=config.optimizer),
+        update=functools.partial(update, population=config.population, optimizer=config.optimizer,
+                                 dist=policy.dist, sub_step_ids=sub_step_ids, head_sub_steps=head_sub_steps),
         explore=functools.partial(explore, policy, config.deterministic),
         initial_memory=policy.initial_memory,
         acting=functools.partial(ask, population=config.population),

@@ -37,14 +37,14 @@ def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = No
     A2C's loss terms. Settings of an algorithm of one's own build themselves (`config.build(...)`).
     The networks are traced once here (nothing compiles), so a model config mistake ends the build."""
     obs_example = env_spec.observation_example()
+    steps = sub_steps(env_spec.env)
+    ids = (lambda obs: obs[ACTOR_ID]) if steps else None  # a structured env's acting sub-step, from its observation
+    head_sub_steps = {key: i for i, step in enumerate(steps) for key in step.action_keys}
     if isinstance(config, ESConfig):
-        algorithm = make_es(config, build_policy(model, env_spec), obs_example)
+        algorithm = make_es(config, build_policy(model, env_spec), obs_example, ids, head_sub_steps)
     elif isinstance(config, ActorCriticConfig):
-        steps = sub_steps(env_spec.env)
-        ids = (lambda obs: obs[ACTOR_ID]) if steps else None
         algorithm = make_actor_critic(config, build_actor_critic(model, critic, env_spec), obs_example, ids,
-                                      tuple(step.name for step in steps), losses,
-                                      {key: i for i, step in enumerate(steps) for key in step.action_keys})
+                                      tuple(step.name for step in steps), losses, head_sub_steps)
     elif isinstance(config, ImpalaConfig):
         if sub_steps(env_spec.env):
             raise ConfigError(f"IMPALA learns flat envs; {env_spec.name} acts in sub-steps: use algorithm=ppo")
