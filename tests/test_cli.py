@@ -42,7 +42,11 @@ def test_short_run_prints_table_and_writes_run_directory(two_epoch_run):
     assert "********** Iteration 0 **********" in out and "********** Iteration 1 **********" in out
     assert "    2|eval                  BaseEnvEvents         reward                mean" in out
     assert "ESEvents              policy_grad_norm" in out and "-> new overall best model" in out
-    assert "Final evaluation of the best model" in out and "Traceback" not in proc.stderr
+    # iterations 0 and 1 ran: the final evaluation's header counts them, it names no iteration 2
+    assert "********** Final evaluation of the best model, after 2 epochs **********" in out
+    assert "Iteration 2" not in out and "Traceback" not in proc.stderr
+    assert "DiscreteActionEvents  action                substep_0/action" in out  # ES's action rows, as Maze's
+    assert "Env CartPole-v1: a JAX env (gymnax), stepped inside the compiled programs" in out
     assert run_dir.parent.name == "CartPole-v1-flatten_concat-es-dev"  # named after the env id
     saved = OmegaConf.load(run_dir / "hydra_config.yaml")
     assert saved.seeding.agent_base_seed == 1 and saved.algorithm.n_rollouts_per_update == 8
@@ -201,7 +205,7 @@ def test_default_command_solves_cartpole_and_stops(tmp_path, cache_dir):
     log = (only_run_dir(tmp_path) / "train.log").read_text()
     assert "reached the reward threshold 475: stopping" in log and "Iteration 0" in log and "Run directory" in log
     # resuming a solved run with more epochs trains on to them, and the compact console is one line an epoch
-    solved_at = int(proc.stdout.rsplit("Final evaluation of the best model, iteration ", 1)[1].split()[0])
+    solved_at = int(proc.stdout.rsplit("Final evaluation of the best model, after ", 1)[1].split()[0])
     more = run_cli([f"input_dir={only_run_dir(tmp_path)}", f"algorithm.n_epochs={solved_at + 2}",
                     "runner.table=compact", f"log_base_dir={tmp_path / 'more'}"], tmp_path, cache_dir)
     assert more.returncode == 0, more.stderr

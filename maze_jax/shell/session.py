@@ -258,7 +258,9 @@ def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: in
     if note := unfinished_note(returns):
         echo(note, flush=True)
     stats = across_seeds(episode_table(returns, lengths, "final", per_seed=settings.n_seeds > 1))
-    echo(format_table(epoch, epoch, stats).replace("Iteration", "Final evaluation of the best model, iteration"),
+    # the header counts the epochs trained (iterations 0 to epoch - 1): an iteration `epoch` never ran
+    echo(format_table(epoch, epoch, stats).replace(f"Iteration {epoch}",
+                                                   f"Final evaluation of the best model, after {epoch} epochs"),
          flush=True)
     return stats
 
