@@ -26,6 +26,9 @@ def test_tags_split_into_four_parts_and_long_parts_are_cut():
 def test_values_scalars_and_lists():
     assert format_value(1234.5678) == "           1,234.568"
     assert format_value([1.0, 2.0, 6.0]).strip() == "[len:3, μ:3.0]"
+    # steps per second read alike at any speed: whole, with separators (the compact line's and progress line's way)
+    tag = "train_TimeEvents/steps_per_second"
+    assert [format_value(v, tag).strip() for v in (406030.015, 2345678.9, 812.4)] == ["406,030", "2,345,679", "812"]
 
 
 def test_small_values_keep_their_significant_digits_and_large_ones_stay_readable():

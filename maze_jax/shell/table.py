@@ -39,8 +39,12 @@ def format_number(value: float) -> str:
     return f"{value:,.3f}"
 
 
-def format_value(value) -> str:
-    """Scalars as numbers (`format_number`), lists and action summaries as `[len:N, μ:X.X]` (Maze's format)."""
+def format_value(value, tag: str = "") -> str:
+    """Scalars as numbers (`format_number`; a rate of steps per second always as a whole number with separators,
+    so that it reads alike at any speed), lists and action summaries as `[len:N, μ:X.X]` (Maze's format)."""
+    if tag.endswith("steps_per_second") and not isinstance(value, (ActionSummary, list, tuple)) and \
+            math.isfinite(float(value)):
+        return f"{float(value):,.0f}".rjust(20)
     if isinstance(value, ActionSummary):
         return f"[len:{value.count}, μ:{value.mean:.1f}]".rjust(20)
     if isinstance(value, (list, tuple)):
@@ -56,5 +60,5 @@ def format_table(iteration: int, step: int, stats: Mapping[str, object]) -> str:
              f"{'=' * 5}|{'=' * 88}|{'=' * 20}"]
     for tag, value in stats.items():
         path = "".join(part[:PART].ljust(PART) for part in tag_parts(tag))
-        lines.append(f"{step:>5}|{path}|{format_value(value)}")
+        lines.append(f"{step:>5}|{path}|{format_value(value, tag)}")
     return "\n".join(lines)
