@@ -38,3 +38,24 @@ def test_an_action_box_without_bounds_gets_a_warning_and_a_bounded_one_none():
         "env's Box its real bounds, so that actions are squashed into them)")
     assert unbounded_action_note(make_env("Pendulum-v1", echo=lambda *a, **k: None)) == ""
     assert unbounded_action_note(make_env("CartPole-v1", echo=lambda *a, **k: None)) == ""
+
+
+def test_a_missing_module_or_env_config_names_where_it_was_looked_for(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+    from hydra.errors import MissingConfigException
+
+    from maze_jax.config import ConfigError
+    from maze_jax.shell.settings import hydra_error_line
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        make_env("mysim:Foo-v0", echo=lambda *a, **k: None)
+    assert str(refused.value).endswith(f"; run from {os.getcwd()}, where a module of your own is found (or put its "
+                                       "folder on PYTHONPATH)")
+    missing = MissingConfigException("Could not find 'env/thermostat'", "env/thermostat", ["cartpole", "gymnasium"])
+    assert hydra_error_line(missing).endswith("; a config of your own (env/thermostat.yaml in a folder conf/) needs "
+                                              "--config-dir conf")
+    close = MissingConfigException("Could not find 'env/cartpol'", "env/cartpol", ["cartpole", "gymnasium"])
+    assert hydra_error_line(close).endswith("Did you mean env=cartpole?")

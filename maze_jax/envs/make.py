@@ -12,6 +12,7 @@ import difflib
 import functools
 import importlib
 import importlib.util
+import os
 import re
 from typing import Any, Callable
 
@@ -112,8 +113,10 @@ def make_env(name: str, kwargs: dict | None = None, max_episode_steps: int | Non
             try:
                 importlib.import_module(module)
             except Exception as error:
+                where = (f"; run from {os.getcwd()}, where a module of your own is found (or put its folder on "
+                         "PYTHONPATH)") if isinstance(error, ModuleNotFoundError) and error.name == module else ""
                 raise ConfigError(f"env.name={name!r}: module {module!r} cannot be imported "
-                                  f"({type(error).__name__}: {first_line(error)})") from None
+                                  f"({type(error).__name__}: {first_line(error)}){where}") from None
         registered = gymnasium_ids()
         if env_id not in registered and (newer := newest_version(env_id, registered)):
             echo(f"env.name={env_id}: this gymnasium has {newer} only; training on {newer}", flush=True)

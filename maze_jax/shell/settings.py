@@ -113,8 +113,11 @@ def hydra_error_line(error: BaseException) -> str:
         if f"{group}/{option}" in PLUGINS:
             return (f"{group}={option} needs Hydra's {PLUGINS[group + '/' + option]} plugin: "
                     f"pip install \"maze-jax[sweep]\"")
+        close = did_you_mean(option, options, group + "=")
+        own = "" if close else (f"; a config of your own ({group}/{option}.yaml in a folder conf/) needs "
+                                f"--config-dir conf")
         return (f"Could not find '{group}/{option}': {group}={option} is not an option. Available options in "
-                f"'{group}': {', '.join(options)}{did_you_mean(option, options, group + '=')}")
+                f"'{group}': {', '.join(options)}{close}{own}")
     if isinstance(error, OverrideParseException):
         return f"{error.override}: not a valid override ({first_line(error)})"
     cause = error.__cause__
