@@ -35,7 +35,7 @@ def test_the_run_sets_up_while_the_epoch_and_evaluation_compile(monkeypatch):
     release.set()
     programs = compilation.programs()
     assert compiled == [("epoch", None), ("evaluation", RUNS_PER_EPOCH)]  # in the order the run needs them
-    assert lines[-1].startswith("Compiled in ") and "init" in lines[-1] and "evaluation" in lines[-1]
+    assert lines[-1].startswith("Compiled in ") and "init" in lines[-1] and lines[-1].endswith("s)")  # all compiled
     assert compilation.programs() is not None and len(lines) == 2  # the compile line is logged once
     parts = bench.compile_parts(lines[-1])  # what `scripts/bench.py --only compile` reads from the run log
     assert set(parts) == {"all", "init", "epoch", "evaluation"} and min(parts.values()) > 0
@@ -72,3 +72,13 @@ def test_a_compile_failure_surfaces_when_the_programs_are_needed(monkeypatch):
     compilation = Compilation(trainer, jax.random.key(0), echo=lambda *a, **k: None)
     with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED while compiling epoch"):
         compilation.programs()
+
+
+def test_with_a_python_env_the_compile_line_says_the_first_epoch_compiles_the_rest():
+    _, trainer = make_trainer(["env=gymnasium", "env.name=CartPole-v1", "algorithm=ppo", "model.hidden_units=[8]"])
+    lines = []
+    programs = Compilation(trainer, jax.random.key(0), echo=lambda line, **kwargs: lines.append(line)).programs()
+    assert programs.on_host and lines[-1].startswith("Compiled in ")
+    assert lines[-1].endswith("; with a Python env the policy and the learner compile in the first epoch, which takes "
+                              "longer than the next")
+    trainer.close()

@@ -90,7 +90,9 @@ class Compilation:
         epoch, evaluate = self.jobs["epoch"].result(), self.jobs["evaluation"].result()
         if self.start is not None:
             parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in self.times.items())
-            self.echo(f"Compiled in {self.finished - self.start:.2f} s ({parts})", flush=True)
+            later = "; with a Python env the policy and the learner compile in the first epoch, which takes longer " \
+                    "than the next" if self.on_host else ""
+            self.echo(f"Compiled in {self.finished - self.start:.2f} s ({parts}){later}", flush=True)
             self.start = None
         return Programs(self.init, epoch, evaluate, self.on_host)
 
