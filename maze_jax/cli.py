@@ -154,7 +154,7 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        with hydra_job_reports_left_out():
+        with hydra_job_reports_left_out(active="--multirun" in argv or "-m" in argv):
             main()
     except JobFailed as failed:  # raised again by the sweeper once every job ran
         after = ("Optuna stopped the study there (hydra.sweeper.max_failure_rate=1.0 goes on past failed trials)"
@@ -211,9 +211,10 @@ class _WithoutJobReports:
 
 
 @contextlib.contextmanager
-def hydra_job_reports_left_out():
-    """Within the block, Hydra's report of a failed job is left out of stderr (unless tracebacks are asked for)."""
-    if SHOW_TRACEBACKS:
+def hydra_job_reports_left_out(active: bool = True):
+    """Within the block, Hydra's report of a failed job of a sweep (`active`) is left out of stderr (unless
+    tracebacks are asked for)."""
+    if SHOW_TRACEBACKS or not active:
         yield
         return
     stream = sys.stderr

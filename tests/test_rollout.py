@@ -111,7 +111,10 @@ def gif_frames(path) -> int:
 
 @pytest.mark.cli
 @pytest.mark.parametrize("env, steps", [(["env=tutorial_cutting_2d_struct_masked", "policy=masked_random_policy"], 360),
-                                        (["env=gymnasium", "env.name=CartPole-v1", "policy=random_policy"], None)])
+                                        (["env=gymnasium", "env.name=CartPole-v1", "policy=random_policy"], None),
+                                        # gymnax's, drawn by their gymnasium twins
+                                        (["env=cartpole", "policy=random_policy"], None),
+                                        (["env=gymnax", "env.name=Pendulum-v1", "policy=random_policy"], 200)])
 def test_rollout_videos_have_a_frame_per_step_plus_the_first(env, steps, tmp_path, cache_dir):
     proc = run_cli([*env, "runner.n_episodes=2", "runner.render=true", "runner.render_episodes=2",
                     f"log_base_dir={tmp_path}"], tmp_path, cache_dir, module="maze_jax.rollout")
@@ -121,13 +124,14 @@ def test_rollout_videos_have_a_frame_per_step_plus_the_first(env, steps, tmp_pat
     out = only_rollout_dir(tmp_path)
     assert [gif_frames(out / f"episode_{i}.gif") for i in range(2)] == [n + 1 for n in lengths]
     assert "ALSA" not in proc.stderr and "XDG_RUNTIME_DIR" not in proc.stderr  # no sound card or display needed
+    assert proc.stderr == "", proc.stderr[-2000:]
 
 
 def test_an_env_that_cannot_draw_is_one_line(tmp_path, cache_dir):
-    proc = run_cli(["env=cartpole", "policy=random_policy", "runner.render=true", f"log_base_dir={tmp_path}"],
-                   tmp_path, cache_dir, module="maze_jax.rollout")
+    proc = run_cli(["env=gymnax", "env.name=Breakout-MinAtar", "policy=random_policy", "runner.render=true",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir, module="maze_jax.rollout")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert "cannot draw itself" in proc.stderr and "env=gymnasium" in proc.stderr
+    assert "env Breakout-MinAtar cannot draw itself" in proc.stderr and "CartPole-v1" in proc.stderr
 
 
 def test_an_episode_that_did_not_end_is_nan_in_the_episodes_file(tmp_path):

@@ -1,6 +1,7 @@
 """Videos of episodes (`runner.render=true` of a rollout): animated GIFs, one per episode, a frame per step plus the
-first. Envs that can draw themselves: gymnasium envs with an `rgb_array` render mode, and JAX envs with a
-`render_frame(state, params) -> (H, W, 3) uint8` method (the 2D cutting env). GIFs are written with Pillow, which
+first. Envs that can draw themselves: gymnasium envs with an `rgb_array` render mode, JAX envs with a
+`render_frame(state, params) -> (H, W, 3) uint8` method (the 2D cutting env), and gymnax's classic-control envs,
+which their gymnasium twins draw from gymnax's state. GIFs are written with Pillow, which
 matplotlib already brings: no video codec to install."""
 
 from __future__ import annotations
@@ -21,6 +22,41 @@ def innermost(env) -> Any:
     return env
 
 
+# gymnax's classic-control envs, drawn by their gymnasium twins: the twin's state (and extras) from gymnax's state
+TWINS = {
+    "CartPole-v1": lambda s: {"state": np.array([s.x, s.x_dot, s.theta, s.theta_dot], np.float64)},
+    "Acrobot-v1": lambda s: {"state": np.array([s.joint_angle1, s.joint_angle2, s.velocity_1, s.velocity_2])},
+    "Pendulum-v1": lambda s: {"state": np.array([s.theta, s.theta_dot]), "last_u": float(s.last_u)},
+    "MountainCar-v0": lambda s: {"state": np.array([s.position, s.velocity])},
+    "MountainCarContinuous-v0": lambda s: {"state": np.array([s.position, s.velocity])},
+}
+
+
+def twin_drawer(name: str) -> Callable:
+    """`draw(state, params) -> frame` of gymnax's `name`, by gymnasium's env of that id: the gymnax state is set as
+    the twin's and the twin draws it (rgb_array)."""
+    import gymnasium
+
+    _quiet_drawing()
+    twin = gymnasium.make(name, render_mode="rgb_array").unwrapped
+    twin.reset(seed=0)
+    as_twin = TWINS[name]
+
+    def draw(state, params):
+        for attribute, value in as_twin(jax.device_get(state)).items():
+            setattr(twin, attribute, value)
+        return twin.render()
+
+    draw.close = twin.close  # its window surface, when the episode is drawn
+    return draw
+
+
+def _quiet_drawing() -> None:
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame (gymnasium's drawing) needs no sound card ...
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # ... nor a display for rgb_array frames (SDL complains)
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+
 def frame_source(env_spec) -> str:
     """How the env draws: "gymnasium", "jax", or a ConfigError saying that it cannot."""
     if env_spec.is_python:
@@ -35,18 +71,16 @@ def frame_source(env_spec) -> str:
             return "gymnasium"
         raise ConfigError(f"runner.render: env {env_spec.name} cannot draw itself: its metadata's render_modes "
                           f"{modes} lack rgb_array (a gymnasium env draws frames with render_mode='rgb_array')")
-    if hasattr(innermost(env_spec.env), "render_frame"):
+    if hasattr(innermost(env_spec.env), "render_frame") or env_spec.name in TWINS:
         return "jax"
     raise ConfigError(f"runner.render: env {env_spec.name} cannot draw itself (gymnasium envs with an rgb_array "
-                      "render mode and JAX envs with a render_frame method can; for a classic-control env, "
-                      "env=gymnasium env.name=<id> draws it)")
+                      "render mode, JAX envs with a render_frame method, and gymnax's "
+                      f"{', '.join(TWINS)} through gymnasium can)")
 
 
 def python_episode(trained, key: jax.Array, deterministic: bool, seed: int) -> tuple[list, float]:
     """One episode of a gymnasium env, drawn: (frames, return)."""
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame (gymnasium's drawing) needs no sound card ...
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # ... nor a display for rgb_array frames (SDL complains)
-    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    _quiet_drawing()
     env = trained.env_spec.env.make_one()
     try:
         env.unwrapped.render_mode = "rgb_array"  # set after construction: the env was made for training
@@ -67,7 +101,17 @@ def jax_episode(trained, key: jax.Array, deterministic: bool) -> tuple[list, flo
     """One episode of a JAX env, stepped one by one on the host and drawn with its `render_frame`: (frames,
     return). Ends at termination or the env's time limit."""
     spec = trained.env_spec
-    env, params, draw = spec.env, spec.params, innermost(spec.env).render_frame
+    env, params = spec.env, spec.params
+    draw = getattr(innermost(env), "render_frame", None) or twin_drawer(spec.name)
+    try:
+        return _drawn_jax_episode(trained, key, deterministic, draw)
+    finally:
+        getattr(draw, "close", lambda: None)()
+
+
+def _drawn_jax_episode(trained, key: jax.Array, deterministic: bool, draw: Callable) -> tuple[list, float]:
+    spec = trained.env_spec
+    env, params = spec.env, spec.params
     reset, step, final_step = jax.jit(env.reset), jax.jit(env.step), jax.jit(innermost(env).step_env)
     act = jax.jit(trained.policy.act, static_argnums=3)
     key, reset_key = jax.random.split(key)
