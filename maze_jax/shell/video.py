@@ -98,11 +98,10 @@ def python_episode(trained, key: jax.Array, deterministic: bool, seed: int) -> t
 
 
 def jax_episode(trained, key: jax.Array, deterministic: bool) -> tuple[list, float]:
-    """One episode of a JAX env, stepped one by one on the host and drawn with its `render_frame`: (frames,
-    return). Ends at termination or the env's time limit."""
+    """One episode of a JAX env, stepped one by one on the host and drawn with its `render_frame` (or its gymnasium
+    twin): (frames, return). Ends at termination or the env's time limit."""
     spec = trained.env_spec
-    env, params = spec.env, spec.params
-    draw = getattr(innermost(env), "render_frame", None) or twin_drawer(spec.name)
+    draw = getattr(innermost(spec.env), "render_frame", None) or twin_drawer(spec.name)
     try:
         return _drawn_jax_episode(trained, key, deterministic, draw)
     finally:
