@@ -116,6 +116,11 @@ def test_the_progress_line_says_steps_rate_epoch_best_and_eta():
     line.on_epoch(types.SimpleNamespace(progress=progress), {"train_TimeEvents/steps_per_second": 45678.0})
     status = line.status(progress)
     assert status.startswith("epoch 2/10 | 1,234,567 steps | 45,678 steps/s | best 123.5 | ETA ")
+    assert "ETA at most" not in status
+    # a reward threshold or patience may stop the run before its last epoch: the ETA says it is a bound
+    bounded = ProgressLine(n_epochs=10, start_epoch=0, stream=plain, interactive=False, may_stop_early=True)
+    bounded.on_epoch(types.SimpleNamespace(progress=progress), {"train_TimeEvents/steps_per_second": 45678.0})
+    assert " | ETA at most " in bounded.status(progress)
     assert ProgressLine(0, 0, io.StringIO(), interactive=False).status(progress).count("ETA") == 0  # until stopped
 
 

@@ -26,7 +26,9 @@ class ProgressLine:
     """A listener that also reports while an epoch runs (`during_epoch`) and wraps the run's `echo` so that printed
     lines and the live line do not overwrite each other. `n_epochs` 0 (until stopped) gives no ETA."""
 
-    def __init__(self, n_epochs: int, start_epoch: int, stream: IO | None = None, interactive: bool | None = None):
+    def __init__(self, n_epochs: int, start_epoch: int, stream: IO | None = None, interactive: bool | None = None,
+                 may_stop_early: bool = False):
+        self.may_stop_early = may_stop_early  # a reward threshold or patience may end the run first: the ETA is a bound
         self.stream = stream or getattr(sys.stderr, "console", sys.stderr)  # the terminal, not train.log's copy
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.n_epochs, self.start_epoch = n_epochs, start_epoch
@@ -42,7 +44,8 @@ class ProgressLine:
                             if n_epochs else "{n_fmt} epochs{postfix}")
 
     def status(self, progress, running_s: float | None = None) -> str:
-        """`epoch 3/50 | 1,234,567 steps | 45,678 steps/s | best 123.4 | ETA 2m10s`."""
+        """`epoch 3/50 | 1,234,567 steps | 45,678 steps/s | best 123.4 | ETA 2m10s` (`ETA at most 2m10s` when a
+        reward threshold or early stopping may end the run before its last epoch)."""
         parts = [f"epoch {progress.epoch}" + (f"/{self.n_epochs}" if self.n_epochs else ""),
                  f"{progress.total_step_count:,} steps"]
         if math.isfinite(self.steps_per_second):
@@ -52,7 +55,8 @@ class ProgressLine:
         done = progress.epoch - self.start_epoch
         if self.n_epochs and done > 0:
             per_epoch = (time.perf_counter() - self.started) / done
-            parts.append(f"ETA {duration(per_epoch * max(self.n_epochs - progress.epoch, 0))}")
+            bound = "at most " if self.may_stop_early else ""
+            parts.append(f"ETA {bound}{duration(per_epoch * max(self.n_epochs - progress.epoch, 0))}")
         if running_s is not None:
             parts.append(f"epoch {progress.epoch} running for {duration(running_s)}")
         return " | ".join(parts)

@@ -451,7 +451,8 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
                                                               loop_settings.stop_when_solved, progress, echo),
                           n_seeds=trainer.n_seeds, progress_interval_s=loop_settings.progress_interval_s,
                           evaluate=loop_settings.evaluate_each_epoch)
-    progress_line = ProgressLine(options.n_epochs, progress.epoch) if primary else None
+    progress_line = ProgressLine(options.n_epochs, progress.epoch, may_stop_early=options.reward_threshold is not None
+                                 or bool(options.patience)) if primary else None
     if progress_line is not None:  # printed lines lift the live line out of their way
         echo = progress_line.wrap(echo)
     latest, best = open_checkpoints(run_dir, settings, primary)
