@@ -58,18 +58,22 @@ def test_the_learning_curve_draws_train_and_eval_bands_against_steps(tmp_path):
 
     from PIL import Image
 
-    from maze_jax.shell.pictures import LearningCurve
+    from maze_jax.shell.pictures import LearningCurve, steps_label
 
-    curve = LearningCurve(str(tmp_path))
-    progress = types.SimpleNamespace(total_step_count=0)
+    curve = LearningCurve(str(tmp_path), title="CartPole-v1 | ppo | run", threshold=475.0)
+    progress = types.SimpleNamespace(total_step_count=0, epoch=0, best_epoch=-1, best_score=float("-inf"))
     loop = types.SimpleNamespace(progress=progress)
-    for epoch in range(1, 4):
-        progress.total_step_count = 1000 * epoch
-        rows = {f"{p}_BaseEnvEvents/reward/{s}": 10.0 * epoch + d for p in ("train", "eval")
+    for epoch, score in zip(range(1, 4), (10.0, 30.0, 20.0)):
+        progress.total_step_count, progress.epoch = 1000 * epoch, epoch
+        if score > progress.best_score:  # as the loop's model selection sets them
+            progress.best_score, progress.best_epoch = score, epoch
+        rows = {f"{p}_BaseEnvEvents/reward/{s}": score + d for p in ("train", "eval")
                 for s, d in (("mean", 0), ("min", -5), ("max", 5))}
         curve.on_epoch(loop, rows)
     curve.on_end(loop, "")
     assert [row[0] for row in curve.points["eval"]] == [1000, 2000, 3000]
+    assert curve.best == (2000, 30.0)  # the star: where the best model was kept
+    assert [steps_label(s) for s in (950, 250_000, 1_200_000, 3e9)] == ["950", "250k", "1.2M", "3G"]
     with Image.open(tmp_path / "learning_curve.png") as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
         assert image.format == "PNG" and len(colours) > 10  # lines, bands, axes: not blank

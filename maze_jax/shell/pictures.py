@@ -98,26 +98,40 @@ def describe_actions(dist) -> str:
     return ", ".join(f"{head}: {name(d)}" for head, d in heads)
 
 
+def steps_label(steps: float, _position=None) -> str:
+    """Env steps as a reader counts them: 950, 250k, 1.2M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(steps) >= scale:
+            return f"{steps / scale:.3g}{suffix}"
+    return f"{steps:.0f}"
+
+
 class LearningCurve:
     """A listener: `learning_curve.png`, the train and eval reward (mean, with a min-max band) against env steps,
-    redrawn after every epoch on a background thread, at most every `min_interval_s` (epochs of a fraction of a
-    second would keep a core drawing; those that end meanwhile are in the next drawing), and at the end."""
+    under a `title` (env, algorithm, run), with the reward `threshold` that solves the env as a dashed line and the
+    best model as a star; redrawn after every epoch on a background thread, at most every `min_interval_s` (epochs
+    of a fraction of a second would keep a core drawing; those that end meanwhile are in the next drawing), and at
+    the end."""
 
     TAGS = {"train": "train_BaseEnvEvents/reward/", "eval": "eval_BaseEnvEvents/reward/"}
 
-    def __init__(self, run_dir: str, min_interval_s: float = 2.0):
+    def __init__(self, run_dir: str, min_interval_s: float = 2.0, title: str = "", threshold: float | None = None):
         self.path = os.path.join(run_dir, CURVE_FILE)
         self.points: dict[str, list] = {name: [] for name in self.TAGS}
-        self.min_interval_s = min_interval_s
+        self.min_interval_s, self.title, self.threshold = min_interval_s, title, threshold
+        self.best: tuple[float, float] | None = None  # (env steps, score) of the best model
         self._thread: threading.Thread | None = None
         self._drawn_at = -math.inf
 
     def on_epoch(self, loop, rows: dict) -> None:
-        steps = loop.progress.total_step_count
+        progress = loop.progress
+        steps = progress.total_step_count
         for name, tag in self.TAGS.items():
             values = [rows.get(tag + s, math.nan) for s in ("mean", "min", "max")]
             if math.isfinite(values[0]):
                 self.points[name].append((steps, *values))
+        if progress.best_epoch == progress.epoch and math.isfinite(progress.best_score):  # improved this epoch
+            self.best = (steps, progress.best_score)
         now = time.monotonic()
         if now - self._drawn_at >= self.min_interval_s and (self._thread is None or not self._thread.is_alive()):
             self._drawn_at = now
@@ -139,6 +153,17 @@ class LearningCurve:
             steps, mean, low, high = np.asarray(rows, np.float64).T
             ax.plot(steps, mean, color=color, marker="o" if len(rows) < 30 else None, label=f"{name} mean")
             ax.fill_between(steps, low, high, color=color, alpha=0.2, label=f"{name} min-max")
+        if self.threshold is not None and math.isfinite(self.threshold):
+            ax.axhline(self.threshold, color="gray", linestyle="--", linewidth=1,
+                       label=f"reward threshold {self.threshold:g}")
+        if self.best is not None:
+            ax.plot(*self.best, marker="*", markersize=14, color="#ff9f1c", linestyle="none",
+                    label=f"best model {self.best[1]:.4g}")
+        if self.title:
+            ax.set_title(self.title, fontsize=9)
+        with IMPORTING:
+            from matplotlib.ticker import FuncFormatter
+        ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
         ax.set_xlabel("env steps")
         ax.set_ylabel("episode reward")
         ax.grid(alpha=0.3)

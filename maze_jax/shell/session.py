@@ -461,7 +461,10 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     loop = LoopState(state, progress, best_state,
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
     listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
-        [TensorBoard(writer), LearningCurve(run_dir), progress_line] if writer is not None else [])
+        [TensorBoard(writer), LearningCurve(run_dir, title=f"{env_spec.name} | {trainer.algorithm.name} | "
+                                                           f"{os.path.basename(os.path.abspath(run_dir))}",
+                                            threshold=env_spec.reward_threshold), progress_line]
+        if writer is not None else [])
     if writer is not None:
         writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:
