@@ -156,3 +156,31 @@ def test_the_learners_plain_metric_names_become_mazes_tags_in_the_shell():
     assert list(maze_tags({"importance_weight": 1.0}, "impala")) == ["train_ImpalaEvents/importance_weight"]
     assert list(maze_tags({"entropy_coef": 1.0}, "sac")) == ["train_SACEvents/entropy_coef"]
     assert list(maze_tags({"td_loss": 1.0}, "one_step_q")) == ["train_OneStepQEvents/td_loss"]
+
+
+def test_the_model_summary_lists_policy_and_critic_and_the_drawing_names_the_nonlinearity(tmp_path, monkeypatch):
+    import numpy as np
+
+    from maze_jax.shell.pictures import draw_networks
+    from maze_jax.shell.session import save_model_summary
+
+    dense = lambda i, o: {"Dense_0": {"kernel": np.zeros((i, 8)), "bias": np.zeros(8)},  # noqa: E731
+                          "Dense_1": {"kernel": np.zeros((8, o)), "bias": np.zeros(o)}}
+    networks = {"policy": {"params": dense(4, 2)}, "critic": {"params": dense(4, 1)}}
+    save_model_summary(str(tmp_path), networks)
+    summary = (tmp_path / "model_summary.txt").read_text().splitlines()
+    assert summary[0] == "policy:" and "critic:" in summary
+    assert "  policy parameters: 58" in summary and "  critic parameters: 49" in summary
+    assert summary[-1] == "total parameters: 107"
+    texts = []
+    from matplotlib.axes import Axes
+
+    original = Axes.text
+
+    def recording(self, x, y, s, *args, **kwargs):
+        texts.append(s)
+        return original(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "text", recording)
+    draw_networks(str(tmp_path / "networks.png"), networks, {"observation": (4,)}, (), "actions: Categorical(2)", "Tanh")
+    assert texts.count("Tanh") == 2 and (tmp_path / "networks.png").stat().st_size > 0  # between hidden layers

@@ -59,9 +59,11 @@ def split_sub_steps(params, sub_step_names: tuple) -> dict[str, Any]:
 
 
 def draw_networks(path: str, networks: dict[str, Any], observation: dict[str, tuple], sub_step_names: tuple = (),
-                  outputs: str = "") -> None:
+                  outputs: str = "", non_lin: str = "") -> None:
     """`networks` ({"policy": params, "critic": params}) as columns of layer boxes (a column per sub-step of a
-    structured env), each box a layer with its input and output sizes, under the observation's keys and shapes."""
+    structured env), each box a layer with its input and output sizes, under the observation's keys and shapes:
+    arrows lead from the observation through the layers (labelled with the `non_lin` between hidden layers) to the
+    outputs."""
     with IMPORTING:
         from matplotlib.patches import Rectangle
 
@@ -77,13 +79,19 @@ def draw_networks(path: str, networks: dict[str, Any], observation: dict[str, tu
     ax.text(len(columns) / 2, 0.8, f"observation: {obs_text}", ha="center", va="center", fontsize=9, wrap=True)
     for x, (title, column) in enumerate(columns):
         ax.text(x + 0.5, 0.2, title, ha="center", va="center", fontsize=11, weight="bold")
+        ax.annotate("", (x + 0.5, 0.05), (len(columns) / 2, 0.65), arrowprops={"arrowstyle": "->", "color": "gray"})
         for y, (name, shape) in enumerate(column):
             top = -y - 0.5
             ax.add_patch(Rectangle((x + 0.08, top - 0.7), 0.84, 0.7, facecolor="#dbe9f6", edgecolor="#2b5d8a"))
             size = " x ".join(str(s) for s in shape)
             ax.text(x + 0.5, top - 0.35, f"{name}\n{size}", ha="center", va="center", fontsize=8)
-            if y:
-                ax.annotate("", (x + 0.5, top), (x + 0.5, top + 0.3), arrowprops={"arrowstyle": "->"})
+            ax.annotate("", (x + 0.5, top), (x + 0.5, top + 0.3 + 0.15 * (not y)), arrowprops={"arrowstyle": "->"})
+            if y and non_lin:  # between hidden layers (the last layer's outputs are the heads, taken as they are)
+                ax.text(x + 0.55, top + 0.15, non_lin, ha="left", va="center", fontsize=7, color="#555555")
+        if outputs and column and title.startswith("policy"):  # the critic's output is its value
+            bottom = -len(column) - 0.2
+            ax.annotate("", (len(columns) / 2, -height + 0.6), (x + 0.5, bottom), arrowprops={"arrowstyle": "->",
+                                                                                             "color": "gray"})
     if outputs:
         ax.text(len(columns) / 2, -height + 0.4, outputs, ha="center", va="center", fontsize=9)
     fig.tight_layout()

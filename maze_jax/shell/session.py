@@ -191,12 +191,18 @@ def size_note(shapes) -> str:
             "model_summary.txt lists them by layer (for images, larger model.strides shrink them)")
 
 
-def save_model_summary(run_dir: str, params) -> None:
-    """`model_summary.txt`: every parameter's path and shape, and the total count."""
+def save_model_summary(run_dir: str, networks: dict) -> None:
+    """`model_summary.txt`: each network's ({"policy": params, "critic": params}) parameters by path and shape, its
+    count, and the total count."""
     lines, total = [], 0
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        total += int(np.size(leaf))
-        lines.append(f"{jax.tree_util.keystr(path):<60} {str(tuple(np.shape(leaf))):>16}")
+    for name, params in networks.items():
+        count = 0
+        lines.append(f"{name}:")
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            count += int(np.size(leaf))
+            lines.append(f"  {jax.tree_util.keystr(path):<58} {str(tuple(np.shape(leaf))):>16}")
+        lines.append(f"  {name} parameters: {count}")
+        total += count
     lines.append(f"total parameters: {total}")
     with open_for_writing(os.path.join(run_dir, "model_summary.txt")) as f:
         f.write("\n".join(lines) + "\n")
@@ -228,9 +234,10 @@ def draw_quietly(*args) -> None:
         pass
 
 
-def start_drawing_networks(run_dir: str, params, trainer: Trainer, env_spec: EnvSpec) -> threading.Thread:
-    """`networks.png` (Maze's "graphical depictions" of policy and critic, `params` as shapes), drawn on a thread
-    while training starts; the caller joins it."""
+def start_drawing_networks(run_dir: str, params, trainer: Trainer, env_spec: EnvSpec,
+                           non_lin: str = "") -> threading.Thread:
+    """`networks.png` (Maze's "graphical depictions" of policy and critic, `params` as shapes, `non_lin` the
+    hidden layers' nonlinearity), drawn on a thread while training starts; the caller joins it."""
     networks = {name: params[name] for name in ("policy", "critic") if name in params}
     leaves = jax.tree_util.tree_flatten_with_path(env_spec.observation_example())[0]
     observation = {jax.tree_util.keystr(path).strip("[]'") or "observation": tuple(np.shape(leaf))
@@ -238,7 +245,8 @@ def start_drawing_networks(run_dir: str, params, trainer: Trainer, env_spec: Env
     steps = tuple(step.name for step in sub_steps(env_spec.env))
     outputs = f"actions: {describe_actions(trainer.algorithm.policy.dist)}"
     thread = threading.Thread(target=draw_quietly, daemon=True,
-                              args=(os.path.join(run_dir, NETWORKS_FILE), networks, observation, steps, outputs))
+                              args=(os.path.join(run_dir, NETWORKS_FILE), networks, observation, steps, outputs,
+                                    non_lin))
     thread.start()
     return thread
 
@@ -438,10 +446,11 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     drawing = None
     if primary:
         shapes = parameter_shapes(state, trainer.n_seeds)
-        save_model_summary(run_dir, shapes["policy"])
+        save_model_summary(run_dir, {name: shapes[name] for name in ("policy", "critic") if name in shapes})
         if note := size_note(shapes):
             echo(note, flush=True)
-        drawing = start_drawing_networks(run_dir, shapes, trainer, env_spec)
+        model = settings.model if isinstance(settings.model, dict) else {}  # a config (not a flax module)
+        drawing = start_drawing_networks(run_dir, shapes, trainer, env_spec, str(model.get("non_lin") or ""))
 
     if note := trained_out_note(settings.algorithm.n_epochs, progress):
         echo(note, flush=True)
