@@ -182,5 +182,34 @@ def test_the_model_summary_lists_policy_and_critic_and_the_drawing_names_the_non
         return original(self, x, y, s, *args, **kwargs)
 
     monkeypatch.setattr(Axes, "text", recording)
-    draw_networks(str(tmp_path / "networks.png"), networks, {"observation": (4,)}, (), "actions: Categorical(2)", "Tanh")
+    draw_networks(str(tmp_path / "networks.png"), networks, {"observation": (4,)}, (), "actions: Categorical(2)",
+                  "Tanh")
     assert texts.count("Tanh") == 2 and (tmp_path / "networks.png").stat().st_size > 0  # between hidden layers
+
+
+def test_a_resumed_runs_curve_goes_on_from_its_parents_up_to_the_epoch_it_resumed(tmp_path):
+    import types
+
+    from maze_jax.shell.pictures import LearningCurve, curve_history
+
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    parent.mkdir()
+    child.mkdir()
+    first = LearningCurve(str(parent))
+    progress = types.SimpleNamespace(total_step_count=0, epoch=0, best_epoch=-1, best_score=float("-inf"))
+    loop = types.SimpleNamespace(progress=progress)
+    for epoch in (1, 2, 3):  # the parent logged 3 epochs, its checkpoint holds 2 (killed after the third)
+        progress.total_step_count, progress.epoch = 100 * epoch, epoch
+        first.on_epoch(loop, {"eval_BaseEnvEvents/reward/mean": float(epoch), "eval_BaseEnvEvents/reward/min": 0.0,
+                              "eval_BaseEnvEvents/reward/max": 9.0})
+    first.on_end(loop, "")
+    history = curve_history(str(parent), up_to_epoch=2)
+    assert [row[:3] for row in history] == [(1, 100, "eval"), (2, 200, "eval")]
+    resumed = LearningCurve(str(child), history=history)
+    progress.total_step_count, progress.epoch = 300, 3
+    resumed.on_epoch(loop, {"eval_BaseEnvEvents/reward/mean": 7.0, "eval_BaseEnvEvents/reward/min": 0.0,
+                            "eval_BaseEnvEvents/reward/max": 9.0})
+    resumed.on_end(loop, "")
+    assert [p[:2] for p in resumed.points["eval"]] == [(100, 1.0), (200, 2.0), (300, 7.0)]
+    assert curve_history(str(child), 10)[-1][:4] == (3, 300, "eval", 7.0)
+    assert curve_history(str(tmp_path / "none"), 10) == []

@@ -16,7 +16,8 @@ import numpy as np
 
 from maze_jax.shell.files import open_for_writing
 
-NETWORKS_FILE, CURVE_FILE = "networks.png", "learning_curve.png"
+NETWORKS_FILE, CURVE_FILE, CURVE_DATA = "networks.png", "learning_curve.png", "learning_curve.csv"
+CURVE_COLUMNS = ("epoch", "env_steps", "curve", "mean", "min", "max")
 # The first import of matplotlib happens on a drawing thread; two threads importing a package's modules at once can
 # see each other's half-imported modules.
 IMPORTING = threading.Lock()
@@ -99,6 +100,19 @@ def draw_networks(path: str, networks: dict[str, Any], observation: dict[str, tu
         fig.savefig(f, dpi=80, format="png")
 
 
+def curve_history(run_dir: str, up_to_epoch: int) -> list[tuple]:
+    """The rows of `run_dir`'s `learning_curve.csv` up to `up_to_epoch` (the epoch a resume starts from: the parent's
+    epochs after its checkpoint are not this run's past); [] when it has none or it cannot be read."""
+    try:
+        with open(os.path.join(run_dir, CURVE_DATA)) as f:
+            lines = f.read().splitlines()[1:]
+        rows = [(int(e), int(n), c, float(m), float(lo), float(hi))
+                for e, n, c, m, lo, hi in (line.split(",") for line in lines)]
+    except (OSError, ValueError):
+        return []
+    return [row for row in rows if row[0] <= up_to_epoch and row[2] in LearningCurve.TAGS]
+
+
 def describe_actions(dist) -> str:
     """`piece_idx: Categorical(50), cut_order: Categorical(2)`: an action distribution's heads, for a caption."""
     heads = getattr(dist, "heads", (("action", dist),))
@@ -123,9 +137,13 @@ class LearningCurve:
 
     TAGS = {"train": "train_BaseEnvEvents/reward/", "eval": "eval_BaseEnvEvents/reward/"}
 
-    def __init__(self, run_dir: str, min_interval_s: float = 2.0, title: str = "", threshold: float | None = None):
-        self.path = os.path.join(run_dir, CURVE_FILE)
+    def __init__(self, run_dir: str, min_interval_s: float = 2.0, title: str = "", threshold: float | None = None,
+                 history: list | None = None):
+        self.path, self.data_path = os.path.join(run_dir, CURVE_FILE), os.path.join(run_dir, CURVE_DATA)
         self.points: dict[str, list] = {name: [] for name in self.TAGS}
+        self.rows: list[tuple] = []  # what `learning_curve.csv` holds: CURVE_COLUMNS
+        for row in history or []:  # a resumed run's curve goes on from its parent's
+            self._add(*row)
         self.min_interval_s, self.title, self.threshold = min_interval_s, title, threshold
         self.best: tuple[float, float] | None = None  # (env steps, score) of the best model
         self._thread: threading.Thread | None = None
@@ -137,20 +155,33 @@ class LearningCurve:
         for name, tag in self.TAGS.items():
             values = [rows.get(tag + s, math.nan) for s in ("mean", "min", "max")]
             if math.isfinite(values[0]):
-                self.points[name].append((steps, *values))
+                self._add(progress.epoch, steps, name, *values)
         if progress.best_epoch == progress.epoch and math.isfinite(progress.best_score):  # improved this epoch
             self.best = (steps, progress.best_score)
         now = time.monotonic()
         if now - self._drawn_at >= self.min_interval_s and (self._thread is None or not self._thread.is_alive()):
             self._drawn_at = now
+            self.save_rows()
             snapshot = {k: list(v) for k, v in self.points.items()}
             self._thread = threading.Thread(target=self.draw, args=(snapshot,), daemon=True)
             self._thread.start()
+
+    def _add(self, epoch: int, steps: int, curve: str, mean: float, low: float, high: float) -> None:
+        self.rows.append((int(epoch), int(steps), curve, float(mean), float(low), float(high)))
+        self.points[curve].append((int(steps), float(mean), float(low), float(high)))
 
     def on_end(self, loop, reason: str) -> None:
         if self._thread is not None:
             self._thread.join()
         self.draw(self.points)
+        self.save_rows()
+
+    def save_rows(self) -> None:
+        """`learning_curve.csv`: the curve's points (CURVE_COLUMNS), which a resumed run and a sweep's summary read."""
+        partial = self.data_path + ".partial"
+        with open_for_writing(partial, "w") as f:
+            f.write(",".join(CURVE_COLUMNS) + "\n" + "".join(",".join(map(str, row)) + "\n" for row in self.rows))
+        os.replace(partial, self.data_path)
 
     def draw(self, points: dict) -> None:
         fig = _figure(7, 4)
