@@ -123,7 +123,7 @@ def test_multirun_sweep_writes_one_directory_per_job(tmp_path, cache_dir):
     assert f"Sweep of 2 jobs in {sweep} (sweep_summary.csv, sweep_curves.png):" in proc.stdout
     table = proc.stdout.rsplit("sweep_curves.png):\n", 1)[1].splitlines()
     assert table[0].split("|")[1].strip() == "overrides" and "best eval mean" in table[0]
-    assert [row.split("|")[1].strip() for row in table[1:3]] == ["seeding.agent_base_seed=1", "seeding.agent_base_seed=2"]
+    assert [row.split("|")[1].strip() for row in table[1:3]] == [f"seeding.agent_base_seed={s}" for s in (1, 2)]
     summary = (sweep / "sweep_summary.csv").read_text().splitlines()
     assert len(summary) == 3 and summary[1].startswith('0,"seeding.agent_base_seed=1",')
     assert (sweep / "sweep_curves.png").stat().st_size > 0
