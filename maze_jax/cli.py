@@ -304,7 +304,7 @@ def check_output_dir(argv: list[str]) -> None:
         while not os.path.exists(path):
             path = os.path.dirname(path)
         if not os.path.isdir(path) or not os.access(path, os.W_OK):
-            print(f"Error: {key}={given!r} cannot be written ({path} is not a writable directory)",
+            print(f"Error: {key}={given!r} cannot be created or written ({path} is not a writable directory)",
                   file=sys.stderr, flush=True)
             sys.exit(2)
 

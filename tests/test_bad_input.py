@@ -85,4 +85,5 @@ def test_a_read_only_output_folder_is_one_line(key, folder, read_only_disk, tmp_
     proc = run_cli([*multirun, "runner=dev", f"{key}={given}"], tmp_path, cache_dir)
     assert proc.returncode == 2, proc.stderr[-3000:]
     where = given if folder == "existing" else read_only_disk
-    assert proc.stderr == f"Error: {key}='{given}' cannot be written ({where} is not a writable directory)\n"
+    assert proc.stderr == (f"Error: {key}='{given}' cannot be created or written ({where} is not a writable "
+                           "directory)\n")

@@ -152,7 +152,7 @@ BAD_INPUTS = [
     (["env=tutorial_cutting_2d_struct", "critic=shared", "algorithm=ppo"], "critic=shared is not available"),
     (["runner=cluster"], "Available options in 'runner'"),
     (["runner.n_seeds=0"], "runner.n_seeds=0: must be >= 1"),
-    (["log_base_dir=/dev/null/runs"], "log_base_dir='/dev/null/runs' cannot be written"),
+    (["log_base_dir=/dev/null/runs"], "log_base_dir='/dev/null/runs' cannot be created or written"),
 ]
 
 

@@ -118,12 +118,20 @@ def start_ray(settings: RaySettings) -> bool:
     main = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     need = int(np.ceil(settings.num_workers * settings.cpus_per_worker))
+    deadline = time.monotonic() + settings.start_timeout_s
     try:
-        with warnings.catch_warnings():  # Ray forks its services before any JAX thread could matter to them
-            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
-            ray.init(address=settings.address, include_dashboard=False, logging_level=logging.ERROR,
-                     log_to_driver=False,
-                     num_cpus=None if settings.address else max(os.cpu_count() or 1, need))
+        while True:
+            try:
+                with warnings.catch_warnings():  # Ray forks its services before any JAX thread could matter to them
+                    warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+                    ray.init(address=settings.address, include_dashboard=False, logging_level=logging.ERROR,
+                             log_to_driver=False,
+                             num_cpus=None if settings.address else max(os.cpu_count() or 1, need))
+                break
+            except ConnectionAbortedError:  # Ray Client's server could not start this client's session in time (a
+                if time.monotonic() > deadline:  # busy head): it starts afresh on the next try
+                    raise
+                time.sleep(1.0)
     except Exception as error:
         where = f"join the Ray cluster at runner.address={settings.address}" if settings.address else \
             "start a local Ray"
