@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, start_cli
+from maze_jax.shell.collectors import reaper
 from test_devices import free_port
 from test_cli import only_run_dir
 from test_python_cli import TESTS, TINY, run_tests_cli
@@ -36,25 +37,6 @@ class BuiltOnlyHere:
 
     def __reduce__(self):
         return _missing_on_the_worker, ()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (children, their children, ...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -226,7 +208,8 @@ def test_a_ray_client_address_trains_on_that_cluster(tmp_path, cache_dir):
     assert "Final evaluation" in proc.stdout and "Traceback" not in proc.stderr
 
 
-def test_sigterm_keeps_a_checkpoint_and_leaves_no_ray_process(tmp_path, cache_dir):
+def running_on_ray(tmp_path, cache_dir):
+    """A long PPO run on two Ray workers, once it trained its first epoch: (its process, every process below it)."""
     proc = start_cli([*COUNTDOWN, "algorithm.n_epochs=1000", "+env.kwargs.sleep_s=0.01", f"log_base_dir={tmp_path}",
                       f"compilation_cache_dir={cache_dir}"], TESTS)
     try:
@@ -234,8 +217,17 @@ def test_sigterm_keeps_a_checkpoint_and_leaves_no_ray_process(tmp_path, cache_di
         while "epoch    1 |" not in seen and time.time() < deadline:
             seen += proc.stdout.readline()
         assert "epoch    1 |" in seen, seen
-        below = descendants(proc.pid)
+        below = list(reaper.descendants(proc.pid))
         assert len(below) >= 3  # Ray's services and the two workers
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, below
+
+
+def test_sigterm_keeps_a_checkpoint_and_leaves_no_ray_process(tmp_path, cache_dir):
+    proc, below = running_on_ray(tmp_path, cache_dir)
+    try:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -248,19 +240,9 @@ def test_sigterm_keeps_a_checkpoint_and_leaves_no_ray_process(tmp_path, cache_di
 
 
 def test_kill_9_of_the_run_leaves_no_ray_process(tmp_path, cache_dir):
-    proc = start_cli([*COUNTDOWN, "algorithm.n_epochs=1000", "+env.kwargs.sleep_s=0.01", f"log_base_dir={tmp_path}",
-                      f"compilation_cache_dir={cache_dir}"], TESTS)
-    try:
-        seen, deadline = "", time.time() + 120
-        while "epoch    1 |" not in seen and time.time() < deadline:
-            seen += proc.stdout.readline()
-        assert "epoch    1 |" in seen, seen
-        below = descendants(proc.pid)
-        assert len(below) >= 3  # Ray's services and the two workers
-        proc.kill()
-        proc.wait()
-    finally:
-        proc.kill()
+    proc, below = running_on_ray(tmp_path, cache_dir)
+    proc.kill()  # no code of the run can clean up: the reaper does
+    proc.wait()
     deadline = time.time() + 30
     while [p for p in below if alive(p)] and time.time() < deadline:
         time.sleep(0.5)
