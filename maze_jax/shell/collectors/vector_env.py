@@ -25,6 +25,10 @@ from maze_jax.collectors import EnvFailed
 from maze_jax.config import ConfigError, first_line
 
 MODES = ("sync", "async")
+WORKER_DIED = (EOFError, BrokenPipeError, ConnectionError)
+# A Python env without a time limit gets this one (gymnasium's TimeLimit), in training, ES and evaluation: an
+# evaluation or an ES member's episode that never ends would otherwise never return.
+DEFAULT_TIME_LIMIT = 100_000
 
 
 class Vectorization(NamedTuple):
@@ -57,10 +61,6 @@ def deadline(seconds: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-WORKER_DIED = (EOFError, BrokenPipeError, ConnectionError)
-# A Python env without a time limit gets this one (gymnasium's TimeLimit), in training, ES and evaluation: an
-# evaluation or an ES member's episode that never ends would otherwise never return.
-DEFAULT_TIME_LIMIT = 100_000
 
 
 def has_no_time_limit(env) -> bool:
