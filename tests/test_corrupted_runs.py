@@ -36,7 +36,7 @@ COMPOSED = {}  # the package's config composed with a resume's overrides (apart 
 def resume(run_dir) -> list[str]:
     """What a resume of `run_dir` does up to its first epoch, in this process: the config (saved config and group
     choices), the compatibility check, the normalisation statistics, the build and the restore. Returns the lines
-    it said; a refusal raises its ConfigError."""
+    the restore said; a refusal raises its ConfigError."""
     from hydra import compose, initialize_config_dir
 
     from maze_jax import train
@@ -59,6 +59,7 @@ def resume(run_dir) -> list[str]:
     check_compatible(str(run_dir), cfg)
     _, trainer = build(settings, statistics=stored_statistics(str(run_dir)), echo=echo)
     key = jax.random.key(0)
+    said.clear()  # the build's lines (what steps the env) are not the restore's
     restore(str(run_dir), trainer, jax.eval_shape(trainer.init, key, key), echo)
     return said
 
