@@ -5,6 +5,7 @@ import threading
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import REPO, make_trainer
 from maze_jax.shell import programs as programs_module
@@ -74,6 +75,7 @@ def test_a_compile_failure_surfaces_when_the_programs_are_needed(monkeypatch):
         compilation.programs()
 
 
+@pytest.mark.cli  # builds and compiles a gymnasium env's PPO: 7 s
 def test_with_a_python_env_the_compile_line_says_the_first_epoch_compiles_the_rest():
     _, trainer = make_trainer(["env=gymnasium", "env.name=CartPole-v1", "algorithm=ppo", "model.hidden_units=[8]"])
     lines = []
