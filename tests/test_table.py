@@ -213,3 +213,21 @@ def test_a_resumed_runs_curve_goes_on_from_its_parents_up_to_the_epoch_it_resume
     assert [p[:2] for p in resumed.points["eval"]] == [(100, 1.0), (200, 2.0), (300, 7.0)]
     assert curve_history(str(child), 10)[-1][:4] == (3, 300, "eval", 7.0)
     assert curve_history(str(tmp_path / "none"), 10) == []
+
+
+def test_an_epochs_rows_keep_mazes_order():
+    import numpy as np
+
+    from maze_jax.shell.table_rows import epoch_rows
+
+    reward = "train_BaseEnvEvents/reward/"
+    metrics = {"train_ESEvents/policy_grad_norm": np.float32(1.0), **{reward + s: np.float32(1.0) for s in sorted(
+        ("mean", "std", "min", "max", "mean_step_count", "median_step_count", "episode_count"))},
+        "train_ESEvents/update_ratio": np.float32(0.1), "eval_BaseEnvEvents/reward/mean": np.float32(3.0),
+        reward + "step_count": np.int32(100)}
+    tags = list(epoch_rows(metrics, total_steps=100, total_episodes=9, seconds=0.5))
+    assert tags == [reward + s for s in ("mean", "std", "min", "max", "mean_step_count", "median_step_count",
+                                         "episode_count", "total_step_count", "total_episode_count")] + [
+        "train_ESEvents/policy_grad_norm", "train_ESEvents/update_ratio", "train_TimeEvents/epoch_time",
+        "train_TimeEvents/steps_per_second",
+        "eval_BaseEnvEvents/reward/mean"]

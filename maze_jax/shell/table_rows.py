@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Callable
 
 import numpy as np
 
@@ -90,7 +91,29 @@ def epoch_rows(metrics: dict, total_steps: int, total_episodes: int, seconds: fl
     steps = float(np.sum(metrics.get(f"train_{REWARD}step_count", 0)))
     rows["train_TimeEvents/epoch_time"] = seconds
     rows["train_TimeEvents/steps_per_second"] = steps / max(seconds, 1e-9)
-    return dict(sorted(rows.items(), key=lambda kv: not kv[0].startswith("train")))
+    return dict(sorted(rows.items(), key=maze_order(list(rows))))
+
+
+# Maze's order of the reward statistics in its table
+REWARD_ORDER = ("mean", "std", "min", "max", "mean_step_count", "median_step_count", "episode_count",
+                "total_step_count", "total_episode_count")
+
+
+def maze_order(tags: list) -> Callable:
+    """A sort key over (tag, value) items for Maze's table order: training rows, then evaluation rows; in each, the
+    reward statistics in Maze's order first, then the env's and the algorithm's events as they came, the timing
+    last."""
+    first_seen = {tag: i for i, tag in enumerate(tags)}
+
+    def key(item) -> tuple:
+        tag = item[0]
+        stage = 0 if tag.startswith("train") else 1
+        statistic = tag.rsplit("/", 1)[-1]
+        if f"_{REWARD}" in tag and statistic in REWARD_ORDER:
+            return stage, 0, REWARD_ORDER.index(statistic)
+        return stage, 2 if "_TimeEvents/" in tag else 1, first_seen[tag]
+
+    return key
 
 
 def non_finite(rows: dict) -> list[str]:
