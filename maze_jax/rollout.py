@@ -101,7 +101,6 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.algorithms.metrics import episode_table
     from maze_jax.config import import_object
     from maze_jax.envs import build_env
-    from maze_jax.shell.collectors.vector_env import time_limit_note
     from maze_jax.shell.loop import unfinished_note
     from maze_jax.shell.resume import stored_statistics
     from maze_jax.shell.session import enable_compilation_cache, final_evaluation_key, normalization_key
@@ -122,8 +121,6 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
     samples = read(runner, "normalization_samples", int, "runner", low=1)
     env_spec = build_env(plain(cfg.env))
-    if note := time_limit_note(env_spec):
-        echo(note, flush=True)
     env_spec = wrap_env(env_spec, plain(cfg.wrappers), stored, samples, normalization_key(cfg.seeding.env_base_seed),
                         echo)
     policy_cfg = {k: v for k, v in plain(cfg.policy).items() if k != "_target_"}

@@ -22,15 +22,15 @@ class Countdown(gymnasium.Env):
     """Every episode lasts `length` steps and each step pays 1 + action, after `sleep_s` seconds (a slow simulator).
     On request it misbehaves at its n-th step (counted over its whole life): raises (`fail_at`), returns NaN
     (`nan_at`), kills its process (`die_at`; only once when `die_once_file` names a file it then creates), or stops
-    answering (`hang_at`: an hour's sleep)."""
+    answering (`hang_at`: an hour's sleep). With `truncates`, its episodes end truncated (a time limit of its own)."""
 
     metadata = {"render_modes": []}
 
     def __init__(self, length: int = 3, fail_at: int | None = None, nan_at: int | None = None,
                  die_at: int | None = None, fail_in_reset: bool = False, sleep_s: float = 0.0,
-                 die_once_file: str | None = None, hang_at: int | None = None):
+                 die_once_file: str | None = None, hang_at: int | None = None, truncates: bool = False):
         self.length, self.fail_at, self.nan_at, self.die_at, self.hang_at = length, fail_at, nan_at, die_at, hang_at
-        self.sleep_s, self.die_once_file = sleep_s, die_once_file
+        self.sleep_s, self.die_once_file, self.truncates = sleep_s, die_once_file, truncates
         self.fail_in_reset = fail_in_reset
         self.observation_space = spaces.Box(0.0, float(length), (1,), np.float32)
         self.action_space = spaces.Discrete(2)
@@ -60,7 +60,8 @@ class Countdown(gymnasium.Env):
         reward = 1.0 + float(action)
         if self.nan_at is not None and self.steps >= self.nan_at:
             reward = float("nan")
-        return np.array([self.left], np.float32), reward, self.left <= 0, False, {}
+        ended = self.left <= 0
+        return np.array([self.left], np.float32), reward, ended and not self.truncates, ended and self.truncates, {}
 
 
 gymnasium.register("MazeJaxTest/Countdown-v0", entry_point=Countdown, max_episode_steps=50, reward_threshold=5.5)

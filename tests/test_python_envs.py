@@ -69,29 +69,43 @@ def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_cou
     assert rows["final_BaseEnvEvents/reward/episode_count"] == 0 and np.isnan(rows["final_BaseEnvEvents/reward/mean"])
 
 
-def test_a_python_env_without_a_time_limit_gets_one_and_a_note_says_so(monkeypatch):
+def test_a_python_env_without_a_time_limit_gets_one_and_a_note_says_so_when_it_cuts_an_episode(monkeypatch, capsys):
     import maze_jax.shell.collectors.vector_env as vector_env
 
-    endless = build_env({"_target_": "python_envs.Countdown", "length": 10**9})
-    assert "Note: env Countdown declares no time limit (gymnasium's max_episode_steps): an episode that " \
-        "does not end by itself is cut at 100,000 steps" in \
-        vector_env.time_limit_note(endless)
-    assert vector_env.time_limit_note(make_env("MazeJaxTest/Countdown-v0", backend="gymnasium")) == ""  # 50 steps
-    assert vector_env.time_limit_note(make_env("CartPole-v1")) == ""  # a JAX env: its max_steps_in_episode
     monkeypatch.setattr(vector_env, "DEFAULT_TIME_LIMIT", 4)
+    monkeypatch.setattr(vector_env, "_NOTED", set())
+    endless = build_env({"_target_": "python_envs.Countdown", "length": 10**9})
     envs = VectorEnv(endless.env, 2, seed=0)  # every host collector, ES's members and the evaluator step these
-    truncated = [envs.step(np.zeros(2, np.int32))[3] for _ in range(4)]
+    truncated = []
+    for _ in range(4):
+        assert "time limit" not in capsys.readouterr().out  # said when the cut happens, not before
+        truncated.append(envs.step(np.zeros(2, np.int32))[3])
+    for _ in range(8):  # once per process
+        envs.step(np.zeros(2, np.int32))
     envs.close()
     assert not any(t.any() for t in truncated[:3]) and truncated[3].all()
+    assert capsys.readouterr().out.splitlines() == [
+        "Note: env Countdown declares no time limit (gymnasium's max_episode_steps) and an episode reached 4 steps: "
+        "it was cut there (env.max_episode_steps=N sets a limit)"]
+    for own_limit in ({"_target_": "python_envs.Countdown", "length": 3, "truncates": True},  # ends its episodes
+                      {"_target_": "python_envs.Countdown", "length": 3}):
+        envs = VectorEnv(build_env(own_limit).env, 2, seed=0)
+        ended = [envs.step(np.zeros(2, np.int32))[2:4] for _ in range(12)]
+        envs.close()
+        assert all(ended[i][own_limit.get("truncates", False)].all() for i in (2, 5, 8, 11))
+    assert capsys.readouterr().out == ""  # an env that ends its own episodes gets no note
 
 
 @pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool is an optional extra: pip install '.[envpool]'")
 def test_envpools_own_time_limits_are_read_and_its_unlimited_envs_get_one():
-    from maze_jax.shell.collectors.vector_env import time_limit_note
+    from maze_jax.shell.collectors.vector_env import DEFAULT_TIME_LIMIT
 
     assert make_env("CartPole-v1", backend="envpool").env.max_episode_steps == 500
     cliff = make_env("CliffWalking-v1", backend="envpool")  # envpool's "no limit" is INT_MAX
-    assert cliff.env.max_episode_steps is None and "declares no time limit" in time_limit_note(cliff)
+    assert cliff.env.max_episode_steps is None
+    envs = VectorEnv(cliff.env, 1, seed=0)  # the default limit applies to envpool too
+    assert envs._envpool_kwargs["max_episode_steps"] == DEFAULT_TIME_LIMIT
+    envs.close()
 
 
 @pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool is an optional extra: pip install '.[envpool]'")

@@ -21,7 +21,6 @@ from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.envs.structured import sub_steps
 from maze_jax.shell.assembly import build_algorithm, build_trainer
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
-from maze_jax.shell.collectors.vector_env import time_limit_note
 from maze_jax.shell.env_lines import stepped_by, unbounded_action_note
 from maze_jax.shell.files import open_for_writing, refuse_links
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
@@ -95,9 +94,8 @@ def build(settings: RunSettings, env=None, model=None, statistics: dict | None =
     `statistics`: stored observation-normalisation statistics, which take priority."""
     env_spec = build_env(settings.env) if env is None else as_env_spec(env)
     echo(stepped_by(env_spec), flush=True)
-    for note in (time_limit_note(env_spec), unbounded_action_note(env_spec)):
-        if note:
-            echo(note, flush=True)
+    if note := unbounded_action_note(env_spec):
+        echo(note, flush=True)
     env_spec = wrap_env(env_spec, settings.wrappers, statistics, settings.normalization_samples,
                         normalization_key(settings.env_seed), echo)
     algorithm = build_algorithm(settings.algorithm, env_spec, settings.model if model is None else model,

@@ -68,12 +68,14 @@ def has_no_time_limit(env) -> bool:
     return not env.max_episode_steps
 
 
-def time_limit_note(env_spec) -> str:
-    """'' unless `env_spec` is a Python env without a time limit; then a line saying the one it gets."""
-    if not env_spec.is_python or not has_no_time_limit(env_spec.env):
-        return ""
-    return (f"Note: env {env_spec.name} declares no time limit (gymnasium's max_episode_steps): an episode that does "
-            f"not end by itself is cut at {DEFAULT_TIME_LIMIT:,} steps (env.max_episode_steps=N sets a limit)")
+def time_limit_note(name: str) -> str:
+    """The line said when the time limit a Python env without one of its own gets (DEFAULT_TIME_LIMIT) cuts one
+    of its episodes: an env that ends or truncates its episodes itself never sees it."""
+    return (f"Note: env {name} declares no time limit (gymnasium's max_episode_steps) and an episode reached "
+            f"{DEFAULT_TIME_LIMIT:,} steps: it was cut there (env.max_episode_steps=N sets a limit)")
+
+
+_NOTED: set[str] = set()  # envs whose cut episode was noted: once per process
 
 
 def worker_env(make, max_episode_steps: int | None = None):
@@ -184,9 +186,10 @@ class VectorEnv:
         mode = vectorization.mode
         if mode not in MODES:
             raise ConfigError(f"runner.vectorization={mode!r} is unknown. Valid: {', '.join(MODES)}")
-        if not max_episode_steps and has_no_time_limit(env):
-            max_episode_steps = DEFAULT_TIME_LIMIT
+        self._default_cap = DEFAULT_TIME_LIMIT if not max_episode_steps and has_no_time_limit(env) else None
+        max_episode_steps = max_episode_steps or self._default_cap
         self.env, self.n, self.name, self.steps = env, n, env.name, 0
+        self._lengths = np.zeros(n, np.int64)  # each env's steps in its episode: a cut by the default cap is noted
         self.mode, self.timeout_s = mode, vectorization.timeout_s
         self.reports: tuple[dict, dict] = ({}, {})  # the last step's events and KPIs (`reported`)
         self._pool = self._vector = None
@@ -218,6 +221,7 @@ class VectorEnv:
     def reset(self, seed: int) -> None:
         """Every env starts a new episode; env i seeded `seed + i`."""
         self._call("reset", self._reset, int(seed))
+        self._lengths[:] = 0
 
     def reset_some(self, which: np.ndarray, seeds) -> bool:
         """The envs in `which` (bool, one per env) start new episodes, env i seeded `seeds[i]`; the others go on.
@@ -225,6 +229,7 @@ class VectorEnv:
         if self.env.envpool_id is not None:
             return False
         self._call("reset", self._reset_some, np.asarray(which, bool), seeds)
+        self._lengths[np.asarray(which, bool)] = 0
         return True
 
     def _reset_some(self, which: np.ndarray, seeds) -> None:
@@ -312,7 +317,17 @@ class VectorEnv:
             what = "rewards" if not np.isfinite(reward).all() else "observations"
             raise EnvFailed(f"env {self.name} returned non-finite {what} in vector step {self.steps}", "non-finite")
         self._obs = obs
+        self._note_cut(np.asarray(terminated) | np.asarray(truncated), np.asarray(truncated))
         return obs, reward, terminated, truncated, final
+
+    def _note_cut(self, ended: np.ndarray, truncated: np.ndarray) -> None:
+        """Says once per process, when it happens, that the default time limit cut an episode."""
+        self._lengths += 1
+        if self._default_cap and self.name not in _NOTED and \
+                (truncated & (self._lengths >= self._default_cap)).any():
+            _NOTED.add(self.name)
+            print(time_limit_note(self.name), flush=True)
+        self._lengths[ended] = 0
 
     def _step(self, env_actions):
         if self._pool is not None:
