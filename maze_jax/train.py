@@ -20,10 +20,18 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
                           note_folders, override_value, remove_created, run_hydra, run_reporting_errors)
-from maze_jax.config import CONFIG_DIR, ConfigError, env_label, first_line  # noqa: E402
+from maze_jax.config import CONFIG_DIR, ConfigError, first_line  # noqa: E402
 
-# the env part of run directories' names (`hydra.run.dir` in conf_train.yaml)
-OmegaConf.register_new_resolver("maze_jax.env_label", env_label, replace=True)
+
+
+def _run_label(name, group: str, backend: str = "auto", target: str = "") -> str:
+    """The env part of run directories' names (`hydra.run.dir` in conf_train.yaml): after the env that trains."""
+    from maze_jax.envs.make import run_label  # imported when a run starts: `--help` stays quick
+
+    return run_label(name, group, backend, target)
+
+
+OmegaConf.register_new_resolver("maze_jax.env_label", _run_label, replace=True)
 CONFIG_NAME = "conf_train"
 GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
 _ABSENT = object()

@@ -72,8 +72,10 @@ def test_python_env_runs_resume_switch_algorithm_and_roll_out(tmp_path, cache_di
 
 @pytest.mark.cli
 def test_several_seeds_and_a_sweep_on_a_python_env(tmp_path, cache_dir):
-    seeds = run_tests_cli([*COUNTDOWN, "runner.n_seeds=2", "algorithm.n_epochs=1"], tmp_path / "s", cache_dir)
+    typed = "env.name=python_envs:MazeJaxTest/Countdown-v4"  # only v0 is registered: the run trains it
+    seeds = run_tests_cli([*COUNTDOWN, typed, "runner.n_seeds=2", "algorithm.n_epochs=1"], tmp_path / "s", cache_dir)
     assert seeds.returncode == 0, seeds.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "s").iterdir()] == ["python_envs_MazeJaxTest_Countdown-v0-flatten_concat-ppo-dev"]
     assert "reward                mean_seed_min" in seeds.stdout
     sweep = run_tests_cli(["--multirun", *COUNTDOWN, "algorithm.n_epochs=1", "algorithm.lr=0.001,0.0003"],
                           tmp_path / "m", cache_dir)

@@ -41,6 +41,22 @@ def test_ids_resolve_gymnax_then_envpool_then_gymnasium():
     assert registered.is_python and registered.reward_threshold == 5.5
 
 
+@pytest.mark.parametrize("name, backend", [("LunarLander-v2", "auto"), ("LunarLander-v2", "gymnasium"),
+                                           ("LunarLander-v3", "auto"), ("CartPole-v1", "auto"),
+                                           ("CartPole-v0", "gymnasium"), ("python_envs:MazeJaxTest/Countdown-v4", "auto")])
+def test_run_directories_are_named_after_the_env_that_trains(name, backend):
+    from maze_jax.config import env_label
+    from maze_jax.envs.make import run_label, trained_id
+
+    trained = trained_id(name, backend)
+    assert trained.rpartition(":")[2] == make_env(name, backend=backend, echo=lambda *a, **k: None).name
+    target = "maze_jax.envs.make_env"
+    label = run_label(name, "gym_env", backend, target)
+    assert label == {"LunarLander-v2": "LunarLander-v2" if HAS_ENVPOOL and backend == "auto" else "LunarLander-v3",
+                     "python_envs:MazeJaxTest/Countdown-v4": "python_envs_MazeJaxTest_Countdown-v0"}.get(name, name)
+    assert run_label(name, "mine", backend, "my_module.make") == env_label(name, "mine")  # another factory's ids
+
+
 def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_count_in_no_statistic():
     from maze_jax.collectors import policy_params
     from maze_jax.collectors.seeds import one_seed_evaluation

@@ -16,7 +16,7 @@ import os
 import re
 from typing import Any, Callable
 
-from maze_jax.config import ConfigError, first_line, import_object
+from maze_jax.config import ConfigError, env_label, first_line, import_object
 from maze_jax.envs.gymnax_env import EnvSpec, gymnax_ids, make_gymnax, read_episode_cap, read_threshold
 from maze_jax.envs.python_env import PythonEnv
 
@@ -57,6 +57,33 @@ def newest_version(env_id: str, registered: set[str]) -> str | None:
         return None
     versions = [int(m.group(1)) for k in registered if (m := re.fullmatch(re.escape(match.group(1)) + r"-v(\d+)", k))]
     return f"{match.group(1)}-v{max(versions)}" if versions else None
+
+
+def trained_id(name: Any, backend: str = "auto") -> Any:
+    """The id `make_env(name, backend=backend)` trains on, found without building the env: `name` itself, or the
+    newest gymnasium version of an id that nothing offers in its typed version (`LunarLander-v2` -> `-v3` when
+    neither gymnax nor envpool has `-v2`). Names the run directory after the env that trains."""
+    module, _, env_id = str(name).rpartition(":")
+    if backend not in ("auto", "gymnasium") or not re.fullmatch(r".+-v\d+", env_id):
+        return name
+    if not module and backend == "auto" and (env_id in gymnax_ids() or env_id in envpool_ids()):
+        return name
+    try:
+        if module:
+            importlib.import_module(module)  # the package that registers the id, as make_env imports it
+    except Exception:  # make_env says why
+        return name
+    registered = gymnasium_ids()
+    newer = newest_version(env_id, registered) if env_id not in registered else None
+    return f"{module}:{newer}" if newer and module else newer or name
+
+
+def run_label(name: Any, group: str, backend: str = "auto", target: str = "") -> str:
+    """The env part of a run directory's name (`env_label`), after the env that trains: for `make_env`'s configs,
+    its `trained_id`."""
+    if target in ("maze_jax.envs.make_env", "maze_jax.envs.make.make_env"):
+        name = trained_id(name, backend)
+    return env_label(name, group)
 
 
 def make_gymnasium_env(env_id: str, kwargs: dict, max_episode_steps: int | None, module: str = ""):
