@@ -46,6 +46,12 @@ def test_short_run_prints_table_and_writes_run_directory(two_epoch_run):
     assert "********** Final evaluation of the best model, after 2 epochs **********" in out
     assert "Iteration 2" not in out and "Traceback" not in proc.stderr
     assert "DiscreteActionEvents  action                substep_0/action" in out  # ES's action rows, as Maze's
+    # the evaluations' cumulative counts, as Maze prints them
+    value = lambda step, stat: [float(line.rsplit("|", 1)[1].replace(",", "")) for line in out.splitlines()  # noqa
+                                if line.startswith(f"{step:>5}|eval") and line.split("|")[1].split()[-1] == stat]
+    count, length = {e: value(e, "episode_count")[0] for e in (1, 2)}, {e: value(e, "mean_step_count")[0] for e in (1, 2)}
+    assert value(1, "total_episode_count") == [count[1]] and value(2, "total_episode_count") == [count[1] + count[2]]
+    assert value(2, "total_step_count") == [round(count[1] * length[1] + count[2] * length[2])]
     assert "Env CartPole-v1: a JAX env (gymnax), stepped inside the compiled programs" in out
     assert run_dir.parent.name == "CartPole-v1-flatten_concat-es-dev"  # named after the env id
     saved = OmegaConf.load(run_dir / "hydra_config.yaml")
@@ -54,6 +60,7 @@ def test_short_run_prints_table_and_writes_run_directory(two_epoch_run):
     assert list(run_dir.glob("events.out.tfevents.*"))
     meta, theta, _ = latest_meta_and_theta(run_dir)
     assert meta["epoch"] == 2 and meta["total_step_count"] == 2 * 8 * 500
+    assert meta["eval_total_episode_count"] == count[1] + count[2]  # resumed runs count on
     assert CheckpointDir(str(run_dir / "best"), read_only=True).latest_step() in (1, 2)
 
 

@@ -225,9 +225,12 @@ def test_an_epochs_rows_keep_mazes_order():
         ("mean", "std", "min", "max", "mean_step_count", "median_step_count", "episode_count"))},
         "train_ESEvents/update_ratio": np.float32(0.1), "eval_BaseEnvEvents/reward/mean": np.float32(3.0),
         reward + "step_count": np.int32(100)}
-    tags = list(epoch_rows(metrics, total_steps=100, total_episodes=9, seconds=0.5))
-    assert tags == [reward + s for s in ("mean", "std", "min", "max", "mean_step_count", "median_step_count",
-                                         "episode_count", "total_step_count", "total_episode_count")] + [
+    rows = epoch_rows(metrics, total_steps=100, total_episodes=9, seconds=0.5, eval_totals=(700, 30))
+    assert list(rows) == [reward + s for s in ("mean", "std", "min", "max", "mean_step_count", "median_step_count",
+                                               "episode_count", "total_step_count", "total_episode_count")] + [
         "train_ESEvents/policy_grad_norm", "train_ESEvents/update_ratio", "train_TimeEvents/epoch_time",
         "train_TimeEvents/steps_per_second",
-        "eval_BaseEnvEvents/reward/mean"]
+        "eval_BaseEnvEvents/reward/mean", "eval_BaseEnvEvents/reward/total_step_count",
+        "eval_BaseEnvEvents/reward/total_episode_count"]
+    assert rows["eval_BaseEnvEvents/reward/total_step_count"] == 700
+    assert rows["eval_BaseEnvEvents/reward/total_episode_count"] == 30

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from maze_jax.algorithms.metrics import episode_table
+from maze_jax.algorithms.metrics import REWARD, episode_table
 from maze_jax.collectors import EnvFailed
 from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, os_reason, to_savable
 from maze_jax.shell.programs import Programs
@@ -32,6 +32,8 @@ class Progress:
     epoch: int = 0
     total_step_count: int = 0
     total_episode_count: int = 0
+    eval_total_step_count: int = 0  # the steps and episodes of every evaluation so far (episodes that ended)
+    eval_total_episode_count: int = 0
     best_score: float = -math.inf
     best_epoch: int = -1
     algorithm: str = ""
@@ -52,6 +54,7 @@ class Progress:
             raise ValueError(f"its metadata is {type(meta).__name__}, not a mapping")
         fields = {k: meta[k] for k in asdict(cls()) if k in meta}
         kinds = {"epoch": int, "total_step_count": int, "total_episode_count": int, "best_epoch": int,
+                 "eval_total_step_count": int, "eval_total_episode_count": int,
                  "algorithm": str, "best_score": (int, float, type(None)), "eval_episodes": (int, type(None)),
                  "seed_best_scores": (list, int, float, type(None)), "normalization": (dict, type(None))}
         for key, kind in kinds.items():
@@ -294,7 +297,14 @@ class TrainingLoop:
         progress.epoch += 1
         progress.total_step_count += int(np.sum(metrics.get("train_BaseEnvEvents/reward/step_count", 0)))
         progress.total_episode_count += int(np.sum(metrics["train_BaseEnvEvents/reward/episode_count"]))
-        rows = epoch_rows(metrics, progress.total_step_count, progress.total_episode_count, seconds)
+        eval_totals = None
+        if evaluation:
+            counts = np.asarray(evaluation[f"eval_{REWARD}episode_count"])
+            lengths = np.nan_to_num(np.asarray(evaluation[f"eval_{REWARD}mean_step_count"], np.float64)) * counts
+            progress.eval_total_step_count += int(round(float(np.sum(lengths))))
+            progress.eval_total_episode_count += int(np.sum(counts))
+            eval_totals = (progress.eval_total_step_count, progress.eval_total_episode_count)
+        rows = epoch_rows(metrics, progress.total_step_count, progress.total_episode_count, seconds, eval_totals)
         loop.seed_rows = seed_rows(metrics, options.n_seeds) if options.n_seeds > 1 else {}
         messages = self.select_model(loop, metrics, rows)
         for listener in self.listeners:

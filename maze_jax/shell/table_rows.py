@@ -82,12 +82,16 @@ def action_rows(metrics: dict) -> dict:
     return rows
 
 
-def epoch_rows(metrics: dict, total_steps: int, total_episodes: int, seconds: float) -> dict:
-    """An epoch's table rows: the metrics (means over seeds), cumulative counts and timing; training rows first."""
+def epoch_rows(metrics: dict, total_steps: int, total_episodes: int, seconds: float,
+               eval_totals: tuple[int, int] | None = None) -> dict:
+    """An epoch's table rows: the metrics (means over seeds), cumulative counts (training's, and with `eval_totals`
+    the evaluations' steps and episodes) and timing; training rows first."""
     rows = across_seeds({k: v for k, v in metrics.items() if not k.endswith("/step_count") and not is_action_count(k)})
     rows.update(action_rows(metrics))
     rows[f"train_{REWARD}total_step_count"] = total_steps
     rows[f"train_{REWARD}total_episode_count"] = total_episodes
+    if eval_totals is not None:
+        rows[f"eval_{REWARD}total_step_count"], rows[f"eval_{REWARD}total_episode_count"] = eval_totals
     steps = float(np.sum(metrics.get(f"train_{REWARD}step_count", 0)))
     rows["train_TimeEvents/epoch_time"] = seconds
     rows["train_TimeEvents/steps_per_second"] = steps / max(seconds, 1e-9)
