@@ -104,6 +104,13 @@ def test_resume_continues_exactly_where_the_run_stopped(two_epoch_run, tmp_path,
     assert meta_r["total_step_count"] == meta_s["total_step_count"]
     np.testing.assert_array_equal(theta_r, theta_s)  # 2 epochs + resume for 1 == 3 epochs, bit for bit
     assert (first / "checkpoints" / "2").is_dir()  # the earlier run is left as it was
+    # TensorBoard: the resumed run's folder holds the whole curve, the same as the uninterrupted run's
+    from maze_jax.shell.event_history import scalar_history
+
+    curve = lambda run: [(step, v) for tag, v, step, _ in scalar_history(str(run), 10**9)  # noqa: E731
+                         if tag == "eval_BaseEnvEvents/reward/mean"]
+    assert [step for step, _ in curve(only_run_dir(tmp_path / "r"))] == [1, 2, 3]
+    assert curve(only_run_dir(tmp_path / "r")) == curve(only_run_dir(tmp_path / "s"))
 
 
 @pytest.mark.cli

@@ -47,10 +47,14 @@ def compact_line(progress, rows: dict) -> str:
 
 class TensorBoard:
     """Every table row as a TensorBoard scalar (an action head's: its mean action), and with several seeds each
-    seed's own rows as `seed_<k>/<tag>`; NaN (an epoch in which no episode ended) stays a gap in the curve."""
+    seed's own rows as `seed_<k>/<tag>`; NaN (an epoch in which no episode ended) stays a gap in the curve.
+    `history` (a resumed run's: its parent's scalars, `scalar_history`) is written first, so that the run's folder
+    shows one continuing curve."""
 
-    def __init__(self, writer: Any):
+    def __init__(self, writer: Any, history: list = ()):
         self.writer = writer
+        for tag, value, step, wall_time in history:
+            writer.add_scalar(tag, value, step, walltime=wall_time)
 
     def on_epoch(self, loop, rows: dict) -> None:
         for tag, value in {**rows, **getattr(loop, "seed_rows", {})}.items():  # seeds' own curves: seed_<k>/...

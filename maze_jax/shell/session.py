@@ -26,6 +26,7 @@ from maze_jax.shell.files import open_for_writing, refuse_links
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
 from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
                                  unfinished_note, write_error)
+from maze_jax.shell.event_history import scalar_history
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, curve_history, describe_actions, draw_networks
 from maze_jax.shell.programs import Compilation, Programs
 from maze_jax.shell.progress import ProgressLine
@@ -468,11 +469,12 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     loop = LoopState(state, progress, best_state,
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
     listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
-        [TensorBoard(writer), LearningCurve(run_dir, title=f"{env_spec.name} | {trainer.algorithm.name} | "
-                                                           f"{os.path.basename(os.path.abspath(run_dir))}",
-                                            threshold=env_spec.reward_threshold,
-                                            history=curve_history(settings.input_dir, progress.epoch)
-                                            if settings.input_dir else None), progress_line]
+        [TensorBoard(writer, scalar_history(settings.input_dir, progress.epoch) if settings.input_dir else ()),
+         LearningCurve(run_dir, title=f"{env_spec.name} | {trainer.algorithm.name} | "
+                                      f"{os.path.basename(os.path.abspath(run_dir))}",
+                       threshold=env_spec.reward_threshold,
+                       history=curve_history(settings.input_dir, progress.epoch) if settings.input_dir else None),
+         progress_line]
         if writer is not None else [])
     if writer is not None:
         writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")

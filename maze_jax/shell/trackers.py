@@ -70,10 +70,11 @@ class MLflowWriter:
             self.echo(f"Warning: MLflow stopped recording ({tracker_error(error)}); training goes on, TensorBoard has "
                       "every record", file=sys.stderr, flush=True)
 
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
+    def add_scalar(self, tag: str, value: float, step: int, walltime: float | None = None) -> None:
         import mlflow
 
-        self._metrics.append(mlflow.entities.Metric(tag, float(value), 0, int(step)))
+        timestamp = int(walltime * 1000) if walltime else 0
+        self._metrics.append(mlflow.entities.Metric(tag, float(value), timestamp, int(step)))
 
     def add_text(self, tag: str, text: str) -> None:
         self._recording(self.client.log_text, self.run_id, text, f"{tag}.txt")
