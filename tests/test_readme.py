@@ -38,3 +38,33 @@ def test_every_claim_that_the_readme_makes_is_checked_by_the_claims_script():
     for claim in CLAIMS:  # scripts/readme_claims.py runs each command and checks these words
         assert " ".join(claim.readme.split()) in text, claim.name
     assert {claim.name for claim in CLAIMS} >= {"quickstart", "ppo", "pendulum", "cutting", "lunarlander"}
+
+
+def test_every_readme_command_is_run_on_a_bounded_budget_by_the_commands_script():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from readme_commands import EXAMPLE_RUN, bounded, readme_commands
+
+    commands = readme_commands(README)
+    typed = [line for block in re.findall(r"```[a-z]*\n(.*?)```", README, re.S) for line in block.splitlines()
+             if re.match(r"(\$ )?(python -m maze_jax\.(train|rollout)|maze-run)\b", line)]
+    assert len(commands) == len(typed) >= 40  # every one the README shows
+    groups = {m.group(1): f"/runs/{m.group(1)}/1" for c in commands for m in EXAMPLE_RUN.finditer(c.text)}
+    for command in commands:
+        if command.folder:  # a `cd` into one of the repository's folders
+            assert (Path(__file__).resolve().parents[1] / command.folder).is_dir()
+        argv = bounded(command, groups, "/runs/named")
+        assert "<run" not in " ".join(argv) and "2026-" not in " ".join(argv)  # example folders replaced
+        keys = [a.split("=")[0] for a in argv]
+        if command.error:  # a shown mistake runs exactly as typed
+            assert command.kind == "train" and command.error.startswith("Error: ") and "algorithm.n_epochs" not in keys
+        elif command.kind == "train":
+            assert keys.count("algorithm.n_epochs") == 1 and "algorithm.n_epochs=1" in argv
+            assert ("hydra.sweeper.n_trials=2" in argv) == ("+experiment=optuna" in argv)
+        else:
+            assert "runner.n_episodes=2" in argv and keys.count("runner.n_episodes") == 1
+    assert {c.kind for c in commands} == {"train", "rollout"}
+    assert sum(bool(c.error) for c in commands) >= 1
+    maze_rollout = next(c for c in commands if c.text == "maze-run env=gym_env env.name=CartPole-v0")
+    assert maze_rollout.kind == "rollout"  # Maze's rollout command, without -cn conf_train
