@@ -27,6 +27,7 @@ from maze_jax.models.distributions import BOX_DISTRIBUTIONS
 from maze_jax.models.policy import action_distribution
 from maze_jax.models.recurrent import act_with_memory, policy_memory
 from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays
+from maze_jax.shell.grid import count_configs
 from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.shell.loop import play_in_batches
 from maze_jax.shell.resume import read_first_usable, stored_statistics
@@ -161,27 +162,42 @@ def check_fits(policy: Policy, params, env_spec: EnvSpec) -> None:
                           f"{first_line(error)}") from None
 
 
-def one_seed(params, n_seeds: int, seed_scores, seed: int | None = None):
-    """The parameters of one seed of a several-seed run (`runner.n_seeds`): `seed`, or by default the one with
-    the best evaluation score. Parameters of a one-seed run pass unchanged."""
+def one_seed(params, n_seeds: int, seed_scores, seed: int | None = None, config: int | None = None,
+             n_configs: int = 1):
+    """The parameters of one member of a several-member run (`runner.n_seeds` seeds of each of a grid's `n_configs`
+    configurations; `n_seeds` counts all members): configuration `config`'s seed `seed`; by default the member
+    with the best evaluation score (of `config`, when given). Parameters of a one-member run pass unchanged."""
+    per_config = n_seeds // n_configs
+    if config is not None and n_configs == 1:
+        raise ConfigError(f"config={config}: the run trained no grid of hyperparameters (one configuration)")
+    if config is None and seed is not None and n_configs > 1:
+        raise ConfigError(f"seed={seed}: the run trained a grid of {n_configs} configurations; policy.config=<k> "
+                          f"picks one (0 to {n_configs - 1})")
+    if config is not None and not 0 <= config < n_configs:
+        raise ConfigError(f"config={config}: the run trained configurations 0 to {n_configs - 1}")
     if n_seeds == 1:
         if seed not in (None, 0):
             raise ConfigError(f"seed={seed}: the run trained one seed (runner.n_seeds=1), seed 0")
         return params
-    seed = int(np.argmax(seed_scores or [0.0])) if seed is None else seed
-    if not 0 <= seed < n_seeds:
-        raise ConfigError(f"seed={seed}: the run trained seeds 0 to {n_seeds - 1}")
-    return jax.tree.map(lambda x: x[seed], params)
+    if seed is not None and not 0 <= seed < per_config:
+        raise ConfigError(f"seed={seed}: the run trained seeds 0 to {per_config - 1}")
+    first = 0 if config is None else config * per_config
+    candidates = range(n_seeds) if config is None else range(first, first + per_config)
+    scores = np.asarray(seed_scores if seed_scores is not None else [0.0] * n_seeds, np.float64)
+    member = max(candidates, key=lambda m: scores[m]) if seed is None else first + seed
+    return jax.tree.map(lambda x: x[member], params)
 
 
 def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
-                seed: int | None = None, echo=print, trust: bool | Iterable[str] = False) -> TrainedPolicy:
+                seed: int | None = None, echo=print, trust: bool | Iterable[str] = False,
+                config: int | None = None) -> TrainedPolicy:
     """The policy of a training run's `best` (default) or `latest` checkpoint.
 
     The env, its wrappers (with the run's normalisation statistics) and the policy network are rebuilt from the
     run's saved config; `env` (an EnvSpec, a gymnax env or an (env, params) pair) and `model` (a flax module) are
     needed only for runs trained from such objects. For a run of several seeds (`runner.n_seeds`), `seed` picks
-    one; by default the seed with the best evaluation. A corrupt checkpoint is skipped with a line (`echo`).
+    one; by default the seed with the best evaluation. For a grid run (`+grid...`), `config` picks a configuration
+    (by default the one whose seed has the best evaluation) and `seed` one of its seeds. A corrupt checkpoint is skipped with a line (`echo`).
 
     A run directory is data: the code its config names (env factory, wrappers, network) must be maze_jax's, or
     listed in `trust` (dotted paths or packages: `trust=["my_project"]`), or the whole run is trusted
@@ -209,17 +225,19 @@ def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
     template = jax.eval_shape(policy.init, jax.random.key(0), env_spec.observation_example())
     n_seeds = np.shape(jax.tree.leaves(saved)[0])[0] if np.ndim(jax.tree.leaves(saved)[0]) > np.ndim(
         jax.tree.leaves(template)[0]) else 1
-    params = fit_arrays(template, one_seed(saved, n_seeds, meta.get("seed_best_scores"), seed),
+    params = fit_arrays(template, one_seed(saved, n_seeds, meta.get("seed_best_scores"), seed, config,
+                                           count_configs(plain_cfg.get("grid"))),
                         f"the policy in {run_dir!r}")
     return TrainedPolicy(policy, jax.tree.map(jnp.asarray, params), env_spec, cfg, meta, meta.get("eval_episodes"))
 
 
 def trained_policy(input_dir: str, env_spec: EnvSpec, checkpoint: str = "best", seed: int | None = None,
-                   deterministic: bool = True) -> TrainedPolicy:
+                   deterministic: bool = True, config: int | None = None) -> TrainedPolicy:
     """Rollout policy factory (`policy=trained_policy`): the run's policy, checked to fit the rollout's env."""
     if not input_dir:
         raise ConfigError("policy=trained_policy needs input_dir=<a training run directory>")
-    loaded = load_policy(input_dir, checkpoint, seed=seed, trust=True)  # rollout_config checked the run's config
+    loaded = load_policy(input_dir, checkpoint, seed=seed, trust=True,  # rollout_config checked the run's config
+                         config=config)
     check_fits(loaded.policy, loaded.params, env_spec)
     return dataclasses.replace(loaded, env_spec=env_spec)
 

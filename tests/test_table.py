@@ -100,7 +100,7 @@ def test_rows_over_seeds_are_what_their_names_say():
     assert rows[tag + "min"] == everything.min() and rows[tag + "max"] == everything.max()
     assert rows[tag + "mean"] == pytest.approx(everything.mean()) and rows[tag + "std"] == pytest.approx(everything.std())
     assert rows[tag + "mean_seed_min"] == pytest.approx(returns[0].mean())
-    assert seed_rows(per_seed, 3)[f"seed_2/{tag}max"] == returns[2].max()
+    assert seed_rows(per_seed, ["seed_0", "seed_1", "seed_2"])[f"seed_2/{tag}max"] == returns[2].max()
 
 
 def test_the_progress_line_says_steps_rate_epoch_best_and_eta():

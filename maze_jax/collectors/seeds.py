@@ -6,6 +6,11 @@ run's trainer, whose state has a leading seed axis with several seeds and none w
 - a Python-env collector steps every seed's envs as one batch, so its learner state, metrics and evaluation
   statistics always carry the seed axis (`on_host` trainers); with one seed it is taken off here.
 Either way `init` takes one agent key, split into one key per seed.
+
+A grid of hyperparameters (`grid`: each traced hyperparameter with a leading axis of `n_configs` values) widens the
+seed axis into a member axis of `n_configs * n_seeds` trainings, member `k * n_seeds + s` training configuration
+`k` with seed `s`: each configuration trains on the same seeds (the same keys), so that configurations differ by
+their hyperparameters alone.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 from maze_jax.collectors import Trainer, TrainState
 from maze_jax.envs import EpisodeStats
@@ -34,25 +40,54 @@ def seed_keys(key: jax.Array, n_seeds: int) -> jax.Array:
     return jax.random.split(key, n_seeds) if n_seeds > 1 else key[None]
 
 
-def vmap_seeds(trainer: Trainer, n_seeds: int) -> Trainer:
-    """`n_seeds` independent trainings in one compiled program: every function mapped over a leading seed axis."""
+def grid_size(grid) -> int:
+    """The configurations of a grid (1 for None: no grid)."""
+    return 1 if grid is None else int(jax.tree.leaves(grid)[0].shape[0])
+
+
+def member_keys(key: jax.Array, n_seeds: int, n_configs: int = 1) -> jax.Array:
+    """One key per member: the seeds' keys (`seed_keys`), the same for every configuration."""
+    keys = seed_keys(key, n_seeds)
+    return keys if n_configs == 1 else jnp.tile(keys, (n_configs,) + (1,) * (keys.ndim - 1))
+
+
+def member_hyperparams(grid, n_seeds: int):
+    """A grid's hyperparameters per member (each configuration's repeated for its `n_seeds` seeds)."""
+    return jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), n_seeds, axis=0), grid)
+
+
+def vmap_seeds(trainer: Trainer, n_seeds: int, grid=None) -> Trainer:
+    """`n_seeds` independent trainings (of every configuration of `grid`) in one compiled program: every function
+    mapped over a leading member axis."""
+    n_configs = grid_size(grid)
+    n_members = n_configs * n_seeds
+
+    def init(agent_key, env_key, hyperparams=None):
+        agent_keys, env_keys = member_keys(agent_key, n_seeds, n_configs), member_keys(env_key, n_seeds, n_configs)
+        if grid is not None and hyperparams is None:
+            return jax.vmap(trainer.init)(agent_keys, env_keys, member_hyperparams(grid, n_seeds))
+        return jax.vmap(trainer.init, in_axes=(0, 0, None))(agent_keys, env_keys, hyperparams)
+
     return trainer._replace(
-        init=lambda agent_key, env_key, hyperparams=None: jax.vmap(trainer.init, in_axes=(0, 0, None))(
-            seed_keys(agent_key, n_seeds), seed_keys(env_key, n_seeds), hyperparams),
-        train_epoch=jax.vmap(trainer.train_epoch),
-        evaluate=lambda state, key: jax.vmap(trainer.evaluate)(state, seed_keys(key, n_seeds)),
-        n_seeds=n_seeds,
-    )
+        init=init, train_epoch=jax.vmap(trainer.train_epoch),
+        evaluate=lambda state, key: jax.vmap(trainer.evaluate)(state, member_keys(key, n_seeds, n_configs)),
+        n_seeds=n_members)
 
 
-def with_seeds(trainer: Trainer, n_seeds: int) -> Trainer:
-    """The run's trainer of `n_seeds` seeds from a collector's (see the module's docstring)."""
+def with_seeds(trainer: Trainer, n_seeds: int, grid=None) -> Trainer:
+    """The run's trainer of `n_seeds` seeds (of every configuration of `grid`, see the module's docstring) from a
+    collector's."""
+    n_configs = grid_size(grid)
     if not trainer.on_host:
-        return trainer if n_seeds == 1 else vmap_seeds(trainer, n_seeds)
-    init = lambda agent_key, env_key, hyperparams=None: trainer.init(  # noqa: E731
-        seed_keys(agent_key, n_seeds), env_key, hyperparams)
-    if n_seeds > 1:
-        return trainer._replace(init=init, n_seeds=n_seeds)
+        return trainer if n_seeds * n_configs == 1 else vmap_seeds(trainer, n_seeds, grid)
+
+    def init(agent_key, env_key, hyperparams=None):
+        if grid is not None and hyperparams is None:
+            hyperparams = member_hyperparams(grid, n_seeds)
+        return trainer.init(member_keys(agent_key, n_seeds, n_configs), env_key, hyperparams)
+
+    if n_seeds * n_configs > 1:
+        return trainer._replace(init=init, n_seeds=n_seeds * n_configs)
     return one_seed_view(trainer._replace(init=init, n_seeds=1))
 
 

@@ -73,28 +73,32 @@ def available_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_fits_memory(algorithm: Algorithm, n_seeds: int) -> None:
-    """One line, before anything compiles, when the learners' states (a replay buffer above all) cannot fit:
-    they need room for at least two copies (the state and the next one)."""
+def check_fits_memory(algorithm: Algorithm, n_seeds: int, n_configs: int = 1) -> None:
+    """One line, before anything compiles, when the learners' states (a replay buffer above all) of every member
+    (`n_configs` configurations of a grid times `n_seeds`) cannot fit: they need room for at least two copies (the
+    state and the next one)."""
     shapes = jax.eval_shape(algorithm.init, jax.random.key(0), algorithm.hyperparams)
-    needed = 2 * n_seeds * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    needed = 2 * n_seeds * n_configs * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
     available = available_memory()
     if needed > available:
         size = getattr(algorithm.config, "replay_buffer_size", None)
         hint = f" (algorithm.replay_buffer_size={size}: make it smaller)" if size else ""
-        raise ConfigError(f"the learner's state needs {needed / 2**30:.1f} GiB for {n_seeds} seed(s){hint}; "
+        grid = f" of each of {n_configs} grid configurations" if n_configs > 1 else ""
+        raise ConfigError(f"the learner's state needs {needed / 2**30:.1f} GiB for {n_seeds} seed(s){grid}{hint}; "
                           f"{available / 2**30:.1f} GiB are available")
 
 
 def build_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1,
-                  host: HostSettings = HostSettings()) -> Trainer:
+                  host: HostSettings = HostSettings(), grid=None) -> Trainer:
     """The trainer that runs `algorithm` on `env_spec`: one jitted program per epoch for a JAX env, the host
-    collector (with `host`'s settings) for a Python env, its envs on Ray workers with `host.ray`."""
-    check_fits_memory(algorithm, n_seeds)
+    collector (with `host`'s settings) for a Python env, its envs on Ray workers with `host.ray`. With a `grid`
+    (`shell.grid.Grid`), every configuration's `n_seeds` seeds train side by side (a Python env: envs of their own)."""
+    n_configs = 1 if grid is None else grid.size
+    check_fits_memory(algorithm, n_seeds, n_configs)
     if host.ray is not None:
         trainer = ray_trainer(algorithm, env_spec, n_seeds, host)
     elif env_spec.is_python:
-        trainer = host_trainer(algorithm, env_spec, n_seeds, host)
+        trainer = host_trainer(algorithm, env_spec, n_seeds * n_configs, host)
     else:
         trainer = jax_trainer(algorithm, env_spec)
-    return with_seeds(trainer, n_seeds)
+    return with_seeds(trainer, n_seeds, None if grid is None else grid.hyperparams)

@@ -7,6 +7,7 @@ whatever the reason (as Brax's `progress_fn`). A listener of one's own (a plot, 
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from typing import Any, Callable
@@ -27,9 +28,13 @@ class ConsoleTable:
             return
         table = format_table(loop.progress.epoch - 1, loop.progress.epoch, rows)
         if getattr(loop, "seed_rows", None):  # several seeds: say how the rows combine them
-            n_seeds = len({tag.split("/", 1)[0] for tag in loop.seed_rows})
+            members = {re.split(r"/(?:train|eval)_", tag, maxsplit=1)[0] for tag in loop.seed_rows}
             header, rest = table.split("\n", 1)
-            table = f"{header} ({n_seeds} seeds: {SEEDS_NOTE})\n{rest}"
+            if any(name.startswith("config_") for name in members):  # a grid's members
+                note = f"{len(members)} members, every configuration's seeds: {SEEDS_NOTE.replace('seeds', 'members')}"
+            else:
+                note = f"{len(members)} seeds: {SEEDS_NOTE}"
+            table = f"{header} ({note})\n{rest}"
         self.echo(table, flush=True)
 
     def on_end(self, loop, reason: str) -> None:

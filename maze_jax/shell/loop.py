@@ -74,9 +74,21 @@ class LoopOptions:
     n_epochs: int = 0  # 0 = until stopped
     reward_threshold: float | None = None  # stop once the evaluation mean reaches it
     patience: int = 0  # stop when more epochs than this passed without a better evaluation; 0 = never
-    n_seeds: int = 1
+    n_seeds: int = 1  # the members: every configuration's seeds (n_configs * seeds per configuration)
     progress_interval_s: float = 5.0
     evaluate: bool = True  # False: no evaluation per epoch; the score is the epoch's mean training return (Maze)
+    member_names: tuple = ()  # the members' names (a grid's `config_<k>`); () = `seed_<k>`
+    n_configs: int = 1  # a grid's configurations: solved once each configuration's mean reaches the threshold
+
+    def names(self) -> list[str]:
+        return list(self.member_names) or [f"seed_{k}" for k in range(self.n_seeds)]
+
+    def stopping_score(self, metrics: dict, rows: dict) -> float:
+        """The score that stops a solved run: the mean over members, or a grid's worst configuration's mean."""
+        if self.n_configs == 1:
+            return rows.get(self.score_row, math.nan)
+        scores = np.asarray(metrics.get(self.score_row, math.nan), np.float64).reshape(self.n_configs, -1)
+        return float(np.min(np.nanmean(scores, axis=1))) if not np.isnan(scores).all(axis=1).any() else math.nan
 
     @property
     def score_row(self) -> str:
@@ -305,13 +317,13 @@ class TrainingLoop:
             progress.eval_total_episode_count += int(np.sum(counts))
             eval_totals = (progress.eval_total_step_count, progress.eval_total_episode_count)
         rows = epoch_rows(metrics, progress.total_step_count, progress.total_episode_count, seconds, eval_totals)
-        loop.seed_rows = seed_rows(metrics, options.n_seeds) if options.n_seeds > 1 else {}
+        loop.seed_rows = seed_rows(metrics, options.names()) if options.n_seeds > 1 else {}
         messages = self.select_model(loop, metrics, rows)
         for listener in self.listeners:
             listener.on_epoch(loop, rows)
         for message in messages:
             echo(message, flush=True)
-        self.check_stopping(loop, rows.get(options.score_row, math.nan))
+        self.check_stopping(loop, options.stopping_score(metrics, rows))
 
     def select_model(self, loop: LoopState, metrics: dict, rows: dict) -> list[str]:
         """Keeps each seed's best state by its evaluation mean; returns the lines to print."""
@@ -322,7 +334,10 @@ class TrainingLoop:
         if np.any(improved):
             loop.best_state, loop.best_version = select_seeds(improved, loop.state, loop.best_state), loop.best_version + 1
             progress.seed_best_scores = np.where(improved, seed_scores, seed_best).tolist()
-            if self.options.n_seeds > 1:
+            if self.options.member_names:
+                names = [self.options.member_names[k] for k in np.flatnonzero(improved)]
+                messages.append(f"-> new best model for {', '.join(names)}")
+            elif self.options.n_seeds > 1:
                 messages.append(f"-> new best model for seeds {np.flatnonzero(improved).tolist()}")
         score = rows.get(self.options.score_row, math.nan)
         if score > progress.best_score:
@@ -337,6 +352,7 @@ class TrainingLoop:
             self.echo(f"-> no improvement since {options.patience} epochs: EARLY STOPPING!", flush=True)
             loop.stop_reason = "done"
         elif options.reward_threshold is not None and score >= options.reward_threshold:
-            self.echo(f"-> evaluation mean {score:.3f} reached the reward threshold "
-                      f"{options.reward_threshold:g}: stopping", flush=True)
+            which = f"every configuration's evaluation mean (the lowest {score:.3f})" if options.n_configs > 1 \
+                else f"evaluation mean {score:.3f}"
+            self.echo(f"-> {which} reached the reward threshold {options.reward_threshold:g}: stopping", flush=True)
             loop.stop_reason = "done"

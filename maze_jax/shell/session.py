@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from maze_jax.algorithms.metrics import episode_table
+from maze_jax.algorithms.metrics import REWARD, episode_table
 from maze_jax.collectors import Trainer, TrainState
 from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
@@ -27,6 +27,8 @@ from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
 from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
                                  unfinished_note, write_error)
 from maze_jax.shell.event_history import scalar_history
+from maze_jax.shell.grid import count_configs
+from maze_jax.shell.grid_report import GridTable, report
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, curve_history, describe_actions, draw_networks
 from maze_jax.shell.programs import Compilation, Programs
 from maze_jax.shell.progress import ProgressLine
@@ -101,7 +103,7 @@ def build(settings: RunSettings, env=None, model=None, statistics: dict | None =
                         normalization_key(settings.env_seed), echo)
     algorithm = build_algorithm(settings.algorithm, env_spec, settings.model if model is None else model,
                                 settings.critic)
-    return env_spec, build_trainer(algorithm, env_spec, settings.n_seeds, settings.host)
+    return env_spec, build_trainer(algorithm, env_spec, settings.n_seeds, settings.host, settings.grid)
 
 
 def check_compatible(input_dir: str, cfg: DictConfig) -> None:
@@ -119,6 +121,11 @@ def check_compatible(input_dir: str, cfg: DictConfig) -> None:
             raise ConfigError(f"input_dir={input_dir!r} was trained with a {section} incompatible with this run's "
                               f"{section}: {'; '.join(changes[:3])}{more} (a resume keeps the env, wrappers and "
                               "model; a new run can change them)")
+    members = lambda c: count_configs(plain(c.get("grid"))) * int((c.get("runner") or {}).get("n_seeds", 1) or 1)
+    if members(saved) != members(cfg):
+        raise ConfigError(f"input_dir={input_dir!r} trained {members(saved)} members (grid configurations x "
+                          f"runner.n_seeds), this config {members(cfg)}: a resume keeps the grid's size and the "
+                          "seeds (its values may change)")
 
 
 def differences(old: Any, new: Any, path: str) -> list[str]:
@@ -251,9 +258,10 @@ def start_drawing_networks(run_dir: str, params, trainer: Trainer, env_spec: Env
 
 
 def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: int, echo: Callable,
-                     should_stop: Callable = lambda: False) -> dict | None:
+                     should_stop: Callable = lambda: False, member_names: list | None = None) -> dict | None:
     """Deterministic evaluation of `state`'s policy: `runner.final_eval_rollouts` episodes, printed; None when
-    `should_stop()` turned true first."""
+    `should_stop()` turned true first. With several members (seeds, a grid's configurations), each member's mean
+    is added as `<member name>/final_BaseEnvEvents/reward/mean`."""
     # said first: with a slow Python env these episodes take a while, and the table comes only at their end
     echo(f"Evaluating the best model on {settings.loop.final_eval_rollouts} episodes ...", flush=True)
     evaluate = evaluate_polling(programs, should_stop)  # a slow Python env's episodes stop at a signal too
@@ -264,12 +272,15 @@ def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: in
     returns, lengths = played
     if note := unfinished_note(returns):
         echo(note, flush=True)
-    stats = across_seeds(episode_table(returns, lengths, "final", per_seed=settings.n_seeds > 1))
+    members = member_names is not None and len(member_names) > 1
+    table = episode_table(returns, lengths, "final", per_seed=members or settings.n_seeds > 1)
+    stats = across_seeds(table)
     # the header counts the epochs trained (iterations 0 to epoch - 1): an iteration `epoch` never ran
     echo(format_table(epoch, epoch, stats).replace(f"Iteration {epoch}",
                                                    f"Final evaluation of the best model, after {epoch} epochs"),
          flush=True)
-    return stats
+    mean = f"final_{REWARD}mean"
+    return {**stats, **({f"{name}/{mean}": float(v) for name, v in zip(member_names, table[mean])} if members else {})}
 
 
 def describe_devices(settings: RunSettings) -> str:
@@ -453,12 +464,14 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
 
     if note := trained_out_note(settings.algorithm.n_epochs, progress):
         echo(note, flush=True)
-    loop_settings = settings.loop
+    loop_settings, grid = settings.loop, settings.grid
     options = LoopOptions(n_epochs=settings.algorithm.n_epochs, patience=settings.algorithm.patience,
                           reward_threshold=stopping_threshold(env_spec.reward_threshold,
                                                               loop_settings.stop_when_solved, progress, echo),
                           n_seeds=trainer.n_seeds, progress_interval_s=loop_settings.progress_interval_s,
-                          evaluate=loop_settings.evaluate_each_epoch)
+                          evaluate=loop_settings.evaluate_each_epoch,
+                          member_names=tuple(grid.member_names(settings.n_seeds)) if grid else (),
+                          n_configs=grid.size if grid else 1)
     progress_line = ProgressLine(options.n_epochs, progress.epoch, may_stop_early=options.reward_threshold is not None
                                  or bool(options.patience)) if primary else None
     if progress_line is not None:  # printed lines lift the live line out of their way
@@ -468,8 +481,11 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
     # a resumed run's best is saved into this run directory too (stays the best until beaten)
     loop = LoopState(state, progress, best_state,
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
+    history = scalar_history(settings.input_dir, progress.epoch) if settings.input_dir else []
+    grid_table = GridTable(grid, settings.n_seeds, echo, history) if grid and primary else None
     listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
-        [TensorBoard(writer, scalar_history(settings.input_dir, progress.epoch) if settings.input_dir else ()),
+        [grid_table] if grid_table else []) + (
+        [TensorBoard(writer, history),
          LearningCurve(run_dir, title=f"{env_spec.name} | {trainer.algorithm.name} | "
                                       f"{os.path.basename(os.path.abspath(run_dir))}",
                        threshold=env_spec.reward_threshold,
@@ -486,7 +502,7 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
         # no evaluation improved: the latest; per-seed selection leaves host arrays, placed as the state is
         best_state = loop.state if loop.best_state is None else place_like(loop.best_state, loop.state)
         final = final_evaluation(programs, best_state, settings, loop.progress.epoch, echo,
-                                 lambda: bool(signals.received))
+                                 lambda: bool(signals.received), options.names())
         if final is None:  # the checkpoints are complete: only the final evaluation is cut short
             echo(f"{signals.received} during the final evaluation: the checkpoints are complete", file=sys.stderr,
                  flush=True)
@@ -494,6 +510,8 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
         for tag, value in final.items():
             if writer is not None and not math.isnan(value):
                 writer.add_scalar(tag, value, loop.progress.epoch)
+        if grid_table is not None:
+            report(grid_table, final, run_dir, echo)
     finally:
         if drawing is not None:
             drawing.join()

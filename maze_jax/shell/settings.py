@@ -22,6 +22,7 @@ from maze_jax.algorithms.sac import SACConfig
 from maze_jax.collectors.devices import check_divisible, make_mesh, read_n_devices
 from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
 from maze_jax.shell.collectors.vector_env import MODES, Vectorization
+from maze_jax.shell.grid import read_grid
 
 CONFIG_FILE = "hydra_config.yaml"  # a run directory's resolved config
 
@@ -80,6 +81,9 @@ class RunSettings:
     loop: LoopSettings
     n_seeds: int = 1
     """Independent trainings in one compiled program (vmap over seeds)."""
+    grid: Any = None
+    """A grid of traced hyperparameters (`shell.grid.Grid`), each configuration trained with `n_seeds` seeds in the
+    same program; None: the algorithm's own values."""
     host: HostSettings = HostSettings()
     """How Python envs are stepped (runner.concurrency, vectorization, policy_lag)."""
     normalization_samples: int = 10000
@@ -413,8 +417,12 @@ def read_settings(cfg) -> RunSettings:
         raise ConfigError("runner: a rollout runner (runner=sequential or parallel: python -m maze_jax.rollout) "
                           "cannot train; training takes runner=local, dev, distributed or ray")
     evaluator = (cfg.get("algorithm") or {}).get("rollout_evaluator") or {}
+    grid = read_grid(cfg.get("grid"), cfg.get("algorithm") or {}, runner, read_algorithm)
+    if grid is not None and read_ray(runner):
+        raise ConfigError("grid: runner=ray trains one configuration per run; a grid trains on runner=local, dev or "
+                          "distributed (or sweep with --multirun)")
     return RunSettings(
-        algorithm=read_algorithm(cfg.get("algorithm") or {}, runner),
+        algorithm=read_algorithm(cfg.get("algorithm") or {}, runner), grid=grid,
         loop=dataclasses.replace(read_loop(runner), evaluate_each_epoch=evaluator.get("n_episodes") != 0),
         n_seeds=read(runner, "n_seeds", int, "runner", low=1),
         host=read_host(runner),

@@ -47,20 +47,24 @@ def job_summaries(sweep_dir: str) -> list[dict]:
     return found
 
 
-def summary_table(jobs: list[dict]) -> str:
-    """The jobs as a table: job, overrides, best evaluation mean (at which epoch), final mean, epochs, time."""
+def summary_table(jobs: list[dict], name: str = "job") -> str:
+    """The jobs (`name`: what they are, e.g. a grid's configurations) as a table: job, overrides, best evaluation
+    mean (at which epoch), final mean, epochs, and time where known."""
     width = max([len(j["overrides"]) for j in jobs] + [9])
-    lines = [f"{'job':>4} | {'overrides':<{width}} | {'best eval mean':>14} | {'at epoch':>8} | {'final':>10} | "
-             f"{'epochs':>6} | {'time':>8}"]
+    timed = any(not math.isnan(j["seconds"]) for j in jobs)
+    lines = [f"{name:>6} | {'overrides':<{width}} | {'best eval mean':>14} | {'at epoch':>8} | {'final':>10} | "
+             f"{'epochs':>6}" + (f" | {'time':>8}" if timed else "")]
     for j in jobs:
-        lines.append(f"{j['job']:>4} | {j['overrides']:<{width}} | {j['best']:>14.3f} | {j['best_epoch']:>8} | "
-                     f"{j['final']:>10.3f} | {j['epochs']:>6} | {j['seconds']:>6.1f} s")
+        lines.append(f"{j['job']:>6} | {j['overrides']:<{width}} | {j['best']:>14.3f} | {j['best_epoch']:>8} | "
+                     f"{j['final']:>10.3f} | {j['epochs']:>6}" + (f" | {j['seconds']:>6.1f} s" if timed else ""))
     return "\n".join(lines)
 
 
-def write_summary(sweep_dir: str, jobs: list[dict]) -> None:
-    """`sweep_summary.csv` and `sweep_curves.png` (every job's evaluation mean against env steps) in `sweep_dir`."""
-    with open_for_writing(os.path.join(sweep_dir, SUMMARY_FILE), "w") as f:
+def write_summary(sweep_dir: str, jobs: list[dict], summary_file: str = SUMMARY_FILE, curves_file: str = CURVES_FILE,
+                  title: str = "") -> None:
+    """`sweep_summary.csv` and `sweep_curves.png` (every job's evaluation mean against env steps) in `sweep_dir`
+    (or the files named; `title`: what the jobs are)."""
+    with open_for_writing(os.path.join(sweep_dir, summary_file), "w") as f:
         f.write("job,overrides,best_eval_mean,best_epoch,final_eval_mean,epochs,seconds\n")
         for j in jobs:
             f.write(f"{j['job']},\"{j['overrides']}\",{j['best']},{j['best_epoch']},{j['final']},{j['epochs']},"
@@ -76,12 +80,12 @@ def write_summary(sweep_dir: str, jobs: list[dict]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(steps_label))
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval reward mean")
-    ax.set_title(f"sweep {os.path.basename(os.path.normpath(sweep_dir))}: {len(jobs)} jobs", fontsize=9)
+    ax.set_title(f"{os.path.basename(os.path.normpath(sweep_dir))}: {title or f'{len(jobs)} jobs'}", fontsize=9)
     ax.grid(alpha=0.3)
     if any(j["curve"] for j in jobs):
         ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
-    with open_for_writing(os.path.join(sweep_dir, CURVES_FILE), "wb") as f:
+    with open_for_writing(os.path.join(sweep_dir, curves_file), "wb") as f:
         fig.savefig(f, dpi=80, format="png")
 
 

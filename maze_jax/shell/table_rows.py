@@ -56,13 +56,14 @@ def across_seeds(values: dict) -> dict:
     return rows
 
 
-def seed_rows(metrics: dict, n_seeds: int) -> dict:
-    """Each seed's own rows, `seed_<k>/<tag>`, for TensorBoard curves per seed (runs of several seeds)."""
+def seed_rows(metrics: dict, names: list[str]) -> dict:
+    """Each member's own rows, `<name>/<tag>` (`seed_<k>/...`, a grid's `config_<k>/...`), for TensorBoard curves
+    per seed or configuration (runs of several)."""
     rows = {}
     for tag, v in metrics.items():
         v = np.asarray(v, np.float64)
-        if v.ndim == 1 and len(v) == n_seeds and not is_action_count(tag):
-            rows.update({f"seed_{k}/{tag}": float(v[k]) for k in range(n_seeds)})
+        if v.ndim == 1 and len(v) == len(names) and not is_action_count(tag):
+            rows.update({f"{name}/{tag}": float(v[k]) for k, name in enumerate(names)})
     return rows
 
 

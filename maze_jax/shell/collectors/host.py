@@ -593,7 +593,9 @@ def finish_host_trainer(algorithm: Algorithm, train_epoch: Callable, evaluator: 
     `close` that closes the evaluator too."""
     def init(agent_keys, env_key, hyperparams=None):
         hparams = algorithm.hyperparams if hyperparams is None else hyperparams
-        return TrainState(jax.vmap(lambda k: algorithm.init(k, hparams))(agent_keys), env_key)
+        per_member = jax.tree.leaves(hparams)[0].ndim > 0  # a grid's: one value per member
+        return TrainState(jax.vmap(algorithm.init, in_axes=(0, 0 if per_member else None))(agent_keys, hparams),
+                          env_key)
 
     def evaluate(state: TrainState, key, should_stop: Callable = lambda: False):
         return evaluator(state.learner.params["policy"], key, should_stop)
