@@ -50,7 +50,7 @@ class GridTable:
         members = {**rows, **loop.seed_rows}
         self._add(loop.progress.epoch, members)
         train, evaluation = self.config_means(members, TRAIN), self.config_means(members, EVAL)
-        width = max(len(self.grid.label(k)) for k in range(self.grid.size))
+        width = max([len(self.grid.label(k)) for k in range(self.grid.size)] + [len("hyperparameters")])
         lines = [f"{'config':>6} | {'hyperparameters':<{width}} | {'train mean':>10} | {'eval mean':>10} | "
                  f"{'best (epoch)':>18}"]
         for k in range(self.grid.size):
