@@ -197,7 +197,8 @@ def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
     run's saved config; `env` (an EnvSpec, a gymnax env or an (env, params) pair) and `model` (a flax module) are
     needed only for runs trained from such objects. For a run of several seeds (`runner.n_seeds`), `seed` picks
     one; by default the seed with the best evaluation. For a grid run (`+grid...`), `config` picks a configuration
-    (by default the one whose seed has the best evaluation) and `seed` one of its seeds. A corrupt checkpoint is skipped with a line (`echo`).
+    (by default the one whose seed has the best evaluation) and `seed` one of its seeds. A corrupt checkpoint is
+    skipped with a line (`echo`).
 
     A run directory is data: the code its config names (env factory, wrappers, network) must be maze_jax's, or
     listed in `trust` (dotted paths or packages: `trust=["my_project"]`), or the whole run is trusted

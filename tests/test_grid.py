@@ -10,8 +10,8 @@ from maze_jax.config import ConfigError
 from maze_jax.shell.grid import count_configs, read_grid
 from maze_jax.shell.settings import compose_config, read_algorithm
 
-PPO = ["env=cartpole", "algorithm=ppo", "runner.concurrency=4", "algorithm.n_rollout_steps=16", "algorithm.batch_size=32",
-       "algorithm.epoch_length=2", "model.hidden_units=[8]", "runner.stop_when_solved=false"]
+PPO = ["env=cartpole", "algorithm=ppo", "runner.concurrency=4", "algorithm.n_rollout_steps=16",
+       "algorithm.batch_size=32", "algorithm.epoch_length=2", "model.hidden_units=[8]", "runner.stop_when_solved=false"]
 
 
 def grid_of(overrides, grid):
