@@ -227,8 +227,9 @@ class TrainingLoop:
 
     def __init__(self, programs: Programs, options: LoopOptions, eval_key: jax.Array, listeners: list = (),
                  echo: Callable = print, signals: StopSignals | None = None, progress_line: ProgressLine | None = None,
-                 algorithm: str = ""):
+                 algorithm: str = "", adapt: Callable | None = None):
         self.programs, self.options, self.eval_key = programs, options, eval_key
+        self.adapt = adapt  # after model selection: `adapt(loop, metrics) -> lines` may change the state (PBT)
         self.algorithm = algorithm  # names the event groups of the learner's plain metrics (`maze_tags`)
         self.listeners, self.echo = list(listeners), echo
         self.signals = signals or StopSignals(echo)  # the caller's, active for the whole run; else never set
@@ -319,6 +320,8 @@ class TrainingLoop:
         rows = epoch_rows(metrics, progress.total_step_count, progress.total_episode_count, seconds, eval_totals)
         loop.seed_rows = seed_rows(metrics, options.names()) if options.n_seeds > 1 else {}
         messages = self.select_model(loop, metrics, rows)
+        if self.adapt is not None:
+            messages += self.adapt(loop, metrics)
         for listener in self.listeners:
             listener.on_epoch(loop, rows)
         for message in messages:

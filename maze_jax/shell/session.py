@@ -29,6 +29,7 @@ from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop,
 from maze_jax.shell.event_history import scalar_history
 from maze_jax.shell.grid import count_configs
 from maze_jax.shell.grid_report import GridTable, report
+from maze_jax.shell.pbt import Population, initial_population, member_names
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, curve_history, describe_actions, draw_networks
 from maze_jax.shell.programs import Compilation, Programs
 from maze_jax.shell.progress import ProgressLine
@@ -59,6 +60,7 @@ class RunStopped(Exception):
 # sampling, minibatches) and the envs' (`seeding.env_base_seed`: resets, dynamics, evaluation episodes), so that
 # equal seed numbers still give independent randomness.
 AGENT_STREAM, ENV_STREAM = 0x61676E74, 0x656E7673  # "agnt", "envs"
+PBT_STREAM = 0x70627420  # "pbt ": folded into the agent key
 
 
 def _env_stream(env_seed: int | None, use: int) -> jax.Array:
@@ -68,6 +70,11 @@ def _env_stream(env_seed: int | None, use: int) -> jax.Array:
 def agent_key(settings: RunSettings) -> jax.Array:
     """The run's root key of the agent (network init, action sampling, minibatches)."""
     return jax.random.fold_in(jax.random.key(AGENT_STREAM), int(settings.agent_seed))
+
+
+def population_key(settings: RunSettings) -> jax.Array:
+    """The key of population-based training's draws (first hyperparameters, exploit and explore)."""
+    return jax.random.fold_in(agent_key(settings), PBT_STREAM)
 
 
 def env_key(settings: RunSettings) -> jax.Array:
@@ -150,10 +157,11 @@ def carry_model(raw: dict, state: TrainState) -> tuple[TrainState, list]:
     return state.replace(learner=state.learner.replace(params={**template, **fitted})), sorted(fitted)
 
 
-def restore(input_dir: str, trainer: Trainer, fresh: TrainState, echo: Callable):
-    """The newest usable state and progress of a previous run, plus its best state when that is usable too, with
-    this config's hyperparameters. Corrupt checkpoints are skipped with a line (see `shell.resume`). A run of another
-    algorithm hands over its networks only: optimizer state, counters and best score start afresh."""
+def restore(input_dir: str, trainer: Trainer, fresh: TrainState, echo: Callable, keep_hparams: bool = False):
+    """The newest usable state and progress of a previous run, plus its best state when that is usable too, with this
+    config's hyperparameters (`keep_hparams`: the saved ones, as population-based training evolved them). Corrupt
+    checkpoints are skipped with a line (see `shell.resume`). A run of another algorithm hands over its networks
+    only: optimizer state, counters and best score start afresh."""
     name = trainer.algorithm.name
 
     def read_state(store: CheckpointDir, step: int):
@@ -180,6 +188,8 @@ def restore(input_dir: str, trainer: Trainer, fresh: TrainState, echo: Callable)
     progress.algorithm = name
     echo(f"Resumed {input_dir} at epoch {progress.epoch} (best {progress.best_score:.3f} "
          f"at epoch {progress.best_epoch})", flush=True)
+    if keep_hparams:
+        return state, progress, best
     with_hparams = lambda s: s.replace(learner=s.learner.replace(hparams=fresh.learner.hparams))  # this config's
     return with_hparams(state), progress, None if best is None else with_hparams(best)
 
@@ -365,8 +375,11 @@ def restore_or_init(init: Callable, trainer: Trainer, settings: RunSettings, ech
     (state, progress, best)."""
     fresh = init(agent_key(settings), env_key(settings))
     if not settings.input_dir:
+        if settings.pbt is not None:  # a fresh population starts spread around the config's hyperparameters
+            fresh = place_like(fresh.replace(learner=initial_population(fresh.learner, settings.pbt,
+                                                                        population_key(settings))), fresh)
         return fresh, Progress(algorithm=trainer.algorithm.name), None
-    state, progress, best = restore(settings.input_dir, trainer, fresh, echo)
+    state, progress, best = restore(settings.input_dir, trainer, fresh, echo, keep_hparams=settings.pbt is not None)
     # on the devices (and with the sharding) the programs expect
     return place_like(state, fresh), progress, None if best is None else place_like(best, fresh)
 
@@ -470,7 +483,8 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
                                                               loop_settings.stop_when_solved, progress, echo),
                           n_seeds=trainer.n_seeds, progress_interval_s=loop_settings.progress_interval_s,
                           evaluate=loop_settings.evaluate_each_epoch,
-                          member_names=tuple(grid.member_names(settings.n_seeds)) if grid else (),
+                          member_names=tuple(grid.member_names(settings.n_seeds) if grid else
+                                             member_names(settings.n_seeds) if settings.pbt else ()),
                           n_configs=grid.size if grid else 1)
     progress_line = ProgressLine(options.n_epochs, progress.epoch, may_stop_early=options.reward_threshold is not None
                                  or bool(options.patience)) if primary else None
@@ -483,7 +497,10 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
                      best_version=int(best_state is not None and best.latest_step() != progress.best_epoch))
     history = scalar_history(settings.input_dir, progress.epoch) if settings.input_dir else []
     grid_table = GridTable(grid, settings.n_seeds, echo, history) if grid and primary else None
-    listeners = [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
+    population = Population(settings.pbt, trainer.n_seeds, population_key(settings), run_dir if primary else None,
+                            options.score_row, history, echo) if settings.pbt else None
+    listeners = [population] if population is not None else []
+    listeners += [ConsoleTable(echo, compact=loop_settings.table == "compact"), checkpoints] + (
         [grid_table] if grid_table else []) + (
         [TensorBoard(writer, history),
          LearningCurve(run_dir, title=f"{env_spec.name} | {trainer.algorithm.name} | "
@@ -496,7 +513,7 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
         writer.add_text("hydra_config", "<pre>" + OmegaConf.to_yaml(cfg) + "</pre>")
     try:
         loop = TrainingLoop(programs, options, eval_key(settings), listeners, echo, signals, progress_line,
-                            trainer.algorithm.name).run(loop)
+                            trainer.algorithm.name, adapt=population).run(loop)
         if loop.stop_reason:
             raise RunStopped(loop.stop_reason, latest.path)
         # no evaluation improved: the latest; per-seed selection leaves host arrays, placed as the state is

@@ -23,6 +23,7 @@ from maze_jax.collectors.devices import check_divisible, make_mesh, read_n_devic
 from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
 from maze_jax.shell.collectors.vector_env import MODES, Vectorization
 from maze_jax.shell.grid import read_grid
+from maze_jax.shell.pbt import read_pbt
 
 CONFIG_FILE = "hydra_config.yaml"  # a run directory's resolved config
 
@@ -84,6 +85,8 @@ class RunSettings:
     grid: Any = None
     """A grid of traced hyperparameters (`shell.grid.Grid`), each configuration trained with `n_seeds` seeds in the
     same program; None: the algorithm's own values."""
+    pbt: Any = None
+    """Population-based training of the `n_seeds` members (`shell.pbt.PbtSettings`); None: none."""
     host: HostSettings = HostSettings()
     """How Python envs are stepped (runner.concurrency, vectorization, policy_lag)."""
     normalization_samples: int = 10000
@@ -421,10 +424,16 @@ def read_settings(cfg) -> RunSettings:
     if grid is not None and read_ray(runner):
         raise ConfigError("grid: runner=ray trains one configuration per run; a grid trains on runner=local, dev or "
                           "distributed (or sweep with --multirun)")
+    algorithm = read_algorithm(cfg.get("algorithm") or {}, runner)
+    n_seeds = read(runner, "n_seeds", int, "runner", low=1)
+    pbt = read_pbt(cfg.get("pbt"), cfg.get("algorithm") or {}, algorithm, n_seeds)
+    if pbt is not None and grid is not None:
+        raise ConfigError("pbt and grid: population-based training explores the hyperparameters itself, from a "
+                          "population of runner.n_seeds members; leave out the grid")
     return RunSettings(
-        algorithm=read_algorithm(cfg.get("algorithm") or {}, runner), grid=grid,
+        algorithm=algorithm, grid=grid, pbt=pbt,
         loop=dataclasses.replace(read_loop(runner), evaluate_each_epoch=evaluator.get("n_episodes") != 0),
-        n_seeds=read(runner, "n_seeds", int, "runner", low=1),
+        n_seeds=n_seeds,
         host=read_host(runner),
         normalization_samples=read(runner, "normalization_samples", int, "runner", low=1),
         env=cfg.get("env"), wrappers=cfg.get("wrappers") or {}, model=cfg.get("model"), critic=cfg.get("critic"),
