@@ -20,6 +20,12 @@ ray        runner=ray (not in the default run; needs the ray extra): PPO steps/s
            sleeping 1 ms a step, scripts/slow_env.py) with 1, 2 and 4 workers of 8 envs against the single-process
            collector (sync and async) at the same env counts; the per-step overhead of a worker against the plain
            vector env on the fast CartPole; the learner's own rate (samples/s of PPO's update), which bounds a cluster.
+grid       A 16-configuration PPO grid on CartPole-v1 (4 learning rates x 4 entropy coefficients, 3 epochs each) in one
+           program (`+grid...`), against the same 16 configurations as a Hydra multirun; whole process, empty
+           compilation caches (not in the default run).
+pbt        PPO on Pendulum-v1: population-based training of 8 members against a grid of 8 configurations (4 learning
+           rates x 2 clip ranges), each for the same epochs, so at equal total env steps: PBT's best member against
+           the grid's median and best configuration, final evaluation of the best models (not in the default run).
 scale      ES and PPO env steps/s against the batch (ES population, PPO envs: --sizes), on one device and on
            every device (on a CPU: 4 devices forced with --xla_force_host_platform_device_count=4).
 Targets on a 2-core CPU: solve in < 10 s; ES >= 2,000,000 steps/s at population 128; PPO >= 120,000 steps/s.
@@ -35,6 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, REPO)  # runs from a checkout without installing too
@@ -496,6 +504,61 @@ def ray_workers(quick: bool) -> None:
     print(f"learner alone: PPO's update takes in {learner_rate():,.0f} samples/s", flush=True)
 
 
+GRID_KEYS = {"algorithm.lr": "1e-4,3e-4,1e-3,3e-3", "algorithm.entropy_coef": "0,0.001,0.01,0.1"}
+
+
+def timed_command(args: list[str], tmp: str, name: str) -> tuple[float, str]:
+    """(seconds, stdout) of `python -m maze_jax.train ARGS`, whole process, with an empty compilation cache."""
+    cmd = [sys.executable, "-m", "maze_jax.train", *args, f"compilation_cache_dir={os.path.join(tmp, name + '-cache')}",
+           f"log_base_dir={os.path.join(tmp, name)}", "seeding.agent_base_seed=0", "seeding.env_base_seed=0"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    return time.perf_counter() - start, proc.stdout
+
+
+def summary_rows(stdout: str) -> list[tuple[str, float, float]]:
+    """(overrides, best, final) of each row of the summary table a grid or a sweep prints at its end."""
+    rows = re.findall(r"^\s*\d+ \| (.+?)\s+\|\s+(\S+) \|\s+\d+ \|\s+(\S+) \|", stdout.split("\nGrid of ")[-1]
+                      .split("\nSweep of ")[-1], re.M)
+    return [(o, float(b), float(f)) for o, b, f in rows]
+
+
+def grid_against_multirun(epochs: int = 3) -> None:
+    base = ["env=cartpole", "algorithm=ppo", f"algorithm.n_epochs={epochs}", "runner.stop_when_solved=false"]
+    with tempfile.TemporaryDirectory() as tmp:
+        grid_s, grid_out = timed_command([*base, *(f"+grid.{k.split('.', 1)[1]}=[{v}]" for k, v in GRID_KEYS.items())],
+                                         tmp, "grid")
+        sweep_s, sweep_out = timed_command(["--multirun", *base, *(f"{k}={v}" for k, v in GRID_KEYS.items())], tmp,
+                                           "multirun")
+    compiled = re.search(r"Compiled in ([\d.]+) s", grid_out).group(1)
+    grid_rows, sweep_rows = summary_rows(grid_out), summary_rows(sweep_out)
+    print(f"one program (+grid): {grid_s:6.1f} s (compile {compiled} s), {len(grid_rows)} configurations; median "
+          f"final evaluation {np.median([r[2] for r in grid_rows]):.1f}", flush=True)
+    print(f"Hydra multirun:      {sweep_s:6.1f} s, {len(sweep_rows)} jobs; median final evaluation "
+          f"{np.median([r[2] for r in sweep_rows]):.1f}", flush=True)
+    print(f"speed-up: {sweep_s / grid_s:.1f}x", flush=True)
+
+
+PBT_GRID = {"algorithm.lr": "5e-4,1e-3,2e-3,4e-3", "algorithm.clip_range": "0.1,0.3"}
+
+
+def pbt_against_grid(epochs: int = 12) -> None:
+    base = [*PENDULUM, f"algorithm.n_epochs={epochs}", "runner.stop_when_solved=false", "algorithm.patience=0"]
+    with tempfile.TemporaryDirectory() as tmp:
+        grid_s, grid_out = timed_command([*base, *(f"+grid.{k.split('.', 1)[1]}=[{v}]" for k, v in PBT_GRID.items())],
+                                         tmp, "grid")
+        pbt_s, pbt_out = timed_command([*base, "+experiment=pbt", "runner.n_seeds=8", "pbt.interval=2",
+                                        "pbt.explore=[lr,clip_range]"], tmp, "pbt")
+    finals = sorted(r[2] for r in summary_rows(grid_out))
+    member_finals = re.findall(r"\|final\s+BaseEnvEvents\s+reward\s+mean_seed_max\s+\|\s+(\S+)", pbt_out)
+    print(f"grid of 8 configurations, {epochs} epochs each ({grid_s:.0f} s): final evaluations of their best models "
+          f"{', '.join(f'{f:.1f}' for f in finals)}; median {np.median(finals):.1f}, best {finals[-1]:.1f}", flush=True)
+    print(f"PBT of 8 members, {epochs} epochs each ({pbt_s:.0f} s): the best member's final evaluation "
+          f"{float(member_finals[-1].replace(',', '')):.1f}", flush=True)
+
+
 def jax_key(seed: int):
     import jax
 
@@ -661,6 +724,14 @@ def main() -> None:
     if "pendulum" in args.only:
         print("\n== PPO on Pendulum-v1: python -m maze_jax.train " + " ".join(PENDULUM) + " ==", flush=True)
         print(pendulum(), flush=True)
+    if "grid" in args.only:
+        print("\n== 16 PPO configurations on CartPole-v1: one program against a Hydra multirun, whole process ==",
+              flush=True)
+        grid_against_multirun()
+    if "pbt" in args.only:
+        print("\n== PPO on Pendulum-v1: PBT of 8 members against a grid of 8 configurations, equal env steps ==",
+              flush=True)
+        pbt_against_grid()
 
 
 if __name__ == "__main__":
