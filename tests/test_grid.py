@@ -113,20 +113,31 @@ def test_a_grid_trains_reports_rolls_out_and_resumes_from_the_command_line(tmp_p
     assert "Iteration 2 *" in resumed.stdout and "Iteration 1 *" not in resumed.stdout
     summary = (only_run_dir(tmp_path / "c") / "grid_summary.csv").read_text().splitlines()
     assert summary[1].split(",")[-2] == "3"  # the whole grid went on, its curves continue the parent's
-    resized = run_cli([f"input_dir={run}", "+grid.lr=[0.1,0.2,0.3]", f"log_base_dir={tmp_path / 'x'}"], tmp_path,
-                      cache_dir)
-    assert resized.returncode == 2 and "trained 4 members (grid configurations x runner.n_seeds), this config 6" \
-        in resized.stderr and not (tmp_path / "x").exists()
 
 
 @pytest.mark.cli
-@pytest.mark.parametrize("grid, message", [
-    ("+grid.n_rollout_steps=[16,32]", "is static"), ("+grid.nope=[1]", "has no key nope"),
-    ("+grid.lr=[]", "give at least one value"),
-    ("+grid.lr=[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8]", "GiB for 1000 seed(s) of each of 8 grid configurations")])
-def test_bad_grids_exit_2_in_one_line_without_a_run_directory(grid, message, tmp_path, cache_dir):
-    extra = ["+experiment=pendulum_sac", "algorithm.replay_buffer_size=1000000",
-             "runner.n_seeds=1000"] if "GiB" in message else PPO
-    proc = run_cli([*extra, grid, f"log_base_dir={tmp_path / 'g'}"], tmp_path, cache_dir)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_a_bad_grid_exits_2_in_one_line_without_a_run_directory(tmp_path, cache_dir):
+    proc = run_cli([*PPO, "+grid.n_rollout_steps=[16,32]", f"log_base_dir={tmp_path / 'g'}"], tmp_path, cache_dir)
+    assert proc.returncode == 2 and "is static" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "g").exists()
+
+
+def test_a_grid_too_large_for_memory_is_refused_before_compiling():
+    with pytest.raises(ConfigError) as error:  # SAC's replay buffers: 8 configurations x 1000 seeds of 1e6 steps
+        make_trainer(["+experiment=pendulum_sac", "algorithm.replay_buffer_size=1000000", "runner.n_seeds=1000",
+                      "+grid.lr=[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8]"])
+    assert "GiB for 1000 seed(s) of each of 8 grid configurations" in str(error.value)
+
+
+def test_a_resume_keeps_the_grids_size(tmp_path):
+    from omegaconf import OmegaConf
+
+    from maze_jax.shell.session import check_compatible
+
+    cfg, _ = compose_config([*PPO, "+grid.lr=[0.1,0.2]", "runner.n_seeds=2"])
+    (tmp_path / "hydra_config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    check_compatible(str(tmp_path), compose_config([*PPO, "+grid.lr=[0.3,0.4]", "runner.n_seeds=2"])[0])  # values
+    for other in (["+grid.lr=[0.1,0.2,0.3]", "runner.n_seeds=2"], ["+grid.lr=[0.1,0.2]", "runner.n_seeds=1"], []):
+        with pytest.raises(ConfigError) as error:
+            check_compatible(str(tmp_path), compose_config([*PPO, *other])[0])
+        assert "trained 4 members (grid configurations x runner.n_seeds)" in str(error.value)
