@@ -29,7 +29,7 @@ from gymnax.environments import environment, spaces
 REPO = Path(__file__).resolve().parents[1]
 
 # Markers of the tests that the README's command leaves to the full run (`--all`, and .ci/run after the fast tier).
-FULL_TIER = ("cli", "learning", "fuzz", "signals", "extra")
+FULL_TIER = ("cli", "learning", "fuzz", "signals", "extra", "slow")
 
 
 def pytest_addoption(parser):

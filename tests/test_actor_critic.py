@@ -5,6 +5,7 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import init_state, make_trainer
 from maze_jax.algorithms.actor_critic import shuffled_minibatches
@@ -78,6 +79,7 @@ def tiny_trainer(algorithm: str, *overrides):
                          "algorithm.epoch_length=2", "model.hidden_units=[8]", *batch, *overrides])[1]
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_separate_runs():
     trainer = tiny_trainer("ppo")
     keys = jax.random.split(jax.random.key(1), 3)

@@ -36,6 +36,7 @@ def tiny_context(algorithm, tmp_path, cache_dir, **kwargs) -> RunContext:
 
 
 # PPO in the fast tier, ES and A2C in the full one
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", [pytest.param("es", marks=pytest.mark.cli), "ppo",
                                        pytest.param("a2c", marks=pytest.mark.cli)])
 def test_run_context_trains_continues_evaluates_and_acts(algorithm, tmp_path, cache_dir):
@@ -88,6 +89,7 @@ def test_a_model_object_needs_an_n_outputs_field():
     assert instantiate_network(FlattenConcatPolicy(n_outputs=0), 3, output_scale=1.0).n_outputs == 3
 
 
+@pytest.mark.slow
 def test_make_train_vmaps_over_seeds_and_learning_rates():
     cfg, _ = compose_config(["algorithm=ppo", "algorithm.n_epochs=2", "algorithm.epoch_length=1",
                              "runner.concurrency=2", "algorithm.n_rollout_steps=16", "algorithm.batch_size=16",

@@ -53,6 +53,7 @@ def test_bad_grids_are_one_line_naming_what_can_be_swept(grid, message):
             "swept: ")[1]
 
 
+@pytest.mark.slow
 def test_each_configuration_trains_as_a_run_of_its_own_values_on_the_same_seeds():
     # the grid's member k is the run of configuration k alone: same keys, same program up to the member axis
     _, grid_trainer = make_trainer([*PPO, "+grid.lr=[0.0003,0.003]"])

@@ -329,6 +329,7 @@ def test_envpool_batches_reset_at_once_and_keep_the_final_observation():
     envs.close()
 
 
+@pytest.mark.slow
 def test_a_python_envs_kpis_count_at_the_end_of_its_episodes():
     from maze_jax.envs.make import as_env_spec
     spec = as_env_spec(python_envs.Cutting(max_steps=4))

@@ -45,6 +45,7 @@ def test_loss_terms_are_parameters_of_the_learner():
         frozen(jax.random.key(0), {"learning_rate": 1.0})
 
 
+@pytest.mark.slow
 def test_a_custom_loss_declares_traced_hyperparameters_and_reports_auxiliary_metrics():
     from maze_jax.algorithms.losses import ppo_clipped
 
@@ -85,6 +86,7 @@ def test_metrics_count_the_env_steps_since_the_start_and_discrete_actions_come_o
     assert np.shape(box) == (1,)
 
 
+@pytest.mark.slow
 def test_a_trained_state_becomes_a_policy_with_its_normalisation_and_a_run_directory(tmp_path, cache_dir):
     wrappers = {"observation_normalization": {"default_strategy_config": {"axis": [0]}}}
     train = make_train(ActorCriticConfig(**TINY), env="CartPole-v1", model=MLP, wrappers=wrappers,

@@ -74,6 +74,7 @@ def test_warm_up_acts_uniformly_and_fills_the_buffer_before_update_zero():
     assert float(algorithm.acting(state.learner)["random"]) == 0.0  # the policy acts from now on
 
 
+@pytest.mark.slow
 def test_one_update_moves_the_targets_by_tau():
     spec = make_env("Pendulum-v1")
     config = SACConfig(**{**SMALL.__dict__, "tau": 0.25, "num_batches_per_iter": 1, "epoch_length": 1})

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from maze_jax.shell.session import agent_key, env_key, eval_key, final_evaluation_key, normalization_key
 from maze_jax.shell.settings import LoopSettings, RunSettings
@@ -21,6 +22,7 @@ def test_equal_agent_and_env_seeds_give_independent_keys():
         data(env_key(settings))
 
 
+@pytest.mark.slow
 def test_python_envs_sample_actions_from_the_agents_stream():
     """On a Python env that ignores its seed, a new env seed changes nothing the agent draws: the actions (and so
     the learner) stay bit-equal; a new agent seed changes them. Rollouts (PPO, with its actor thread) and fresh

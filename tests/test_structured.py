@@ -57,6 +57,7 @@ def test_multi_discrete_actions_are_integer_vectors():
     np.testing.assert_allclose(dist.entropy(out[0]), np.log(3) + np.log(4), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_structured_policy_has_a_network_per_sub_step_and_only_the_acting_one_counts():
     spec = make_cutting_2d("struct_masked")
     policy = build_policy(MLP, spec)
