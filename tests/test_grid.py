@@ -142,3 +142,19 @@ def test_a_resume_keeps_the_grids_size(tmp_path):
         with pytest.raises(ConfigError) as error:
             check_compatible(str(tmp_path), compose_config([*PPO, *other])[0])
         assert "trained 4 members (grid configurations x runner.n_seeds)" in str(error.value)
+
+
+@pytest.mark.parametrize("overrides, key, values", [
+    (["env=cartpole", "algorithm=es", "algorithm.n_rollouts_per_update=4"], "optimizer.step_size", [0.01, 0.02]),
+    (["env=cartpole", "algorithm=a2c"], "gamma", [0.9, 0.99]),
+    (["+experiment=cartpole_sac", "algorithm.replay_buffer_size=1000"], "tau", [0.005, 0.01]),
+    (["env=cartpole", "algorithm=impala"], "entropy_coef", [0.0, 0.1]),
+])
+def test_every_learner_takes_a_grid(overrides, key, values):
+    _, trainer = make_trainer(["model.hidden_units=[4]", *overrides,
+                               f"+grid.{key}=[{','.join(map(str, values))}]", "runner.n_seeds=2"])
+    hparams = jax.eval_shape(trainer.init, jax.random.key(0), jax.random.key(1)).learner.hparams
+    assert jax.tree.leaves(hparams)[0].shape == (4,)  # 2 configurations x 2 seeds
+    state = jax.jit(trainer.init)(jax.random.key(0), jax.random.key(1))
+    np.testing.assert_allclose(getattr(state.learner.hparams, key.rpartition(".")[2]), np.repeat(values, 2),
+                               rtol=1e-6)
