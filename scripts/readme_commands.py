@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 import os
 import re
 import shlex
@@ -63,14 +62,12 @@ def readme_commands(readme: str) -> list[Command]:
     return found
 
 
-def needs(command: Command) -> str:
-    """'' when everything the command uses is installed; else the extra it needs."""
+def needs(command: Command, python: str = sys.executable) -> str:
+    """'' when everything the command uses is installed for `python`; else the extra it needs."""
     for key, (module, extra) in EXTRAS.items():
         if key in command.text.split():
-            try:
-                if importlib.util.find_spec(module) is None:
-                    return extra
-            except ModuleNotFoundError:
+            probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module.split('.')[0]!r}) is None)"
+            if subprocess.run([python, "-c", probe]).returncode != 0:
                 return extra
     return ""
 
@@ -160,7 +157,7 @@ def main() -> None:
             work = os.path.join(tmp, "work", command.folder)
             if not os.path.isdir(work):  # a copy of the repository's folder: its runs stay out of the checkout
                 shutil.copytree(os.path.join(root, command.folder), work) if command.folder else os.makedirs(work)
-            if extra := needs(command):
+            if extra := needs(command, python):
                 print(f"skip {command.text}  (needs pip install '.[{extra}]')", flush=True)
                 skipped += 1
                 continue
