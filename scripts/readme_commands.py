@@ -66,8 +66,8 @@ def needs(command: Command, python: str = sys.executable) -> str:
     """'' when everything the command uses is installed for `python`; else the extra it needs."""
     for key, (module, extra) in EXTRAS.items():
         if key in command.text.split():
-            probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module.split('.')[0]!r}) is None)"
-            if subprocess.run([python, "-c", probe]).returncode != 0:
+            probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+            if subprocess.run([python, "-c", probe], capture_output=True).returncode:  # None, or its parent missing
                 return extra
     return ""
 
