@@ -58,7 +58,7 @@ def quickstart(runs):
 
 def ppo_epochs(runs):
     epochs = [r.epochs for r in runs]
-    return all(r.solved for r in runs) and max(epochs) <= 2, f"solved after {epochs} epochs"
+    return all(r.solved for r in runs) and max(epochs) <= 3, f"solved after {epochs} epochs"
 
 
 def pendulum(runs):
@@ -107,7 +107,7 @@ def popgym(runs):
 CLAIMS = [
     Claim("quickstart", "until the deterministic evaluation mean reaches 475", ["env=cartpole", "algorithm=es"],
           (0, 1, 2), quickstart),
-    Claim("ppo", "Maze's PPO defaults; solved in one or two epochs", ["env=cartpole", "algorithm=ppo"],
+    Claim("ppo", "Maze's PPO defaults; solved in one to three epochs", ["env=cartpole", "algorithm=ppo"],
           (0, 1, 2, 3, 4), ppo_epochs),
     Claim("pendulum", "reaches a 64-episode evaluation mean above -200 after 6 to 9 epochs", PENDULUM, (0, 1, 2),
           pendulum),
