@@ -26,7 +26,6 @@ class GridTable:
         self.grid, self.n_seeds, self.echo = grid, n_seeds, echo
         self.names = grid.member_names(n_seeds)
         self.curves: list[list[tuple]] = [[] for _ in range(grid.size)]  # (epoch, env steps per member, eval mean)
-        self.started = None
         scalars: dict[int, dict] = {}
         for tag, value, step, _ in history:
             scalars.setdefault(step, {})[tag] = value
