@@ -77,7 +77,7 @@ def usage(config_name: str, command: str) -> str:
                   "                                 overrides on top; algorithm=... switches algorithm and keeps the networks",
                   "  log_base_dir=DIR               where run directories go (default outputs)",
                   "  --multirun k=a,b               a sweep, one run per combination",
-                  "  +grid.KEY=[a,b]                a grid of traced hyperparameters (algorithm keys) in one program;",
+                  "  +grid.KEY=[a,b]                a grid of traced algorithm hyperparameters in one program;",
                   "                                 +experiment=pbt: population-based training of runner.n_seeds members",
                   "",
                   "Exit statuses: 0 done, 2 bad input (one line on stderr), 3 diverged or non-finite env data,",
