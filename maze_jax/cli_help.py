@@ -78,7 +78,7 @@ def usage(config_name: str, command: str) -> str:
                   "  log_base_dir=DIR               where run directories go (default outputs)",
                   "  --multirun k=a,b               a sweep, one run per combination",
                   "  +grid.KEY=[a,b]                a grid of traced algorithm hyperparameters in one program;",
-                  "                                 +experiment=pbt: population-based training of runner.n_seeds members",
+                  "                                 +experiment=pbt: population-based training (runner.n_seeds)",
                   "",
                   "Exit statuses: 0 done, 2 bad input (one line on stderr), 3 diverged or non-finite env data,",
                   "4 a Python env failed, 5 a checkpoint could not be written, 130/143 interrupted (saved)."]
