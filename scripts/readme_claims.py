@@ -86,8 +86,9 @@ MEMORY_CHAIN = ["env=gymnax", "env.name=MemoryChain-bsuite", "algorithm=ppo", "m
                 "runner.concurrency=32", "algorithm.n_rollout_steps=24", "algorithm.batch_size=96",
                 "algorithm.lr=0.001", "algorithm.entropy_coef=0.01", "algorithm.n_epochs=3"]
 POPGYM = ["env=popgym", "env.name=RepeatFirstEasy", "algorithm=ppo", "model=vector_obs_rnn",
-          "runner.concurrency=16", "algorithm.n_rollout_steps=64", "algorithm.batch_size=256", "algorithm.lr=0.001",
-          "algorithm.entropy_coef=0.01", "algorithm.n_epochs=20", "algorithm.patience=0"]
+          "runner.concurrency=16", "algorithm.n_rollout_steps=64", "algorithm.batch_size=256",
+          "algorithm.sequence_length=64", "algorithm.lr=0.001", "algorithm.entropy_coef=0.01", "algorithm.n_epochs=20",
+          "algorithm.patience=0"]
 
 
 def memory_chain(runs):

@@ -74,21 +74,27 @@ def test_ray_rollouts_and_runcontext_in_a_callers_ray(tmp_path):
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}})
     try:
-        spec, trainer = make_trainer(["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0",
-                                      "algorithm=ppo", "+env.kwargs.length=5", "model.hidden_units=[8]"])
-        algorithm = trainer.algorithm
-        params = jax.tree.map(lambda x: np.stack([x, x]), init_state(trainer).learner.params)
-        ours = RayRollouts(algorithm, spec, 7, 2, 100, "sync", RaySettings(num_workers=4, envs_per_worker=3))
-        local = RolloutCollector(algorithm, spec, 6, 7, 2, 100, "sync")
-        try:
-            got, ended, _, _ = ours.collect(params, jax.random.split(jax.random.key(0), 2))
-            want, want_ended, _, _ = local.collect(params, jax.random.split(jax.random.key(0), 2))
-        finally:
-            ours.close(), local.close()
-        assert got.obs.shape == want.obs.shape == (2, 7, 6, 1) and got.last_obs.shape == (2, 6, 1)
-        for field in ("obs", "terminated", "truncated", "final_obs", "last_obs"):  # the same envs, seeded alike
-            np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
-        assert sorted(e[0] for e in ended) == sorted(e[0] for e in want_ended)
+        for model in (["model.hidden_units=[8]"], ["model=vector_obs_rnn", "model.hidden_units=[8]",
+                                                   "model.memory_units=4"]):
+            spec, trainer = make_trainer(["env=gymnasium", "env.name=python_envs:MazeJaxTest/Countdown-v0",
+                                          "algorithm=ppo", "+env.kwargs.length=5", *model])
+            algorithm = trainer.algorithm
+            params = jax.tree.map(lambda x: np.stack([x, x]), init_state(trainer).learner.params)
+            ours = RayRollouts(algorithm, spec, 7, 2, 100, "sync", RaySettings(num_workers=4, envs_per_worker=3))
+            local = RolloutCollector(algorithm, spec, 6, 7, 2, 100, "sync")
+            try:
+                got, ended, _, _ = ours.collect(params, jax.random.split(jax.random.key(0), 2))
+                want, want_ended, _, _ = local.collect(params, jax.random.split(jax.random.key(0), 2))
+            finally:
+                ours.close(), local.close()
+            assert got.obs.shape == want.obs.shape == (2, 7, 6, 1) and got.last_obs.shape == (2, 6, 1)
+            for field in ("obs", "terminated", "truncated", "final_obs", "last_obs"):  # the same envs, seeded alike
+                np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
+            assert sorted(e[0] for e in ended) == sorted(e[0] for e in want_ended)
+            for got_memory, want_memory in zip(jax.tree.leaves(got.memory), jax.tree.leaves(want.memory)):
+                assert got_memory.shape == (2, 7, 6, 4)  # the memory each step was acted with, time-major
+                np.testing.assert_allclose(got_memory, want_memory, rtol=1e-6)
+            assert bool(jax.tree.leaves(want.memory)) == ("model=vector_obs_rnn" in model)
         assert ray.is_initialized()
         with pytest.raises(EnvFailed, match="a worker could not start: .*No module named 'simulator'"):
             RayWorkers(RaySettings(num_workers=1, max_worker_restarts=0),

@@ -1,6 +1,6 @@
 """`model=vector_obs_rnn`: the recurrent cell, memories carried through rollouts and set to zeros at episode ends
-(JAX and Python envs, ES members), the learner replaying whole sequences as they were acted, RunContext's
-memory, bit-for-bit resume, clear errors, and learning a task that needs memory."""
+(JAX and Python envs, ES members), the learner replaying sequences from the memories the actors had, as they were
+acted, RunContext's memory, bit-for-bit resume, clear errors, and learning a task that needs memory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import Countdown, init_state, make_trainer, run_cli
-from maze_jax.algorithms.actor_critic import Trajectory, critic_values, episode_starts
+from maze_jax.algorithms.actor_critic import (ActorCriticConfig, Trajectory, critic_values, episode_starts, forward,
+                                             sequences)
 from maze_jax.collectors.jax_envs import collect_rollout
 from maze_jax.config import ConfigError
 from maze_jax.envs import EpisodeStats, as_env_spec
@@ -52,37 +53,81 @@ def test_every_env_memory_starts_from_zeros_at_its_episodes_start():
         assert after.memory[0] == n_steps % 3
 
 
-def replayed_values(trainer, state, trajectory: Trajectory):
-    """The values the learner computes for the rollout's steps, each env's memory replayed from its first one."""
+def replayed(trainer, state, trajectory: Trajectory, length: int, memory=None):
+    """The log-probabilities and values the learner computes for the rollout's steps, replaying sequences of
+    `length` steps from the memories the actors had (or from `memory`), each beside the actors' own."""
     model = trainer.algorithm.update.keywords["model"]
-    params = state.learner.params
-    return model.unroll(params, trajectory.obs, episode_starts(trajectory), trajectory.memory)[1]
+    acted = {"obs": trajectory.obs, "action": trajectory.action, "log_prob": trajectory.log_prob,
+             "value": trajectory.value}
+    batch = sequences(trajectory if memory is None else trajectory._replace(memory=memory), acted, length)
+    out, values, samples = forward(model, state.learner.params, batch)
+    log_prob = model.policy.dist.log_prob(out, samples["action"])
+    return (log_prob, values), (samples["log_prob"], samples["value"])
 
 
-def test_the_learner_replays_each_sequence_exactly_as_it_was_acted():
-    # CartPole truncated at 5 steps, 12-step rollouts: episodes end inside the rollout and carry across it
-    spec = as_env_spec("CartPole-v1")
-    spec = spec._replace(params=spec.params.replace(max_steps_in_episode=5))
-    _, trainer = make_trainer(["algorithm=ppo", "runner.concurrency=3", "algorithm.n_rollout_steps=12",
-                               "algorithm.batch_size=12", *RNN], spec)
+def rnn_rollouts(trainer, spec, n_rollouts: int = 2):
+    """`n_rollouts` 12-step rollouts of 3 envs under the fresh recurrent learner (each continuing the one before)."""
     state = init_state(trainer)
     envs = EnvBatch.reset(spec.env, spec.params, jax.random.key(1), 3, memory=trainer.algorithm.initial_memory(3))
-    for rollout in range(2):  # the second starts mid-episode, from the memory the first left
+    trajectories = []
+    for rollout in range(n_rollouts):  # the second starts mid-episode, from the memory the first left
         envs, _, trajectory = collect_rollout(trainer.algorithm.explore, state.learner.params, spec, envs,
                                               EpisodeStats.zeros(3, 5), jax.random.key(2 + rollout),
                                               jax.random.key(3 + rollout), 12)
+        trajectories.append(trajectory)
+    return state, trajectories
+
+
+def short_cartpole():
+    """CartPole truncated at 5 steps: episodes of 12-step rollouts end inside them and carry across them."""
+    spec = as_env_spec("CartPole-v1")
+    return spec._replace(params=spec.params.replace(max_steps_in_episode=5))
+
+
+@pytest.mark.parametrize("length, cell", [(1, "gru"), (3, "gru"), (12, "gru"), (3, "lstm")])
+def test_the_learner_replays_sequences_from_the_actors_memories_exactly_as_they_were_acted(length, cell):
+    spec = short_cartpole()
+    _, trainer = make_trainer(["algorithm=ppo", "runner.concurrency=3", "algorithm.n_rollout_steps=12",
+                               "algorithm.batch_size=12", f"algorithm.sequence_length={length}", *RNN,
+                               f"model.cell={cell}"], spec)
+    assert trainer.algorithm.config.sequence_steps == length
+    state, trajectories = rnn_rollouts(trainer, spec)
+    for trajectory in trajectories:
         assert trajectory.truncated.any()
-        np.testing.assert_allclose(replayed_values(trainer, state, trajectory), trajectory.value, rtol=1e-5,
-                                   atol=1e-6)
-    # without the resets at episode ends the replay would differ: the test can tell
+        assert jax.tree.leaves(trajectory.memory)[0].shape == (12, 3, 8)  # the memory each step was acted with
+        learner, actors = replayed(trainer, state, trajectory, length)
+        np.testing.assert_allclose(learner, actors, rtol=1e-5, atol=1e-6)
+    # sequences replayed from zeros instead of the actors' memories, or without the resets at episode ends,
+    # would differ: the test can tell
     model = trainer.algorithm.update.keywords["model"]
+    if length > 1:
+        zeros = jax.tree.map(jnp.zeros_like, trajectory.memory)
+        learner, actors = replayed(trainer, state, trajectory, length, memory=zeros)
+        assert not np.allclose(learner[1], actors[1], atol=1e-4)
     no_resets = model.unroll(state.learner.params, trajectory.obs, jnp.zeros_like(trajectory.truncated),
-                             trajectory.memory)[1]
+                             jax.tree.map(lambda m: m[0], trajectory.memory))[1]
     assert not np.allclose(no_resets, trajectory.value, atol=1e-4)
-    # the bootstrap of a truncated episode values its final observation with the memory of that episode
-    values, final_values, _ = critic_values(state.learner.params, trajectory, model)
-    assert final_values.shape == (12, 3) and np.isfinite(final_values).all()
+    # GAE's values come from the stored memories at once; the bootstrap of a truncated episode values its final
+    # observation with the memory after its last step, as a step-by-step replay does
+    values, final_values, last_value = critic_values(state.learner.params, trajectory, model)
     np.testing.assert_allclose(values, trajectory.value, rtol=1e-5, atol=1e-6)  # the actors' critic was the same
+    _, unrolled, after = model.unroll(state.learner.params, trajectory.obs, episode_starts(trajectory),
+                                      jax.tree.map(lambda m: m[0], trajectory.memory))
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    expected = model.step(state.learner.params, jax.tree.map(flat, trajectory.final_obs),
+                          jax.tree.map(flat, after))[1].reshape(12, 3)
+    np.testing.assert_allclose(final_values, expected, rtol=1e-5, atol=1e-6)
+    assert last_value.shape == (3,) and np.isfinite(last_value).all()
+
+
+def test_the_default_sequence_is_the_longest_up_to_16_that_divides_the_rollout_and_minibatch():
+    assert ActorCriticConfig(n_rollout_steps=100, batch_size=100).sequence_steps == 10  # Maze's defaults
+    assert ActorCriticConfig(n_rollout_steps=128, batch_size=512).sequence_steps == 16
+    assert ActorCriticConfig(n_rollout_steps=24, batch_size=96).sequence_steps == 12
+    assert ActorCriticConfig(n_rollout_steps=24, batch_size=36).sequence_steps == 12
+    assert ActorCriticConfig(n_rollout_steps=24, batch_size=20).sequence_steps == 4
+    assert ActorCriticConfig(ppo=False, n_rollout_steps=7).sequence_steps == 7  # A2C: one minibatch
+    assert ActorCriticConfig(n_rollout_steps=64, batch_size=256, sequence_length=64).sequence_steps == 64
 
 
 @pytest.mark.cli
@@ -118,7 +163,8 @@ def test_python_envs_carry_the_memory_through_host_rollouts_es_and_evaluation():
             trajectory, _, _, _ = collector.collect(params, jax.random.key(4)[None])
             one = jax.tree.map(lambda x: x[0], trajectory)
             assert one.truncated.any()
-            np.testing.assert_allclose(replayed_values(trainer, state, one), one.value, rtol=1e-5, atol=1e-6)
+            learner, actors = replayed(trainer, state, one, trainer.algorithm.config.sequence_steps)
+            np.testing.assert_allclose(learner, actors, rtol=1e-5, atol=1e-6)
         collector.close()
         stats = trainer.evaluate(state, jax.random.key(0))
         assert int(np.sum(stats.count)) == trainer.eval_episodes
@@ -133,9 +179,13 @@ def test_python_envs_carry_the_memory_through_host_rollouts_es_and_evaluation():
 
 
 def test_sequences_that_cannot_split_into_minibatches_and_structured_envs_are_one_line():
-    with pytest.raises(ConfigError, match="whole env sequences.*batch_size"):
-        make_trainer(["algorithm=ppo", "runner.concurrency=4", "algorithm.n_rollout_steps=10",
-                      "algorithm.batch_size=8", *RNN])
+    with pytest.raises(ConfigError, match="sequence_length=10: .*must divide algorithm.n_rollout_steps=20 and "
+                                          "algorithm.batch_size=16"):
+        make_trainer(["algorithm=ppo", "runner.concurrency=4", "algorithm.n_rollout_steps=20",
+                      "algorithm.batch_size=16", "algorithm.sequence_length=10", *RNN])
+    with pytest.raises(ConfigError, match="sequence_length=8: .*must divide algorithm.n_rollout_steps=12$"):
+        make_trainer(["algorithm=a2c", "runner.concurrency=4", "algorithm.n_rollout_steps=12",
+                      "algorithm.sequence_length=8", *RNN])
     with pytest.raises(ConfigError, match="not available for structured envs"):
         make_trainer(["env=tutorial_cutting_2d_struct", "algorithm=ppo", "model=vector_obs_rnn",
                       "critic=separate"])

@@ -32,6 +32,10 @@ from maze_jax.models.recurrent import is_recurrent
 DEFAULT_LR = {"ppo": 0.00025, "a2c": 0.0005}
 """Maze's learning rates: PPO's and A2C's defaults differ, their other shared defaults do not."""
 
+LONGEST_DEFAULT_SEQUENCE = 16
+"""A recurrent model's replayed sequences are at most this long unless `sequence_length` says otherwise: each step
+of a sequence is one more step of the learner's scan, while the sequences of a minibatch run side by side."""
+
 
 @dataclass(frozen=True)
 class ActorCriticConfig:
@@ -71,6 +75,10 @@ class ActorCriticConfig:
     """Global gradient-norm clip; 0 = off."""
     clip_range: float = traced(0.2)
     """PPO's ratio clip."""
+    sequence_length: int | None = None
+    """Recurrent models: steps of each sequence the learner replays from the memory its env acted with
+    (truncated backpropagation through time); it divides n_rollout_steps and PPO's batch_size. None = the longest
+    such length up to `LONGEST_DEFAULT_SEQUENCE`; n_rollout_steps = whole rollouts."""
     critic_burn_in_epochs: int = traced(0)
     """First epochs train the critic alone (value loss weight 1, policy and entropy weights 0, as in Maze)."""
     mesh: Any = None
@@ -83,6 +91,15 @@ class ActorCriticConfig:
     @property
     def name(self) -> str:
         return "ppo" if self.ppo else "a2c"
+
+    @property
+    def sequence_steps(self) -> int:
+        """`sequence_length`, or its default: the longest length up to `LONGEST_DEFAULT_SEQUENCE` that divides
+        n_rollout_steps (and PPO's batch_size)."""
+        if self.sequence_length is not None:
+            return self.sequence_length
+        divides = lambda n: self.n_rollout_steps % n == 0 and (not self.ppo or self.batch_size % n == 0)  # noqa: E731
+        return max(n for n in range(1, LONGEST_DEFAULT_SEQUENCE + 1) if divides(n))
 
     @property
     def n_minibatches(self) -> int:
@@ -108,11 +125,13 @@ class ACState(struct.PyTreeNode):
 
 class Experience(NamedTuple):
     """What acting records besides the env action: the distribution's sample (before clipping to the action
-    space), its log-probability and the critic's value of the observation."""
+    space), its log-probability, the critic's value of the observation and the memory the env acted with (a
+    recurrent model's; `()` without one), so that the learner replays from what the actors had."""
 
     action: Any
     log_prob: jax.Array
     value: jax.Array
+    memory: Any = ()
 
 
 class Trajectory(NamedTuple):
@@ -120,8 +139,8 @@ class Trajectory(NamedTuple):
 
     `final_obs[t]` is the observation step t ended in, before any auto-reset: where `truncated[t]` the learner
     bootstraps from its value. `last_obs` is the observation after the last step (the rollout's bootstrap).
-    `memory` is a recurrent model's memory of each env at the rollout's first step (`()` without one): the learner
-    replays each env's steps from it, setting it to zeros after every episode's end."""
+    `memory` (T, B, ...) is a recurrent model's memory that each env acted with at each step, zeros at an
+    episode's first step (`()` without one): the learner replays sequences from it."""
 
     obs: Any
     action: Any
@@ -148,9 +167,10 @@ def init(key, hparams: ACHyperparams, model: ActorCritic, obs_example) -> ACStat
 def explore(model: ActorCritic, params, obs, key, memory=()) -> tuple[Any, Experience, Any]:
     """Samples actions for a batch of observations and their envs' memories: (env actions, Experience, memories
     after them)."""
-    out, value, memory = model.step(params, obs, memory)
+    out, value, after = model.step(params, obs, memory)
     action = model.policy.dist.sample(key, out)
-    return model.policy.dist.to_env(action), Experience(action, model.policy.dist.log_prob(out, action), value), memory
+    experience = Experience(action, model.policy.dist.log_prob(out, action), value, memory)
+    return model.policy.dist.to_env(action), experience, after
 
 
 def shuffled_minibatches(key, batch, n_minibatches: int):
@@ -188,19 +208,35 @@ def critic_values(params, trajectory: Trajectory, model: ActorCritic):
     """The critic's values under `params` of the observations (T, B), of the final observations (T, B) and of the
     last one (B,). GAE takes all three from the learner's parameters, as Maze does: with a lagged actor
     (`runner.policy_lag=1`), the values it stored come from the previous update's critic. A recurrent model values
-    each with the memory its env had (replayed from the rollout's first memory)."""
+    each step with the memory its env acted with, and a final observation with the memory after its step: every
+    step at once, without replaying the rollout step by step."""
     if not is_recurrent(model):
         both = batch_values(model, params, jax.tree.map(lambda o, f: jnp.concatenate([o, f]), trajectory.obs,
                                                         trajectory.final_obs))
         horizon = trajectory.reward.shape[0]
         return both[:horizon], both[horizon:], model.value(params, trajectory.last_obs)
-    _, values, memories = model.unroll(params, trajectory.obs, episode_starts(trajectory), trajectory.memory)
+    shape = trajectory.reward.shape
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
-    final_value = model.step(params, jax.tree.map(flat, trajectory.final_obs), jax.tree.map(flat, memories))[1]
-    last_memory = reset_memory(jax.tree.map(lambda m: m[-1], memories), trajectory.terminated[-1] |
-                               trajectory.truncated[-1])
-    return values, final_value.reshape(trajectory.reward.shape), \
-        model.step(params, trajectory.last_obs, last_memory)[1]
+    values, after = model.value_step(params, jax.tree.map(flat, trajectory.obs), jax.tree.map(flat, trajectory.memory))
+    final_value = model.value_step(params, jax.tree.map(flat, trajectory.final_obs), after)[0]
+    last_memory = reset_memory(jax.tree.map(lambda m: m.reshape(shape + m.shape[1:])[-1], after),
+                               trajectory.terminated[-1] | trajectory.truncated[-1])
+    return values.reshape(shape), final_value.reshape(shape), model.value_step(params, trajectory.last_obs,
+                                                                               last_memory)[0]
+
+
+def sequences(trajectory: Trajectory, batch: dict, length: int) -> dict:
+    """A recurrent model's samples (time-major (T, B, ...) in `batch`) as sequences of `length` steps: (B * T /
+    length, length, ...), env by env, each with the memory its env acted with at its first step (`memory`) and
+    whether each step starts an episode (`start`). The learner replays each sequence from that memory
+    (truncated backpropagation through time: no gradient flows into an earlier sequence)."""
+    def cut(x):  # (T, B, ...) -> (B * T / length, length, ...)
+        x = jnp.swapaxes(x, 0, 1)
+        return x.reshape((-1, length) + x.shape[2:])
+
+    cut_batch = jax.tree.map(cut, {**batch, "start": episode_starts(trajectory)})
+    cut_batch["memory"] = jax.tree.map(lambda m: cut(m)[:, 0], trajectory.memory)
+    return cut_batch
 
 
 def advantages_and_targets(params, trajectory: Trajectory, hparams: ACHyperparams, model: ActorCritic,
@@ -220,8 +256,8 @@ def advantages_and_targets(params, trajectory: Trajectory, hparams: ACHyperparam
 
 def forward(model: ActorCritic, params, batch: dict):
     """Distribution parameters and values of a minibatch, and the minibatch as samples: a feed-forward model's
-    minibatch is samples already; a recurrent model's is whole env sequences (envs, T, ...) with each env's first
-    `memory`, replayed step by step, then flattened to samples."""
+    minibatch is samples already; a recurrent model's is sequences (n, length, ...) with each one's first `memory`
+    (`sequences`), replayed step by step, then flattened to samples."""
     if not is_recurrent(model):
         return *model(params, batch["obs"]), batch
     steps = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), {k: v for k, v in batch.items() if k != "memory"})
@@ -278,9 +314,8 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     advantages, targets, values = advantages_and_targets(state.params, trajectory, hparams, model, sub_step_ids)
     batch = {"obs": trajectory.obs, "action": trajectory.action, "log_prob": trajectory.log_prob,
              "value": values, "advantage": advantages, "target": targets}
-    if is_recurrent(model):  # whole env sequences, env-major, each with its first memory
-        batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), {**batch, "start": episode_starts(trajectory)})
-        batch["memory"] = trajectory.memory
+    if is_recurrent(model):  # sequences of a few steps, each with the memory its env acted with
+        batch = sequences(trajectory, batch, config.sequence_steps)
     else:
         batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     burn_in = state.step < hparams.critic_burn_in_epochs * config.epoch_length  # Maze: the critic alone, weight 1
@@ -338,10 +373,12 @@ def make_actor_critic(config: ActorCriticConfig, model: ActorCritic, obs_example
     `obs_example` is one observation (for the networks' shapes). `losses` replaces the loss terms (default: PPO's
     clipped objective or A2C's policy gradient, squared value error, entropy bonus)."""
     losses = losses or Losses.for_algorithm(config.ppo)
-    if is_recurrent(model) and config.n_envs % config.n_minibatches:
-        raise ConfigError(f"a recurrent model trains on whole env sequences: the {config.n_minibatches} minibatches "
-                          f"(algorithm.batch_size={config.batch_size}) must split the {config.n_envs} envs evenly, "
-                          "so make batch_size a multiple of n_rollout_steps that divides n_envs * n_rollout_steps")
+    length = config.sequence_steps
+    if is_recurrent(model) and (config.n_rollout_steps % length or (config.ppo and config.batch_size % length)):
+        sizes = f"algorithm.n_rollout_steps={config.n_rollout_steps}" + (
+            f" and algorithm.batch_size={config.batch_size}" if config.ppo else "")
+        raise ConfigError(f"algorithm.sequence_length={length}: a recurrent model's learner replays sequences of "
+                          f"this many steps, so it must divide {sizes}")
     return Algorithm(
         name=config.name,
         config=config,

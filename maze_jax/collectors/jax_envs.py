@@ -28,12 +28,11 @@ def collect_rollout(explore, params, env_spec: EnvSpec, envs: EnvBatch, stats: E
                     n_steps: int, mesh=None, mirrored: bool = False):
     """`n_steps` steps of every env in `envs` under `explore(params, obs, key, memory)` (`params`: what
     `Algorithm.acting` gives): (envs, stats, Trajectory). `mirrored`: see `env_keys`."""
-    first_memory = envs.memory
     envs, stats, steps = run_steps(env_spec.env, env_spec.params, lambda obs, k, m: explore(params, obs, k, m), envs,
                                    stats, key_act, key_env, n_steps, mesh, mirrored=mirrored)
     experience = steps.record
     return envs, stats, Trajectory(steps.obs, experience.action, experience.log_prob, experience.value, steps.reward,
-                                   steps.terminated, steps.truncated, steps.final_obs, envs.obs, first_memory)
+                                   steps.terminated, steps.truncated, steps.final_obs, envs.obs, experience.memory)
 
 
 def fresh_episode_steps(algorithm: Algorithm, env_spec: EnvSpec) -> int:

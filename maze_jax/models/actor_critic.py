@@ -9,10 +9,9 @@ from typing import Any
 import jax
 
 from maze_jax.config import ConfigError, read
-from maze_jax.envs.episodes import reset_memory
 from maze_jax.envs.structured import sub_steps
 from maze_jax.models.policy import Policy, build_networks, build_policy, sub_step_config
-from maze_jax.models.recurrent import batch_memory, call_network, is_recurrent
+from maze_jax.models.recurrent import batch_memory, call_network, is_recurrent, unroll_networks
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,16 @@ class ActorCritic:
             value = value[..., 0]
         return dist_out, value, {"policy": policy_memory, "critic": critic_memory} if memory else ()
 
+    def value_step(self, params, obs, memory):
+        """Values and memories after them, for a batch of observations and their envs' memories, without the
+        policy's outputs where the critic is a network of its own: then only the critic's memory moves on (the
+        policy's is passed through as it came)."""
+        if self.critic is None:
+            return self.step(params, obs, memory)[1:]
+        net = jax.vmap(functools.partial(call_network, self.critic), in_axes=(None, 0, 0))
+        value, critic_memory = net(params["critic"], obs, memory["critic"] if memory else ())
+        return value[..., 0], {**memory, "critic": critic_memory} if memory else ()
+
     def __call__(self, params, obs):
         """Distribution parameters and values for a batch of observations (recurrent: each its episode's first)."""
         return self.step(params, obs, self.initial_memory(jax.tree.leaves(obs)[0].shape[0]))[:2]
@@ -68,13 +77,15 @@ class ActorCritic:
     def unroll(self, params, obs, starts, memory):
         """Distribution parameters and values of time-major observations (T, B, ...), the memories starting from
         `memory` (B, ...) and set to zeros where `starts` (T, B) marks an episode's first step. Also returns the
-        memory after each step, (T, B, ...), before any such reset."""
-        def one_step(memory, inputs):
-            obs_t, start_t = inputs
-            dist_out, value, memory = self.step(params, obs_t, reset_memory(memory, start_t))
-            return memory, (dist_out, value, memory)
-
-        return jax.lax.scan(one_step, memory, (obs, starts))[1]
+        memory after each step, (T, B, ...), before any such reset (`unroll_networks`: only the cells run step by
+        step)."""
+        networks = {"policy": self.policy.network, **({} if self.critic is None else {"critic": self.critic})}
+        outputs, memories = unroll_networks(networks, params, obs, starts,
+                                            {name: memory[name] for name in networks})
+        out = outputs["policy"]
+        dist_out = jax.vmap(jax.vmap(self.policy.head))(out, obs)
+        value = out[..., -1] if self.critic is None else outputs["critic"][..., 0]
+        return dist_out, value, {"policy": memories["policy"], "critic": memories.get("critic", ())}
 
 
 def build_actor_critic(model_cfg: Any, critic_cfg: Any, env_spec) -> ActorCritic:

@@ -9,6 +9,7 @@ A recurrent network is called on one observation and the memory its env had afte
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maze_jax.config import ConfigError
+from maze_jax.envs.episodes import reset_memory
 from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation, flatten_concat
 
@@ -37,7 +39,11 @@ class RecurrentPolicy(nn.Module):
     """Dense `hidden_units` (non-linearity `non_lin`), a `cell` (gru or lstm) of `memory_units`, then a dense layer
     to `n_outputs` distribution parameters; one unbatched observation and its env's memory ((memory_units,) for a
     GRU, a (cell, hidden) pair for an LSTM). Orthogonal initialisation with a small last layer, as
-    `FlattenConcatPolicy`."""
+    `FlattenConcatPolicy`.
+
+    Besides the whole step (`__call__`), its three phases are methods, so that a replay of many steps
+    (`unroll_networks`) runs the dense layers on every step at once and only the cell step by step:
+    `encode(obs) -> features`, `remember(memory, features) -> (memory, cell output)`, `decode(cell output)`."""
 
     recurrent: ClassVar[bool] = True
 
@@ -55,16 +61,60 @@ class RecurrentPolicy(nn.Module):
         zeros = jnp.zeros(int(self.memory_units), jnp.float32)
         return (zeros, zeros) if self.cell == "lstm" else zeros
 
-    @nn.compact
-    def __call__(self, obs, memory):
-        x = flatten_concat(obs)
-        act = activation(self.non_lin)
-        for i, units in enumerate(self.hidden_units):
-            x = act(nn.Dense(units, kernel_init=orthogonal(np.sqrt(2)), name=f"hidden_{i}")(x))
+    def setup(self):
+        self.hidden = [nn.Dense(units, kernel_init=orthogonal(np.sqrt(2))) for units in self.hidden_units]
         cell = nn.OptimizedLSTMCell if self.cell == "lstm" else nn.GRUCell
-        memory, x = cell(int(self.memory_units), name="memory")(memory, x)
-        out = nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale), name="output")(x)
-        return out, memory
+        self.memory = cell(int(self.memory_units))
+        self.output = nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale))
+
+    def encode(self, obs):
+        """The dense block's features of one observation."""
+        x = flatten_concat(obs)
+        for layer in self.hidden:
+            x = activation(self.non_lin)(layer(x))
+        return x
+
+    def remember(self, memory, features):
+        """The cell on one step's features: (memory after it, cell output)."""
+        return self.memory(memory, features)
+
+    def decode(self, cell_output):
+        return self.output(cell_output)
+
+    def __call__(self, obs, memory):
+        memory, x = self.remember(memory, self.encode(obs))
+        return self.decode(x), memory
+
+
+def unroll_networks(networks: dict, params: dict, obs, starts, memory: dict) -> tuple[dict, dict]:
+    """Networks (by name, with their `params` and `memory` by the same names) on time-major observations (T, B,
+    ...), each env's memory starting from its `memory` (B, ...) and set to zeros where `starts` (T, B) marks an
+    episode's first step: ({name: outputs (T, B, ...)}, {name: memory after each step (T, B, ...), before any such
+    reset}). A recurrent network's dense layers run on every step at once; only its cell runs step by step, all
+    networks' cells in one scan. A network without a memory runs on every step at once, with `()` as memory."""
+    horizon, n = starts.shape
+    samples = lambda x: x.reshape((horizon * n,) + x.shape[2:])  # noqa: E731
+    steps = lambda x: x.reshape((horizon, n) + x.shape[1:])  # noqa: E731
+    flat_obs = jax.tree.map(samples, obs)
+    recurrent = [name for name, network in networks.items() if is_recurrent(network)]
+    outputs = {name: steps(jax.vmap(functools.partial(networks[name].apply, params[name]))(flat_obs))
+               for name in networks if name not in recurrent}
+    features = {name: jax.tree.map(steps, jax.vmap(lambda o, name=name: networks[name].apply(
+        params[name], o, method="encode"))(flat_obs)) for name in recurrent}
+
+    def one_step(memories, inputs):
+        x, start = inputs
+        after, cell_out = {}, {}
+        for name in recurrent:
+            remember = lambda m, f, name=name: networks[name].apply(params[name], m, f, method="remember")  # noqa
+            after[name], cell_out[name] = jax.vmap(remember)(reset_memory(memories[name], start), x[name])
+        return after, (cell_out, after)
+
+    _, (cell_out, memories) = jax.lax.scan(one_step, {name: memory[name] for name in recurrent}, (features, starts))
+    for name in recurrent:
+        decode = lambda y, name=name: networks[name].apply(params[name], y, method="decode")  # noqa: E731
+        outputs[name] = steps(jax.vmap(decode)(samples(cell_out[name])))
+    return outputs, {name: memories.get(name, ()) for name in networks}
 
 
 def policy_memory(policy, n: int):

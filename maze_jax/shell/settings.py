@@ -253,6 +253,7 @@ def _actor_critic(algorithm: Mapping, runner: Mapping, ppo: bool) -> ActorCritic
         epoch_length=read(a, "epoch_length", int, where, low=1),
         lr=read(a, "lr", float, where, low=0.0, low_inclusive=False),
         critic_burn_in_epochs=read(a, "critic_burn_in_epochs", int, where, low=0),
+        sequence_length=None if a.get("sequence_length") is None else read(a, "sequence_length", int, where, low=1),
         mesh=mesh, **coefficients, **extra, **_evaluator(a), **_n_epochs_and_patience(a))
 
 

@@ -196,7 +196,6 @@ class RolloutCollector:
         flat_params, unravel = ravel_pytree(params)  # every rollout's parameters have the same layout
         if self._jitted_act is None:
             self._jitted_act = jax.jit(functools.partial(self.act, unravel=unravel))
-        first_memory = self.memory.current()
         for _ in range(self.n_steps):
             if should_stop():
                 return None
@@ -214,8 +213,7 @@ class RolloutCollector:
         experience = self.stack(experiences)
         last = jax.tree.map(lambda x: jnp.asarray(x.reshape((self.n_seeds, self.n_envs) + x.shape[1:])),
                             self.envs.obs)
-        return Trajectory(**time_major(stacked, self.n_seeds), **experience._asdict(), last_obs=last,
-                          memory=first_memory), \
+        return Trajectory(**time_major(stacked, self.n_seeds), **experience._asdict(), last_obs=last), \
             self.episodes.take(), self.episodes.take_events(), self.n_steps * self.n_seeds * self.n_envs
 
     def interrupt(self) -> None:
@@ -325,8 +323,7 @@ class EpisodeCollector:
         return Trajectory(jax.tree.map(by_seed, obs), jax.tree.map(by_seed, experience.action),
                           by_seed(experience.log_prob), by_seed(experience.value), by_seed(reward),
                           by_seed(terminated), by_seed(truncated), jax.tree.map(by_seed, final_obs),
-                          jax.tree.map(per_column, last),
-                          jax.tree.map(per_column, self.initial_memory(n_seeds * n_envs)))
+                          jax.tree.map(per_column, last), jax.tree.map(by_seed, experience.memory))
 
     def interrupt(self) -> None:
         """Nothing to cut short: the learner's thread collects (no actor thread for fresh episodes)."""

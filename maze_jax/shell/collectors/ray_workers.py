@@ -74,7 +74,7 @@ class EnvWorker:
         """A learner of fresh episodes: `columns` (indices into the seed-flattened envs of `acting`) play one episode
         each, as EpisodeCollector does (with every seed's agent key, and this worker's env key): (those columns'
         Trajectory in numpy, (T, len(columns), ...) except
-        `last_obs` and `memory`, the episodes that ended, the EventStats, the steps taken)."""
+        `last_obs`, the episodes that ended, the EventStats, the steps taken)."""
         if self.collector is None:
             algorithm, env_spec, n_envs, seed, vectorization = self.args
             self.collector = EpisodeCollector(algorithm, env_spec, n_envs, self.n_seeds, seed, vectorization)
@@ -85,7 +85,7 @@ class EnvWorker:
 
         def pick(field: str, x):  # (S, T, N, ...) -> (T, C, ...); (S, N, ...) -> (C, ...)
             x = np.asarray(x)
-            return x[seeds, envs] if field in ("last_obs", "memory") else np.swapaxes(x[seeds, :, envs], 0, 1)
+            return x[seeds, envs] if field == "last_obs" else np.swapaxes(x[seeds, :, envs], 0, 1)
 
         picked = Trajectory(*(jax.tree.map(functools.partial(pick, f), getattr(trajectory, f))
                               for f in Trajectory._fields))
@@ -295,7 +295,7 @@ class RayRollouts:
             k = self.per_seed
             return _concatenate([_concatenate(parts[s * k:(s + 1) * k], axis) for s in range(self.n_seeds)], 0)
 
-        joined = Trajectory(*(join([getattr(r[0], f) for r in results], 1 if f in ("last_obs", "memory") else 2)
+        joined = Trajectory(*(join([getattr(r[0], f) for r in results], 1 if f == "last_obs" else 2)
                               for f in Trajectory._fields))
         ended = [(w * self.m + env, ret, length) for w, r in enumerate(results) for env, ret, length in r[1]]
         return jax.tree.map(jax.numpy.asarray, joined), ended, _events([r[2] for r in results]), \
@@ -343,7 +343,7 @@ class RayEpisodes:
         n = self.n_seeds * self.n_envs
 
         def merge(field: str):
-            timed = field not in ("last_obs", "memory")
+            timed = field != "last_obs"
 
             def one(*parts):
                 first = parts[0]
