@@ -9,7 +9,8 @@ es         ES epoch throughput (env steps/s, compile time apart) for several pop
 es-sampling  ES acting on the policy's mode against sampling from it, CartPole-v1 and Acrobot-v1 (not in the default run).
 ppo        PPO training throughput: 64x64 network, 16 envs x 128 steps, 4 epochs of 4 minibatches; and a PureJaxRL-style
            loop (one jitted function, separate actor and critic) at the same settings, counted the same way; and
-           the recurrent model (model=vector_obs_rnn) at the same settings, against the feed-forward rate.
+           the recurrent model (model=vector_obs_rnn) at the same settings, replaying sequences of 16 steps and
+           whole rollouts, against the feed-forward rate.
 pendulum   PPO on Pendulum-v1 (continuous actions): env steps and seconds to an evaluation mean >= -200.
 cutting    PPO on the masked structured cutting env (the README's command, default settings): epochs, sub-steps and
            seconds until the evaluation uses the fewest raw pieces possible; raw pieces per step of PPO, a random
@@ -695,13 +696,15 @@ def main() -> None:
         reference, reference_compile = purejaxrl_rate()
         print(f"a PureJaxRL-style loop at the same settings: {reference:,.0f} env steps/s (compile "
               f"{reference_compile:.2f} s); ratio {rate / reference:.2f}", flush=True)
-        rnn, rnn_compile = throughput("ppo", ["model=vector_obs_rnn", "model.hidden_units=[64]",
-                                              "model.memory_units=64", "runner.concurrency=16",
-                                              "algorithm.n_rollout_steps=128", "algorithm.batch_size=512",
-                                              "algorithm.n_optimization_epochs=4", "algorithm.epoch_length=10"])
-        print(f"model=vector_obs_rnn (64, then a GRU of 64; sequences of 16 steps) at the same settings: {rnn:,.0f} "
-              f"env steps/s (compile {rnn_compile:.2f} s), {rnn / rate:.2f} of the feed-forward rate (target: 0.33)",
-              flush=True)
+        for length, what in ((16, "sequences of 16 steps, the default"), (128, "whole rollouts")):
+            rnn, rnn_compile = throughput("ppo", ["model=vector_obs_rnn", "model.hidden_units=[64]",
+                                                  "model.memory_units=64", "runner.concurrency=16",
+                                                  "algorithm.n_rollout_steps=128", "algorithm.batch_size=512",
+                                                  "algorithm.n_optimization_epochs=4", "algorithm.epoch_length=10",
+                                                  f"algorithm.sequence_length={length}"])
+            print(f"model=vector_obs_rnn (64, then a GRU of 64) at the same settings, replaying {what}: "
+                  f"{rnn:,.0f} env steps/s (compile {rnn_compile:.2f} s), {rnn / rate:.2f} of the feed-forward rate "
+                  "(target: 0.33)", flush=True)
     if "scale" in args.only:
         print("\n== scale: env steps/s against the batch, one device and all devices ==", flush=True)
         cpu = jax.devices()[0].platform == "cpu"
