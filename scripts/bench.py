@@ -4,7 +4,8 @@ compile    Each program's compile time (init, epoch, evaluation) of ES, PPO and 
            env, as the run log prints it: empty compilation cache, then warm. With `--against COMMIT [--rounds N]`:
            cold compile times of this checkout and of COMMIT, run by turns, and the ratio of their medians.
 solve      Time to solve CartPole-v1 with the default command (`env=cartpole algorithm=es|ppo|a2c`), whole process
-           from start to exit: first run with an empty compilation cache, then a repeat with the cache it filled.
+           from start to exit: first run with an empty compilation cache, then a repeat with the cache it filled;
+           before them, the seconds a fresh process takes to import jax (and ml_dtypes within it) and maze_jax.
 es         ES epoch throughput (env steps/s, compile time apart) for several populations, 32x32 network.
 es-sampling  ES acting on the policy's mode against sampling from it, CartPole-v1 and Acrobot-v1 (not in the default run).
 ppo        PPO training throughput: 64x64 network, 16 envs x 128 steps, 4 epochs of 4 minibatches; and a PureJaxRL-style
@@ -71,6 +72,19 @@ def time_to_solve(algorithm: str, seed: int, cache_dir: str, log_dir: str) -> tu
     epochs = len(re.findall(r"\*\*\*\*\*\*\*\*\*\* Iteration", proc.stdout))
     compiled = re.search(r"Compiled in ([\d.]+) s", proc.stdout).group(1)
     return seconds, f"{'solved' if solved else 'NOT solved'} in {epochs} epochs, compile {compiled} s"
+
+
+def import_seconds(module: str, after: str = "", repeats: int = 3) -> float:
+    """The median seconds a fresh process takes to import `module` (`python -X importtime`'s total for it), once
+    `after` (a module it imports, left out of its time) is imported."""
+    times = []
+    for _ in range(repeats):
+        code = f"import {after}; import {module}" if after else f"import {module}"
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
+                              text=True, cwd=REPO)
+        line = [t for t in proc.stderr.splitlines() if t.rstrip().endswith(f"| {module}")][-1]
+        times.append(int(line.split("|")[1]) / 1e6)
+    return float(np.median(times))
 
 
 COMPILE_RUNS = (("ES CartPole-v1", ["env=cartpole", "algorithm=es"]),
@@ -673,6 +687,11 @@ def main() -> None:
         compile_times()
     if "solve" in args.only:
         print("\n== time to solve CartPole-v1, default command, whole process ==", flush=True)
+        import ml_dtypes
+
+        print(f"imports in a fresh process: jax {import_seconds('jax'):.2f} s (ml_dtypes {ml_dtypes.__version__} "
+              f"{import_seconds('ml_dtypes', after='numpy'):.2f} s of it), maze_jax.shell.session "
+              f"{import_seconds('maze_jax.shell.session'):.2f} s", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             for algorithm in ("es", "ppo", "a2c"):
                 for seed in [0] if args.quick else [0, 1, 2]:
