@@ -84,7 +84,10 @@ def short_cartpole():
     return spec._replace(params=spec.params.replace(max_steps_in_episode=5))
 
 
-@pytest.mark.parametrize("length, cell", [(1, "gru"), (3, "gru"), (12, "gru"), (3, "lstm")])
+# lengths 1 and 12 (single steps, whole rollouts) in the slow tier: length 3 already cuts episodes inside and across
+# sequences, and the fast tier stays under 8 minutes
+@pytest.mark.parametrize("length, cell", [pytest.param(1, "gru", marks=pytest.mark.slow), (3, "gru"),
+                                          pytest.param(12, "gru", marks=pytest.mark.slow), (3, "lstm")])
 def test_the_learner_replays_sequences_from_the_actors_memories_exactly_as_they_were_acted(length, cell):
     spec = short_cartpole()
     _, trainer = make_trainer(["algorithm=ppo", "runner.concurrency=3", "algorithm.n_rollout_steps=12",
