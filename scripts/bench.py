@@ -542,9 +542,9 @@ def summary_rows(stdout: str) -> list[tuple[str, float, float]]:
 
 def grid_against_multirun(epochs: int = 3) -> None:
     base = ["env=cartpole", "algorithm=ppo", f"algorithm.n_epochs={epochs}", "runner.stop_when_solved=false"]
+    grid_args = [f"+grid.{k.split('.', 1)[1]}=[{v}]" for k, v in GRID_KEYS.items()]
     with tempfile.TemporaryDirectory() as tmp:
-        grid_s, grid_out = timed_command([*base, *(f"+grid.{k.split('.', 1)[1]}=[{v}]" for k, v in GRID_KEYS.items())],
-                                         tmp, "grid")
+        grid_s, grid_out = timed_command([*base, *grid_args], tmp, "grid")
         sweep_s, sweep_out = timed_command(["--multirun", *base, *(f"{k}={v}" for k, v in GRID_KEYS.items())], tmp,
                                            "multirun")
     compiled = re.search(r"Compiled in ([\d.]+) s", grid_out).group(1)
@@ -554,7 +554,6 @@ def grid_against_multirun(epochs: int = 3) -> None:
     print(f"Hydra multirun:      {sweep_s:6.1f} s, {len(sweep_rows)} jobs; median final evaluation "
           f"{np.median([r[2] for r in sweep_rows]):.1f}", flush=True)
     print(f"speed-up: {sweep_s / grid_s:.1f}x", flush=True)
-    grid_args = [f"+grid.{k.split('.', 1)[1]}=[{v}]" for k, v in GRID_KEYS.items()]
     single = epoch_seconds(compiled_trainer("ppo", ["env=cartpole"])[0])[0]
     grid_epoch = epoch_seconds(compiled_trainer("ppo", ["env=cartpole", *grid_args])[0])[0]
     print(f"in-process, compile apart: one epoch of the 16 configurations {grid_epoch:.2f} s, of one configuration "
