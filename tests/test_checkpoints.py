@@ -41,3 +41,16 @@ def test_missing_or_empty_checkpoint_dirs_are_config_errors(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     with pytest.raises(ConfigError, match="holds no usable checkpoint"):
         read_first_usable(str(tmp_path / "run"), read)
+
+
+def test_a_state_of_another_model_is_named_by_what_differs(tmp_path):
+    store = CheckpointDir(str(tmp_path / "ck"))
+    store.save(1, {"params": {"a": np.zeros(3), "b": np.zeros((2, 2))}, "step": np.int32(1)}, {"epoch": 1})
+    reading = CheckpointDir(str(tmp_path / "ck"), read_only=True)
+    other_names = {"params": {"a": np.zeros(3), "c": np.zeros((2, 2))}, "step": np.int32(0)}
+    with pytest.raises(ConfigError, match="not this model's state: this model has params/c; the checkpoint has "
+                                          "params/b$"):
+        reading.restore(other_names)
+    other_shape = {"params": {"a": np.zeros(4), "b": np.zeros((2, 2))}, "step": np.int32(0)}
+    with pytest.raises(ConfigError, match=r"params/a is \(3,\) in the checkpoint, \(4,\) in this model"):
+        reading.restore(other_shape)

@@ -165,16 +165,48 @@ class CheckpointDir:
         # restored as numpy (the caller places the arrays): works alike for one device, a mesh and many processes
         abstract = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), jax.eval_shape(to_savable, template))
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-        restored = self._manager.restore(step, args=args)
+        try:
+            restored = self._manager.restore(step, args=args)
+        except Exception:  # Orbax's words for a tree of other names are an error in formatting its own message
+            raise_unfit(abstract, self.restore_raw(step))
+            raise
+        raise_unfit(abstract, restored.state)  # Orbax restores the saved shapes, whatever the template's
         return from_savable(template, restored.state), restored.meta
 
     def restore_raw(self, step: int | None = None) -> dict:
         """The saved state as nested dicts of numpy arrays, without a template (for another algorithm's run)."""
         step = self.latest_step() if step is None else step
-        return self._manager.restore(step, args=self._ocp.args.Composite(state=self._ocp.args.StandardRestore()))["state"]
+        args = self._ocp.args.Composite(state=self._ocp.args.StandardRestore())
+        return self._manager.restore(step, args=args)["state"]
 
     def close(self) -> None:
         self._manager.close()
+
+
+def tree_difference(template, saved, shown: int = 1) -> str:
+    """What tells the leaves of `saved` (nested dicts) from those of `template` (any pytree), by path
+    (`learner/params/...`, the shallowest first): leaves only one of them has, then shapes that differ, at most
+    `shown` of each; '' when they fit."""
+    def leaves(tree):
+        name = lambda key: str(getattr(key, "name", getattr(key, "key", getattr(key, "idx", key))))  # noqa: E731
+        return {"/".join(map(name, path)): np.shape(x) for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    want, got = leaves(template), leaves(saved)
+    listed = lambda paths: ", ".join(paths[:shown]) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")  # noqa
+    order = lambda paths: sorted(paths, key=lambda path: (path.count("/"), path))  # noqa: E731
+    parts = [f"{what} {listed(paths)}" for what, paths in (
+        ("this model has", order(want.keys() - got.keys())), ("the checkpoint has", order(got.keys() - want.keys())))
+        if paths]
+    parts += [f"{path} is {got[path]} in the checkpoint, {want[path]} in this model"
+              for path in order(want.keys() & got.keys()) if want[path] != got[path]][:shown]
+    return "; ".join(parts)
+
+
+def raise_unfit(template, saved) -> None:
+    """A ConfigError naming what differs when `saved` does not fit `template` (`tree_difference`)."""
+    difference = tree_difference(template, saved)
+    if difference:
+        raise ConfigError(f"not this model's state: {difference}")
 
 
 def fit_arrays(template, saved, what: str = "the saved networks"):
