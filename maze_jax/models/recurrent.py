@@ -19,6 +19,7 @@ import numpy as np
 
 from maze_jax.config import ConfigError
 from maze_jax.envs.episodes import reset_memory
+from maze_jax.models.cells import GRU, LSTM
 from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation, flatten_concat
 
@@ -41,9 +42,10 @@ class RecurrentPolicy(nn.Module):
     GRU, a (cell, hidden) pair for an LSTM). Orthogonal initialisation with a small last layer, as
     `FlattenConcatPolicy`.
 
-    Besides the whole step (`__call__`), its three phases are methods, so that a replay of many steps
-    (`unroll_networks`) runs the dense layers on every step at once and only the cell step by step:
-    `encode(obs) -> features`, `remember(memory, features) -> (memory, cell output)`, `decode(cell output)`."""
+    Besides the whole step (`__call__`), its phases are methods, so that a replay of many steps
+    (`unroll_networks`) runs the dense layers and the cell's input matmul on every step at once and only the cell's
+    recurrent half step by step: `gate_inputs(obs) -> projected features`, `recur(memory, projected) -> (memory,
+    cell output)`, `decode(cell output)` (`models.cells`)."""
 
     recurrent: ClassVar[bool] = True
 
@@ -63,7 +65,7 @@ class RecurrentPolicy(nn.Module):
 
     def setup(self):
         self.hidden = [nn.Dense(units, kernel_init=orthogonal(np.sqrt(2))) for units in self.hidden_units]
-        cell = nn.OptimizedLSTMCell if self.cell == "lstm" else nn.GRUCell
+        cell = LSTM if self.cell == "lstm" else GRU
         self.memory = cell(int(self.memory_units))
         self.output = nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale))
 
@@ -74,15 +76,19 @@ class RecurrentPolicy(nn.Module):
             x = activation(self.non_lin)(layer(x))
         return x
 
-    def remember(self, memory, features):
-        """The cell on one step's features: (memory after it, cell output)."""
-        return self.memory(memory, features)
+    def gate_inputs(self, obs):
+        """One observation's share of the cell's gates: its features through the cell's input matmul."""
+        return self.memory.project(self.encode(obs))
+
+    def recur(self, memory, gate_inputs):
+        """The cell's step from `memory` on one step's `gate_inputs`: (memory after it, cell output)."""
+        return self.memory.step(memory, gate_inputs)
 
     def decode(self, cell_output):
         return self.output(cell_output)
 
     def __call__(self, obs, memory):
-        memory, x = self.remember(memory, self.encode(obs))
+        memory, x = self.recur(memory, self.gate_inputs(obs))
         return self.decode(x), memory
 
 
@@ -90,8 +96,9 @@ def unroll_networks(networks: dict, params: dict, obs, starts, memory: dict) -> 
     """Networks (by name, with their `params` and `memory` by the same names) on time-major observations (T, B,
     ...), each env's memory starting from its `memory` (B, ...) and set to zeros where `starts` (T, B) marks an
     episode's first step: ({name: outputs (T, B, ...)}, {name: memory after each step (T, B, ...), before any such
-    reset}). A recurrent network's dense layers run on every step at once; only its cell runs step by step, all
-    networks' cells in one scan. A network without a memory runs on every step at once, with `()` as memory."""
+    reset}). A recurrent network's dense layers and its cell's input matmul run on every step at once; only the
+    cell's recurrent half runs step by step, all networks' cells in one scan. A network without a memory runs on
+    every step at once, with `()` as memory."""
     horizon, n = starts.shape
     samples = lambda x: x.reshape((horizon * n,) + x.shape[2:])  # noqa: E731
     steps = lambda x: x.reshape((horizon, n) + x.shape[1:])  # noqa: E731
@@ -100,14 +107,14 @@ def unroll_networks(networks: dict, params: dict, obs, starts, memory: dict) -> 
     outputs = {name: steps(jax.vmap(functools.partial(networks[name].apply, params[name]))(flat_obs))
                for name in networks if name not in recurrent}
     features = {name: jax.tree.map(steps, jax.vmap(lambda o, name=name: networks[name].apply(
-        params[name], o, method="encode"))(flat_obs)) for name in recurrent}
+        params[name], o, method="gate_inputs"))(flat_obs)) for name in recurrent}
 
     def one_step(memories, inputs):
         x, start = inputs
         after, cell_out = {}, {}
         for name in recurrent:
-            remember = lambda m, f, name=name: networks[name].apply(params[name], m, f, method="remember")  # noqa
-            after[name], cell_out[name] = jax.vmap(remember)(reset_memory(memories[name], start), x[name])
+            recur = lambda m, f, name=name: networks[name].apply(params[name], m, f, method="recur")  # noqa: E731
+            after[name], cell_out[name] = jax.vmap(recur)(reset_memory(memories[name], start), x[name])
         return after, (cell_out, after)
 
     _, (cell_out, memories) = jax.lax.scan(one_step, {name: memory[name] for name in recurrent}, (features, starts))

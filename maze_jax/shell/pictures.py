@@ -31,23 +31,20 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height))
 
 
-CELL_GATES = {"hn", "hr", "hz", "in", "ir", "iz", "hf", "hg", "hi", "ho", "if", "ig", "ii", "io"}  # flax's GRU, LSTM
-
-
 def layers(params) -> list[tuple[str, tuple]]:
     """(module path, kernel shape) of every layer with a kernel in a flax parameter tree, in the order the layers
-    were created (`Dense_2` after `Dense_1`, nested modules by their own numbering). A recurrent cell's gates are
-    one layer: (the cell's path, (its widest input, its memory size))."""
-    found: dict[str, list] = {}
+    were created (`Dense_2` after `Dense_1`, nested modules by their own numbering). A recurrent cell (`models.cells`:
+    an `input` and a `recurrent` kernel) is one layer: (the cell's path, (its input size, its memory size))."""
+    found: dict[str, tuple] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         keys = [str(getattr(k, "key", k)) for k in path if str(getattr(k, "key", k)) != "params"]
         if keys and keys[-1] == "kernel":
-            module = keys[:-2] if len(keys) > 2 and keys[-2] in CELL_GATES else keys[:-1]
-            found.setdefault("/".join(module), []).append(tuple(np.shape(leaf)))
-    merged = [(name, shapes[0] if len(shapes) == 1 else (max(s[0] for s in shapes), shapes[0][-1]))
-              for name, shapes in found.items()]
+            found["/".join(keys[:-1])] = tuple(np.shape(leaf))
+    for name in [n for n in found if n.endswith("/recurrent") and n[:-len("recurrent")] + "input" in found]:
+        cell = name[:-len("/recurrent")]
+        found[cell] = (found.pop(cell + "/input")[0], found.pop(name)[0])
     natural = lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name[0])]
-    return sorted(merged, key=natural)
+    return sorted(found.items(), key=natural)
 
 
 def split_sub_steps(params, sub_step_names: tuple) -> dict[str, Any]:
