@@ -76,3 +76,14 @@ def test_the_two_phases_compose_to_the_step_and_the_recurrent_kernel_starts_orth
     for block in jnp.split(kernel, n_gates, axis=-1):
         np.testing.assert_allclose(block.T @ block, np.eye(UNITS), atol=1e-5)
     assert not np.allclose(*jnp.split(kernel, n_gates, axis=-1)[:2])  # each gate draws its own block
+
+
+@pytest.mark.parametrize("cell", [GRU, LSTM])
+def test_cells_initialised_under_vmap_draw_their_recurrent_blocks_with_unbatched_qrs(cell):
+    # a batched QR splits its batch over XLA's CPU pool and can deadlock it (`models.init`)
+    x = jnp.zeros(N_IN)
+    memory = jnp.zeros(UNITS) if cell is GRU else (jnp.zeros(UNITS), jnp.zeros(UNITS))
+    init = jax.jit(jax.vmap(lambda k: cell(UNITS).init(k, memory, x)))
+    qr_calls = [line for line in init.lower(jax.random.split(jax.random.key(0), 3)).as_text().splitlines()
+                if "lapack_sgeqrf" in line]
+    assert qr_calls and all('num_batch_dims = "0"' in line for line in qr_calls)

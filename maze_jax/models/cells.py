@@ -21,12 +21,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from maze_jax.models.init import orthogonal
+
 
 def per_gate_orthogonal(n_gates: int):
-    """An initialiser of a (units, n_gates * units) recurrent kernel: an orthogonal (units, units) block per gate."""
+    """An initialiser of a (units, n_gates * units) recurrent kernel: an orthogonal (units, units) block per gate
+    (`models.init.orthogonal`: under vmap, one unbatched QR after another)."""
     def init(key, shape, dtype=jnp.float32):
         units = shape[0]
-        blocks = [nn.initializers.orthogonal()(k, (units, units), dtype) for k in jax.random.split(key, n_gates)]
+        blocks = [orthogonal()(k, (units, units), dtype) for k in jax.random.split(key, n_gates)]
         return jnp.concatenate(blocks, axis=-1)
     return init
 
