@@ -46,7 +46,6 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
     # Hydra sets the root logger to INFO; keep library chatter (Orbax's read-only notices, say) out of the table, and
     # Orbax's own report of a save that failed (a full disk): the run says that in its one line
     logging.getLogger("absl").setLevel(logging.CRITICAL)
-    logging.getLogger("jax").setLevel(logging.WARNING)
     if not SHOW_TRACEBACKS:
         logging.raiseExceptions = False  # a log file on a full disk: no "--- Logging error ---" report per record
         threading.excepthook = quiet_write_failures
@@ -149,6 +148,9 @@ def run_hydra(main: Callable[[], None], config_name: str, argv: list[str]) -> No
     os.environ.setdefault(USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", ""))
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its report; we print one line
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the Optuna sweeper's database layer, chatty at INFO
+    # JAX's INFO lines, such as "Unable to initialize backend 'tpu'" when the run directory's name is resolved (its
+    # env lookup imports gymnax, which makes arrays), once Hydra has set the root logger to INFO
+    logging.getLogger("jax").setLevel(logging.WARNING)
     if any("optuna" in a for a in argv) and importlib.util.find_spec("optuna"):  # its "A new study created" notice
         import optuna
 

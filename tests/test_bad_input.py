@@ -87,3 +87,11 @@ def test_a_read_only_output_folder_is_one_line(key, folder, read_only_disk, tmp_
     where = given if folder == "existing" else read_only_disk
     assert proc.stderr == (f"Error: {key}='{given}' cannot be created or written ({where} is not a writable "
                            "directory)\n")
+
+
+def test_a_bad_override_prints_its_line_and_nothing_else(tmp_path, cache_dir):
+    # JAX's INFO lines (a backend it could not start, while the run directory's name was resolved) used to come first
+    proc = run_cli(["algorithm=ppo", "algorithm.lr=abc", f"log_base_dir={tmp_path}/outputs"], tmp_path, cache_dir)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["Error: algorithm.lr='abc': expected a number"]
+    assert proc.stdout.strip() == "", proc.stdout[-2000:]
