@@ -54,3 +54,17 @@ def test_a_state_of_another_model_is_named_by_what_differs(tmp_path):
     other_shape = {"params": {"a": np.zeros(4), "b": np.zeros((2, 2))}, "step": np.int32(0)}
     with pytest.raises(ConfigError, match=r"params/a is \(3,\) in the checkpoint, \(4,\) in this model"):
         reading.restore(other_shape)
+
+
+def test_networks_carried_into_another_model_name_what_differs():
+    from maze_jax.shell.checkpoints import fit_arrays
+
+    template = {"params": {"Dense_0": {"kernel": np.zeros((4, 8), np.float32)}}}
+    fitted = fit_arrays(template, {"params": {"Dense_0": {"kernel": np.ones((4, 8))}}})
+    assert fitted["params"]["Dense_0"]["kernel"].dtype == np.float32
+    with pytest.raises(ConfigError, match=r"the saved networks do not fit this model: params/Dense_0/kernel is "
+                                          r"\(4, 16\) in the checkpoint, \(4, 8\) in this model"):
+        fit_arrays(template, {"params": {"Dense_0": {"kernel": np.ones((4, 16))}}})
+    with pytest.raises(ConfigError, match="the saved networks do not fit this model: this model has "
+                                          "params/Dense_0/kernel; the checkpoint has params/Dense_1/kernel"):
+        fit_arrays(template, {"params": {"Dense_1": {"kernel": np.ones((4, 8))}}})

@@ -202,22 +202,18 @@ def tree_difference(template, saved, shown: int = 1) -> str:
     return "; ".join(parts)
 
 
-def raise_unfit(template, saved) -> None:
-    """A ConfigError naming what differs when `saved` does not fit `template` (`tree_difference`)."""
+def raise_unfit(template, saved, what: str = "not this model's state") -> None:
+    """A ConfigError `what: <the difference>` when `saved` does not fit `template` (`tree_difference`)."""
     difference = tree_difference(template, saved)
     if difference:
-        raise ConfigError(f"not this model's state: {difference}")
+        raise ConfigError(f"{what}: {difference}")
 
 
 def fit_arrays(template, saved, what: str = "the saved networks"):
     """`saved` (nested dicts of host arrays, as `restore_raw` gives them) in the structure and dtypes of
-    `template` (arrays or shape structs); a ConfigError when shapes or structures differ."""
-    def fit(t, s):
-        if np.shape(t) != np.shape(s):
-            raise ConfigError(f"{what}: saved shape {np.shape(s)} does not fit this model's {np.shape(t)}")
-        return np.asarray(s, t.dtype)
-
+    `template` (arrays or shape structs); a ConfigError naming what differs when leaves or shapes differ."""
+    raise_unfit(template, saved, f"{what} do not fit this model")
     try:
-        return jax.tree.map(fit, template, saved)
-    except ValueError as error:  # tree structures differ
+        return jax.tree.map(lambda t, s: np.asarray(s, t.dtype), template, saved)
+    except ValueError as error:  # same leaves, other containers (a tuple saved as a list, say)
         raise ConfigError(f"{what} do not fit this model: {first_line(error)}") from None
