@@ -64,6 +64,27 @@ class Countdown(gymnasium.Env):
         return np.array([self.left], np.float32), reward, ended and not self.truncates, ended and self.truncates, {}
 
 
+class UnevenCountdown(Countdown):
+    """A Countdown whose seeded episodes last 1 + seed % 5 steps, reporting an event every step and a KPI at an
+    episode's end; `stepped` counts the steps of every copy."""
+
+    stepped = 0
+
+    def reset(self, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        if seed is not None:
+            self.length = self.left = 1 + seed % 5
+        return np.array([self.left], np.float32), info
+
+    def step(self, action):
+        UnevenCountdown.stepped += 1
+        obs, reward, terminated, truncated, _ = super().step(action)
+        info = {"events": {"Count/left": float(self.left)}}
+        if terminated or truncated:
+            info["kpis"] = {"length": float(self.length)}
+        return obs, reward, terminated, truncated, info
+
+
 gymnasium.register("MazeJaxTest/Countdown-v0", entry_point=Countdown, max_episode_steps=50, reward_threshold=5.5)
 
 

@@ -85,6 +85,24 @@ def test_evaluation_episodes_a_python_env_does_not_end_within_the_step_limit_cou
     assert rows["final_BaseEnvEvents/reward/episode_count"] == 0 and np.isnan(rows["final_BaseEnvEvents/reward/mean"])
 
 
+def test_evaluation_steps_each_env_until_its_episode_ends_and_no_further():
+    # one batch lasts as long as its longest episode: the envs that ended wait instead of playing on
+    from maze_jax.collectors import policy_params
+    from maze_jax.collectors.seeds import one_seed_evaluation
+    from maze_jax.shell.collectors.host import HostEvaluator
+
+    spec = build_env({"_target_": "python_envs.UnevenCountdown", "length": 5})
+    env_spec, trainer = make_trainer(["algorithm=ppo", "model.hidden_units=[4]"], env=spec)
+    evaluator = one_seed_evaluation(HostEvaluator(trainer.algorithm.policy, env_spec, 5, 1, True, max_steps=20))
+    python_envs.UnevenCountdown.stepped = 0
+    try:
+        stats = evaluator(policy_params(init_state(trainer)), jax.random.key(0))
+    finally:
+        evaluator.close()
+    assert sorted(np.asarray(stats.first_length).tolist()) == [1, 2, 3, 4, 5]
+    assert python_envs.UnevenCountdown.stepped == 15  # not 5 envs x 5 steps
+
+
 def test_a_python_env_without_a_time_limit_gets_one_and_a_note_says_so_when_it_cuts_an_episode(monkeypatch, capsys):
     import maze_jax.shell.collectors.vector_env as vector_env
 
@@ -164,6 +182,44 @@ def test_own_gymnasium_env_by_target_takes_the_python_path():
     np.testing.assert_array_equal(final[:, 0], [0, 0, 0])  # the ended episode's last observation
     np.testing.assert_array_equal(obs[:, 0], [4, 4, 4])  # the next episode's first: reset at once
     envs.close()
+
+
+@pytest.mark.parametrize("backend", ["gymnasium", "envpool"])
+def test_a_step_of_some_envs_leaves_the_others_as_they_were(backend):
+    # the evaluation steps only the envs whose first episode goes on: those step as in a step of all envs
+    if backend == "envpool" and not HAS_ENVPOOL:
+        pytest.skip("envpool is an optional extra: pip install '.[envpool]'")
+    spec = make_env("CartPole-v1", backend=backend)
+    some, every = VectorEnv(spec.env, 4, seed=0), VectorEnv(spec.env, 4, seed=0)
+    waiting = np.array([False, True, False, False])
+    start, ended = some.obs.copy(), 0
+    for _ in range(30):  # pushed one way, the poles fall within 30 steps: ended envs reset in the same step
+        obs, reward, terminated, truncated, final = some.step(np.ones(4, np.int32), ~waiting)
+        expected = every.step(np.ones(4, np.int32))
+        for got, want in zip((obs, reward, terminated, truncated, final), expected):
+            np.testing.assert_array_equal(got[~waiting], want[~waiting])
+        np.testing.assert_array_equal(obs[1], start[1])
+        np.testing.assert_array_equal(final[1], start[1])
+        assert reward[1] == 0.0 and not terminated[1] and not truncated[1]
+        ended += int(terminated.sum())
+    assert ended >= 3
+    some.close(), every.close()
+
+
+def test_a_step_of_some_envs_reports_their_events_and_kpis():
+    spec = build_env({"_target_": "python_envs.UnevenCountdown", "length": 5})  # episodes of 1, 2 and 3 steps
+    some, every = VectorEnv(spec.env, 3, seed=0), VectorEnv(spec.env, 3, seed=0)
+    stepping = np.array([True, False, True])
+    for _ in range(4):
+        some.step(np.zeros(3, np.int32), stepping)
+        every.step(np.zeros(3, np.int32))
+        for got, want in zip(some.reports, every.reports):
+            assert set(got) == set(want)
+            for name in want:
+                np.testing.assert_array_equal(got[name][stepping], want[name][stepping])
+                assert got[name][1] == 0.0
+    assert set(every.reports[1]) == {"length"}  # the KPI of an episode's end came through
+    some.close(), every.close()
 
 
 def test_observations_and_actions_of_every_supported_space():

@@ -278,7 +278,7 @@ class EpisodeCollector:
             obs = envs.obs
             action, experience, after = self.act(acting, columns, obs, act_keys, t, memory.current())
             action, experience = jax.device_get((action, experience))  # one transfer for both
-            _, reward, terminated, truncated, final = envs.step(action)
+            _, reward, terminated, truncated, final = envs.step(action, active)  # idle slots wait
             done = terminated | truncated
             memory.set(after)
             memory.reset(done)
@@ -465,7 +465,7 @@ class HostEvaluator:
             obs = self.envs.obs
             action, new_memory = self.act(params, obs, key, t, memory.current())
             action = jax.device_get(action)
-            _, reward, terminated, truncated, _ = self.envs.step(action)
+            _, reward, terminated, truncated, _ = self.envs.step(action, ~ended)  # ended envs wait
             memory.set(new_memory)
             memory.reset(terminated | truncated)
             if self.record:

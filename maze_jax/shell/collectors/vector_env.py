@@ -306,40 +306,39 @@ class VectorEnv:
         """The current observations (maze_jax arrays, leading axis: env)."""
         return self._obs
 
-    def step(self, actions):
+    def step(self, actions, active: np.ndarray | None = None):
         """Steps every env with `actions` (maze_jax actions, numpy). Returns (next observations, rewards, terminated,
         truncated, final observations): where an episode ended, the next observation is the new episode's first and
-        the final observation the ended one's last; elsewhere both are the next observation."""
+        the final observation the ended one's last; elsewhere both are the next observation.
+
+        With `active` (bool, one per env), envpool and sync envs step only those: the others keep their observation,
+        with reward 0, not ended and no events (async envs all step, their workers side by side). An evaluation's
+        envs whose episode ended, and ES's idle slots, wait this way at no cost."""
         env_actions = self.env.to_env_action(actions)
-        obs, reward, terminated, truncated, final = self._call("step", self._step, env_actions)
+        some = None if active is None or self.mode == "async" or np.all(active) else np.flatnonzero(active)
+        obs, reward, terminated, truncated, final = self._call("step", self._step, env_actions, some)
         self.steps += 1
         if not (np.isfinite(reward).all() and _finite(obs) and _finite(final)):
             what = "rewards" if not np.isfinite(reward).all() else "observations"
             raise EnvFailed(f"env {self.name} returned non-finite {what} in vector step {self.steps}", "non-finite")
         self._obs = obs
-        self._note_cut(np.asarray(terminated) | np.asarray(truncated), np.asarray(truncated))
+        self._note_cut(np.asarray(terminated) | np.asarray(truncated), np.asarray(truncated), some)
         return obs, reward, terminated, truncated, final
 
-    def _note_cut(self, ended: np.ndarray, truncated: np.ndarray) -> None:
+    def _note_cut(self, ended: np.ndarray, truncated: np.ndarray, some: np.ndarray | None) -> None:
         """Says once per process, when it happens, that the default time limit cut an episode."""
-        self._lengths += 1
+        self._lengths[slice(None) if some is None else some] += 1
         if self._default_cap and self.name not in _NOTED and \
                 (truncated & (self._lengths >= self._default_cap)).any():
             _NOTED.add(self.name)
             print(time_limit_note(self.name), flush=True)
         self._lengths[ended] = 0
 
-    def _step(self, env_actions):
+    def _step(self, env_actions, some: np.ndarray | None):
         if self._pool is not None:
-            raw, reward, terminated, truncated, info = self._pool.step(env_actions)
-            obs = self.env.to_observation(self._ordered(raw, info))
-            reward, terminated, truncated = (self._ordered(x, info) for x in (reward, terminated, truncated))
-            final, done = _copy(obs), np.flatnonzero(terminated | truncated)
-            if len(done):  # envpool resets on the next call: reset the ended envs now, same step
-                dummy = _rows(env_actions, done) if isinstance(env_actions, dict) else np.asarray(env_actions)[done]
-                raw, _, _, _, info = self._pool.step(dummy, done)
-                _set_rows(obs, info["env_id"], self.env.to_observation(raw))
-            return obs, np.asarray(reward, np.float32), np.asarray(terminated), np.asarray(truncated), final
+            return self._envpool_step(env_actions, some)
+        if some is not None:
+            return self._sync_step_some(env_actions, some)
         raw, reward, terminated, truncated, info = self._vector_call("step", actions=env_actions)
         self.reports = reported(info, self.n)
         obs = self.env.to_observation(raw)
@@ -349,6 +348,39 @@ class VectorEnv:
             for i in np.flatnonzero(info["_final_obs"]):
                 _set_rows(final, i, self.env.to_observation(info["final_obs"][i], batched=False))
         return obs, np.asarray(reward, np.float32), np.asarray(terminated), np.asarray(truncated), final
+
+    def _envpool_step(self, env_actions, some: np.ndarray | None):
+        if some is None:
+            raw, reward, terminated, truncated, info = self._pool.step(env_actions)
+            obs = self.env.to_observation(self._ordered(raw, info))
+            reward, terminated, truncated = (self._ordered(x, info) for x in (reward, terminated, truncated))
+        else:  # the envs in `some` only: their rows, in the order envpool answers
+            raw, stepped, ended, cut, info = self._pool.step(_rows(env_actions, some), some)
+            obs, rows = _copy(self._obs), info["env_id"]
+            _set_rows(obs, rows, self.env.to_observation(raw))
+            reward, terminated, truncated = np.zeros(self.n, np.float32), np.zeros(self.n, bool), np.zeros(self.n, bool)
+            reward[rows], terminated[rows], truncated[rows] = stepped, ended, cut
+        final, done = _copy(obs), np.flatnonzero(terminated | truncated)
+        if len(done):  # envpool resets on the next call: reset the ended envs now, same step
+            raw, _, _, _, info = self._pool.step(_rows(env_actions, done), done)
+            _set_rows(obs, info["env_id"], self.env.to_observation(raw))
+        return obs, np.asarray(reward, np.float32), np.asarray(terminated), np.asarray(truncated), final
+
+    def _sync_step_some(self, env_actions, some: np.ndarray):
+        """gymnasium's sync step (same-step auto-reset, unseeded as gymnasium's) of the envs in `some` alone."""
+        obs, final, vector, info = _copy(self._obs), _copy(self._obs), self._vector, {}
+        reward, terminated, truncated = np.zeros(self.n, np.float32), np.zeros(self.n, bool), np.zeros(self.n, bool)
+        for i in some:
+            env = vector.envs[i]
+            raw, reward[i], terminated[i], truncated[i], env_info = env.step(_rows(env_actions, i))
+            _set_rows(final, i, self.env.to_observation(raw, batched=False))
+            if terminated[i] or truncated[i]:
+                info = vector._add_info(info, {"final_info": env_info}, i)
+                raw, env_info = env.reset()
+            info = vector._add_info(info, env_info, i)
+            _set_rows(obs, i, self.env.to_observation(raw, batched=False))
+        self.reports = reported(info, self.n)
+        return obs, reward, terminated, truncated, final
 
     def close(self) -> None:
         """Closes the envs; worker processes end (killed, if one died mid-call and left the others waiting)."""
