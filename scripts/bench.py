@@ -276,8 +276,9 @@ def python_envs(quick: bool) -> None:
             final = re.search(r"\|final\s+BaseEnvEvents\s+reward\s+mean\s+\|\s+(\S+)", proc.stdout)
             solved = "reached the reward threshold" in proc.stdout
             print(f"LunarLander +experiment=lunarlander_ppo ({backend}) seed {seed}: "
-                  f"{'evaluation mean >= 200' if solved else 'NOT solved'} after {epochs} epochs in {seconds:.0f} s, "
-                  f"final 100-episode evaluation {final.group(1) if final else '?'}", flush=True)
+                  f"{'evaluation mean >= 200' if solved else 'NOT solved'} after {epochs} epochs in {seconds:.0f} s "
+                  f"(target: {45 if backend == 'envpool' else 75} s), final 100-episode evaluation "
+                  f"{final.group(1) if final else '?'} (target: 200)", flush=True)
 
 
 def evosax_generation_seconds(population: int, hidden: int, n_steps: int, repeats: int = 5) -> tuple[float, float]:

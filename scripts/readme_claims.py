@@ -78,7 +78,7 @@ def cutting(runs):
 
 def lunarlander(runs):
     seconds = [r.seconds for r in runs]
-    return all(r.solved for r in runs) and max(seconds) < 180, \
+    return all(r.solved for r in runs) and max(seconds) < 90, \
         f"evaluation mean >= 200 in {[f'{s:.0f}' for s in seconds]} s, finals {[r.rows('final', 'mean')[0] for r in runs]}"
 
 
