@@ -1,5 +1,6 @@
 """`python -m maze_jax.train` end to end in a subprocess: table, checkpoints, resume, sweeps and bad input."""
 
+import re
 from pathlib import Path
 
 import jax
@@ -331,3 +332,19 @@ def test_hydra_slips_are_one_line_with_exit_2_and_a_suggestion(args, message, tm
     proc = run_cli([*args, f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.cli
+def test_a_stop_at_a_threshold_the_final_evaluation_does_not_confirm_says_so(tmp_path, cache_dir):
+    # one sampled evaluation episode crosses 450 by chance: the final 100 episodes average less, and a note says so
+    proc = run_cli(["env=cartpole", "algorithm=ppo", "env.reward_threshold=450", "algorithm.epoch_length=1",
+                    "algorithm.rollout_evaluator.n_episodes=1", "algorithm.rollout_evaluator.deterministic=false",
+                    "seeding.agent_base_seed=1", "seeding.env_base_seed=1", "runner.table=compact",
+                    f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "reached the reward threshold 450: stopping" in proc.stdout
+    note = re.search(r"Note: the final evaluation's mean (\S+) is under the reward threshold 450 that an evaluation of "
+                     r"1 episode reached during training; more evaluation episodes per epoch "
+                     r"\(algorithm\.rollout_evaluator\.n_episodes\) make that stop surer", proc.stdout)
+    final = re.search(r"\|final\s+BaseEnvEvents\s+reward\s+mean\s+\|\s+(\S+)", proc.stdout)
+    assert note and final and float(note.group(1)) == float(final.group(1)) < 450

@@ -234,3 +234,17 @@ def test_an_epochs_rows_keep_mazes_order():
         "eval_BaseEnvEvents/reward/total_episode_count"]
     assert rows["eval_BaseEnvEvents/reward/total_step_count"] == 700
     assert rows["eval_BaseEnvEvents/reward/total_episode_count"] == 30
+
+
+def test_a_final_evaluation_under_the_threshold_that_training_reached_is_noted():
+    from maze_jax.shell.session import short_of_threshold_note
+
+    final = {"final_BaseEnvEvents/reward/mean": 144.468}
+    assert short_of_threshold_note(final, 200.0, 200.228, 32, "ppo") == (
+        "Note: the final evaluation's mean 144.468 is under the reward threshold 200 that an evaluation of 32 episodes "
+        "reached during training; more evaluation episodes per epoch (algorithm.rollout_evaluator.n_episodes) make "
+        "that stop surer")
+    assert "(runner.n_eval_rollouts)" in short_of_threshold_note(final, 200.0, 210.0, 16, "es")
+    assert short_of_threshold_note({"final_BaseEnvEvents/reward/mean": 201.0}, 200.0, 210.0, 32, "ppo") == ""
+    assert short_of_threshold_note(final, 200.0, 150.0, 32, "ppo") == ""  # training never reached it
+    assert short_of_threshold_note(final, None, 210.0, 32, "ppo") == ""  # no threshold

@@ -293,6 +293,20 @@ def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: in
     return {**stats, **({f"{name}/{mean}": float(v) for name, v in zip(member_names, table[mean])} if members else {})}
 
 
+def short_of_threshold_note(final: dict, threshold: float | None, best_score: float, eval_episodes: int,
+                            algorithm: str) -> str:
+    """The line said when the final evaluation's mean falls under the reward threshold that an evaluation during
+    training reached ('' otherwise): the mean of a few episodes crosses a threshold by chance more often, and the run
+    stops at the first that does."""
+    mean = final.get(f"final_{REWARD}mean")
+    if threshold is None or mean is None or not best_score >= threshold or mean >= threshold:
+        return ""
+    key = "runner.n_eval_rollouts" if algorithm == "es" else "algorithm.rollout_evaluator.n_episodes"
+    return (f"Note: the final evaluation's mean {mean:.3f} is under the reward threshold {threshold:g} that an "
+            f"evaluation of {eval_episodes} episode{'s' if eval_episodes != 1 else ''} reached during training; more evaluation episodes per epoch "
+            f"({key}) make that stop surer")
+
+
 def describe_devices(settings: RunSettings) -> str:
     """One line: the devices the batch is split over, and the processes."""
     mesh = getattr(settings.algorithm, "mesh", None)
@@ -524,6 +538,9 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
             echo(f"{signals.received} during the final evaluation: the checkpoints are complete", file=sys.stderr,
                  flush=True)
             raise RunStopped(signals.received, latest.path)
+        if note := short_of_threshold_note(final, options.reward_threshold, loop.progress.best_score,
+                                           trainer.eval_episodes, trainer.algorithm.name):
+            echo(note, flush=True)
         for tag, value in final.items():
             if writer is not None and not math.isnan(value):
                 writer.add_scalar(tag, value, loop.progress.epoch)
