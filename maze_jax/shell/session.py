@@ -302,9 +302,10 @@ def short_of_threshold_note(final: dict, threshold: float | None, best_score: fl
     if threshold is None or mean is None or not best_score >= threshold or mean >= threshold:
         return ""
     key = "runner.n_eval_rollouts" if algorithm == "es" else "algorithm.rollout_evaluator.n_episodes"
+    episodes = f"{eval_episodes} episode{'s' if eval_episodes != 1 else ''}"
     return (f"Note: the final evaluation's mean {mean:.3f} is under the reward threshold {threshold:g} that an "
-            f"evaluation of {eval_episodes} episode{'s' if eval_episodes != 1 else ''} reached during training; more evaluation episodes per epoch "
-            f"({key}) make that stop surer")
+            f"evaluation of {episodes} reached during training; more evaluation episodes per epoch ({key}) make that "
+            "stop surer")
 
 
 def describe_devices(settings: RunSettings) -> str:
