@@ -7,6 +7,7 @@ User mistakes end with one line on stderr and exit status 2; `HYDRA_FULL_ERROR=1
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 from maze_jax.xla_flags import apply_defaults
@@ -246,10 +247,15 @@ def waiting_line(kwargs: dict) -> str:
             "runner.initialization_timeout_s) ...")
 
 
+PROCESS_FOLDERS: list[str] = []
+"""The temporary folders this command made for a process other than process 0 (`start_distributed`)."""
+
+
 def start_distributed(argv: list[str]) -> list[str]:
     """With `runner=distributed`, joins the other processes through `jax.distributed.initialize` (before Hydra
     runs, so that only process 0 creates the run directory). Returns the Hydra overrides that keep the other
-    processes' own files (Hydra's logs and config copies) out of it: they go to a temporary folder."""
+    processes' own files (Hydra's logs and config copies) out of it: they go to a temporary folder, removed when the
+    command ends (`PROCESS_FOLDERS`)."""
     if "runner=distributed" not in argv:
         return []
     import tempfile
@@ -277,7 +283,8 @@ def start_distributed(argv: list[str]) -> list[str]:
         sys.exit(2)
     if jax.process_index() == 0:
         return []
-    return [f"hydra.run.dir={tempfile.mkdtemp(prefix='maze_jax_process_')}", "hydra.output_subdir=null",
+    PROCESS_FOLDERS.append(tempfile.mkdtemp(prefix="maze_jax_process_"))
+    return [f"hydra.run.dir={PROCESS_FOLDERS[-1]}", "hydra.output_subdir=null",
             "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
@@ -289,11 +296,14 @@ def cli(argv: list[str], command: str = "python -m maze_jax.train") -> None:
     argv = with_saved_choices(argv)
     argv += start_distributed(argv)
     sys.argv[1:] = argv  # Hydra reads its command line from sys.argv
+    code = 0
     try:
         run_hydra(main, CONFIG_NAME, argv)
     except SystemExit as stop:  # every exit, a stopped run's too, skips the interpreter's teardown of JAX's threads
-        exit_now(stop.code if isinstance(stop.code, int) else 1)
-    exit_now(0)
+        code = stop.code if isinstance(stop.code, int) else 1
+    for folder in PROCESS_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+    exit_now(code)
 
 
 if __name__ == "__main__":

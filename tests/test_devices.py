@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -81,8 +82,9 @@ def free_port() -> int:
 def run_two_processes(args: list[str], cwd, cache_dir: str) -> list[subprocess.CompletedProcess]:
     """The same command in two processes joined through jax.distributed on 127.0.0.1."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "TMPDIR": str(Path(cwd) / "tmp")}
     env.pop("XLA_FLAGS", None)
+    (Path(cwd) / "tmp").mkdir(exist_ok=True)
     procs = [subprocess.Popen([sys.executable, "-m", "maze_jax.train", "runner=distributed",
                                f"runner.coordinator_address=127.0.0.1:{port}", "runner.num_processes=2",
                                f"runner.process_id={i}", f"compilation_cache_dir={cache_dir}", *args],
@@ -112,6 +114,7 @@ def test_two_processes_train_together_and_resume_and_only_process_0_writes(tmp_p
     runs = list((tmp_path / "runs").glob("*/*"))
     assert len(runs) == 1 and (runs[0] / "best").is_dir() and (runs[0] / "checkpoints").is_dir()
     assert not (tmp_path / "outputs").exists()
+    assert not list((tmp_path / "tmp").glob("maze_jax_process_*"))  # process 1's folder for Hydra is gone
     # every process resumes from process 0's checkpoint
     second = run_two_processes([f"input_dir={runs[0]}", "algorithm.n_epochs=3", f"log_base_dir={tmp_path / 'runs'}"],
                                tmp_path, cache_dir)
