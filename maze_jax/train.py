@@ -247,17 +247,13 @@ def waiting_line(kwargs: dict) -> str:
             "runner.initialization_timeout_s) ...")
 
 
-PROCESS_FOLDERS: list[str] = []
-"""The temporary folders this command made for a process other than process 0 (`start_distributed`)."""
-
-
-def start_distributed(argv: list[str]) -> list[str]:
+def start_distributed(argv: list[str]) -> tuple[list[str], str | None]:
     """With `runner=distributed`, joins the other processes through `jax.distributed.initialize` (before Hydra
     runs, so that only process 0 creates the run directory). Returns the Hydra overrides that keep the other
-    processes' own files (Hydra's logs and config copies) out of it: they go to a temporary folder, removed when the
-    command ends (`PROCESS_FOLDERS`)."""
+    processes' own files (Hydra's logs and config copies) out of it, and the temporary folder they go to instead
+    (None for process 0 and a run on one process), which the command removes when it ends."""
     if "runner=distributed" not in argv:
-        return []
+        return [], None
     import tempfile
 
     import jax
@@ -282,10 +278,10 @@ def start_distributed(argv: list[str]) -> list[str]:
               file=sys.stderr, flush=True)
         sys.exit(2)
     if jax.process_index() == 0:
-        return []
-    PROCESS_FOLDERS.append(tempfile.mkdtemp(prefix="maze_jax_process_"))
-    return [f"hydra.run.dir={PROCESS_FOLDERS[-1]}", "hydra.output_subdir=null",
-            "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+        return [], None
+    folder = tempfile.mkdtemp(prefix="maze_jax_process_")
+    return [f"hydra.run.dir={folder}", "hydra.output_subdir=null", "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled"], folder
 
 
 def cli(argv: list[str], command: str = "python -m maze_jax.train") -> None:
@@ -294,15 +290,16 @@ def cli(argv: list[str], command: str = "python -m maze_jax.train") -> None:
     check_output_dir(argv)
     check_run_dir(argv)
     argv = with_saved_choices(argv)
-    argv += start_distributed(argv)
+    overrides, own_folder = start_distributed(argv)
+    argv += overrides
     sys.argv[1:] = argv  # Hydra reads its command line from sys.argv
     code = 0
     try:
         run_hydra(main, CONFIG_NAME, argv)
     except SystemExit as stop:  # every exit, a stopped run's too, skips the interpreter's teardown of JAX's threads
         code = stop.code if isinstance(stop.code, int) else 1
-    for folder in PROCESS_FOLDERS:
-        shutil.rmtree(folder, ignore_errors=True)
+    if own_folder is not None:
+        shutil.rmtree(own_folder, ignore_errors=True)
     exit_now(code)
 
 
