@@ -80,6 +80,32 @@ def test_the_learning_curve_draws_train_and_eval_bands_against_steps(tmp_path):
     assert not (tmp_path / "learning_curve.png.partial").exists()
 
 
+def test_the_learning_curve_is_drawn_at_the_end_only_when_the_last_drawing_lacks_something(tmp_path):
+    import types
+
+    from maze_jax.shell.pictures import LearningCurve
+
+    def run(tmp, epochs: int, min_interval_s: float) -> list:
+        tmp.mkdir()
+        curve = LearningCurve(str(tmp), min_interval_s=min_interval_s)
+        drawn = []
+        curve.draw = lambda points, best=None: drawn.append(({k: len(v) for k, v in points.items()}, best))
+        progress = types.SimpleNamespace(total_step_count=0, epoch=0, best_epoch=-1, best_score=float("-inf"))
+        loop = types.SimpleNamespace(progress=progress)
+        for epoch in range(1, epochs + 1):
+            progress.total_step_count, progress.epoch = 100 * epoch, epoch
+            progress.best_score, progress.best_epoch = float(epoch), epoch
+            rows = {f"eval_BaseEnvEvents/reward/{s}": float(epoch) for s in ("mean", "min", "max")}
+            curve.on_epoch(loop, rows)
+        curve.on_end(loop, "")
+        return drawn
+
+    # a run that stops after its first epoch: that epoch's drawing shows everything, so the end draws nothing more
+    assert run(tmp_path / "a", 1, 2.0) == [({"train": 0, "eval": 1}, (100, 1.0))]
+    # the second epoch came within the interval: the end draws it, with its best model
+    assert run(tmp_path / "b", 2, 60.0) == [({"train": 0, "eval": 1}, (100, 1.0)), ({"train": 0, "eval": 2}, (200, 2.0))]
+
+
 def test_rows_over_seeds_are_what_their_names_say():
     import numpy as np
 

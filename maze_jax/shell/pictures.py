@@ -130,7 +130,7 @@ class LearningCurve:
     under a `title` (env, algorithm, run), with the reward `threshold` that solves the env as a dashed line and the
     best model as a star; redrawn after every epoch on a background thread, at most every `min_interval_s` (epochs
     of a fraction of a second would keep a core drawing; those that end meanwhile are in the next drawing), and at
-    the end."""
+    the end unless the last drawing shows everything already."""
 
     TAGS = {"train": "train_BaseEnvEvents/reward/", "eval": "eval_BaseEnvEvents/reward/"}
 
@@ -145,6 +145,7 @@ class LearningCurve:
         self.best: tuple[float, float] | None = None  # (env steps, score) of the best model
         self._thread: threading.Thread | None = None
         self._drawn_at = -math.inf
+        self._drawn: tuple | None = None  # what the last drawing shows (`_contents`)
 
     def on_epoch(self, loop, rows: dict) -> None:
         progress = loop.progress
@@ -157,11 +158,15 @@ class LearningCurve:
             self.best = (steps, progress.best_score)
         now = time.monotonic()
         if now - self._drawn_at >= self.min_interval_s and (self._thread is None or not self._thread.is_alive()):
-            self._drawn_at = now
+            self._drawn_at, self._drawn = now, self._contents()
             self.save_rows()
             snapshot = {k: list(v) for k, v in self.points.items()}
-            self._thread = threading.Thread(target=self.draw, args=(snapshot,), daemon=True)
+            self._thread = threading.Thread(target=self.draw, args=(snapshot, self.best), daemon=True)
             self._thread.start()
+
+    def _contents(self) -> tuple:
+        """What a drawing would show now: the number of points per curve and the best model's star."""
+        return tuple(len(rows) for rows in self.points.values()), self.best
 
     def _add(self, epoch: int, steps: int, curve: str, mean: float, low: float, high: float) -> None:
         self.rows.append((int(epoch), int(steps), curve, float(mean), float(low), float(high)))
@@ -170,7 +175,8 @@ class LearningCurve:
     def on_end(self, loop, reason: str) -> None:
         if self._thread is not None:
             self._thread.join()
-        self.draw(self.points)
+        if self._drawn != self._contents():  # a run that stops right after a drawing (0.2-0.3 s) is drawn once
+            self.draw(self.points, self.best)
         self.save_rows()
 
     def save_rows(self) -> None:
@@ -180,7 +186,7 @@ class LearningCurve:
             f.write(",".join(CURVE_COLUMNS) + "\n" + "".join(",".join(map(str, row)) + "\n" for row in self.rows))
         os.replace(partial, self.data_path)
 
-    def draw(self, points: dict) -> None:
+    def draw(self, points: dict, best: tuple[float, float] | None) -> None:
         fig = _figure(7, 4)
         ax = fig.subplots()
         for (name, rows), color in zip(points.items(), ("#1f77b4", "#d62728")):
@@ -192,9 +198,9 @@ class LearningCurve:
         if self.threshold is not None and math.isfinite(self.threshold):
             ax.axhline(self.threshold, color="gray", linestyle="--", linewidth=1,
                        label=f"reward threshold {self.threshold:g}")
-        if self.best is not None:
-            ax.plot(*self.best, marker="*", markersize=14, color="#ff9f1c", linestyle="none",
-                    label=f"best model {self.best[1]:.4g}")
+        if best is not None:
+            ax.plot(*best, marker="*", markersize=14, color="#ff9f1c", linestyle="none",
+                    label=f"best model {best[1]:.4g}")
         if self.title:
             ax.set_title(self.title, fontsize=9)
         with IMPORTING:
