@@ -103,7 +103,8 @@ def test_the_learning_curve_is_drawn_at_the_end_only_when_the_last_drawing_lacks
     # a run that stops after its first epoch: that epoch's drawing shows everything, so the end draws nothing more
     assert run(tmp_path / "a", 1, 2.0) == [({"train": 0, "eval": 1}, (100, 1.0))]
     # the second epoch came within the interval: the end draws it, with its best model
-    assert run(tmp_path / "b", 2, 60.0) == [({"train": 0, "eval": 1}, (100, 1.0)), ({"train": 0, "eval": 2}, (200, 2.0))]
+    assert run(tmp_path / "b", 2, 60.0) == [({"train": 0, "eval": 1}, (100, 1.0)),
+                                            ({"train": 0, "eval": 2}, (200, 2.0))]
 
 
 def test_rows_over_seeds_are_what_their_names_say():
