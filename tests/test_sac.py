@@ -74,6 +74,60 @@ def test_warm_up_acts_uniformly_and_fills_the_buffer_before_update_zero():
     assert float(algorithm.acting(state.learner)["random"]) == 0.0  # the policy acts from now on
 
 
+def test_a_host_update_writes_into_the_buffer_in_place_and_leaves_the_callers_learner_whole():
+    from flax import struct
+
+    from maze_jax.shell.collectors.host import BufferInPlace
+
+    class Learner(struct.PyTreeNode):
+        params: jax.Array
+        buffer: dict
+
+    def add(learner, item):  # a replay learner's step: the item written at the buffer's index
+        index = learner.buffer["index"]
+        buffer = {"items": learner.buffer["items"].at[index].set(item), "index": index + 1}
+        return learner.replace(params=learner.params + item, buffer=buffer), item.sum()
+
+    step = BufferInPlace(add)
+    learner = Learner(jnp.zeros((2, 3)), {"items": jnp.zeros((2, 4, 3)), "index": jnp.zeros(2, jnp.int32)})
+    kept, _ = step(learner, jnp.ones((2, 3)))  # not in place: the caller's learner stays readable
+    assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(learner))
+    later, total = step(kept, 2 * jnp.ones((2, 3)), in_place=True)
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(kept.buffer))  # given to XLA, not copied
+    assert not kept.params.is_deleted()  # the parameters the actors may hold are never given away
+    np.testing.assert_array_equal(later.buffer["items"][:, :2], [[[1.0] * 3, [2.0] * 3]] * 2)
+    np.testing.assert_array_equal(later.params, 3 * np.ones((2, 3)))
+    np.testing.assert_array_equal(total, [6.0, 6.0])
+
+
+def test_an_epoch_on_a_python_env_leaves_the_state_it_started_from_whole():
+    config = SACConfig(**{**SMALL.__dict__, "epoch_length": 3})
+    spec = as_env_spec(Countdown())
+    trainer = build_trainer(build_algorithm(config, spec, SQUASHED), spec, n_seeds=2)  # the loop's own arrays
+    state = trainer.init(jax.random.key(0), jax.random.key(1))
+    try:
+        new_state, _ = trainer.train_epoch(state)
+        again, _ = trainer.train_epoch(new_state)
+    finally:
+        trainer.close()
+    for kept in (state, new_state):  # what the loop keeps: the last good state and the best one
+        assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(kept))
+    np.testing.assert_array_equal(again.learner.buffer.current_index, [50 + 6] * 2)
+
+
+def test_a_rollouts_keys_compile_once_for_every_rollout():
+    from maze_jax.shell.collectors import host
+
+    keys = jax.random.split(jax.random.key(0), 7)  # a seed count no other test uses
+    host.agent_keys(keys, 0, 0)
+    host.fold_in(keys[0], 0)
+    compiled = host._agent_keys._cache_size(), host.fold_in._cache_size()
+    for index in range(1, 5):
+        host.agent_keys(keys, index % 2, index)
+        host.fold_in(keys[0], index)
+    assert (host._agent_keys._cache_size(), host.fold_in._cache_size()) == compiled  # 2 ms a call when it traced
+
+
 @pytest.mark.slow
 def test_one_update_moves_the_targets_by_tau():
     spec = make_env("Pendulum-v1")
