@@ -162,6 +162,10 @@ def test_unknown_ids_list_close_matches_and_bad_settings_are_one_line():
         make_env("LunarLandr-v3")
     with pytest.raises(ConfigError, match="module 'no_such_package' cannot be imported"):
         make_env("no_such_package:Thing-v0")
+    # `module:Class` of an unregistered class: how to name it instead, not gymnasium's close matches
+    with pytest.raises(ConfigError, match=r"python_envs has Countdown, but gymnasium has no id 'Countdown' .*"
+                                          r"_target_: python_envs.Countdown.*entry_point=\"python_envs:Countdown\""):
+        make_env("python_envs:Countdown")
     with pytest.raises(ConfigError, match="env.kwargs: Acrobot-v1 is a gymnax env"):
         make_env("Acrobot-v1", kwargs={"x": 1})
 
