@@ -151,12 +151,12 @@ def make_env(name: str, kwargs: dict | None = None, max_episode_steps: int | Non
         if env_id in registered:
             make = functools.partial(make_gymnasium_env, env_id, kwargs, max_episode_steps, module)
             return python_env_spec(make, env_id, reward_threshold)
-    if module and backend in ("auto", "gymnasium") and callable(getattr(imported, env_id, None)):
-        raise ConfigError(f"env.name={name!r}: {module} has {env_id}, but gymnasium has no id {env_id!r} (a "
-                          f"`module:id` name imports the module, then makes its registered id). Name the class by "
-                          f"_target_ in an env config (conf/env/<name>.yaml holding `_target_: {module}.{env_id}` "
-                          f"and its arguments, then --config-dir conf env=<name>), or register it in {module}: "
-                          f"gymnasium.register(id=\"{env_id}-v0\", entry_point=\"{module}:{env_id}\")")
+        if module and callable(getattr(imported, env_id, None)):
+            raise ConfigError(f"env.name={name!r}: {module} has {env_id}, but gymnasium has no id {env_id!r} (a "
+                              f"`module:id` name imports the module, then makes its registered id). Name the class by "
+                              f"_target_ in an env config (conf/env/<name>.yaml holding `_target_: {module}.{env_id}` "
+                              f"and its arguments, then --config-dir conf env=<name>), or register it in {module}: "
+                              f"gymnasium.register(id=\"{env_id}-v0\", entry_point=\"{module}:{env_id}\")")
     known = gymnax_ids() | envpool_ids() | gymnasium_ids()
     close = difflib.get_close_matches(env_id, sorted(known), n=5, cutoff=0.6)
     hint = f" Close matches: {', '.join(close)}" if close else " See gymnax.registered_envs and gymnasium.registry"
