@@ -29,3 +29,11 @@ def make_broken(what: str = "rewards", after: int = 1, **_ignored):
     """The `env` factory of the tests' broken JAX env."""
     env = Broken(what, after)
     return env, env.default_params
+
+
+class IntRewards(Countdown):
+    """Countdown paying int32 rewards, as bsuite's and gymnax's bandit envs do."""
+
+    def step_env(self, key, state, action, params):
+        obs, state, reward, done, info = super().step_env(key, state, action, params)
+        return obs, state, reward.astype(jnp.int32), done, info

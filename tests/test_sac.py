@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax_envs import IntRewards
 from python_envs import Countdown
 
 from maze_jax.algorithms.sac import SACConfig, action_heads, transitions
@@ -72,6 +73,14 @@ def test_warm_up_acts_uniformly_and_fills_the_buffer_before_update_zero():
     actions = np.asarray(jnp.tanh(buffer.experience["action"][0, :50]))
     assert actions.min() < -0.5 and actions.max() > 0.5  # uniform over the bounds, not the fresh policy's mode
     assert float(algorithm.acting(state.learner)["random"]) == 0.0  # the policy acts from now on
+
+
+def test_an_env_with_int_rewards_fills_the_buffer_with_float_rewards():
+    spec = as_env_spec(IntRewards())  # bsuite's UmbrellaChain and gymnax's BernoulliBandit pay int32 rewards
+    algorithm = build_algorithm(SMALL, spec, {"_target_": "maze_jax.models.FlattenConcatPolicy", "hidden_units": [8]})
+    state = jax.jit(build_trainer(algorithm, spec).init)(jax.random.key(0), jax.random.key(1))
+    rewards = state.learner.buffer.experience["reward"][0, :50]
+    assert rewards.dtype == jnp.float32 and set(np.unique(np.asarray(rewards))) == {1.0, 2.0}
 
 
 def test_a_host_update_writes_into_the_buffer_in_place_and_leaves_the_callers_learner_whole():

@@ -149,8 +149,12 @@ class EpisodeStats(NamedTuple):
 
 
 def step_batch(env, env_params, keys: jax.Array, states, actions):
-    """Steps a batch of environments, one key each (gymnax auto-resets each one whose episode ended)."""
-    return jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, states, actions, env_params)
+    """Steps a batch of environments, one key each (gymnax auto-resets each one whose episode ended). Rewards come
+    out as float32 and the end flags as bools, whatever the env returns (bsuite's and gymnax's bandits give int32
+    rewards), so that every learner and buffer sees one dtype."""
+    obs, states, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+        keys, states, actions, env_params)
+    return obs, states, reward.astype(jnp.float32), terminated.astype(bool), truncated.astype(bool), info
 
 
 def reset_memory(memory, done: jax.Array):
