@@ -101,10 +101,10 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.algorithms.metrics import episode_table
     from maze_jax.config import import_object
     from maze_jax.envs import build_env
-    from maze_jax.shell.loop import unfinished_note
+    from maze_jax.shell.loop import EpisodeProgress, unfinished_note
     from maze_jax.shell.resume import stored_statistics
     from maze_jax.shell.session import enable_compilation_cache, final_evaluation_key, normalization_key
-    from maze_jax.shell.settings import plain
+    from maze_jax.shell.settings import LoopSettings, plain
     from maze_jax.shell.table import format_table
     from maze_jax.shell.video import frame_source, record_episodes
     from maze_jax.shell.wrappers import wrap_env
@@ -118,6 +118,8 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     record = read(runner, "record_trajectory", bool, "runner")
     render = read(runner, "render", bool, "runner") if "render" in runner else False
     n_videos = read(runner, "render_episodes", int, "runner", low=1) if "render_episodes" in runner else 1
+    interval_s = read(runner, "progress_interval_s", float, "runner", low=0.0) if "progress_interval_s" in runner \
+        else LoopSettings.progress_interval_s
     stored = stored_statistics(str(cfg.input_dir)) if cfg.input_dir else None
     samples = read(runner, "normalization_samples", int, "runner", low=1)
     env_spec = build_env(plain(cfg.env))
@@ -137,7 +139,9 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
          f"(policy {cfg.policy._target_.rsplit('.', 1)[-1]}, seed {cfg.seeding.env_base_seed})", flush=True)
 
     os.makedirs(out_dir, exist_ok=True)
-    played = loaded.play(n_episodes, final_evaluation_key(cfg.seeding.env_base_seed), batch, deterministic, record)
+    progress = EpisodeProgress("rollout", n_episodes, interval_s, echo)
+    played = loaded.play(n_episodes, final_evaluation_key(cfg.seeding.env_base_seed), batch, deterministic, record,
+                         progress)
     returns, lengths = played[:2]
     if note := unfinished_note(returns):
         echo(note, flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -29,7 +30,7 @@ from maze_jax.models.recurrent import act_with_memory, policy_memory
 from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays
 from maze_jax.shell.grid import count_configs
 from maze_jax.shell.collectors.host import HostEvaluator
-from maze_jax.shell.loop import play_in_batches
+from maze_jax.shell.loop import EpisodeProgress, play_in_batches
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.settings import CONFIG_FILE, load_yaml, plain
 from maze_jax.shell.trust import check_trusted
@@ -101,26 +102,32 @@ class TrainedPolicy:
         return jax.tree.map(_one_action, actions) if single else actions
 
     def play(self, n_episodes: int, key: jax.Array, batch_size: int | None = None, deterministic: bool = True,
-             record: bool = False):
+             record: bool = False, progress: EpisodeProgress | None = None):
         """Returns and lengths (float numpy arrays; NaN for an episode that did not end within the step limit) of
         `n_episodes` episodes on `env_spec`, played `batch_size` at a time (default: all at once) as the final
-        evaluation plays them; with `record`, also the batches' `Recording`s (time-major, on the host)."""
+        evaluation plays them; with `record`, also the batches' `Recording`s (time-major, on the host). `progress`
+        reports while they play (between a Python env's steps, and between batches)."""
         batch = batch_size or n_episodes
         if self.env_spec.is_python:
-            play = one_seed_evaluation(HostEvaluator(self.policy, self.env_spec, batch, 1, deterministic, record=record))
+            play = one_seed_evaluation(HostEvaluator(self.policy, self.env_spec, batch, 1, deterministic,
+                                                     record=record))
         else:
             play = jax.jit(lambda p, k: evaluate(self.policy, p, self.env_spec, k, batch, deterministic, record))
         recorded = []
 
+        progress = progress or EpisodeProgress("", n_episodes, math.inf, lambda *args, **kwargs: None)  # silent
+
         def play_batch(params, key):
+            played = play(params, key, progress.poll) if self.env_spec.is_python else play(params, key)
             if not record:
-                return play(params, key)
-            stats, trajectory = play(params, key)
+                return played
+            stats, trajectory = played
             recorded.append(jax.device_get(trajectory))
             return stats
 
         try:
-            returns, lengths = play_in_batches(play_batch, self.params, key, n_episodes)
+            returns, lengths = play_in_batches(play_batch, self.params, key, n_episodes, progress.poll,
+                                               progress.on_batch)
         finally:
             getattr(play, "close", lambda: None)()
         return (returns, lengths, recorded) if record else (returns, lengths)

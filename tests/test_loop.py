@@ -106,3 +106,30 @@ def test_a_signal_during_a_host_evaluation_stops_it_and_abandons_the_epoch(tmp_p
     assert result.stop_reason == "SIGINT" and len(polls) == 1000 + 4  # epoch 1's evaluation in full, epoch 2's to 4
     assert int(result.state) == 1 and result.progress.epoch == 1  # the trained but unevaluated epoch 2 is dropped
     assert CheckpointDir(str(tmp_path / "latest"), read_only=True).latest_step() == 1
+
+
+def test_episode_progress_says_how_many_episodes_have_ended_every_interval():
+    import time
+
+    from maze_jax.shell.loop import EpisodeProgress, play_in_batches
+
+    def slow_batch(state, key, should_stop):  # a Python env's batch of 2 episodes: it polls between its steps
+        for _ in range(20):
+            time.sleep(0.01)
+            if should_stop():
+                return None
+        return EpisodeStats.zeros(2, 5).add(jnp.array([True, True]), jnp.ones(2), jnp.array([5, 5]))
+
+    lines, stop = [], []
+    progress = EpisodeProgress("final evaluation", 6, 0.1, lambda line, **_: lines.append(line), lambda: bool(stop))
+    start = time.perf_counter()
+    returns, _ = play_in_batches(lambda s, k: slow_batch(s, k, progress.poll), None, jax.random.key(0), 6,
+                                 progress.poll, progress.on_batch)
+    assert returns.shape == (6,)
+    counts = [line.split(": ")[1].split(" ")[0] for line in lines]
+    assert {"0/6", "2/6", "4/6"} >= set(counts) and "4/6" in counts, lines
+    assert 3 <= len(lines) <= (time.perf_counter() - start) / 0.1 + 1, lines  # one every 0.1 s, not one a poll
+    assert all(line.startswith("... final evaluation: ") and " episodes | running for " in line for line in lines)
+    stop.append(True)  # a signal: the poll says so
+    assert play_in_batches(lambda s, k: slow_batch(s, k, progress.poll), None, jax.random.key(0), 6,
+                           progress.poll) is None

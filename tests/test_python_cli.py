@@ -44,7 +44,8 @@ def test_every_algorithm_trains_on_a_gymnasium_env(algorithm, tmp_path, cache_di
     assert "    2|eval                  BaseEnvEvents         reward                mean" in proc.stdout
     assert "Final evaluation of the best model" in proc.stdout and "Traceback" not in proc.stderr
     # the final evaluation says it has started before its episodes are played
-    assert re.search(r"Evaluating the best model on \d+ episodes \.\.\.\n\*+ Final evaluation", proc.stdout)
+    assert re.search(r"Evaluating the best model on \d+ episodes \.\.\.\n(\.\.\. final evaluation: .*\n)*\*+ Final "
+                     r"evaluation", proc.stdout)  # progress lines only if its episodes take a while
     assert only_run_dir(tmp_path).parent.name == f"CartPole-v1-flatten_concat-{algorithm}-dev"
 
 
@@ -237,6 +238,22 @@ def test_a_resumed_runs_best_model_keeps_the_epoch_it_came_from(tmp_path, cache_
     best = CheckpointDir(str(only_run_dir(tmp_path / "b") / "best"), read_only=True)
     meta = best.restore_meta()
     assert best.latest_step() == best_epoch and meta["epoch"] == meta["best_epoch"] == best_epoch
+
+
+@pytest.mark.cli
+def test_a_slow_envs_final_evaluation_and_rollout_say_how_many_episodes_have_ended(tmp_path, cache_dir):
+    # episodes of 20 steps of 0.01 s
+    slow = ["+env.kwargs.length=20", "+env.kwargs.sleep_s=0.01", "runner.progress_interval_s=0.15"]
+    trained = run_tests_cli([*COUNTDOWN, *slow, "algorithm.n_epochs=1", "algorithm.rollout_evaluator.n_episodes=2",
+                             "runner.final_eval_rollouts=4"], tmp_path / "a", cache_dir)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    counts = re.findall(r"^\.\.\. final evaluation: (\d)/4 episodes \| running for \d+s$", trained.stdout, re.M)
+    assert "2" in counts and set(counts) <= {"0", "2"}, trained.stdout[-3000:]  # batches of 2 episodes
+    rollout = run_tests_cli([f"input_dir={only_run_dir(tmp_path / 'a')}", "runner.n_episodes=6", "runner.batch_size=3",
+                             "trust_input_dir=true", slow[-1]], tmp_path / "b", cache_dir, module="maze_jax.rollout")
+    assert rollout.returncode == 0, rollout.stderr[-3000:]
+    counts = re.findall(r"^\.\.\. rollout: (\d)/6 episodes \| running for \d+s$", rollout.stdout, re.M)
+    assert "3" in counts and set(counts) <= {"0", "3"}, rollout.stdout[-3000:]
 
 
 @pytest.mark.signals

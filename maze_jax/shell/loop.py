@@ -16,7 +16,7 @@ from maze_jax.algorithms.metrics import REWARD, episode_table
 from maze_jax.collectors import EnvFailed
 from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, os_reason, to_savable
 from maze_jax.shell.programs import Programs
-from maze_jax.shell.progress import ProgressLine
+from maze_jax.shell.progress import ProgressLine, duration
 from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.maze_tags import maze_tags
 from maze_jax.shell.table_rows import across_seeds, epoch_rows, non_finite, seed_rows
@@ -155,11 +155,11 @@ def unfinished_note(returns) -> str:
 
 
 def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int,
-                    should_stop: Callable = lambda: False):
+                    should_stop: Callable = lambda: False, on_batch: Callable[[int], None] = lambda played: None):
     """Returns and lengths (float numpy arrays; episodes on the last axis, seeds before it; NaN for an episode that
     did not end, see `finished_episodes`) of `n_episodes` episodes, played one batch per call of
     `evaluate(state, key) -> EpisodeStats`, with keys `fold_in(key, i)`; None when `should_stop()` turned true
-    between batches.
+    between batches. `on_batch(episodes played so far)` follows each batch.
 
     The final evaluation of a run and `python -m maze_jax.rollout` both play episodes this way, so a rollout
     with the run's seed and batch size reproduces the final evaluation exactly."""
@@ -169,6 +169,7 @@ def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int,
             return None
         batches.append(finished_episodes(jax.device_get(episodes)))
         played += batches[-1][0].shape[-1]
+        on_batch(played)
     returns = np.concatenate([returns for returns, _ in batches], axis=-1)[..., :n_episodes]
     lengths = np.concatenate([lengths for _, lengths in batches], axis=-1)[..., :n_episodes]
     return returns, lengths
@@ -197,6 +198,20 @@ def reporting(should_stop: Callable, interval_s: float, report: Callable[[float]
         return should_stop()
 
     return check
+
+
+class EpisodeProgress:
+    """A line every `interval_s` while `n` episodes are played (a final evaluation, a rollout; on a slow Python
+    env they take minutes): `... <what>: 40/100 episodes | running for 25s`. Hand the player `poll` as its
+    `should_stop` (it says whether `should_stop` turned true) and `on_batch` as `play_in_batches`' count."""
+
+    def __init__(self, what: str, n: int, interval_s: float, echo: Callable, should_stop: Callable = lambda: False):
+        self.played = 0
+        self.poll = reporting(should_stop, interval_s, lambda s: echo(
+            f"... {what}: {self.played:,}/{n:,} episodes | running for {duration(s)}", flush=True))
+
+    def on_batch(self, played: int) -> None:
+        self.played = played
 
 
 def wait_until_ready(result, should_stop: Callable[[], bool]):
@@ -335,7 +350,8 @@ class TrainingLoop:
         seed_best = np.asarray(progress.seed_best_scores or np.full(np.shape(seed_scores), -np.inf))
         improved = seed_scores > seed_best
         if np.any(improved):
-            loop.best_state, loop.best_version = select_seeds(improved, loop.state, loop.best_state), loop.best_version + 1
+            loop.best_state = select_seeds(improved, loop.state, loop.best_state)
+            loop.best_version += 1
             progress.seed_best_scores = np.where(improved, seed_scores, seed_best).tolist()
             if self.options.member_names:
                 names = [self.options.member_names[k] for k in np.flatnonzero(improved)]

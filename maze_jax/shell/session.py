@@ -24,8 +24,8 @@ from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoint
 from maze_jax.shell.env_lines import stepped_by, unbounded_action_note
 from maze_jax.shell.files import open_for_writing, refuse_links
 from maze_jax.shell.listeners import Checkpoints, ConsoleTable, TensorBoard
-from maze_jax.shell.loop import (LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling, play_in_batches,
-                                 unfinished_note, write_error)
+from maze_jax.shell.loop import (EpisodeProgress, LoopOptions, LoopState, Progress, TrainingLoop, evaluate_polling,
+                                 play_in_batches, unfinished_note, write_error)
 from maze_jax.shell.event_history import scalar_history
 from maze_jax.shell.grid import count_configs
 from maze_jax.shell.grid_report import GridTable, report
@@ -273,10 +273,12 @@ def final_evaluation(programs: Programs, state, settings: RunSettings, epoch: in
     `should_stop()` turned true first. With several members (seeds, a grid's configurations), each member's mean
     is added as `<member name>/final_BaseEnvEvents/reward/mean`."""
     # said first: with a slow Python env these episodes take a while, and the table comes only at their end
-    echo(f"Evaluating the best model on {settings.loop.final_eval_rollouts} episodes ...", flush=True)
-    evaluate = evaluate_polling(programs, should_stop)  # a slow Python env's episodes stop at a signal too
-    played = play_in_batches(evaluate, state, final_evaluation_key(settings.env_seed),
-                             settings.loop.final_eval_rollouts, should_stop)
+    n_episodes = settings.loop.final_eval_rollouts
+    echo(f"Evaluating the best model on {n_episodes} episodes ...", flush=True)
+    progress = EpisodeProgress("final evaluation", n_episodes, settings.loop.progress_interval_s, echo, should_stop)
+    evaluate = evaluate_polling(programs, progress.poll)  # a slow Python env's episodes stop at a signal too
+    played = play_in_batches(evaluate, state, final_evaluation_key(settings.env_seed), n_episodes, progress.poll,
+                             progress.on_batch)
     if played is None:
         return None
     returns, lengths = played
