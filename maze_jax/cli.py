@@ -112,6 +112,40 @@ def override_value(argv: list[str], key: str) -> str:
         return raw.split("=", 1)[1]
 
 
+GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
+_ABSENT = object()
+
+
+def merge_on_resume(saved, saved_choices: dict, composed, given: list[str]):
+    """A resumed run's config: the saved run's resolved config with this command's overrides on top, so that a
+    chain of resumes keeps every setting of every link.
+
+    `composed` is this command's config as Hydra composed it (the saved run's group choices plus the command's
+    overrides). A key the command sets takes its value from there; a group the command switches to another
+    option (`algorithm=a2c` after a PPO run) takes that option's whole section, dropping the old option's keys.
+    A rollout of a run puts the settings it changes of the run's env and wrappers on them the same way."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.create(OmegaConf.to_container(saved, resolve=True))
+    for override in OverridesParser.create().parse_overrides(given):
+        key = override.key_or_group
+        if key == "input_dir" or key.startswith("hydra"):
+            continue
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if node is not None and leaf in node:
+                del node[leaf]
+        elif "." not in key and key in GROUPS:
+            if saved_choices.get(key) != str(override.value()):  # another option: its section, as composed
+                merged[key] = composed.get(key)
+        elif (value := OmegaConf.select(composed, key, default=_ABSENT)) is not _ABSENT:
+            OmegaConf.update(merged, key, value, merge=False, force_add=True)
+    merged.input_dir = composed.input_dir
+    return merged
+
+
 def answer_help_or_version(argv: list[str], config_name: str, command: str) -> None:
     """`--help` (the config groups, keys and exit statuses) and `--version` (maze_jax's, and the libraries' it runs
     on) are answered here, before Hydra starts, and end the process; other arguments return."""

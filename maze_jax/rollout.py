@@ -18,10 +18,11 @@ apply_defaults()  # before anything imports jax
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
-                          note_folders, override_value, remove_created, run_hydra, run_reporting_errors)
+                          merge_on_resume, note_folders, override_value, remove_created, run_hydra,
+                          run_reporting_errors)
 from maze_jax.config import CONFIG_DIR, ConfigError, read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
@@ -34,8 +35,15 @@ def sets_group(overrides: list[str], group: str) -> bool:
     return any(k == group or k.startswith(group + ".") for k in keys)
 
 
+def chooses_group(overrides: list[str], group: str) -> bool:
+    """Whether command-line `overrides` choose an option of config group `group` (`env=gym_env`), not just change
+    some of its settings (`env.max_episode_steps=1000`)."""
+    return any(o.split("=", 1)[0].lstrip("+~") == group for o in overrides)
+
+
 def rollout_config(cfg: DictConfig, given: list[str], config_dirs: list[str] = ()) -> DictConfig:
-    """The rollout config with env and wrappers taken from the trained run (unless given) and the seed filled.
+    """The rollout config with env and wrappers taken from the trained run and the seed filled: the run's own,
+    with the settings this command changes (`env.max_episode_steps=1000`), unless it chooses another (`env=...`).
     What the run's saved config names of code (its env, wrappers and networks) must be maze_jax's or named by
     this command (`given`, the configs of `config_dirs`), unless `trust_input_dir=true`."""
     from maze_jax.shell.settings import plain
@@ -45,12 +53,13 @@ def rollout_config(cfg: DictConfig, given: list[str], config_dirs: list[str] = (
     saved = load_config(str(cfg.input_dir)) if cfg.input_dir else None
     if saved is not None and not cfg.get(TRUST_SWITCH, False):
         used = {k: v for k, v in (plain(saved) or {}).items()
-                if not (k in ("env", "wrappers") and sets_group(given, k))}
+                if not (k in ("env", "wrappers") and chooses_group(given, k))}
         check_trusted(used, named_references(given, config_dirs), f"input_dir={str(cfg.input_dir)!r}")
     with open_dict(cfg):
         for group in ("env", "wrappers"):
-            if saved is not None and group in saved and not sets_group(given, group):
-                cfg[group] = saved[group]
+            if saved is not None and group in saved and not chooses_group(given, group):
+                settings = [o for o in given if sets_group([o], group)]  # `env.x=...`: the run's env changed
+                cfg[group] = merge_on_resume(OmegaConf.create({group: saved[group]}), {}, cfg, settings)[group]
         if cfg.seeding.get("env_base_seed") is None:
             cfg.seeding.env_base_seed = int(saved.seeding.env_base_seed) if saved else secrets.randbelow(2**31)
         read(cfg.seeding, "env_base_seed", int, "seeding", low=0)

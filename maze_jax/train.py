@@ -19,10 +19,10 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
-                          note_folders, override_value, remove_created, run_hydra, run_reporting_errors)
+from maze_jax.cli import (GROUPS, answer_help_or_version, check_output_dir, command_line_config_dirs,  # noqa: E402
+                          exit_now, merge_on_resume, note_folders, override_value, remove_created, run_hydra,
+                          run_reporting_errors)
 from maze_jax.config import CONFIG_DIR, ConfigError, first_line  # noqa: E402
-
 
 
 def _run_label(name, group: str, backend: str = "auto", target: str = "") -> str:
@@ -34,40 +34,10 @@ def _run_label(name, group: str, backend: str = "auto", target: str = "") -> str
 
 OmegaConf.register_new_resolver("maze_jax.env_label", _run_label, replace=True)
 CONFIG_NAME = "conf_train"
-GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
-_ABSENT = object()
 
 
 def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
-
-
-def merge_on_resume(saved: DictConfig, saved_choices: dict, composed: DictConfig, given: list[str]) -> DictConfig:
-    """A resumed run's config: the saved run's resolved config with this command's overrides on top, so that a
-    chain of resumes keeps every setting of every link.
-
-    `composed` is this command's config as Hydra composed it (the saved run's group choices plus the command's
-    overrides). A key the command sets takes its value from there; a group the command switches to another
-    option (`algorithm=a2c` after a PPO run) takes that option's whole section, dropping the old option's keys."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    merged = OmegaConf.create(OmegaConf.to_container(saved, resolve=True))
-    for override in OverridesParser.create().parse_overrides(given):
-        key = override.key_or_group
-        if key == "input_dir" or key.startswith("hydra"):
-            continue
-        if override.is_delete():
-            parent, _, leaf = key.rpartition(".")
-            node = OmegaConf.select(merged, parent) if parent else merged
-            if node is not None and leaf in node:
-                del node[leaf]
-        elif "." not in key and key in GROUPS:
-            if saved_choices.get(key) != str(override.value()):  # another option: its section, as composed
-                merged[key] = composed.get(key)
-        elif (value := OmegaConf.select(composed, key, default=_ABSENT)) is not _ABSENT:
-            OmegaConf.update(merged, key, value, merge=False, force_add=True)
-    merged.input_dir = composed.input_dir
-    return merged
 
 
 def resume_config(input_dir: str, composed: DictConfig, given: list[str]) -> DictConfig:

@@ -4,7 +4,7 @@ import pytest
 
 from maze_jax.config import ConfigError, read
 from maze_jax.models.mlp import activation
-from maze_jax.train import merge_on_resume
+from maze_jax.cli import merge_on_resume
 
 
 @pytest.mark.parametrize("value, kind, kwargs, message", [

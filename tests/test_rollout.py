@@ -99,6 +99,32 @@ def test_env_given_on_the_command_line_replaces_the_runs_env():
     assert not sets_group(["environment_seed=3", "runner.n_episodes=3"], "env")
 
 
+def rollout_cfg(run_dir, overrides: list[str]):
+    """The rollout config of `python -m maze_jax.rollout input_dir=<run_dir> OVERRIDES`, as its command composes it."""
+    from hydra import compose, initialize_config_dir
+
+    from maze_jax.config import CONFIG_DIR
+    from maze_jax.rollout import rollout_config
+
+    given = [f"input_dir={run_dir}", *overrides]
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        return rollout_config(compose("conf_rollout", overrides=given), given)
+
+
+def test_settings_given_on_the_command_line_change_the_runs_own_env(tmp_path):
+    from omegaconf import OmegaConf
+
+    run_env = {"_target_": "maze_jax.envs.make_env", "name": "LunarLander-v3", "kwargs": {"gravity": -9.0},
+               "max_episode_steps": 400, "reward_threshold": "auto", "backend": "gymnasium"}
+    OmegaConf.save({"env": run_env, "wrappers": {}, "seeding": {"env_base_seed": 5}}, tmp_path / "hydra_config.yaml")
+    env = rollout_cfg(tmp_path, ["env.max_episode_steps=1000", "+env.kwargs.enable_wind=true"]).env
+    assert OmegaConf.to_container(env) == {**run_env, "max_episode_steps": 1000,
+                                           "kwargs": {"gravity": -9.0, "enable_wind": True}}
+    assert "reward_threshold" not in rollout_cfg(tmp_path, ["~env.reward_threshold"]).env  # make_env's default
+    chosen = rollout_cfg(tmp_path, ["env=gym_env", "env.name=CartPole-v0"]).env  # another env altogether
+    assert chosen.name == "CartPole-v0" and chosen.max_episode_steps is None and chosen.backend == "auto"
+
+
 def gif_frames(path) -> int:
     from PIL import Image
 

@@ -69,6 +69,10 @@ def test_resume_and_rollout_refuse_a_run_directory_that_names_code_nobody_named(
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "names code that this command does not: env._target_='os.system'" in lines[0]
         assert not (tmp_path / "PWNED").exists()
+    # a setting of the run's env changed on the command line: the run's env (and its code) is still what plays
+    proc = run_cli([f"input_dir={run}", f"log_base_dir={tmp_path}/out", "env.max_episode_steps=10"], tmp_path,
+                   cache_dir, module="maze_jax.rollout")
+    assert proc.returncode == 2 and "names code that this command does not: env._target_='os.system'" in proc.stderr
     # the user's word: the run directory is trusted, and the command goes on (to find no checkpoint in it)
     proc = run_cli([f"input_dir={run}", f"log_base_dir={tmp_path}/out", "trust_input_dir=true"], tmp_path, cache_dir,
                    module="maze_jax.rollout")
