@@ -116,6 +116,11 @@ GROUPS = ("env", "wrappers", "model", "critic", "algorithm", "runner")
 _ABSENT = object()
 
 
+def override_key(override: str) -> str:
+    """The key a command-line override sets, adds or deletes: `env.name` of `+env.name=X`, `~env.name`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def merge_on_resume(saved, saved_choices: dict, composed, given: list[str]):
     """A resumed run's config: the saved run's resolved config with this command's overrides on top, so that a
     chain of resumes keeps every setting of every link.

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
-                          merge_on_resume, note_folders, override_value, remove_created, run_hydra,
+                          merge_on_resume, note_folders, override_key, override_value, remove_created, run_hydra,
                           run_reporting_errors)
 from maze_jax.config import CONFIG_DIR, ConfigError, read  # noqa: E402
 
@@ -31,14 +31,13 @@ CONFIG_NAME = "conf_rollout"
 
 def sets_group(overrides: list[str], group: str) -> bool:
     """Whether command-line `overrides` choose or change config group `group` (`env=...`, `env.name=...`)."""
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    return any(k == group or k.startswith(group + ".") for k in keys)
+    return any(k == group or k.startswith(group + ".") for k in map(override_key, overrides))
 
 
 def chooses_group(overrides: list[str], group: str) -> bool:
     """Whether command-line `overrides` choose an option of config group `group` (`env=gym_env`), not just change
     some of its settings (`env.max_episode_steps=1000`)."""
-    return any(o.split("=", 1)[0].lstrip("+~") == group for o in overrides)
+    return any(override_key(o) == group for o in overrides)
 
 
 def rollout_config(cfg: DictConfig, given: list[str], config_dirs: list[str] = ()) -> DictConfig:

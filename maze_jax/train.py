@@ -20,8 +20,8 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from maze_jax.cli import (GROUPS, answer_help_or_version, check_output_dir, command_line_config_dirs,  # noqa: E402
-                          exit_now, merge_on_resume, note_folders, override_value, remove_created, run_hydra,
-                          run_reporting_errors)
+                          exit_now, merge_on_resume, note_folders, override_key, override_value, remove_created,
+                          run_hydra, run_reporting_errors)
 from maze_jax.config import CONFIG_DIR, ConfigError, first_line  # noqa: E402
 
 
@@ -34,10 +34,6 @@ def _run_label(name, group: str, backend: str = "auto", target: str = "") -> str
 
 OmegaConf.register_new_resolver("maze_jax.env_label", _run_label, replace=True)
 CONFIG_NAME = "conf_train"
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def resume_config(input_dir: str, composed: DictConfig, given: list[str]) -> DictConfig:
@@ -144,7 +140,7 @@ def with_saved_choices(argv: list[str]) -> list[str]:
     if not input_dir or not os.path.isfile(hydra_file):
         return argv
     flags, overrides = split_flags(argv)
-    given = {_override_key(a) for a in overrides}
+    given = {override_key(a) for a in overrides}
     try:
         runtime = OmegaConf.load(hydra_file).hydra.runtime
         missing = [f"{g}={runtime.choices[g]}" for g in GROUPS
