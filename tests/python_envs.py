@@ -88,6 +88,27 @@ class UnevenCountdown(Countdown):
 gymnasium.register("MazeJaxTest/Countdown-v0", entry_point=Countdown, max_episode_steps=50, reward_threshold=5.5)
 
 
+class TupleActions(gymnasium.Env):
+    """A Tuple action of a MultiBinary grid and a Discrete with a start; the reward counts the bits set, plus the
+    choice."""
+
+    def __init__(self):
+        self.observation_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self.action_space = spaces.Tuple((spaces.MultiBinary((2, 2)), spaces.Discrete(3, start=1)))
+        self.t = 0
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.t += 1
+        reward = float(np.sum(action[0])) + float(action[1])
+        return np.full(3, self.t / 4, np.float32), reward, self.t >= 4, False, {}
+
+
 class AllSpaces(gymnasium.Env):
     """Observations of every supported kind; a Dict action of Discrete (with a start), MultiDiscrete and Box."""
 

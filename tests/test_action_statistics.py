@@ -34,6 +34,17 @@ def test_a_structured_envs_heads_count_only_where_their_sub_step_acts():
     assert "train_DiscreteActionEvents/action/substep_0/action_1" in action_statistics(stacked, jnp.zeros((1, 1, 2), int))
 
 
+def test_a_multi_discrete_entry_of_a_dict_action_counts_each_of_its_choices():
+    pick = Joint((("0", Categorical(2)), ("1", Categorical(3))), stacked=True)  # MultiDiscrete([2, 3]) or MultiBinary
+    dist = Joint((("move", Categorical(2)), ("pick", pick)))
+    action = {"move": jnp.array([[1], [0]]), "pick": jnp.array([[[1, 2]], [[1, 0]]])}  # (T=2, B=1, ...)
+    rows = action_statistics(dist, action, jnp.array([[0], [1]]), {"move": 0, "pick": 1})
+    assert rows["train_DiscreteActionEvents/action/substep_0/move"].tolist() == [0, 1]
+    assert rows["train_DiscreteActionEvents/action/substep_1/pick_0"].tolist() == [0, 1]  # only where sub-step 1 acts
+    assert rows["train_DiscreteActionEvents/action/substep_1/pick_1"].tolist() == [1, 0, 0]
+    assert not any("Continuous" in tag for tag in rows)
+
+
 def test_counts_add_up_over_updates_and_seeds_and_show_as_len_and_mean():
     per_update = {"train_DiscreteActionEvents/action/substep_0/action": jnp.array([[[1, 3]], [[2, 2]]]),  # (U, S, n)
                   "train_PolicyEvents/entropy": jnp.array([[0.5], [0.7]])}

@@ -242,15 +242,35 @@ def test_observations_and_actions_of_every_supported_space():
     env_actions = spec.env.to_env_action(actions)
     np.testing.assert_array_equal(env_actions["move"], [-1, 1])  # Discrete's start added
     np.testing.assert_array_equal(env_actions["force"], [[2.0, -2.0], [1.0, 1.0]])  # clipped to the Box
-    # every algorithm family trains on it (AllSpaces asserts each action is in its space)
-    tiny = {"ppo": ["algorithm.epoch_length=1", "algorithm.n_rollout_steps=8", "algorithm.batch_size=16"],
-            "es": ["algorithm.n_rollouts_per_update=4", "runner.n_eval_rollouts=2"]}
-    for algorithm, overrides in tiny.items():
-        _, trainer = make_trainer([f"algorithm={algorithm}", "runner=dev", "model.hidden_units=[8]", *overrides],
+    train_an_epoch_each(spec, ("ppo", "es"))  # AllSpaces asserts each action is in its space
+
+
+TINY = {"ppo": ["algorithm.epoch_length=1", "algorithm.n_rollout_steps=8", "algorithm.batch_size=16"],
+        "es": ["algorithm.n_rollouts_per_update=4", "runner.n_eval_rollouts=2"],
+        "sac": ["algorithm.epoch_length=8", "algorithm.initial_buffer_size=16", "algorithm.batch_size=8",
+                "algorithm.replay_buffer_size=64"]}
+
+
+def train_an_epoch_each(spec, algorithms: tuple) -> None:
+    """One small epoch of each algorithm on `spec`'s env, whose episodes end within it: a finite reward mean."""
+    for algorithm in algorithms:
+        _, trainer = make_trainer([f"algorithm={algorithm}", "runner=dev", "model.hidden_units=[8]", *TINY[algorithm]],
                                   spec)
         state, metrics = trainer.train_epoch(init_state(trainer))
         assert np.isfinite(float(metrics["train_BaseEnvEvents/reward/mean"]))
         trainer.close()
+
+
+def test_tuple_and_multibinary_actions_reach_the_env_in_its_own_form():
+    spec = build_env({"_target_": "python_envs.TupleActions"})
+    space = spec.env.action_space()
+    assert space.spaces["0"].nvec == (2, 2, 2, 2) and space.spaces["1"].n == 3  # the grid's bits, then the choice
+    env_actions = spec.env.to_env_action({"0": np.array([[1, 0, 0, 1], [0, 0, 1, 1]]), "1": np.array([0, 2])})
+    assert isinstance(env_actions, tuple)
+    np.testing.assert_array_equal(env_actions[0], [[[1, 0], [0, 1]], [[0, 0], [1, 1]]])
+    assert env_actions[0].dtype == np.int8  # MultiBinary's own dtype
+    np.testing.assert_array_equal(env_actions[1], [1, 3])  # Discrete's start added
+    train_an_epoch_each(spec, ("ppo", "es", "sac"))  # TupleActions asserts each action is in its space
 
 
 def test_unsupported_spaces_are_named_in_one_line():
@@ -263,8 +283,8 @@ def test_unsupported_spaces_are_named_in_one_line():
     with pytest.raises(ConfigError, match="observation space Text.* is not supported"):
         as_env_spec(text)
     graph = python_envs.Countdown()
-    graph.action_space = gymnasium.spaces.Tuple((gymnasium.spaces.Discrete(2), gymnasium.spaces.Discrete(2)))
-    with pytest.raises(ConfigError, match="action space Tuple.* is not supported"):
+    graph.action_space = gymnasium.spaces.Tuple((gymnasium.spaces.Discrete(2), gymnasium.spaces.Text(3)))
+    with pytest.raises(ConfigError, match="action space Text.* is not supported"):
         as_env_spec(graph)
 
 

@@ -32,6 +32,19 @@ def test_target_entropy_follows_the_papers_for_box_and_discrete_heads():
     assert discrete.target_entropy(1.0) == pytest.approx(0.98 * (math.log(4) + math.log(2)))
 
 
+def test_a_dict_action_with_a_multi_discrete_entry_is_discrete_head_by_head():
+    pick = Joint((("0", Categorical(2)), ("1", Categorical(3))), stacked=True)
+    heads = action_heads(Joint((("move", Categorical(4)), ("pick", pick))))  # a Dict (or Tuple) action
+    assert heads.discrete and [h.n for h in heads.heads] == [4, 2, 3]
+    assert heads.q_slices() == [(0, 4), (4, 6), (6, 9)] and heads.n_q_outputs == 9
+    action = {"move": jnp.array([3, 1]), "pick": jnp.array([[1, 2], [0, 0]])}
+    parts = heads.actions(action)
+    assert [p.tolist() for p in parts] == [[3, 1], [1, 0], [2, 0]]
+    joined = heads.join(parts)
+    assert joined["move"].tolist() == [3, 1] and joined["pick"].tolist() == [[1, 2], [0, 0]]
+    assert [o.shape for o in heads.outputs(jnp.zeros((2, 9)))] == [(2, 4), (2, 2), (2, 3)]
+
+
 def test_action_spaces_sac_cannot_learn_are_one_line_each():
     with pytest.raises(ConfigError, match="box_distribution=squashed_gaussian"):
         action_heads(DiagGaussian((1,), -1.0, 1.0))

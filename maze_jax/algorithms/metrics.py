@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maze_jax.envs.episodes import EpisodeStats
-from maze_jax.models.distributions import Categorical, Joint
+from maze_jax.models.distributions import Categorical, Joint, leaf_actions, leaf_heads
 
 DISCRETE_ACTIONS = "train_DiscreteActionEvents/action/"
 CONTINUOUS_ACTIONS = "train_ContinuousActionEvents/action/"
@@ -100,16 +100,16 @@ def event_statistics(events, prefix: str) -> dict:
 def action_statistics(dist, action, acting=None, head_sub_steps: dict | None = None) -> dict:
     """Maze's action rows of a batch of raw actions (leading axes (T, B), as the distribution sampled them).
 
-    Per head, by tag `train_<Discrete|Continuous>ActionEvents/action/substep_<i>/<head>`: a discrete head's counts
-    of each choice, shape (n,); a continuous head's `[count, sum]` of its env-space values (all dimensions).
+    Per head (a Dict or Tuple entry's MultiDiscrete or MultiBinary heads each apart, named `<entry>_<i>`), by tag
+    `train_<Discrete|Continuous>ActionEvents/action/substep_<i>/<head>`: a discrete head's counts of each choice,
+    shape (n,); a continuous head's `[count, sum]` of its env-space values (all dimensions).
     A structured env's head counts only where its sub-step acts: `acting` (T, B) holds the acting sub-step ids and
     `head_sub_steps` maps head names to sub-step ids. Counts add up over the updates of an epoch."""
-    heads = dist.heads if isinstance(dist, Joint) else (("action", dist),)
-    actions = dist.head_actions(action) if isinstance(dist, Joint) else [action]
     stacked = isinstance(dist, Joint) and dist.stacked
+    entries = [entry for entry, head in dist.heads for _ in leaf_heads(head)] if isinstance(dist, Joint) else ["action"]
     rows = {}
-    for (name, head), head_action in zip(heads, actions):
-        sub_step = (head_sub_steps or {}).get(name, 0)
+    for (name, head), entry, head_action in zip(leaf_heads(dist), entries, leaf_actions(dist, action)):
+        sub_step = (head_sub_steps or {}).get(entry, 0)
         weight = jnp.ones(head_action.shape[:2]) if acting is None else (acting == sub_step).astype(jnp.float32)
         label = f"substep_{sub_step}/" + (f"action_{name}" if stacked else name)
         if isinstance(head, Categorical):

@@ -32,7 +32,8 @@ from maze_jax.algorithms.metrics import action_statistics
 from maze_jax.algorithms.optim import clip_by_global_norm, scale_by_learning_rate
 from maze_jax.config import ConfigError
 from maze_jax.models import Policy
-from maze_jax.models.distributions import Categorical, DiagGaussian, Joint, SquashedGaussian
+from maze_jax.models.distributions import (Categorical, DiagGaussian, SquashedGaussian, join_leaves, leaf_actions,
+                                           leaf_heads, leaf_slices)
 
 DISCRETE_TARGET_FRACTION = 0.98
 """The target entropy of a discrete head, as a fraction of its largest (log of its action count)."""
@@ -126,19 +127,18 @@ class ActionHeads:
 
     @property
     def heads(self) -> list:
-        return [d for _, d in self.dist.heads] if isinstance(self.dist, Joint) else [self.dist]
+        """The single heads, nested ones opened (`models.distributions.leaf_heads`)."""
+        return [d for _, d in leaf_heads(self.dist)]
 
     def outputs(self, out) -> list:
         """Each head's slice of a batch of distribution parameters."""
-        if not isinstance(self.dist, Joint):
-            return [out]
-        return [out[..., a:b] for a, b in self.dist.slices()]
+        return [out[..., a:b] for a, b in leaf_slices(self.dist)]
 
     def actions(self, action) -> list:
-        return self.dist.head_actions(action) if isinstance(self.dist, Joint) else [action]
+        return leaf_actions(self.dist, action)
 
     def join(self, parts: list):
-        return self.dist._action(parts) if isinstance(self.dist, Joint) else parts[0]
+        return join_leaves(self.dist, parts)
 
     @property
     def n_q_outputs(self) -> int:
@@ -180,7 +180,7 @@ class ActionHeads:
 
 def action_heads(dist) -> ActionHeads:
     """SAC's view of an action distribution, or one line saying why SAC cannot learn it."""
-    heads = [d for _, d in dist.heads] if isinstance(dist, Joint) else [dist]
+    heads = [d for _, d in leaf_heads(dist)]
     if all(isinstance(h, Categorical) for h in heads):
         return ActionHeads(dist, True)
     if all(isinstance(h, SquashedGaussian) for h in heads):

@@ -4,8 +4,9 @@ vectorised copies for the host collector (`maze_jax.shell.collectors.host`).
 
 Observations: Box (as float32, bool stays bool), Discrete and MultiDiscrete (one-hot), MultiBinary, and Dict or
 Tuple of these (a dict; Tuple entries are keyed "0", "1", ...). A structured env's `actor_id` stays an int, and the
-observation keys its `action_masks` name become bool masks. Actions: Discrete, MultiDiscrete, Box (clipped to its
-bounds) and Dict of these. The env may declare `sub_steps` and `action_masks` as JAX envs do
+observation keys its `action_masks` name become bool masks. Actions: Discrete, MultiDiscrete, MultiBinary (a choice
+of 0 or 1 per entry), Box (clipped to its bounds), and Dict or Tuple of these (a Tuple as a dict keyed "0", "1", ...
+inside maze_jax, a tuple again for the env). The env may declare `sub_steps` and `action_masks` as JAX envs do
 (`maze_jax.envs.structured`).
 """
 
@@ -17,6 +18,9 @@ import numpy as np
 
 from maze_jax.config import ConfigError
 from maze_jax.envs.structured import ACTOR_ID
+
+
+SUPPORTED_ACTIONS = "Discrete, MultiDiscrete, MultiBinary, Box, and Dict or Tuple of these"
 
 
 def _gym_spaces():
@@ -36,11 +40,15 @@ def action_space_for(space):
         return gx.Discrete(int(space.n))
     if isinstance(space, gs.MultiDiscrete):
         return MultiDiscrete(np.asarray(space.nvec).reshape(-1))
+    if isinstance(space, gs.MultiBinary):
+        return MultiDiscrete(np.full(int(np.prod(space.shape)), 2))
     if isinstance(space, gs.Box):
         return gx.Box(np.asarray(space.low, np.float32), np.asarray(space.high, np.float32), space.shape, np.float32)
     if isinstance(space, gs.Dict):
         return gx.Dict({k: action_space_for(v) for k, v in space.spaces.items()})
-    raise ConfigError(f"action space {space} is not supported (Discrete, MultiDiscrete, Box and Dict are)")
+    if isinstance(space, gs.Tuple):
+        return gx.Dict({str(i): action_space_for(v) for i, v in enumerate(space.spaces)})
+    raise ConfigError(f"action space {space} is not supported ({SUPPORTED_ACTIONS} are)")
 
 
 def _one_hot(x, n: int):
@@ -129,14 +137,18 @@ def to_env_action(space, action):
     gs = _gym_spaces()
     if isinstance(space, gs.Dict):
         return {k: to_env_action(s, action[k]) for k, s in space.spaces.items()}
+    if isinstance(space, gs.Tuple):
+        return tuple(to_env_action(s, action[str(i)]) for i, s in enumerate(space.spaces))
     if isinstance(space, gs.Discrete):
         return np.asarray(action, np.int64) + int(space.start)
+    n = np.shape(action)[0]
     if isinstance(space, gs.MultiDiscrete):
-        n = np.shape(action)[0]
         return (np.asarray(action, np.int64).reshape((n,) + space.shape) + np.asarray(space.start)).astype(space.dtype)
+    if isinstance(space, gs.MultiBinary):
+        return np.asarray(action).reshape((n,) + space.shape).astype(space.dtype)
     if isinstance(space, gs.Box):
         return np.clip(np.asarray(action, np.float32).reshape((-1,) + space.shape), space.low, space.high)
-    raise ConfigError(f"action space {space} is not supported (Discrete, MultiDiscrete, Box and Dict are)")
+    raise ConfigError(f"action space {space} is not supported ({SUPPORTED_ACTIONS} are)")
 
 
 class PythonEnv:

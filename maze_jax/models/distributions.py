@@ -150,6 +150,41 @@ class Joint:
         return self._action(parts)
 
 
+def leaf_heads(dist) -> list[tuple[str, object]]:
+    """(name, distribution) of each single head in output order: a Joint inside a Joint (a MultiDiscrete or
+    MultiBinary entry of a Dict or Tuple action) is opened, its heads named `<entry>_<i>`; a distribution that is
+    not a Joint is one head named "action"."""
+    if not isinstance(dist, Joint):
+        return [("action", dist)]
+    return [(name, head) if not isinstance(head, Joint) else (f"{name}_{inner}", leaf)
+            for name, head in dist.heads for inner, leaf in leaf_heads(head)]
+
+
+def leaf_slices(dist) -> list[tuple[int, int]]:
+    """(start, stop) of each of `leaf_heads(dist)` in the distribution's outputs."""
+    stops = np.cumsum([head.n_outputs for _, head in leaf_heads(dist)]).tolist()
+    return list(zip([0] + stops[:-1], stops))
+
+
+def leaf_actions(dist, action) -> list:
+    """The action of each of `leaf_heads(dist)`, in order."""
+    if not isinstance(dist, Joint):
+        return [action]
+    return [leaf for (_, head), part in zip(dist.heads, dist.head_actions(action)) for leaf in leaf_actions(head, part)]
+
+
+def join_leaves(dist, parts: list):
+    """An action of `dist` from its heads' actions in `leaf_heads` order (the inverse of `leaf_actions`)."""
+    if not isinstance(dist, Joint):
+        return parts[0]
+    joined, at = [], 0
+    for _, head in dist.heads:
+        n = len(leaf_heads(head))
+        joined.append(join_leaves(head, parts[at:at + n]))
+        at += n
+    return dist._action(joined)
+
+
 def distribution_for(space, order: tuple | None = None, box: str = "gaussian"):
     """The distribution for a gymnax action space: Discrete, Box, MultiDiscrete (`nvec`) or a Dict of these.
     `order` lists a Dict space's keys in output order (default: the space's own order); `box` names the

@@ -132,7 +132,9 @@ def quiet_worker(index: int, env_fn, pipe, *rest) -> None:
 
 
 def _rows(tree, index):
-    return tree[index] if not isinstance(tree, dict) else {k: _rows(v, index) for k, v in tree.items()}
+    if isinstance(tree, dict):
+        return {k: _rows(v, index) for k, v in tree.items()}
+    return tuple(_rows(v, index) for v in tree) if isinstance(tree, tuple) else tree[index]
 
 
 def _set_rows(tree, index, value):
