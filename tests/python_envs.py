@@ -46,7 +46,7 @@ class Countdown(gymnasium.Env):
     def step(self, action):
         self.steps += 1
         if self.fail_at is not None and self.steps >= self.fail_at:
-            raise ValueError(f"pressure too high at step {self.steps}")
+            raise ValueError(f"pressure too high at step {self.steps}.")
         if self.sleep_s:
             time.sleep(self.sleep_s)
         if self.hang_at is not None and self.steps >= self.hang_at:

@@ -263,8 +263,8 @@ class TrainingLoop:
                     break
             loop.stop_reason = signals.received or ("" if loop.stop_reason == "done" else loop.stop_reason)
         except EnvFailed as failed:
-            echo(f"Error: {failed}. The last good state (epoch {loop.progress.epoch}) is kept", file=sys.stderr,
-                 flush=True)
+            echo(f"Error: {str(failed).rstrip('.')}. The last good state (epoch {loop.progress.epoch}) is kept",
+                 file=sys.stderr, flush=True)  # the env's own message may end in a full stop
             loop.stop_reason = failed.reason
         except (CheckpointWriteError, OSError) as failed:  # a full disk, say: checkpoints, TensorBoard, pictures
             echo(f"Error: {write_error(failed)}. The last complete checkpoint is kept", file=sys.stderr, flush=True)
