@@ -37,10 +37,12 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
                          in_sweep: bool = False) -> Any:
     """Runs `body` and returns what it returns; a ConfigError ends the process with one line on stderr and exit
     status 2 (after `on_config_error`), a stopped run with its own status (130/143 on a signal, 3 on divergence, 4
-    when a Python env failed, 5 when its files could not be written), a Ctrl-C elsewhere (a rollout) with one line
-    and 130. A job of a sweep (`in_sweep`) raises JobFailed instead, so that the sweep's other jobs run; a signal
-    still ends the sweep. `HYDRA_FULL_ERROR=1` shows the traceback."""
+    when a Python env failed, 5 when its files could not be written, 6 when memory ran out, also outside the
+    training loop), a Ctrl-C elsewhere (a rollout) with one line and 130. A job of a sweep (`in_sweep`) raises
+    JobFailed instead, so that the sweep's other jobs run; a signal still ends the sweep. `HYDRA_FULL_ERROR=1` shows
+    the traceback."""
     from maze_jax.collectors import EnvFailed
+    from maze_jax.shell.memory import is_out_of_memory, out_of_memory_line
     from maze_jax.shell.session import RunStopped
 
     # Hydra sets the root logger to INFO; keep library chatter (Orbax's read-only notices, say) out of the table, and
@@ -78,6 +80,10 @@ def run_reporting_errors(body: Callable[[], Any], on_config_error: Callable[[], 
         if SHOW_TRACEBACKS:
             raise
         end(130, "\nSIGINT: stopped before the end")
+    except Exception as error:  # an allocation that failed outside the training loop (compiling, a final evaluation)
+        if SHOW_TRACEBACKS or not is_out_of_memory(error):
+            raise
+        end(RunStopped.EXIT_CODES["out-of-memory"], f"Error: {out_of_memory_line(error)}")
 
 
 WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)

@@ -81,12 +81,13 @@ def usage(config_name: str, command: str) -> str:
                   "                                 +experiment=pbt: population-based training (runner.n_seeds)",
                   "",
                   "Exit statuses: 0 done, 2 bad input (one line on stderr), 3 diverged or non-finite env data,",
-                  "4 a Python env failed, 5 a checkpoint could not be written, 130/143 interrupted (saved)."]
+                  "4 a Python env failed, 5 a checkpoint could not be written, 6 out of memory,",
+                  "130/143 interrupted (saved)."]
     else:
         lines += ["Main keys:",
                   "  input_dir=RUN_DIR              the training run whose policy is rolled out",
                   "  runner.n_episodes=N            episodes to play; runner.record_trajectory=true writes them",
                   "  seeding.env_base_seed=N        default: the run's own (then the final evaluation is reproduced)",
                   "",
-                  "Exit statuses: 0 done, 2 bad input (one line on stderr), 4 a Python env failed."]
+                  "Exit statuses: 0 done, 2 bad input (one line on stderr), 4 a Python env failed, 6 out of memory."]
     return "\n".join(lines)

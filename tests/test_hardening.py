@@ -109,6 +109,18 @@ def test_divergence_stops_with_a_message_and_keeps_good_checkpoints(tmp_path, ca
     assert finite(best.restore_raw())
 
 
+@pytest.mark.cli
+def test_an_epoch_that_needs_more_memory_than_the_machine_has_is_refused_in_one_line(tmp_path, cache_dir):
+    # ES's epoch holds a perturbation of the 1M parameters per member: 16,384 members need about 250 GiB
+    proc = run_cli(["env=cartpole", "algorithm=es", "algorithm.n_rollouts_per_update=16384",
+                    "model.hidden_units=[1024,1024]", f"log_base_dir={tmp_path}"], tmp_path, cache_dir)
+    assert proc.returncode == 6, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: the training epoch needs") and \
+        "algorithm.n_rollouts_per_update" in errors[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr + proc.stdout and "Iteration 0" not in proc.stdout
+
+
 def tables(stdout: str) -> list[str]:
     """The logged statistics without wall-clock rows."""
     return [line for line in stdout.splitlines() if "|" in line and "TimeEvents" not in line]

@@ -19,6 +19,7 @@ from maze_jax.shell.programs import Programs
 from maze_jax.shell.progress import ProgressLine, duration
 from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.maze_tags import maze_tags
+from maze_jax.shell.memory import is_out_of_memory, out_of_memory_line
 from maze_jax.shell.table_rows import across_seeds, epoch_rows, non_finite, seed_rows
 
 EVAL_MEAN = "eval_BaseEnvEvents/reward/mean"
@@ -252,9 +253,10 @@ class TrainingLoop:
 
     def run(self, loop: LoopState) -> LoopState:
         """Trains from `loop.state` and returns the loop state; `stop_reason` is "" when it ran its course, else
-        "SIGINT", "SIGTERM", "non-finite" or "env-failed". A signal abandons the epoch in flight: the last completed
-        one is what listeners save. An epoch with NaN or infinite losses or norms is thrown away, and so is one in
-        which a Python env failed."""
+        "SIGINT", "SIGTERM", "non-finite", "env-failed", "write-failed" or "out-of-memory" (an allocation failed in
+        an epoch). A signal abandons the epoch in flight: the last completed one is what listeners save. An epoch
+        with NaN or infinite losses or norms is thrown away, and so is one in which a Python env failed or memory
+        ran out."""
         echo, options, signals = self.echo, self.options, self.signals
         try:
             while (options.n_epochs == 0 or loop.progress.epoch < options.n_epochs) and not signals.received:
@@ -269,6 +271,12 @@ class TrainingLoop:
         except (CheckpointWriteError, OSError) as failed:  # a full disk, say: checkpoints, TensorBoard, pictures
             echo(f"Error: {write_error(failed)}. The last complete checkpoint is kept", file=sys.stderr, flush=True)
             loop.stop_reason = "write-failed"
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            echo(f"Error: {out_of_memory_line(error)}. The last good state (epoch {loop.progress.epoch}) is kept",
+                 file=sys.stderr, flush=True)
+            loop.stop_reason = "out-of-memory"
         if loop.stop_reason in ("SIGINT", "SIGTERM"):
             echo(f"\n{loop.stop_reason}: saving the latest checkpoint (epoch {loop.progress.epoch})", file=sys.stderr,
                  flush=True)

@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple
 import jax
 
 from maze_jax.collectors import Trainer
+from maze_jax.shell.memory import check_fits
 
 
 class Programs(NamedTuple):
@@ -45,7 +46,9 @@ def compile_seconds(fn: Callable, args: tuple, options: dict | None = None):
 
 class Compilation:
     """The programs of `trainer` while they compile: init at once (the first state needs it), then the epoch and the
-    evaluation on a background thread (lowered here, since tracing needs Python's lock; compiled there).
+    evaluation on a background thread (lowered here, since tracing needs Python's lock; compiled there). A program
+    that needs more memory than is free raises `shell.memory.OutOfMemory` (from `programs()` for the epoch and the
+    evaluation).
 
     `init` is usable at once; `programs()` waits for the rest and logs how long compiling took, in all and per
     program ("Compiled in X s (init .., epoch .., evaluation ..)"; a program read from the persistent cache takes a
@@ -55,6 +58,7 @@ class Compilation:
         echo("Compiling init, training epoch and evaluation ...", flush=True)
         self.echo, self.start, self.on_host = echo, time.perf_counter(), trainer.on_host
         self.init, seconds = compile_seconds(trainer.init, (key, key), RUNS_ONCE)
+        check_fits(self.init, "init program")
         self.finished = time.perf_counter()
         self.times, self.jobs = {"init": seconds}, {}
         if self.on_host:  # their jitted parts compile on first use
@@ -76,6 +80,7 @@ class Compilation:
         compiled = lowered.compile(compiler_options=options)
         self.finished = time.perf_counter()
         self.times[name] = lowering_s + self.finished - start
+        check_fits(compiled, "training epoch" if name == "epoch" else name)
         return compiled
 
     def programs(self, should_stop: Callable[[], bool] = lambda: False) -> Programs | None:

@@ -48,7 +48,8 @@ SHAPE_SECTIONS = ("env", "wrappers", "model")
 class RunStopped(Exception):
     """Training ended early (signal or divergence) after saving; `reason` is SIGINT, SIGTERM or non-finite."""
 
-    EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "non-finite": 3, "env-failed": 4, "write-failed": 5}
+    EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "non-finite": 3, "env-failed": 4, "write-failed": 5,
+                  "out-of-memory": 6}
 
     def __init__(self, reason: str, checkpoint_dir: str):
         super().__init__(f"training stopped ({reason}); resume from the run directory of {checkpoint_dir}")
