@@ -61,8 +61,9 @@ def needed_bytes(compiled) -> int | None:
 
 
 def program_devices(compiled) -> list:
-    """The devices a compiled program's outputs live on (at least one)."""
-    devices = {d for sharding in jax.tree.leaves(compiled.output_shardings) for d in sharding.device_set}
+    """The devices of this process that a compiled program's outputs live on (at least one)."""
+    devices = {d for sharding in jax.tree.leaves(compiled.output_shardings) for d in sharding.device_set
+               if d.process_index == jax.process_index()}
     return sorted(devices, key=lambda d: d.id) or jax.local_devices()[:1]
 
 
