@@ -39,6 +39,24 @@ def test_images_go_through_the_cnn_and_vectors_beside_them():
     np.testing.assert_allclose(model.apply(params, grey), model.apply(params, jnp.ones((6, 6, 1))), rtol=1e-6)
 
 
+def test_frame_stacks_with_channels_first_are_read_as_channels():
+    model = PixelObsPolicy(n_outputs=3, channels=(8,), kernel_sizes=(3,), strides=(2,), hidden_units=(8,))
+    stack = jax.random.randint(jax.random.key(0), (4, 12, 12), 0, 256).astype(jnp.uint8)  # gymnasium's FrameStack
+    params = model.init(jax.random.key(1), stack)
+    assert params["params"]["obs_conv_0"]["kernel"].shape == (3, 3, 4, 8)  # 4 channels in, not 12
+    np.testing.assert_allclose(model.apply(params, stack), model.apply(params, jnp.moveaxis(stack, 0, -1)), rtol=1e-6)
+    minatar = jnp.ones((10, 10, 4))  # channels last stays so
+    assert model.init(jax.random.key(1), minatar)["params"]["obs_conv_0"]["kernel"].shape == (3, 3, 4, 8)
+    as_given = PixelObsPolicy(n_outputs=3, channels=(8,), kernel_sizes=(3,), strides=(2,), hidden_units=(8,),
+                              image_layout="hwc")
+    assert as_given.init(jax.random.key(1), stack)["params"]["obs_conv_0"]["kernel"].shape == (3, 3, 12, 8)
+    forced = PixelObsPolicy(n_outputs=3, channels=(8,), kernel_sizes=(3,), strides=(2,), hidden_units=(8,),
+                            image_layout="chw")
+    assert forced.init(jax.random.key(1), minatar)["params"]["obs_conv_0"]["kernel"].shape == (3, 3, 10, 8)
+    with pytest.raises(ConfigError, match="model.image_layout='nchw' is unknown. Valid: auto, hwc, chw"):
+        PixelObsPolicy(n_outputs=3, image_layout="nchw").init(jax.random.key(1), jnp.ones((6, 6)))
+
+
 def test_bad_pixel_obs_configs_are_one_line():
     with pytest.raises(ConfigError, match="needs an image observation"):
         PixelObsPolicy(n_outputs=2).init(jax.random.key(0), jnp.zeros(4))

@@ -1,8 +1,9 @@
 """Maze's `pixel_obs` model: image observations through a CNN torso, the rest flattened beside it, then an MLP.
 
-An observation of rank 3 (height, width, channels) or 2 (height, width) is an image; integer images (uint8 pixels)
-are scaled to [0, 1]. In a dict observation every image key gets its own torso and the other keys are flattened
-and concatenated after the images' features, in sorted key order, as `flatten_concat` does.
+An observation of rank 3 (height, width, channels; or channels first, as frame stacks come) or 2 (height, width) is
+an image; integer images (uint8 pixels) are scaled to [0, 1]. In a dict observation every image key gets its own
+torso and the other keys are flattened and concatenated after the images' features, in sorted key order, as
+`flatten_concat` does.
 
 On a CPU the convolutions are computed as matrix products of image patches (`patches`): XLA's CPU convolutions
 inside the epoch's loops run about 8 times slower than outside them (PPO's gradient of this torso on 256 MinAtar
@@ -25,10 +26,25 @@ from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation, flatten_concat
 
 
-def as_image(x: jax.Array) -> jax.Array:
-    """(H, W) or (H, W, C) as float (H, W, C); integer pixels scaled to [0, 1], bools to 0/1."""
+IMAGE_LAYOUTS = ("auto", "hwc", "chw")
+
+
+def channels_first(shape: tuple, layout: str) -> bool:
+    """Whether an image of `shape` holds its channels on its first axis: `chw`, or `auto` with at most 4 entries
+    there and more on each other axis (gymnasium's and envpool's Atari frame stacks (4, 84, 84), PyTorch's (3, H,
+    W)); `hwc` and every other shape (MinAtar's (10, 10, C)) hold them last."""
+    if len(shape) != 3 or layout == "hwc":
+        return False
+    return layout == "chw" or shape[0] <= 4 and shape[0] < min(shape[1], shape[2])
+
+
+def as_image(x: jax.Array, layout: str = "auto") -> jax.Array:
+    """(H, W), (H, W, C) or (C, H, W) (`channels_first`) as float (H, W, C); integer pixels scaled to [0, 1], bools
+    to 0/1."""
     if x.ndim == 2:
         x = x[..., None]
+    elif channels_first(x.shape, layout):
+        x = jnp.moveaxis(x, 0, -1)
     if jnp.issubdtype(x.dtype, jnp.integer):
         return x.astype(jnp.float32) / float(jnp.iinfo(x.dtype).max)
     return x.astype(jnp.float32)
@@ -79,8 +95,9 @@ def is_image(x) -> bool:
 
 class PixelObsPolicy(nn.Module):
     """CNN torso per image (convolutions `channels`, `kernel_sizes`, `strides`, 'SAME' padding), then an MLP
-    (`hidden_units`) to `n_outputs` distribution parameters; one unbatched observation. Orthogonal initialisation
-    with a small last layer, as `FlattenConcatPolicy`."""
+    (`hidden_units`) to `n_outputs` distribution parameters; one unbatched observation. `image_layout` says where an
+    image holds its channels (`auto`, `hwc`, `chw`: see `channels_first`). Orthogonal initialisation with a small
+    last layer, as `FlattenConcatPolicy`."""
 
     n_outputs: int
     channels: Sequence[int] = (16, 32)
@@ -88,12 +105,15 @@ class PixelObsPolicy(nn.Module):
     strides: Sequence[int] = (1, 1)
     hidden_units: Sequence[int] = (256,)
     non_lin: str = "ReLU"
+    image_layout: str = "auto"
     output_scale: float = 0.01
 
     def setup_check(self) -> None:
         if not (len(self.channels) == len(self.kernel_sizes) == len(self.strides)) or not self.channels:
             raise ConfigError(f"model.channels, kernel_sizes and strides need one entry per convolution each: got "
                               f"{list(self.channels)}, {list(self.kernel_sizes)}, {list(self.strides)}")
+        if self.image_layout not in IMAGE_LAYOUTS:
+            raise ConfigError(f"model.image_layout={self.image_layout!r} is unknown. Valid: {', '.join(IMAGE_LAYOUTS)}")
 
     @nn.compact
     def __call__(self, obs):
@@ -106,7 +126,7 @@ class PixelObsPolicy(nn.Module):
                               "are vectors: use model=flatten_concat or model=vector_obs")
         features = []
         for key, image in images:
-            x = as_image(image)
+            x = as_image(image, self.image_layout)
             for i, (c, k, s) in enumerate(zip(self.channels, self.kernel_sizes, self.strides)):
                 x = act(Conv(int(c), int(k), int(s), name=f"{key}_conv_{i}")(x))
             features.append(x.reshape(-1))
