@@ -15,6 +15,10 @@ class ConfigError(ValueError):
     """A user mistake in the config or command line; the CLI prints it in one line and exits with status 2."""
 
 
+MAX_SEED = 2**32 - 1
+"""The largest `seeding.*_base_seed`: a seed is folded into a JAX key as an unsigned 32-bit integer."""
+
+
 def read(node: Any, key: str, kind: type, path: str, *, low: float | None = None, high: float | None = None,
          low_inclusive: bool = True, even: bool = False):
     """`node[key]` as `kind` (int, float or bool), checked against [low, high]; a ConfigError names `path.key`."""

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 from maze_jax.cli import (answer_help_or_version, check_output_dir, command_line_config_dirs, exit_now,  # noqa: E402
                           merge_on_resume, note_folders, override_key, override_value, remove_created, run_hydra,
                           run_reporting_errors)
-from maze_jax.config import CONFIG_DIR, ConfigError, read  # noqa: E402
+from maze_jax.config import CONFIG_DIR, MAX_SEED, ConfigError, read  # noqa: E402
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
 CONFIG_NAME = "conf_rollout"
@@ -61,7 +61,7 @@ def rollout_config(cfg: DictConfig, given: list[str], config_dirs: list[str] = (
                 cfg[group] = merge_on_resume(OmegaConf.create({group: saved[group]}), {}, cfg, settings)[group]
         if cfg.seeding.get("env_base_seed") is None:
             cfg.seeding.env_base_seed = int(saved.seeding.env_base_seed) if saved else secrets.randbelow(2**31)
-        read(cfg.seeding, "env_base_seed", int, "seeding", low=0)
+        read(cfg.seeding, "env_base_seed", int, "seeding", low=0, high=MAX_SEED)
     return cfg
 
 

@@ -29,6 +29,8 @@ BAD = [
     ("algorithm.deterministic=perhaps", "algorithm.deterministic='perhaps': expected true or false"),
     ("algorithm.max_steps=-1", "algorithm.max_steps=-1: must be >= 0"),
     ("seeding.agent_base_seed=abc", "seeding.agent_base_seed='abc': expected an integer"),
+    ("seeding.agent_base_seed=99999999999999999999", "seeding.agent_base_seed=99999999999999999999: must be <= "
+                                                     "4294967295"),
     ("algorithm=ppo algorithm.clip_range=-1", "algorithm.clip_range=-1.0: must be >= 0.0"),
     ("algorithm=ppo algorithm.rollout_evaluator.n_episodes=-1", "algorithm.rollout_evaluator.n_episodes=-1"),
     ("runner.n_devices=99", "runner.n_devices=99: this process sees "),

@@ -20,7 +20,7 @@ from maze_jax.algorithms.es import ESConfig
 from maze_jax.algorithms.impala import ImpalaConfig
 from maze_jax.algorithms.sac import SACConfig
 from maze_jax.collectors.devices import check_divisible, make_mesh, read_n_devices
-from maze_jax.config import CONFIG_DIR, ConfigError, did_you_mean, first_line, import_object, read
+from maze_jax.config import CONFIG_DIR, MAX_SEED, ConfigError, did_you_mean, first_line, import_object, read
 from maze_jax.shell.collectors.vector_env import MODES, Vectorization
 from maze_jax.shell.grid import read_grid
 from maze_jax.shell.pbt import read_pbt
@@ -470,7 +470,7 @@ def draw_seeds(cfg) -> None:
         if cfg.seeding.get(key) is None:
             cfg.seeding[key] = secrets.randbelow(2**31)
         else:
-            read(cfg.seeding, key, int, "seeding", low=0)
+            read(cfg.seeding, key, int, "seeding", low=0, high=MAX_SEED)
     if "jax" in sys.modules and sys.modules["jax"].process_count() > 1:
         import numpy as np
         from jax.experimental import multihost_utils
