@@ -28,6 +28,8 @@ BAD = [
     ("algorithm.optimizer.name=rmsprop", "algorithm.optimizer.name='rmsprop' is unknown"),
     ("algorithm.deterministic=perhaps", "algorithm.deterministic='perhaps': expected true or false"),
     ("algorithm.max_steps=-1", "algorithm.max_steps=-1: must be >= 0"),
+    ("algorithm=impala algorithm.num_actors=0", "algorithm.num_actors=0: must be >= 1"),
+    ("algorithm=impala algorithm.num_actors=1.5", "algorithm.num_actors=1.5: expected an integer"),
     ("seeding.agent_base_seed=abc", "seeding.agent_base_seed='abc': expected an integer"),
     ("seeding.agent_base_seed=99999999999999999999", "seeding.agent_base_seed=99999999999999999999: must be <= "
                                                      "4294967295"),

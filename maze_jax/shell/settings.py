@@ -315,9 +315,10 @@ def impala(algorithm: Mapping, runner: Mapping) -> ImpalaConfig:
     are read and checked, but the actor/learner split is the runner's: the host collector's actor thread
     (`runner.policy_lag`) or Ray's workers (`runner=ray`); `n_training_seeds` is unused, as in Maze."""
     a, where = algorithm, "algorithm"
-    for key in ("num_actors", "queue_out_of_sync_factor"):
-        if key in a:
-            read(a, key, float, where, low=0.0, low_inclusive=False)
+    if "num_actors" in a:
+        read(a, "num_actors", int, where, low=1)
+    if "queue_out_of_sync_factor" in a:
+        read(a, "queue_out_of_sync_factor", float, where, low=0.0, low_inclusive=False)
     n_envs = _n_envs(a, runner, "actors_batch_size", where)
     mesh = make_mesh(read_n_devices(runner))
     check_divisible(n_envs, mesh, "algorithm.actors_batch_size")
