@@ -133,3 +133,28 @@ def test_episode_progress_says_how_many_episodes_have_ended_every_interval():
     stop.append(True)  # a signal: the poll says so
     assert play_in_batches(lambda s, k: slow_batch(s, k, progress.poll), None, jax.random.key(0), 6,
                            progress.poll) is None
+
+
+def test_a_failed_save_is_one_error_line_and_a_second_try_at_the_end_is_reported_apart(tmp_path):
+    import errno
+
+    class FullOnce(CheckpointDir):  # the first save meets a full disk, later ones find room
+        failed = False
+
+        def save(self, *args, **kwargs):
+            if not FullOnce.failed:
+                FullOnce.failed = True
+                raise OSError(errno.ENOSPC, "No space left on device", self.path)
+            return super().save(*args, **kwargs)
+
+    out, err = [], []
+    echo = lambda *a, file=None, **k: (err if file is not None else out).append(" ".join(map(str, a)))  # noqa: E731
+    checkpoints = Checkpoints(FullOnce(str(tmp_path / "latest")), FullOnce(str(tmp_path / "best")), every_s=0.0,
+                              echo=echo)
+    loop = TrainingLoop(fake_programs([1.0, 2.0]), LoopOptions(n_epochs=2), eval_key=jnp.zeros(2, jnp.uint32),
+                        listeners=[checkpoints], echo=echo)
+    result = loop.run(LoopState(jnp.int32(0), Progress()))
+    assert result.stop_reason == "write-failed"
+    assert len(err) == 1 and err[0].startswith("Error: could not write") and "No space left" in err[0], err
+    assert any(line.startswith("Saved epoch 1 to") and line.endswith("on a second try") for line in out), out
+    assert CheckpointDir(str(tmp_path / "latest"), read_only=True).latest_step() == 1

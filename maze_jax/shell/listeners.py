@@ -90,7 +90,9 @@ class Checkpoints:
 
     def on_end(self, loop, reason: str) -> None:
         self.flush(loop)
-        if reason:
+        if reason == "write-failed":  # a second try after the failure, which stderr's one line reported
+            self.echo(f"Saved epoch {loop.progress.epoch} to {self.latest.path} on a second try", flush=True)
+        elif reason:
             self.echo(f"Saved epoch {loop.progress.epoch} to {self.latest.path}", file=sys.stderr, flush=True)
 
     def flush(self, loop) -> None:
