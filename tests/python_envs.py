@@ -1,8 +1,8 @@
 """Plain-Python (gymnasium) envs for the tests: a countdown that can misbehave on request, every space kind, and a
 numpy port of the structured, masked 2D cutting env that must match the JAX one step for step.
 
-Importing this module registers `MazeJaxTest/Countdown-v0`, so `env.name=python_envs:MazeJaxTest/Countdown-v0`
-exercises gymnasium's `module:Id` form."""
+Importing this module registers `MazeJaxTest/Countdown-v0` (and `MazeJaxTest/Frames-v0`), so
+`env.name=python_envs:MazeJaxTest/Countdown-v0` exercises gymnasium's `module:Id` form."""
 
 from __future__ import annotations
 
@@ -86,6 +86,27 @@ class UnevenCountdown(Countdown):
 
 
 gymnasium.register("MazeJaxTest/Countdown-v0", entry_point=Countdown, max_episode_steps=50, reward_threshold=5.5)
+
+
+class Frames(gymnasium.Env):
+    """Stacks of 3 grey 8x8 frames, channels first (as gymnasium's FrameStackObservation gives them); 4 steps."""
+
+    def __init__(self):
+        self.observation_space = spaces.Box(0, 255, (3, 8, 8), np.uint8)
+        self.action_space = spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros((3, 8, 8), np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full((3, 8, 8), 40 * self.t, np.uint8), float(action), self.t >= 4, False, {}
+
+
+gymnasium.register("MazeJaxTest/Frames-v0", entry_point=Frames)
 
 
 class TupleActions(gymnasium.Env):

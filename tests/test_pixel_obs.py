@@ -10,7 +10,7 @@ import pytest
 
 from maze_jax.config import ConfigError
 from maze_jax.models import PixelObsPolicy
-from maze_jax.models.cnn import Conv
+from maze_jax.models.cnn import Conv, channels_first_note
 
 
 @pytest.mark.parametrize("size, k, s", [((10, 10), 3, 1), ((9, 7), 3, 2), ((8, 8), 4, 1), ((11, 6), 5, 3)])
@@ -53,6 +53,11 @@ def test_frame_stacks_with_channels_first_are_read_as_channels():
     forced = PixelObsPolicy(n_outputs=3, channels=(8,), kernel_sizes=(3,), strides=(2,), hidden_units=(8,),
                             image_layout="chw")
     assert forced.init(jax.random.key(1), minatar)["params"]["obs_conv_0"]["kernel"].shape == (3, 3, 10, 8)
+    assert channels_first_note({"frames": stack, "speed": jnp.ones(2)}, "auto") == (
+        "Note: model=pixel_obs reads 'frames' (4, 12, 12) as 4 channels of 12x12 (model.image_layout=hwc: height, "
+        "width, channels)")
+    assert channels_first_note(stack, "auto").startswith("Note: model=pixel_obs reads observations (4, 12, 12) as")
+    assert channels_first_note(minatar, "auto") == channels_first_note(stack, "chw") == ""  # nothing guessed
     with pytest.raises(ConfigError, match="model.image_layout='nchw' is unknown. Valid: auto, hwc, chw"):
         PixelObsPolicy(n_outputs=3, image_layout="nchw").init(jax.random.key(1), jnp.ones((6, 6)))
 

@@ -19,6 +19,7 @@ from maze_jax.collectors import Trainer, TrainState
 from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.envs.structured import sub_steps
+from maze_jax.models.cnn import channels_first_note
 from maze_jax.shell.assembly import build_algorithm, build_trainer
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
 from maze_jax.shell.env_lines import stepped_by, unbounded_action_note
@@ -491,6 +492,9 @@ def run_named_steps(cfg: DictConfig, settings: RunSettings, run_dir: str, echo: 
         if note := size_note(shapes):
             echo(note, flush=True)
         model = settings.model if isinstance(settings.model, dict) else {}  # a config (not a flax module)
+        if "image_layout" in model and (note := channels_first_note(env_spec.observation_example(),
+                                                                     str(model["image_layout"]))):
+            echo(note, flush=True)
         drawing = start_drawing_networks(run_dir, shapes, trainer, env_spec, str(model.get("non_lin") or ""))
 
     if note := trained_out_note(settings.algorithm.n_epochs, progress):
