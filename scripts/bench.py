@@ -266,12 +266,12 @@ def python_envs(quick: bool) -> None:
                   f"steps/s = {rate / raw:.0%} of raw", flush=True)
     for backend in backends:
         for seed in [0] if quick else [0, 1, 2]:
-            cmd = [sys.executable, "-m", "maze_jax.train", "+experiment=lunarlander_ppo", f"env.backend={backend}",
-                   f"seeding.agent_base_seed={seed}", f"seeding.env_base_seed={seed}",
-                   f"log_base_dir={tempfile.mkdtemp()}"]
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-            seconds = time.perf_counter() - start
+            with tempfile.TemporaryDirectory() as log_dir:  # the run directories go with it
+                cmd = [sys.executable, "-m", "maze_jax.train", "+experiment=lunarlander_ppo", f"env.backend={backend}",
+                       f"seeding.agent_base_seed={seed}", f"seeding.env_base_seed={seed}", f"log_base_dir={log_dir}"]
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+                seconds = time.perf_counter() - start
             epochs = len(re.findall(r"\*\*\*\*\*\*\*\*\*\* Iteration", proc.stdout))
             final = re.search(r"\|final\s+BaseEnvEvents\s+reward\s+mean\s+\|\s+(\S+)", proc.stdout)
             solved = "reached the reward threshold" in proc.stdout
