@@ -10,7 +10,8 @@ import pytest
 
 from maze_jax.config import ConfigError
 from maze_jax.models import PixelObsPolicy
-from maze_jax.models.cnn import Conv, channels_first_note
+from maze_jax.models.cnn import Conv
+from maze_jax.shell.session import channels_first_note
 
 
 @pytest.mark.parametrize("size, k, s", [((10, 10), 3, 1), ((9, 7), 3, 2), ((8, 8), 4, 1), ((11, 6), 5, 3)])

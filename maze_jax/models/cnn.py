@@ -38,16 +38,11 @@ def channels_first(shape: tuple, layout: str) -> bool:
     return layout == "chw" or shape[0] <= 4 and shape[0] < min(shape[1], shape[2])
 
 
-def channels_first_note(obs, layout: str) -> str:
-    """'' unless `auto` takes an image of `obs` (one observation, a dict or an array) as channels first; else a line
-    that says so and how to read it the other way."""
+def channels_first_images(obs, layout: str) -> list[tuple[str, tuple]]:
+    """(key, shape) of each image of `obs` (one observation: a dict, key "" for an array) that `layout` reads as
+    channels first."""
     items = sorted(obs.items()) if isinstance(obs, dict) else [("", obs)]
-    found = [(key, tuple(np.shape(x))) for key, x in items if np.ndim(x) == 3 and channels_first(np.shape(x), layout)]
-    if layout != "auto" or not found:
-        return ""
-    described = ", ".join(f"{f'{key!r} ' if key else 'observations '}{shape} as {shape[0]} channels of "
-                          f"{shape[1]}x{shape[2]}" for key, shape in found)
-    return f"Note: model=pixel_obs reads {described} (model.image_layout=hwc: height, width, channels)"
+    return [(key, tuple(np.shape(x))) for key, x in items if np.ndim(x) == 3 and channels_first(np.shape(x), layout)]
 
 
 def as_image(x: jax.Array, layout: str = "auto") -> jax.Array:

@@ -19,7 +19,7 @@ from maze_jax.collectors import Trainer, TrainState
 from maze_jax.config import ConfigError
 from maze_jax.envs import EnvSpec, as_env_spec, build_env
 from maze_jax.envs.structured import sub_steps
-from maze_jax.models.cnn import channels_first_note
+from maze_jax.models.cnn import channels_first_images
 from maze_jax.shell.assembly import build_algorithm, build_trainer
 from maze_jax.shell.checkpoints import BEST, LATEST, CheckpointDir, NoCheckpoints, fit_arrays, place_like
 from maze_jax.shell.env_lines import stepped_by, unbounded_action_note
@@ -207,6 +207,17 @@ def size_note(shapes) -> str:
         return ""
     return (f"Note: the networks have {total:,} parameters, which every checkpoint writes with the optimizer's state; "
             "model_summary.txt lists them by layer (for images, larger model.strides shrink them)")
+
+
+def channels_first_note(obs, layout: str) -> str:
+    """'' unless `model.image_layout` `auto` reads an image of `obs` (one observation) as channels first; else a line
+    that says so and how to read it the other way."""
+    found = channels_first_images(obs, layout) if layout == "auto" else []
+    if not found:
+        return ""
+    described = ", ".join(f"{f'{key!r} ' if key else 'observations '}{shape} as {shape[0]} channels of "
+                          f"{shape[1]}x{shape[2]}" for key, shape in found)
+    return f"Note: model=pixel_obs reads {described} (model.image_layout=hwc: height, width, channels)"
 
 
 def save_model_summary(run_dir: str, networks: dict) -> None:
