@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, make_trainer
 from maze_jax.shell import programs as programs_module
-from maze_jax.shell.programs import RUNS_PER_EPOCH, Compilation, compile_programs
+from maze_jax.shell.programs import RUNS_ONCE, RUNS_PER_EPOCH, Compilation, compile_programs
 
 sys.path.insert(0, str(REPO / "scripts"))
 import bench  # noqa: E402
@@ -28,6 +28,9 @@ def test_the_run_sets_up_while_the_epoch_and_evaluation_compile(monkeypatch):
         return timed(self, name, lowered, options, lowering_s)
 
     monkeypatch.setattr(programs_module.Compilation, "timed", held)
+    compile_seconds = programs_module.compile_seconds
+    monkeypatch.setattr(programs_module, "compile_seconds", lambda fn, args, options=None: (
+        compiled.append(("init", options)), compile_seconds(fn, args, options))[1])
     lines = []
     compilation = Compilation(trainer, jax.random.key(0), echo=lambda line, **kwargs: lines.append(line))
     state = compilation.init(jax.random.key(0), jax.random.key(1))  # the first state, before the others compile
@@ -35,7 +38,8 @@ def test_the_run_sets_up_while_the_epoch_and_evaluation_compile(monkeypatch):
     assert lines == ["Compiling init, training epoch and evaluation ..."]
     release.set()
     programs = compilation.programs()
-    assert compiled == [("epoch", None), ("evaluation", RUNS_PER_EPOCH)]  # in the order the run needs them
+    # in the order the run needs them; init, which runs once, compiled for a quick compile
+    assert compiled == [("init", RUNS_ONCE), ("epoch", None), ("evaluation", RUNS_PER_EPOCH)]
     assert lines[-1].startswith("Compiled in ") and "init" in lines[-1] and lines[-1].endswith(")")  # all compiled
     assert compilation.programs() is not None and len(lines) == 2  # the compile line is logged once
     parts = bench.compile_parts(lines[-1])  # what `scripts/bench.py --only compile` reads from the run log
