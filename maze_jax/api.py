@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from maze_jax.algorithms.metrics import episode_table  # noqa: E402
 from maze_jax.collectors import policy_params  # noqa: E402
-from maze_jax.config import ConfigError  # noqa: E402
+from maze_jax.config import ConfigError, env_label  # noqa: E402
 from maze_jax.envs.make import run_label  # noqa: E402
 from maze_jax.research import make_train  # noqa: E402
 from maze_jax.shell.checkpoints import LATEST  # noqa: E402
@@ -84,8 +84,8 @@ class RunContext:
         draw_seeds(cfg)
         self.config: DictConfig = cfg
         label = lambda g: choices.get(g) if isinstance(given[g], (str, type(None))) else "custom"
-        env_part = run_label(cfg.env.get("name"), label("env"), cfg.env.get("backend", "auto"),
-                             cfg.env.get("_target_", "")) if isinstance(env, (str, dict, type(None))) else "custom"
+        env_part = env_label(self.env_spec.name, "custom") if self.env_spec is not None else run_label(
+            cfg.env.get("name"), label("env"), cfg.env.get("backend", "auto"), cfg.env.get("_target_", ""))
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
         self.run_dir = run_dir or os.path.join(
             str(cfg.log_base_dir), f"{env_part}-{label('model')}-{label('algorithm')}-{label('runner')}", stamp)

@@ -76,6 +76,22 @@ def test_run_context_takes_built_env_and_model_objects(tmp_path, cache_dir):
     np.testing.assert_array_equal(loaded.compute_action(np.ones((3, 1))), rc.compute_action(np.ones((3, 1))))
 
 
+def test_an_env_object_names_the_run_by_its_registered_id_or_its_class(tmp_path):
+    import gymnasium
+    import python_envs  # noqa: F401  (registers MazeJaxTest/Countdown-v0)
+
+    made = RunContext(env=gymnasium.make("CartPole-v1"), algorithm="es", runner="dev", echo=QUIET,
+                      overrides={"log_base_dir": str(tmp_path)})
+    assert made.env_spec.name == "CartPole-v1" and made.env_spec.reward_threshold == 475
+    assert made.run_dir.startswith(str(tmp_path / "CartPole-v1-flatten_concat-es-dev"))
+    made = RunContext(env=gymnasium.make("MazeJaxTest/Countdown-v0"), algorithm="es", echo=QUIET,
+                      overrides={"log_base_dir": str(tmp_path)})  # an id with a namespace: a folder name still
+    assert made.run_dir.startswith(str(tmp_path / "MazeJaxTest_Countdown-v0-flatten_concat-es-local"))
+    own = RunContext(env=Countdown(length=3), algorithm="es", echo=QUIET, overrides={"log_base_dir": str(tmp_path)})
+    assert own.env_spec.name == "Countdown" and "/Countdown-flatten_concat-es-local/" in own.run_dir
+    assert not list(tmp_path.iterdir())  # nothing is written before training
+
+
 def test_a_model_object_needs_an_n_outputs_field():
     import flax.linen as nn
 

@@ -229,9 +229,10 @@ def as_env_spec(env: Any, name: str | None = None, reward_threshold: float | Non
         return env
     if isinstance(env, str):
         return make_env(env)
-    if is_gymnasium_env(env):
-        return python_env_spec(functools.partial(copy.deepcopy, env), name or type(env.unwrapped).__name__,
-                               "auto" if reward_threshold is None else reward_threshold)
+    if is_gymnasium_env(env):  # named by its registered id where gymnasium.make made it, else by its class
+        registered = getattr(getattr(env, "spec", None), "id", None)
+        return python_env_spec(functools.partial(copy.deepcopy, env), name or registered or
+                               type(env.unwrapped).__name__, "auto" if reward_threshold is None else reward_threshold)
     env, params = env if isinstance(env, tuple) else (env, env.default_params)
     # "auto": an env of one's own has no known threshold; numbers are checked (a config gives strings too)
     return EnvSpec(env, params, name or type(env).__name__, read_threshold(reward_threshold, None))
