@@ -151,15 +151,16 @@ def load_config(run_dir: str) -> DictConfig:
 
 def check_fits(policy: Policy, params, env_spec: EnvSpec) -> None:
     """A ConfigError unless the policy's network takes this env's observations and acts in its action space."""
-    def fits(box: str) -> bool:
+    def needed(box: str):
         try:
-            return action_distribution(env_spec, box) == policy.dist
+            return action_distribution(env_spec, box)
         except ConfigError:  # a squashed Gaussian on an unbounded Box
-            return False
+            return None
 
-    if not any(fits(box) for box in BOX_DISTRIBUTIONS):
-        raise ConfigError(f"the policy acts with {policy.dist}, but env {env_spec.name} needs "
-                          f"{action_distribution(env_spec)}")
+    options = [dist for dist in map(needed, BOX_DISTRIBUTIONS) if dist is not None]
+    if policy.dist not in options:  # the env's space shown with the policy's kind of distribution, where it has one
+        shown = next((dist for dist in options if type(dist) is type(policy.dist)), options[0])
+        raise ConfigError(f"the policy acts with {policy.dist}, but env {env_spec.name} needs {shown}")
     obs = jax.tree.map(lambda x: x[None], env_spec.observation_example())
     try:
         jax.eval_shape(lambda p, o: policy.act(p, o, jax.random.key(0), True), params, obs)

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from conftest import Countdown
 from maze_jax.api import RunContext, compose_config, make_train
 from maze_jax.config import ConfigError
-from maze_jax.envs import EpisodeStats, as_env_spec, make_gymnax
+from maze_jax.envs import EpisodeStats, as_env_spec, make_env, make_gymnax
 from maze_jax.models import FlattenConcatPolicy, build_policy
 from maze_jax.models.policy import instantiate_network
 from maze_jax.shell.loop import play_in_batches, unfinished_note
@@ -161,6 +161,28 @@ def test_a_policy_is_refused_by_an_env_it_does_not_fit():
         check_fits(policy, params, as_env_spec(Countdown()))
     with pytest.raises(ConfigError, match="needs Categorical\\(n=3\\)"):
         check_fits(policy, params, make_gymnax("Acrobot-v1"))
+
+
+@pytest.mark.parametrize("box", ["gaussian", "squashed_gaussian"])
+def test_a_policy_fits_the_same_box_env_from_another_backend(box):
+    """gymnax's Pendulum declares its bounds as scalars, gymnasium's as arrays (float32): one space. Another
+    bound is refused, and the message shows the policy's own kind of distribution."""
+    cfg, _ = compose_config(["model.hidden_units=[4]", f"model.box_distribution={box}"])
+    spec = make_gymnax("Pendulum-v1")
+    policy = build_policy(cfg.model, spec)
+    params = policy.init(jax.random.key(0), spec.observation_example())
+    check_fits(policy, params, make_env("Pendulum-v1", backend="gymnasium"))
+    kind = "SquashedGaussian" if box == "squashed_gaussian" else "DiagGaussian"
+    with pytest.raises(ConfigError, match=f"needs {kind}\\(shape=\\(1,\\), low=-1.0, high=1.0\\)"):
+        check_fits(policy, params, make_gymnax("MountainCarContinuous-v0"))
+
+
+def test_a_box_bound_is_one_float_where_every_dimension_shares_it():
+    from maze_jax.models.distributions import bound_key
+
+    assert bound_key(-2.0) == bound_key(np.full(3, -2.0, np.float32)) == -2.0
+    assert bound_key(np.float64(0.1)) == bound_key(np.float32(0.1))  # the actions' float32
+    assert bound_key([0.0, 1.0]) == (0.0, 1.0) and bound_key(np.array([np.inf, np.inf])) == np.inf
 
 
 def test_run_context_trains_a_python_env_and_acts_on_its_own_observations(tmp_path, cache_dir):

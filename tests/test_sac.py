@@ -45,6 +45,17 @@ def test_a_dict_action_with_a_multi_discrete_entry_is_discrete_head_by_head():
     assert [o.shape for o in heads.outputs(jnp.zeros((2, 9)))] == [(2, 4), (2, 2), (2, 3)]
 
 
+def test_the_boxs_scale_is_taken_out_of_every_dimension_whether_its_bounds_are_scalars_or_arrays():
+    """A (3,) Box in [-2, 2] as gymnax declares it (scalar bounds) and as gymnasium does (arrays): the same unit
+    log-density, with log(2) taken out of each of the 3 dimensions."""
+    out, action = jnp.array([[0.1, -0.2, 0.3, -1.0, -0.5, 0.0]]), jnp.array([[0.4, -1.2, 2.0]])
+    scalar = action_heads(SquashedGaussian((3,), -2.0, 2.0))
+    arrays = action_heads(SquashedGaussian((3,), (-2.0, -2.0, -2.0), (2.0, 2.0, 2.0)))
+    unit = action_heads(SquashedGaussian((3,), -1.0, 1.0))
+    np.testing.assert_allclose(scalar.unit_log_prob(out, action), arrays.unit_log_prob(out, action), rtol=1e-6)
+    np.testing.assert_allclose(scalar.unit_log_prob(out, action), unit.unit_log_prob(out, action), rtol=1e-6)
+
+
 def test_action_spaces_sac_cannot_learn_are_one_line_each():
     with pytest.raises(ConfigError, match="box_distribution=squashed_gaussian"):
         action_heads(DiagGaussian((1,), -1.0, 1.0))

@@ -161,8 +161,7 @@ class ActionHeads:
     def unit_log_prob(self, out, action) -> jax.Array:
         """Log-density of a continuous action squashed into [-1, 1] (the Box's own scale taken out, as the paper's
         target entropy assumes)."""
-        scale = sum(float(np.sum(np.log((np.asarray(h.high, np.float32) - np.asarray(h.low, np.float32)) / 2)))
-                    for h in self.heads)
+        scale = sum(float(np.sum(np.log(h.half_widths()))) for h in self.heads)
         return self.dist.log_prob(out, action) + scale
 
     def uniform(self, key, masked_zeros):

@@ -57,6 +57,11 @@ class DiagGaussian:
     def n_outputs(self) -> int:
         return 2 * self.size
 
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The Box's low and high bound of every action dimension, (size,) float32 each."""
+        return tuple(np.broadcast_to(np.asarray(bound, np.float32).reshape(-1), (self.size,))
+                     for bound in (self.low, self.high))
+
     def _split(self, out):
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, -5.0, 2.0)
@@ -78,8 +83,8 @@ class DiagGaussian:
         return (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
     def to_env(self, action):
-        low, high = np.asarray(self.low), np.asarray(self.high)
-        return jnp.clip(action, low.reshape(-1), high.reshape(-1)).reshape(action.shape[:-1] + self.shape)
+        low, high = self.bounds()
+        return jnp.clip(action, low, high).reshape(action.shape[:-1] + self.shape)
 
 
 @dataclass(frozen=True)
@@ -92,11 +97,15 @@ class SquashedGaussian(DiagGaussian):
 
     def log_prob(self, out, action):
         log_1m_tanh2 = 2.0 * (math.log(2.0) - action - jax.nn.softplus(-2.0 * action))  # log(1 - tanh(u)^2)
-        half_width = (np.asarray(self.high, np.float32) - np.asarray(self.low, np.float32)).reshape(-1) / 2
-        return super().log_prob(out, action) - (log_1m_tanh2 + jnp.log(half_width)).sum(-1)
+        return super().log_prob(out, action) - (log_1m_tanh2 + jnp.log(self.half_widths())).sum(-1)
+
+    def half_widths(self) -> np.ndarray:
+        """(high - low) / 2 of every action dimension, (size,)."""
+        low, high = self.bounds()
+        return (high - low) / 2
 
     def to_env(self, action):
-        low, high = np.asarray(self.low, np.float32).reshape(-1), np.asarray(self.high, np.float32).reshape(-1)
+        low, high = self.bounds()
         squashed = low + (jnp.tanh(action) + 1.0) / 2.0 * (high - low)
         return squashed.reshape(action.shape[:-1] + self.shape)
 
@@ -185,6 +194,13 @@ def join_leaves(dist, parts: list):
     return dist._action(joined)
 
 
+def bound_key(bound) -> float | tuple:
+    """A Box bound as a distribution holds it (hashable): one float where every dimension has the same bound, else
+    a tuple, in float32 as the actions are. So gymnax's scalar bound and gymnasium's array of it describe one space."""
+    values = np.asarray(bound, np.float32).reshape(-1)
+    return float(values[0]) if values.size and np.all(values == values[0]) else tuple(values.tolist())
+
+
 def distribution_for(space, order: tuple | None = None, box: str = "gaussian"):
     """The distribution for a gymnax action space: Discrete, Box, MultiDiscrete (`nvec`) or a Dict of these.
     `order` lists a Dict space's keys in output order (default: the space's own order); `box` names the
@@ -199,9 +215,8 @@ def distribution_for(space, order: tuple | None = None, box: str = "gaussian"):
     if hasattr(space, "n"):
         return Categorical(int(space.n))
     if hasattr(space, "low") and hasattr(space, "shape"):
-        as_key = lambda b: float(b) if np.ndim(b) == 0 else tuple(np.asarray(b, float).reshape(-1).tolist())
         if box == "squashed_gaussian" and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise ConfigError(f"model.box_distribution=squashed_gaussian needs a bounded Box action space; this one "
                               f"is [{space.low}, {space.high}]: use box_distribution=gaussian")
-        return BOX_DISTRIBUTIONS[box](tuple(space.shape), as_key(space.low), as_key(space.high))
+        return BOX_DISTRIBUTIONS[box](tuple(space.shape), bound_key(space.low), bound_key(space.high))
     raise ConfigError(f"action space {space!r} is not supported (Discrete, Box, MultiDiscrete and Dict are)")
