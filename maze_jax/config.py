@@ -47,6 +47,19 @@ def read(node: Any, key: str, kind: type, path: str, *, low: float | None = None
     return value
 
 
+def positive_ints(value: Any, key: str) -> tuple[int, ...]:
+    """A config's list of layer sizes (`model.hidden_units`, `model.strides`, ...) as a tuple of positive ints; a
+    ConfigError naming `key` for anything else (a number alone, an empty list, a zero)."""
+    from collections.abc import Sequence
+    from numbers import Integral
+
+    values = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
+    if not values or any(isinstance(v, bool) or not isinstance(v, Integral) or v <= 0 for v in values):
+        shown = list(values) if values is not None else value
+        raise ConfigError(f"{key}={shown!r}: expected a non-empty list of positive integers, e.g. [64, 64]")
+    return tuple(int(v) for v in values)
+
+
 def import_object(target: str, where: str):
     """The object a dotted path names (`package.module.name`, `module.Class.attribute`); a ConfigError naming the
     config key `where` when it cannot be imported."""

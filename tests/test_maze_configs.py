@@ -69,6 +69,23 @@ def test_a_squashed_gaussian_needs_a_bounded_box_and_an_unknown_name_is_refused(
         distribution_for(spaces.Box(-1.0, 1.0, (2,)), box="squashed")
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["model.hidden_units=64"], "model.hidden_units=64: expected a non-empty list of positive integers"),
+    (["model.hidden_units=[]"], "model.hidden_units=[]: expected"),
+    (["model.hidden_units=[64,0]"], "model.hidden_units=[64, 0]: expected"),
+    (["model.hidden_units=[64,1.5]"], "model.hidden_units=[64, 1.5]: expected"),
+    (["critic=template_state", "critic.hidden_units=32"], "critic.hidden_units=32: expected"),
+    (["algorithm=sac", "critic=template_state_action", "critic.hidden_units=[a]"], "critic.hidden_units=['a']"),
+    (["env=gymnax", "env.name=Breakout-MinAtar", "model=pixel_obs", "model.strides=2"], "model.strides=2: expected"),
+    (["env=gymnax", "env.name=Breakout-MinAtar", "model=pixel_obs", "model.channels=[16,-32]"],
+     "model.channels=[16, -32]: expected"),
+])
+def test_layer_sizes_that_are_not_a_list_of_positive_integers_are_one_line(overrides, message):
+    algorithm = [] if any(o.startswith("algorithm=") for o in overrides) else ["algorithm=ppo"]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_trainer(["env=cartpole", *algorithm, *overrides])
+
+
 def test_flatten_concat_shared_is_the_shared_critic():
     _, shared = make_trainer(["env=cartpole", "algorithm=ppo", "critic=flatten_concat_shared"])
     _, separate = make_trainer(["env=cartpole", "algorithm=ppo"])

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maze_jax.config import ConfigError
+from maze_jax.config import ConfigError, positive_ints
 from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation, flatten_concat
 
@@ -116,6 +116,8 @@ class PixelObsPolicy(nn.Module):
     output_scale: float = 0.01
 
     def setup_check(self) -> None:
+        for key in ("channels", "kernel_sizes", "strides"):
+            positive_ints(getattr(self, key), f"model.{key}")
         if not (len(self.channels) == len(self.kernel_sizes) == len(self.strides)) or not self.channels:
             raise ConfigError(f"model.channels, kernel_sizes and strides need one entry per convolution each: got "
                               f"{list(self.channels)}, {list(self.kernel_sizes)}, {list(self.strides)}")

@@ -9,7 +9,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from maze_jax.config import ConfigError, import_object
+from maze_jax.config import ConfigError, import_object, positive_ints
 from maze_jax.envs.structured import sub_steps
 from maze_jax.models.distributions import distribution_for
 from maze_jax.models.masking import HeadMasks, head_masks
@@ -74,13 +74,6 @@ class Policy:
         return self.act_with_memory(params, obs, key, deterministic, self.initial_memory(n))[0]
 
 
-def _check_hidden_units(units, section: str) -> tuple:
-    units = tuple(units)
-    if not units or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in units):
-        raise ConfigError(f"{section}.hidden_units={list(units)!r}: expected a non-empty list of positive integers")
-    return units
-
-
 def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", optional: dict | None = None,
                         **overrides):
     """The config's `_target_` flax module with `n_outputs` outputs; other keys are its fields, `overrides`
@@ -98,7 +91,7 @@ def instantiate_network(model_cfg: Any, n_outputs: int, section: str = "model", 
     kwargs = {k: v for k, v in dict(model_cfg).items() if k not in ("_target_", "box_distribution")}
     kwargs.update(overrides)
     if "hidden_units" in kwargs:
-        kwargs["hidden_units"] = _check_hidden_units(kwargs["hidden_units"], section)
+        kwargs["hidden_units"] = positive_ints(kwargs["hidden_units"], f"{section}.hidden_units")
     target = model_cfg.get("_target_")
     module_cls = import_object(target, f"{section}._target_")
     if dataclasses.is_dataclass(module_cls):

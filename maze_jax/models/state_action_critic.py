@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from maze_jax.config import ConfigError
+from maze_jax.config import ConfigError, positive_ints
 from maze_jax.models.init import orthogonal
 from maze_jax.models.mlp import activation, flatten_concat
 
@@ -49,9 +49,8 @@ def build_state_action_critic(model_cfg: Any, critic_cfg: Any, n_outputs: int) -
                           "critics of their own: critic=template_state_action (or flatten_concat_state_action)")
     model = {k: getattr(model_cfg, k) for k in ("hidden_units", "non_lin") if hasattr(model_cfg, k)} \
         if isinstance(model_cfg, nn.Module) else dict(model_cfg or {})
-    units = tuple(critic_cfg.get("hidden_units") or model.get("hidden_units") or DEFAULT_HIDDEN_UNITS)
-    if not units or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in units):
-        raise ConfigError(f"critic.hidden_units={list(units)!r}: expected a non-empty list of positive integers")
+    units = positive_ints(critic_cfg.get("hidden_units") or model.get("hidden_units") or DEFAULT_HIDDEN_UNITS,
+                          "critic.hidden_units")
     non_lin = critic_cfg.get("non_lin") or model.get("non_lin") or "Tanh"
     activation(non_lin)  # a bad name is one line now, not at the first trace
     return StateActionCritic(n_outputs, units, str(non_lin))
