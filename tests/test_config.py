@@ -91,6 +91,22 @@ def test_yaml_defaults_are_the_dataclass_defaults(name):
         assert bare.name == name
 
 
+@pytest.mark.parametrize("name", ["es", "ppo", "a2c", "sac", "impala"])
+def test_every_key_of_an_algorithm_group_is_read_and_an_added_one_is_refused(name):
+    """A key added with `+algorithm.<key>=...` that no reader reads would change nothing, silently: it is one
+    line, with the closest setting. Each group's own keys are all read (none is refused)."""
+    from maze_jax.shell.settings import compose_config, read_settings
+
+    read_settings(compose_config([f"algorithm={name}"])[0])
+    with pytest.raises(ConfigError, match=rf"^algorithm.rollout_evaluator.n_episode is not a setting of "
+                                          rf"algorithm={name}. Did you mean algorithm.rollout_evaluator.n_episodes"
+                       if name != "es" else r"^algorithm.rollout_evaluator.n_episode is not a setting of algorithm=es"):
+        read_settings(compose_config([f"algorithm={name}", "+algorithm.rollout_evaluator.n_episode=3"])[0])
+    with pytest.raises(ConfigError, match=r"^Could not override 'algorithm.lr_': Key 'lr_' is not in struct"
+                                          r"(. Did you mean algorithm.lr\?)?$"):  # without "+": no advice to add it
+        compose_config([f"algorithm={name}", "algorithm.lr_=3"])
+
+
 def test_a_run_saved_before_the_readers_moved_still_reads():
     """Run directories written before the border moved to maze_jax/shell/ name `maze_jax.settings.ppo`."""
     from maze_jax.shell.settings import compose_config, read_settings

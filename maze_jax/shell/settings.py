@@ -133,8 +133,9 @@ def hydra_error_line(error: BaseException) -> str:
         keys = list(parent.keys()) if hasattr(parent, "keys") else []
         where = str(cause.full_key).rpartition(".")[0]
         hint = did_you_mean(str(cause.key), keys, where + "." if where else "")
-        return (f"Could not override '{cause.full_key}': Key '{cause.key}' is not in struct{hint} "
-                f"(+{cause.full_key}=... adds a new key)")
+        # an algorithm reads only its own settings (read_algorithm): a key added to it is refused too
+        adding = "" if str(cause.full_key).startswith("algorithm.") else f" (+{cause.full_key}=... adds a new key)"
+        return f"Could not override '{cause.full_key}': Key '{cause.key}' is not in struct{hint}{adding}"
     return " ".join(line.strip() for line in str(error).split("\nConfig search path")[0].splitlines() if line.strip())
 
 
@@ -315,8 +316,9 @@ def impala(algorithm: Mapping, runner: Mapping) -> ImpalaConfig:
     are read and checked, but the actor/learner split is the runner's: the host collector's actor thread
     (`runner.policy_lag`) or Ray's workers (`runner=ray`); `n_training_seeds` is unused, as in Maze."""
     a, where = algorithm, "algorithm"
-    if "num_actors" in a:
-        read(a, "num_actors", int, where, low=1)
+    for key in ("num_actors", "n_training_seeds"):
+        if key in a:
+            read(a, key, int, where, low=1)
     if "queue_out_of_sync_factor" in a:
         read(a, "queue_out_of_sync_factor", float, where, low=0.0, low_inclusive=False)
     n_envs = _n_envs(a, runner, "actors_batch_size", where)
@@ -346,7 +348,46 @@ def read_algorithm(algorithm: Mapping, runner: Mapping):
     if str(target).startswith(OLD_READERS):  # a run directory saved before the readers moved into the shell
         target = "maze_jax.shell.settings." + str(target).rpartition(".")[2]
     reader = import_object(target, "algorithm._target_")
-    return reader({k: v for k, v in algorithm.items() if k != "_target_"}, runner)
+    fields, read_keys = {k: v for k, v in algorithm.items() if k != "_target_"}, set()
+    settings = reader(KeysRead(fields, read_keys), runner)
+    unread = [key for key in leaf_keys(fields) if key not in read_keys]
+    if unread:  # a key added with +algorithm.<key>=..., which nothing would read
+        name = str(target).rpartition(".")[2]
+        raise ConfigError(f"algorithm.{unread[0]} is not a setting of algorithm={name}"
+                          f"{did_you_mean(unread[0], [k for k in leaf_keys(fields) if k not in unread], 'algorithm.')}")
+    return settings
+
+
+class KeysRead(Mapping):
+    """A config mapping that notes the dotted path of every key a reader asks for (`[]`, `get`, `in`), nested
+    mappings too, so that `read_algorithm` can name a key no reader reads."""
+
+    def __init__(self, node: Mapping, read_keys: set, prefix: str = ""):
+        self._node, self._read, self._prefix = node, read_keys, prefix
+
+    def __getitem__(self, key):
+        self._read.add(self._prefix + str(key))
+        value = self._node[key]
+        return KeysRead(value, self._read, f"{self._prefix}{key}.") if isinstance(value, Mapping) else value
+
+    def __contains__(self, key) -> bool:
+        self._read.add(self._prefix + str(key))
+        return key in self._node
+
+    def __iter__(self):
+        return iter(self._node)
+
+    def __len__(self) -> int:
+        return len(self._node)
+
+
+def leaf_keys(node: Mapping, prefix: str = "") -> list[str]:
+    """The dotted paths of a nested mapping's leaves (an empty mapping counts as a leaf)."""
+    keys = []
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        keys += leaf_keys(value, path + ".") if isinstance(value, Mapping) and value else [path]
+    return keys
 
 
 def read_loop(runner: Mapping) -> LoopSettings:
