@@ -107,6 +107,23 @@ def test_every_key_of_an_algorithm_group_is_read_and_an_added_one_is_refused(nam
         compose_config([f"algorithm={name}", "algorithm.lr_=3"])
 
 
+@pytest.mark.parametrize("runner", ["local", "dev", "distributed", "ray"])
+def test_a_key_added_to_the_runner_or_seeding_is_refused_and_only_groups_that_take_new_keys_advise_adding(runner):
+    from maze_jax.shell.settings import compose_config, read_settings
+
+    cfg, _ = compose_config([f"runner={runner}", "+runner.concurrenci=3"])
+    with pytest.raises(ConfigError, match=r"^runner.concurrenci is not a setting of runner. Did you mean "
+                                          r"runner.concurrency\?$"):
+        read_settings(cfg)
+    with pytest.raises(ConfigError, match=r"^seeding.env_seed is not a setting of seeding. Did you mean "
+                                          r"seeding.env_base_seed\?$"):
+        read_settings(compose_config(["+seeding.env_seed=3"])[0])
+    with pytest.raises(ConfigError, match=r"Key 'n_seed' is not in struct. Did you mean runner.n_seeds\?$"):
+        compose_config([f"runner={runner}", "runner.n_seed=3"])
+    with pytest.raises(ConfigError, match=r"\(\+env.max_steps=... adds a new key\)$"):  # an env's constructor argument
+        compose_config(["env.max_steps=3"])
+
+
 def test_a_run_saved_before_the_readers_moved_still_reads():
     """Run directories written before the border moved to maze_jax/shell/ name `maze_jax.settings.ppo`."""
     from maze_jax.shell.settings import compose_config, read_settings

@@ -12,6 +12,7 @@ returning an `Algorithm` (see `maze_jax.shell.assembly.build_algorithm`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
@@ -133,8 +134,10 @@ def hydra_error_line(error: BaseException) -> str:
         keys = list(parent.keys()) if hasattr(parent, "keys") else []
         where = str(cause.full_key).rpartition(".")[0]
         hint = did_you_mean(str(cause.key), keys, where + "." if where else "")
-        # an algorithm reads only its own settings (read_algorithm): a key added to it is refused too
-        adding = "" if str(cause.full_key).startswith("algorithm.") else f" (+{cause.full_key}=... adds a new key)"
+        # keys added to these groups reach a constructor (env, model, critic) or name a wrapper; the algorithm,
+        # runner and seeding read only their own settings (read_algorithm, check_known_keys)
+        group = str(cause.full_key).split(".")[0]
+        adding = f" (+{cause.full_key}=... adds a new key)" if group in ("env", "model", "critic", "wrappers") else ""
         return f"Could not override '{cause.full_key}': Key '{cause.key}' is not in struct{hint}{adding}"
     return " ".join(line.strip() for line in str(error).split("\nConfig search path")[0].splitlines() if line.strip())
 
@@ -462,6 +465,8 @@ def read_settings(cfg) -> RunSettings:
     if "n_episodes" in runner and "n_eval_rollouts" not in runner:
         raise ConfigError("runner: a rollout runner (runner=sequential or parallel: python -m maze_jax.rollout) "
                           "cannot train; training takes runner=local, dev, distributed or ray")
+    check_known_keys(runner, "runner", training_runner_keys())
+    check_known_keys(seeding, "seeding", ("env_base_seed", "agent_base_seed"))
     evaluator = (cfg.get("algorithm") or {}).get("rollout_evaluator") or {}
     grid = read_grid(cfg.get("grid"), cfg.get("algorithm") or {}, runner, read_algorithm)
     if grid is not None and read_ray(runner):
@@ -484,6 +489,25 @@ def read_settings(cfg) -> RunSettings:
         agent_seed=seeding.get("agent_base_seed"), env_seed=seeding.get("env_base_seed"),
         compilation_cache_dir=str(cfg.get("compilation_cache_dir") or ""),
         logger=read_logger(cfg.get("logger")))
+
+
+TRAINING_RUNNERS = ("local", "dev", "distributed", "ray")
+
+
+def training_runner_keys() -> set:
+    """Every key of the training runner configs (conf/runner/): what some part of a training run reads."""
+    from omegaconf import OmegaConf
+
+    return {key for name in TRAINING_RUNNERS
+            for key in OmegaConf.load(os.path.join(CONFIG_DIR, "runner", f"{name}.yaml"))}
+
+
+def check_known_keys(node: Mapping, group: str, known) -> None:
+    """A key added to `group` (`+runner.foo=1`) that nothing reads is one line, with the closest known key."""
+    unknown = sorted(set(node) - set(known))
+    if unknown:
+        raise ConfigError(f"{group}.{unknown[0]} is not a setting of {group}"
+                          f"{did_you_mean(unknown[0], sorted(known), group + '.')}")
 
 
 def read_logger(logger: Mapping | None) -> Mapping | None:
