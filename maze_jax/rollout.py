@@ -8,6 +8,7 @@ table; writes `episodes.csv` (return and length of every episode) and, with `run
 from __future__ import annotations
 
 import csv
+import inspect
 import os
 import secrets
 import sys
@@ -112,7 +113,7 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.shell.loop import EpisodeProgress, unfinished_note
     from maze_jax.shell.resume import stored_statistics
     from maze_jax.shell.session import enable_compilation_cache, final_evaluation_key, normalization_key
-    from maze_jax.shell.settings import LoopSettings, plain
+    from maze_jax.shell.settings import ROLLOUT_RUNNERS, LoopSettings, check_known_keys, plain, runner_keys
     from maze_jax.shell.table import format_table
     from maze_jax.shell.video import frame_source, record_episodes
     from maze_jax.shell.wrappers import wrap_env
@@ -122,6 +123,7 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     if "n_eval_rollouts" in runner and "n_episodes" not in runner:
         raise ConfigError("runner: a training runner (runner=local, dev, distributed or ray) cannot roll out; "
                           "rollouts take runner=parallel (the default) or sequential")
+    check_known_keys(runner, "runner", runner_keys(ROLLOUT_RUNNERS))
     n_episodes = read(runner, "n_episodes", int, "runner", low=1)
     record = read(runner, "record_trajectory", bool, "runner")
     render = read(runner, "render", bool, "runner") if "render" in runner else False
@@ -136,6 +138,10 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     policy_cfg = {k: v for k, v in plain(cfg.policy).items() if k != "_target_"}
     deterministic = policy_cfg.pop("deterministic", True)
     factory = import_object(cfg.policy._target_, "policy._target_")
+    try:  # the settings the policy's factory takes, checked before it runs
+        inspect.signature(factory).bind(str(cfg.input_dir), env_spec, **policy_cfg)
+    except TypeError as error:
+        raise ConfigError(f"policy config does not fit {cfg.policy._target_}: {error}") from None
     loaded = factory(str(cfg.input_dir), env_spec, **policy_cfg)
     if render:
         frame_source(env_spec)  # an env that cannot draw is refused before anything is played

@@ -56,7 +56,12 @@ def test_rollout_settings_that_cannot_apply_are_refused_not_ignored(tmp_path, ca
                     f"hydra.run.dir={tmp_path}/run"], tmp_path, cache_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for setting, message in (("runner.batch_size=0", "Error: runner.batch_size=0: must be >= 1"),
-                             ("policy.seed=3", "Error: seed=3: the run trained one seed (runner.n_seeds=1), seed 0")):
+                             ("policy.seed=3", "Error: seed=3: the run trained one seed (runner.n_seeds=1), seed 0"),
+                             ("+runner.n_episode=3", "Error: runner.n_episode is not a setting of runner. Did you "
+                                                     "mean runner.n_episodes?"),
+                             ("+policy.checkpoints=best", "Error: policy config does not fit maze_jax.trained_policy."
+                                                          "trained_policy: got an unexpected keyword argument "
+                                                          "'checkpoints'")):
         proc = run_cli([f"input_dir={tmp_path}/run", setting, f"log_base_dir={tmp_path}/outputs"], tmp_path,
                        cache_dir, module="maze_jax.rollout")
         assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message], proc.stderr[-2000:]

@@ -465,7 +465,7 @@ def read_settings(cfg) -> RunSettings:
     if "n_episodes" in runner and "n_eval_rollouts" not in runner:
         raise ConfigError("runner: a rollout runner (runner=sequential or parallel: python -m maze_jax.rollout) "
                           "cannot train; training takes runner=local, dev, distributed or ray")
-    check_known_keys(runner, "runner", training_runner_keys())
+    check_known_keys(runner, "runner", runner_keys())
     check_known_keys(seeding, "seeding", ("env_base_seed", "agent_base_seed"))
     evaluator = (cfg.get("algorithm") or {}).get("rollout_evaluator") or {}
     grid = read_grid(cfg.get("grid"), cfg.get("algorithm") or {}, runner, read_algorithm)
@@ -492,14 +492,14 @@ def read_settings(cfg) -> RunSettings:
 
 
 TRAINING_RUNNERS = ("local", "dev", "distributed", "ray")
+ROLLOUT_RUNNERS = ("parallel", "sequential")
 
 
-def training_runner_keys() -> set:
-    """Every key of the training runner configs (conf/runner/): what some part of a training run reads."""
+def runner_keys(names: tuple = TRAINING_RUNNERS) -> set:
+    """Every key of these runner configs (conf/runner/): what some part of a training run (or a rollout) reads."""
     from omegaconf import OmegaConf
 
-    return {key for name in TRAINING_RUNNERS
-            for key in OmegaConf.load(os.path.join(CONFIG_DIR, "runner", f"{name}.yaml"))}
+    return {key for name in names for key in OmegaConf.load(os.path.join(CONFIG_DIR, "runner", f"{name}.yaml"))}
 
 
 def check_known_keys(node: Mapping, group: str, known) -> None:
