@@ -1,5 +1,7 @@
 """Config values are type- and range-checked with messages naming the key; a resume merges by key."""
 
+import importlib.util
+
 import pytest
 
 from maze_jax.config import ConfigError, read
@@ -98,6 +100,8 @@ def test_every_key_of_an_algorithm_group_is_read_and_an_added_one_is_refused(nam
     from maze_jax.shell.settings import compose_config, read_settings
 
     read_settings(compose_config([f"algorithm={name}"])[0])
+    if importlib.util.find_spec("ray") is not None:  # Ray's workers replace num_actors and actors_batch_size
+        read_settings(compose_config([f"algorithm={name}", "runner=ray", "env=gymnasium"])[0])
     with pytest.raises(ConfigError, match=rf"^algorithm.rollout_evaluator.n_episode is not a setting of "
                                           rf"algorithm={name}. Did you mean algorithm.rollout_evaluator.n_episodes"
                        if name != "es" else r"^algorithm.rollout_evaluator.n_episode is not a setting of algorithm=es"):

@@ -216,10 +216,12 @@ def es(algorithm: Mapping, runner: Mapping) -> ESConfig:
 
 def _n_envs(algorithm: Mapping, runner: Mapping, key: str, where: str) -> int:
     """The envs a rollout steps: every Ray worker's envs of a seed with runner=ray, else `<where>.<key>`."""
-    ray = read_ray(runner)
-    if ray:
+    ray, source = read_ray(runner), algorithm if where == "algorithm" else runner
+    if ray:  # the workers' envs replace the setting, which is still checked
+        if key in source:
+            read(source, key, int, where, low=1)
         return ray.num_workers * ray.envs_per_worker // read(runner, "n_seeds", int, "runner", low=1)
-    return read(algorithm if where == "algorithm" else runner, key, int, where, low=1)
+    return read(source, key, int, where, low=1)
 
 
 NO_EVALUATOR_BATCH = 8
