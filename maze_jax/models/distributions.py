@@ -59,8 +59,8 @@ class DiagGaussian:
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The Box's low and high bound of every action dimension, (size,) float32 each."""
-        return tuple(np.broadcast_to(np.asarray(bound, np.float32).reshape(-1), (self.size,))
-                     for bound in (self.low, self.high))
+        return tuple(np.broadcast_to(np.asarray(bound, np.float32).reshape(-1), (self.size,)).copy()
+                     for bound in (self.low, self.high))  # a copy: JAX would trace a broadcast view as a broadcast
 
     def _split(self, out):
         mean, log_std = jnp.split(out, 2, axis=-1)
