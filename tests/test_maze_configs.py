@@ -196,6 +196,17 @@ def test_masked_random_policy_honours_the_masks_and_random_policy_ignores_them()
     assert masked > unmasked + 100, (masked, unmasked)
 
 
+def test_torch_policy_is_mazes_name_for_the_trained_policy():
+    from hydra import compose, initialize_config_dir
+
+    from maze_jax.config import CONFIG_DIR
+
+    with initialize_config_dir(CONFIG_DIR, version_base=None):
+        maze = compose("conf_rollout", overrides=["policy=torch_policy", "policy.checkpoint=latest"]).policy
+        ours = compose("conf_rollout", overrides=["policy=trained_policy", "policy.checkpoint=latest"]).policy
+    assert maze == ours and maze._target_ == "maze_jax.trained_policy.trained_policy"
+
+
 @pytest.mark.parametrize("runner", ["sequential", "parallel"])
 def test_rollout_runners_play_the_asked_number_of_episodes(runner, tmp_path, cache_dir):
     proc = run_cli([f"runner={runner}", "policy=masked_random_policy", "env=tutorial_cutting_2d_struct_masked",
