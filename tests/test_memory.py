@@ -22,7 +22,7 @@ def compiled_product():
 
 def test_a_program_that_needs_more_than_is_free_is_refused_naming_it_and_the_sizes(monkeypatch):
     compiled = compiled_product()
-    assert memory.needed_bytes(compiled) >= 4_000_000
+    assert memory.needed_bytes(compiled, memory.program_devices(compiled)) >= 4_000_000
     monkeypatch.setattr(memory, "free_bytes", lambda device: 10 * memory.GiB)
     memory.check_fits(compiled, "training epoch")  # fits
     monkeypatch.setattr(memory, "free_bytes", lambda device: 1_000_000)

@@ -5,7 +5,6 @@ were read at the border (`maze_jax.shell.settings`)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
@@ -26,6 +25,7 @@ from maze_jax.models import build_actor_critic, build_policy
 from maze_jax.models.state_action_critic import build_state_action_critic
 from maze_jax.shell.collectors.host import host_trainer
 from maze_jax.shell.collectors.ray_workers import ray_trainer
+from maze_jax.shell.memory import GiB, free_bytes
 from maze_jax.shell.settings import HostSettings
 
 
@@ -60,32 +60,19 @@ def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = No
     return algorithm
 
 
-def available_memory() -> int:
-    """Bytes the learner's state may take: the accelerator's memory, or the host's available memory on a CPU."""
-    stats = jax.local_devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def check_fits_memory(algorithm: Algorithm, n_seeds: int, n_configs: int = 1) -> None:
     """One line, before anything compiles, when the learners' states (a replay buffer above all) of every member
     (`n_configs` configurations of a grid times `n_seeds`) cannot fit: they need room for at least two copies (the
     state and the next one)."""
     shapes = jax.eval_shape(algorithm.init, jax.random.key(0), algorithm.hyperparams)
     needed = 2 * n_seeds * n_configs * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
-    available = available_memory()
-    if needed > available:
+    available = free_bytes(jax.local_devices()[0])
+    if available is not None and needed > available:
         size = getattr(algorithm.config, "replay_buffer_size", None)
         hint = f" (algorithm.replay_buffer_size={size}: make it smaller)" if size else ""
         grid = f" of each of {n_configs} grid configurations" if n_configs > 1 else ""
-        raise ConfigError(f"the learner's state needs {needed / 2**30:.1f} GiB for {n_seeds} seed(s){grid}{hint}; "
-                          f"{available / 2**30:.1f} GiB are available")
+        raise ConfigError(f"the learner's state needs {needed / GiB:.1f} GiB for {n_seeds} seed(s){grid}{hint}; "
+                          f"{available / GiB:.1f} GiB are available")
 
 
 def build_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int = 1,

@@ -46,9 +46,9 @@ def free_bytes(device) -> int | None:
     return stats["bytes_limit"] - stats.get("bytes_in_use", 0) if "bytes_limit" in stats else None
 
 
-def needed_bytes(compiled) -> int | None:
-    """What a compiled program allocates when it runs, on all the devices of one memory (every CPU device of a
-    process shares the host's): outputs and temporaries, less the outputs that reuse donated arguments."""
+def needed_bytes(compiled, devices: list) -> int | None:
+    """What a compiled program allocates when it runs on `devices` (`program_devices`), in one memory (every CPU
+    device of a process shares the host's): outputs and temporaries, less the outputs that reuse donated arguments."""
     try:
         stats = compiled.memory_analysis()
     except Exception:  # a backend without the analysis
@@ -56,7 +56,6 @@ def needed_bytes(compiled) -> int | None:
     if stats is None:
         return None
     per_device = stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
-    devices = program_devices(compiled)
     return per_device * (len(devices) if devices[0].platform == "cpu" else 1)
 
 
@@ -69,10 +68,11 @@ def program_devices(compiled) -> list:
 
 def check_fits(compiled, what: str) -> None:
     """Raises OutOfMemory, naming the program (`what`), when it needs more memory than is free now."""
-    need = needed_bytes(compiled)
+    devices = program_devices(compiled)
+    need = needed_bytes(compiled, devices)
     if need is None:
         return
-    device = program_devices(compiled)[0]
+    device = devices[0]
     free = free_bytes(device)
     if free is not None and need > free:
         raise OutOfMemory(f"the {what} needs {need / GiB:.1f} GiB of memory and {free / GiB:.1f} GiB are free "
