@@ -214,29 +214,71 @@ def es_sampling(seeds: list[int], max_epochs: int = 60) -> None:
             print(f"{env_name} {mode:8s}: " + "; ".join(rows), flush=True)
 
 
-def raw_vector_rate(env_id: str, backend: str, n_envs: int, steps: int = 2000) -> float:
-    """Env steps per second of the library's own vector env with random actions (no policy, no conversion)."""
+def raw_vector_rate(env_id: str, backend: str, n_envs: int, steps: int = 2000) -> tuple[float, float]:
+    """Env steps per second of the library's own vector env with random actions (no policy, no conversion), and
+    the CPU seconds (all threads of this process) one env step takes."""
     import numpy as np
 
     if backend == "envpool":
         import envpool
 
-        env = envpool.make_gymnasium(env_id, num_envs=n_envs)
+        env = envpool.make_gymnasium(env_id, num_envs=n_envs, seed=0)  # envpool seeds its envs when it builds them
         sample = lambda: np.array([env.action_space.sample() for _ in range(n_envs)])  # noqa: E731
+        env.reset()
     else:
         import gymnasium
 
         env = gymnasium.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
                                  vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP})
         sample = env.action_space.sample
-    env.reset(seed=0)
+        env.reset(seed=0)
     actions = [sample() for _ in range(64)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(steps):
         env.step(actions[i % 64])
-    rate = steps * n_envs / (time.perf_counter() - start)
+    rate, cpu = steps * n_envs / (time.perf_counter() - start), (time.process_time() - cpu) / (steps * n_envs)
     env.close()
-    return rate
+    return rate, cpu
+
+
+def timed_calls(call, repeats: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of `repeats` calls of `call`, the last result waited for."""
+    import jax
+
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(repeats):
+        result = call()
+    jax.block_until_ready(result)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def python_costs(spec, trainer, raw_cpu: float, raw_rate: float) -> str:
+    """Where a Python env's training time goes on this machine: the actor alone (the policy call, the vector env's
+    step and the rollout's bookkeeping, no learner) against the raw rate, and the CPU seconds per env step of
+    the raw envs, the actor and PPO's update; with them, the highest share of raw stepping the host's cores allow
+    when the actor and the learner each run as fast as they do alone and share the cores perfectly."""
+    import jax
+
+    from maze_jax.shell.collectors.host import RolloutCollector
+
+    n_envs, n_steps = trainer.algorithm.config.n_envs, trainer.algorithm.config.n_rollout_steps
+    learner = jax.tree.map(lambda x: x[None], trainer.init(jax_key(0), jax_key(1)).learner)
+    collector = RolloutCollector(trainer.algorithm, spec, n_envs, n_steps, 1, 0, "sync")
+    try:
+        trajectory = collector.collect(learner.params, jax_key(2)[None])[0]  # compiles
+        wall, actor_cpu = timed_calls(lambda: collector.collect(learner.params, jax_key(3)[None])[0], 4)
+    finally:
+        collector.close()
+    update = jax.jit(jax.vmap(trainer.algorithm.update))
+    jax.block_until_ready(update(learner, trajectory))
+    _, learner_cpu = timed_calls(lambda: update(learner, trajectory), 4)
+    samples = 4 * n_envs * n_steps
+    actor_rate, actor_cpu, learner_cpu = samples / wall, actor_cpu / samples, learner_cpu / samples
+    cores = len(os.sched_getaffinity(0))
+    ceiling = min(actor_rate, cores / (actor_cpu + learner_cpu))
+    return (f"actor alone {actor_rate:,.0f} steps/s = {actor_rate / raw_rate:.0%} of raw; CPU per env step: raw env "
+            f"{raw_cpu * 1e6:.1f} us, actor {actor_cpu * 1e6:.1f} us, PPO's update {learner_cpu * 1e6:.1f} us; "
+            f"{cores} cores allow at most {ceiling:,.0f} steps/s = {ceiling / raw_rate:.0%} of raw")
 
 
 def python_envs(quick: bool) -> None:
@@ -250,10 +292,11 @@ def python_envs(quick: bool) -> None:
     backends = ["gymnasium"] + (["envpool"] if importlib.util.find_spec("envpool") else [])
     for env_id in ("CartPole-v1", "LunarLander-v3"):
         for backend in backends:
-            raw = raw_vector_rate(env_id, backend, 16)
+            raw, raw_cpu = raw_vector_rate(env_id, backend, 16)
             cfg, _ = compose_config(["+experiment=lunarlander_ppo", f"env.name={env_id}", f"env.backend={backend}",
                                      "seeding.agent_base_seed=0", "seeding.env_base_seed=0"])
-            _, trainer = build(read_settings(cfg), echo=lambda *a, **k: None)
+            spec, trainer = build(read_settings(cfg), echo=lambda *a, **k: None)
+            costs = python_costs(spec, trainer, raw_cpu, raw)
             state = trainer.init(jax_key(0), jax_key(1))
             state, metrics = trainer.train_epoch(state)  # compiles the act and update programs
             start, steps = time.perf_counter(), 0
@@ -263,7 +306,7 @@ def python_envs(quick: bool) -> None:
             rate = steps / (time.perf_counter() - start)
             trainer.close()
             print(f"{env_id} ({backend}, 16 envs): raw vector env {raw:,.0f} steps/s; PPO training {rate:,.0f} "
-                  f"steps/s = {rate / raw:.0%} of raw", flush=True)
+                  f"steps/s = {rate / raw:.0%} of raw (target: 60%)\n    {costs}", flush=True)
     for backend in backends:
         for seed in [0] if quick else [0, 1, 2]:
             with tempfile.TemporaryDirectory() as log_dir:  # the run directories go with it
