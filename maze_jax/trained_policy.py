@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
+from maze_jax.algorithms.sac import BOX_DISTRIBUTION
 from maze_jax.collectors.evaluation import evaluate
 from maze_jax.collectors.seeds import one_seed_evaluation
 from maze_jax.config import ConfigError, first_line
@@ -226,7 +227,9 @@ def load_policy(run_dir: str, checkpoint: str = "best", env=None, model=None,
     env_spec = build_env(plain_cfg["env"]) if env is None else as_env_spec(env)
     env_spec = wrap_env(env_spec, plain_cfg.get("wrappers"), stored_statistics(run_dir), echo=lambda *a, **k: None)
     shared = bool((plain_cfg.get("critic") or {}).get("shared", False))
-    policy = build_policy(plain_cfg["model"] if model is None else model, env_spec, shared_value=shared)
+    trained_by_sac = str((plain_cfg.get("algorithm") or {}).get("_target_", "")).rpartition(".")[2] == "sac"
+    policy = build_policy(plain_cfg["model"] if model is None else model, env_spec, shared_value=shared,
+                          **({"box_auto": BOX_DISTRIBUTION} if trained_by_sac else {}))  # as the run built it
     folders = (BEST, LATEST) if checkpoint == "best" else (LATEST, BEST)  # a corrupt one is skipped, and said
     saved, meta, _ = read_first_usable(run_dir, lambda store, step: store.restore_raw(step)["learner"]["params"][
         "policy"], echo, folders)

@@ -40,6 +40,25 @@ def test_sac_trains_resumes_bit_for_bit_and_rolls_out(tmp_path: Path, cache_dir)
 
 
 @pytest.mark.cli
+def test_sac_trains_a_box_env_with_the_default_model_and_its_rollout_acts_as_it_did(tmp_path: Path, cache_dir):
+    """The default model (flatten_concat, `box_distribution: auto`) gives SAC a squashed Gaussian; the saved
+    config still says auto, so the rollout and `load_policy` must build the policy the run trained."""
+    from maze_jax.models.distributions import SquashedGaussian
+    from maze_jax.trained_policy import load_policy
+
+    run = run_cli(["env=gymnax", "env.name=Pendulum-v1", "algorithm=sac", "model.hidden_units=[16]",
+                   "algorithm.n_epochs=1", "algorithm.epoch_length=4",
+                   "algorithm.initial_buffer_size=64", "algorithm.batch_size=32", "algorithm.replay_buffer_size=1000",
+                   "algorithm.rollout_evaluator.n_episodes=1", "runner.final_eval_rollouts=1",
+                   f"log_base_dir={tmp_path / 'a'}"], tmp_path, cache_dir)
+    assert run.returncode == 0, run.stderr
+    run_dir = only_run_dir(tmp_path / "a")
+    assert isinstance(load_policy(str(run_dir)).policy.dist, SquashedGaussian)
+    rollout = run_cli([f"input_dir={run_dir}", "runner.n_episodes=1"], tmp_path, cache_dir, module="maze_jax.rollout")
+    assert rollout.returncode == 0, rollout.stderr
+
+
+@pytest.mark.cli
 def test_mazes_impala_command_trains_on_a_python_env(tmp_path: Path, cache_dir):
     proc = run_cli(["-cn", "conf_train", "env=gym_env", "env.name=CartPole-v0", "algorithm=impala",
                     "env.backend=gymnasium", "algorithm.n_epochs=1", "algorithm.epoch_length=4",
@@ -50,7 +69,8 @@ def test_mazes_impala_command_trains_on_a_python_env(tmp_path: Path, cache_dir):
 
 @pytest.mark.cli
 @pytest.mark.parametrize("overrides, message", [
-    (["env=gymnax", "env.name=Pendulum-v1", "algorithm=sac"], "box_distribution=squashed_gaussian"),
+    (["env=gymnax", "env.name=Pendulum-v1", "algorithm=sac", "model.box_distribution=gaussian"],
+     "box_distribution=squashed_gaussian"),
     (["algorithm=sac", "algorithm.replay_buffer_size=10", "algorithm.batch_size=100"], "batch_size=100 is above"),
     (["algorithm=sac", "algorithm.replay_buffer_size=100000000000"], "GiB"),
     (["algorithm=ppo", "critic=template_state_action"], "state-action critic"),

@@ -87,6 +87,24 @@ def test_an_unbounded_box_is_one_line():
         build_algorithm(SMALL, as_env_spec(Unbounded()), SQUASHED)
 
 
+@pytest.mark.parametrize("model", ["flatten_concat", "module"])
+def test_a_models_auto_box_distribution_is_squashed_for_sac_and_clipped_for_ppo(model):
+    """`box_distribution: auto`, the default of flatten_concat and pixel_obs (and of flax module objects): SAC gets
+    the squashed Gaussian it needs (Maze's presets squash Box actions), PPO the clipped Gaussian."""
+    from maze_jax.algorithms.actor_critic import ActorCriticConfig
+    from maze_jax.models import FlattenConcatPolicy
+    from maze_jax.shell.settings import compose_config
+
+    cfg = FlattenConcatPolicy(n_outputs=1, hidden_units=(8,)) if model == "module" else \
+        compose_config([f"model={model}", "model.hidden_units=[8]"])[0].model
+    assert model == "module" or cfg.box_distribution == compose_config(["model=pixel_obs"])[0].model.box_distribution \
+        == "auto"
+    spec = make_env("Pendulum-v1", backend="gymnax")
+    assert isinstance(build_algorithm(SMALL, spec, cfg).policy.dist, SquashedGaussian)
+    ppo = build_algorithm(ActorCriticConfig(n_envs=2, n_rollout_steps=4, batch_size=8), spec, cfg)
+    assert type(ppo.policy.dist) is DiagGaussian
+
+
 def test_warm_up_acts_uniformly_and_fills_the_buffer_before_update_zero():
     spec = make_env("Pendulum-v1")
     algorithm = build_algorithm(SMALL, spec, SQUASHED)

@@ -37,6 +37,9 @@ from maze_jax.models.distributions import (Categorical, DiagGaussian, SquashedGa
 
 DISCRETE_TARGET_FRACTION = 0.98
 """The target entropy of a discrete head, as a fraction of its largest (log of its action count)."""
+BOX_DISTRIBUTION = "squashed_gaussian"
+"""What a model's `box_distribution: auto` gives SAC: its policy loss needs actions that are reparameterised and
+inside the bounds (Maze's model presets squash Box actions for every algorithm)."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def action_heads(dist) -> ActionHeads:
         return ActionHeads(dist, False)
     if all(isinstance(h, DiagGaussian) for h in heads):
         raise ConfigError("SAC needs a squashed Gaussian over Box actions (reparameterised and inside the bounds): "
-                          "add model.box_distribution=squashed_gaussian, or use model=vector_obs")
+                          "set model.box_distribution=squashed_gaussian (or auto), or use model=vector_obs")
     raise ConfigError("SAC learns all-Discrete or all-Box action spaces; this one mixes Discrete and Box heads, for "
                       "which its critic has no exact form: use algorithm=ppo")
 

@@ -139,17 +139,20 @@ def action_distribution(env_spec, box: str = "gaussian"):
     return distribution_for(env_spec.env.action_space(env_spec.params), order, box)
 
 
-def box_distribution(model_cfg: Any) -> str:
-    """The model config's `box_distribution` (flax module objects: the plain Gaussian)."""
-    return "gaussian" if isinstance(model_cfg, nn.Module) else str(model_cfg.get("box_distribution") or "gaussian")
+def box_distribution(model_cfg: Any, auto: str = "gaussian") -> str:
+    """The model config's `box_distribution`; `auto` (flatten_concat's default, and flax module objects) is the
+    algorithm's choice, `auto`: the clipped Gaussian unless the algorithm needs another (SAC)."""
+    value = "auto" if isinstance(model_cfg, nn.Module) else str(model_cfg.get("box_distribution") or "auto")
+    return auto if value == "auto" else value
 
 
-def build_policy(model_cfg: Any, env_spec, shared_value: bool = False) -> Policy:
+def build_policy(model_cfg: Any, env_spec, shared_value: bool = False, box_auto: str = "gaussian") -> Policy:
     """The model config's network(s) with the outputs the env's action space needs (plus a value if shared),
-    one network per sub-step for a structured env, with the env's action masks."""
+    one network per sub-step for a structured env, with the env's action masks; Box heads as the model says, or
+    `box_auto` where it says `auto`."""
     env = env_spec.env
     steps = sub_steps(env)
-    dist = action_distribution(env_spec, box_distribution(model_cfg))
+    dist = action_distribution(env_spec, box_distribution(model_cfg, box_auto))
     if not steps:
         return Policy(build_networks(model_cfg, env, [dist.n_outputs + int(shared_value)], "model"), dist,
                       shared_value, head_masks(dist, env))

@@ -14,7 +14,7 @@ from maze_jax.algorithms.actor_critic import ActorCriticConfig, make_actor_criti
 from maze_jax.algorithms.es import ESConfig, make_es
 from maze_jax.algorithms.impala import ImpalaConfig, make_impala
 from maze_jax.algorithms.losses import Losses
-from maze_jax.algorithms.sac import SACConfig, make_sac
+from maze_jax.algorithms.sac import BOX_DISTRIBUTION, SACConfig, make_sac
 from maze_jax.collectors import Trainer
 from maze_jax.config import ConfigError
 from maze_jax.collectors.jax_envs import jax_trainer
@@ -52,8 +52,8 @@ def build_algorithm(config: Any, env_spec: EnvSpec, model: Any, critic: Any = No
     elif isinstance(config, SACConfig):
         if sub_steps(env_spec.env):
             raise ConfigError(f"SAC learns flat envs; {env_spec.name} acts in sub-steps: use algorithm=ppo")
-        algorithm = make_sac(config, build_policy(model, env_spec), lambda n: build_state_action_critic(
-            model, critic, n), obs_example)
+        policy = build_policy(model, env_spec, box_auto=BOX_DISTRIBUTION)
+        algorithm = make_sac(config, policy, lambda n: build_state_action_critic(model, critic, n), obs_example)
     else:
         algorithm = config.build(env_spec, model, critic, losses)
     jax.eval_shape(algorithm.init, jax.random.key(0), algorithm.hyperparams)
