@@ -102,8 +102,16 @@ def env_label(name: Any, group: str) -> str:
     return text or group
 
 
+SAME_MEANING = ({"lr", "learning_rate", "step_size"},)
+"""Names other libraries give a setting: `algorithm.lr` on ES points to its `optimizer.step_size`."""
+
+
 def did_you_mean(name: str, options, prefix: str = "") -> str:
-    """'. Did you mean <prefix><closest>?' when an option is close to `name` (case aside), else ''."""
+    """'. Did you mean <prefix><closest>?' when an option is close to `name` (case aside), is a nested key of that
+    name (`n_episodes` -> `rollout_evaluator.n_episodes`), or names the same setting (SAME_MEANING), else ''."""
     options = [str(o) for o in options]
-    close = [o for o in options if o.lower() == name.lower()] or difflib.get_close_matches(name, options, 1, 0.6)
+    last = lambda key: key.rpartition(".")[2].lower()  # noqa: E731
+    meaning = next((names for names in SAME_MEANING if last(name) in names), set())
+    close = [o for o in options if o.lower() == name.lower()] or [o for o in options if last(o) == last(name)] or \
+        difflib.get_close_matches(name, options, 1, 0.6) or [o for o in options if last(o) in meaning]
     return f". Did you mean {prefix}{close[0]}?" if close else ""

@@ -111,6 +111,26 @@ def test_every_key_of_an_algorithm_group_is_read_and_an_added_one_is_refused(nam
         compose_config([f"algorithm={name}", "algorithm.lr_=3"])
 
 
+@pytest.mark.parametrize("name, key", [("es", "optimizer.step_size"), ("ppo", "lr"), ("sac", "lr"), ("impala", "lr")])
+def test_a_learning_rate_by_another_libraries_name_points_to_the_algorithms_own(name, key):
+    """ES's learning rate is `optimizer.step_size`, the others' `lr`: `lr` and `learning_rate` lead there, with
+    or without "+", and so does a nested key given without its section."""
+    from maze_jax.shell.settings import compose_config, read_settings
+
+    with pytest.raises(ConfigError, match=rf"Key 'learning_rate' is not in struct. Did you mean algorithm.{key}\?$"):
+        compose_config([f"algorithm={name}", "algorithm.learning_rate=0.1"])
+    with pytest.raises(ConfigError, match=rf"^algorithm.learning_rate is not a setting of algorithm={name}. Did you "
+                                          rf"mean algorithm.{key}\?$"):
+        read_settings(compose_config([f"algorithm={name}", "+algorithm.learning_rate=0.1"])[0])
+    if name == "es":
+        with pytest.raises(ConfigError, match=r"Key 'lr' is not in struct. Did you mean algorithm.optimizer.step_size"):
+            compose_config(["algorithm=es", "algorithm.lr=0.1"])
+    else:
+        with pytest.raises(ConfigError, match=r"Key 'n_episodes' is not in struct. Did you mean "
+                                              r"algorithm.rollout_evaluator.n_episodes\?$"):
+            compose_config([f"algorithm={name}", "algorithm.n_episodes=3"])
+
+
 @pytest.mark.parametrize("runner", ["local", "dev", "distributed", "ray"])
 def test_a_key_added_to_the_runner_or_seeding_is_refused_and_only_groups_that_take_new_keys_advise_adding(runner):
     from maze_jax.shell.settings import compose_config, read_settings

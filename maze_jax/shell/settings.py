@@ -113,6 +113,7 @@ PLUGINS = {"hydra/launcher/joblib": "joblib launcher", "hydra/sweeper/optuna": "
 def hydra_error_line(error: BaseException) -> str:
     """Hydra's multi-line report of a composition error as one line, with a "did you mean" where a name is close."""
     from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(error, MissingConfigException) and "/" in str(error.missing_cfg_file or ""):
@@ -131,7 +132,7 @@ def hydra_error_line(error: BaseException) -> str:
     cause = error.__cause__
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         parent = getattr(cause, "parent_node", None)
-        keys = list(parent.keys()) if hasattr(parent, "keys") else []
+        keys = leaf_keys(OmegaConf.to_container(parent)) if isinstance(parent, DictConfig) else []
         where = str(cause.full_key).rpartition(".")[0]
         hint = did_you_mean(str(cause.key), keys, where + "." if where else "")
         # keys added to these groups reach a constructor (env, model, critic) or name a wrapper; the algorithm,
