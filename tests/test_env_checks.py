@@ -1,14 +1,19 @@
-"""A Python env whose observations do not fit its declared space is refused before training, naming both."""
+"""An env that does not step as training needs is refused before training, naming it: a Python env whose
+observations do not fit its declared space, a JAX env whose rewards or flags are not one number per step or whose
+step and reset disagree on the observations' shapes."""
 
 from __future__ import annotations
 
 import re
 
 import gymnasium
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import Countdown
 
 from maze_jax.config import ConfigError
+from maze_jax.envs import as_env_spec
 from maze_jax.envs.python_env import PythonEnv
 
 
@@ -39,3 +44,31 @@ def test_an_observation_outside_its_space_is_refused_naming_the_space_and_the_va
 def test_observations_that_fit_pass_even_with_another_dtype_or_out_of_bounds():
     PythonEnv(lambda: Declared(gymnasium.spaces.Box(-1, 1, (2,)), np.array([5.0, 0.0])), "Loose-v0")  # float64, >high
     PythonEnv(lambda: Declared(gymnasium.spaces.Discrete(3, start=1), np.int64(3)), "Shifted-v0")
+
+
+class Reshaped(Countdown):
+    """Countdown whose step returns `reward`, `done` or `obs` reshaped to `shape` (or cast to `dtype`)."""
+
+    def __init__(self, what: str, shape=None, dtype=None):
+        super().__init__()
+        self.what, self.shape, self.dtype = what, shape, dtype
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, *flags, info = super().step(key, state, action, params)
+        values = {"obs": obs, "reward": reward, "done": flags[0]}
+        value = values[self.what]
+        value = value.reshape(self.shape) if self.shape is not None else value.astype(self.dtype)
+        values[self.what] = value
+        return values["obs"], state, values["reward"], values["done"], *flags[1:], info
+
+
+@pytest.mark.parametrize("env, says", [
+    (Reshaped("reward", (1,)), r"step returns a reward of shape \(1,\), where one number per step"),
+    (Reshaped("done", (1, 1)), r"step returns a (done|terminated) of shape \(1, 1\)"),
+    (Reshaped("obs", dtype=jnp.int32), r"step returns observations int32\[1\], reset float32\[1\]"),
+    (Reshaped("obs", (1, 1)), r"step returns observations float32\[1, 1\], reset float32\[1\]"),
+])
+def test_a_jax_env_that_steps_in_shapes_training_cannot_scan_is_refused_naming_it(env, says):
+    with pytest.raises(ConfigError, match=r"^env Reshaped: " + says):
+        as_env_spec(env)
+    assert as_env_spec(Countdown()).name == "Countdown"  # the same env, stepping as it should, passes

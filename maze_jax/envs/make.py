@@ -234,5 +234,33 @@ def as_env_spec(env: Any, name: str | None = None, reward_threshold: float | Non
         return python_env_spec(functools.partial(copy.deepcopy, env), name or registered or
                                type(env.unwrapped).__name__, "auto" if reward_threshold is None else reward_threshold)
     env, params = env if isinstance(env, tuple) else (env, env.default_params)
+    check_step(env, params, name or type(env).__name__)
     # "auto": an env of one's own has no known threshold; numbers are checked (a config gives strings too)
     return EnvSpec(env, params, name or type(env).__name__, read_threshold(reward_threshold, None))
+
+
+def check_step(env, params, name: str) -> None:
+    """One line, before anything compiles, when a JAX env of one's own steps in a way the collectors cannot scan
+    over: one number per step as reward and as done, and observations of the shapes and dtypes `reset` gave
+    (else XLA's loop reports a carry mismatch, naming no env). Envs whose step cannot be traced here are left to
+    the run, which reports that failure where it happens."""
+    import jax
+
+    def one_step(key):
+        obs, state = env.reset(key, params)
+        return obs, env.step(key, state, env.action_space(params).sample(key), params)
+
+    try:
+        first, stepped = jax.eval_shape(one_step, jax.random.key(0))
+    except Exception:
+        return
+    obs, reward, flags = stepped[0], stepped[2], stepped[3:-1]  # flags: done, or terminated and truncated
+    names = ("done",) if len(flags) == 1 else ("terminated", "truncated")
+    for what, value in (("reward", reward), *zip(names, flags)):
+        if getattr(value, "shape", None) != ():
+            raise ConfigError(f"env {name}: step returns a {what} of shape {getattr(value, 'shape', type(value))}, "
+                              f"where one number per step (shape ()) is expected: return e.g. {what}.squeeze()")
+    shapes = lambda tree: jax.tree.map(lambda x: f"{x.dtype}{list(x.shape)}", tree)  # noqa: E731
+    if shapes(first) != shapes(obs):
+        raise ConfigError(f"env {name}: step returns observations {shapes(obs)}, reset {shapes(first)}: both must "
+                          "give the same shapes and dtypes")
