@@ -280,6 +280,6 @@ def test_channels_first_frames_are_read_as_channels_and_the_run_says_so(tmp_path
                           "runner=dev", "algorithm=ppo", *TINY["ppo"], "algorithm.n_epochs=1",
                           "runner.final_eval_rollouts=1"], tmp_path, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Note: model=pixel_obs reads observations (3, 8, 8) as 3 channels of 8x8" in proc.stdout
+    assert "Note: the pixel model reads observations (3, 8, 8) as 3 channels of 8x8" in proc.stdout
     summary = (only_run_dir(tmp_path) / "model_summary.txt").read_text()
     assert "(3, 3, 3, 16)" in summary and "(3, 3, 8, 16)" not in summary  # the first kernel: 3 channels in

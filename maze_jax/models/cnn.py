@@ -115,34 +115,54 @@ class PixelObsPolicy(nn.Module):
     image_layout: str = "auto"
     output_scale: float = 0.01
 
-    def setup_check(self) -> None:
-        for key in ("channels", "kernel_sizes", "strides"):
-            positive_ints(getattr(self, key), f"model.{key}")
-        if not (len(self.channels) == len(self.kernel_sizes) == len(self.strides)) or not self.channels:
-            raise ConfigError(f"model.channels, kernel_sizes and strides need one entry per convolution each: got "
-                              f"{list(self.channels)}, {list(self.kernel_sizes)}, {list(self.strides)}")
-        if self.image_layout not in IMAGE_LAYOUTS:
-            raise ConfigError(f"model.image_layout={self.image_layout!r} is unknown. Valid: {', '.join(IMAGE_LAYOUTS)}")
+    @nn.compact
+    def __call__(self, obs):
+        x = pixel_features(self, obs)
+        return nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale))(x)
+
+
+def pixel_features(module: nn.Module, obs):
+    """The torso's features of one observation, its layers made inside `module`'s compact call (so that they take
+    its names): every image through the convolutions of `module.channels`, `kernel_sizes` and `strides`, the other
+    keys flattened beside them, then dense layers of `module.hidden_units` (non-linearity `module.non_lin`)."""
+    for key in ("channels", "kernel_sizes", "strides"):
+        positive_ints(getattr(module, key), f"model.{key}")
+    if not (len(module.channels) == len(module.kernel_sizes) == len(module.strides)) or not module.channels:
+        raise ConfigError(f"model.channels, kernel_sizes and strides need one entry per convolution each: got "
+                          f"{list(module.channels)}, {list(module.kernel_sizes)}, {list(module.strides)}")
+    if module.image_layout not in IMAGE_LAYOUTS:
+        raise ConfigError(f"model.image_layout={module.image_layout!r} is unknown. Valid: {', '.join(IMAGE_LAYOUTS)}")
+    act = activation(module.non_lin)
+    items = sorted(obs.items()) if isinstance(obs, dict) else [("obs", obs)]
+    images = [(k, v) for k, v in items if is_image(v)]
+    if not images:
+        raise ConfigError("model=pixel_obs (and pixel_obs_rnn) needs an image observation (rank 2 or 3); this env's "
+                          "observations are vectors: use model=flatten_concat or model=vector_obs (or vector_obs_rnn)")
+    features = []
+    for key, image in images:
+        x = as_image(image, module.image_layout)
+        for i, (c, k, s) in enumerate(zip(module.channels, module.kernel_sizes, module.strides)):
+            x = act(Conv(int(c), int(k), int(s), name=f"{key}_conv_{i}")(x))
+        features.append(x.reshape(-1))
+    rest = {k: v for k, v in items if not is_image(v)}
+    if rest:
+        features.append(flatten_concat(rest))
+    x = jnp.concatenate(features)
+    for units in module.hidden_units:
+        x = act(nn.Dense(units, kernel_init=orthogonal(np.sqrt(2)))(x))
+    return x
+
+
+class PixelTorso(nn.Module):
+    """`pixel_features` as a module of its own: the convolutions and dense layers of a recurrent pixel model."""
+
+    channels: Sequence[int]
+    kernel_sizes: Sequence[int]
+    strides: Sequence[int]
+    hidden_units: Sequence[int]
+    non_lin: str
+    image_layout: str
 
     @nn.compact
     def __call__(self, obs):
-        self.setup_check()
-        act = activation(self.non_lin)
-        items = sorted(obs.items()) if isinstance(obs, dict) else [("obs", obs)]
-        images = [(k, v) for k, v in items if is_image(v)]
-        if not images:
-            raise ConfigError("model=pixel_obs needs an image observation (rank 2 or 3); this env's observations "
-                              "are vectors: use model=flatten_concat or model=vector_obs")
-        features = []
-        for key, image in images:
-            x = as_image(image, self.image_layout)
-            for i, (c, k, s) in enumerate(zip(self.channels, self.kernel_sizes, self.strides)):
-                x = act(Conv(int(c), int(k), int(s), name=f"{key}_conv_{i}")(x))
-            features.append(x.reshape(-1))
-        rest = {k: v for k, v in items if not is_image(v)}
-        if rest:
-            features.append(flatten_concat(rest))
-        x = jnp.concatenate(features)
-        for units in self.hidden_units:
-            x = act(nn.Dense(units, kernel_init=orthogonal(np.sqrt(2)))(x))
-        return nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale))(x)
+        return pixel_features(self, obs)

@@ -64,10 +64,14 @@ class RecurrentPolicy(nn.Module):
         return (zeros, zeros) if self.cell == "lstm" else zeros
 
     def setup(self):
-        self.hidden = [nn.Dense(units, kernel_init=orthogonal(np.sqrt(2))) for units in self.hidden_units]
+        self.setup_features()
         cell = LSTM if self.cell == "lstm" else GRU
         self.memory = cell(int(self.memory_units))
         self.output = nn.Dense(self.n_outputs, kernel_init=orthogonal(self.output_scale))
+
+    def setup_features(self):
+        """The layers `encode` runs before the cell (a subclass with another feature block replaces both)."""
+        self.hidden = [nn.Dense(units, kernel_init=orthogonal(np.sqrt(2))) for units in self.hidden_units]
 
     def encode(self, obs):
         """The dense block's features of one observation."""

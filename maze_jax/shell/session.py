@@ -217,7 +217,7 @@ def channels_first_note(obs, layout: str) -> str:
         return ""
     described = ", ".join(f"{f'{key!r} ' if key else 'observations '}{shape} as {shape[0]} channels of "
                           f"{shape[1]}x{shape[2]}" for key, shape in found)
-    return f"Note: model=pixel_obs reads {described} (model.image_layout=hwc: height, width, channels)"
+    return f"Note: the pixel model reads {described} (model.image_layout=hwc: height, width, channels)"
 
 
 def save_model_summary(run_dir: str, networks: dict) -> None:
