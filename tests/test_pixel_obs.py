@@ -85,14 +85,16 @@ def test_the_recurrent_pixel_model_keeps_the_torsos_parameter_names_and_replays_
     assert set(params["params"]["torso"]) == set(flat["params"]) - {"Dense_1"}  # Dense_1: pixel_obs's output layer
     starts = jnp.zeros((5, 2), bool).at[3, 1].set(True)
     memory = jax.random.normal(jax.random.key(2), (2, 6))
-    outputs, _ = unroll_networks({"policy": model}, {"policy": params}, frames, starts, {"policy": memory})
+    outputs, _ = jax.jit(lambda p, f, s, m: unroll_networks({"policy": model}, {"policy": p}, f, s, {"policy": m}))(
+        params, frames, starts, memory)
+    step = jax.jit(model.apply)
     for b in range(2):
         m = memory[b]
         for t in range(5):
             m = jnp.zeros_like(m) if starts[t, b] else m
-            out, m = model.apply(params, frames[t, b], m)
+            out, m = step(params, frames[t, b], m)
             np.testing.assert_allclose(outputs["policy"][t, b], out, rtol=1e-5, atol=1e-6)
-    other, _ = model.apply(params, frames[0, 0], memory[1])
+    other, _ = step(params, frames[0, 0], memory[1])
     assert not np.allclose(other, outputs["policy"][0, 0], atol=1e-4)
 
 
