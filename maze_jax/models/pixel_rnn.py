@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from maze_jax.models.cnn import PixelTorso
+from maze_jax.models.cnn import PixelObsPolicy, PixelTorso
 from maze_jax.models.recurrent import RecurrentPolicy
 
 
@@ -16,12 +16,12 @@ class PixelObsRecurrentPolicy(RecurrentPolicy):
     `PixelObsPolicy`), dense `hidden_units`, a `cell` of `memory_units`, then a dense layer to `n_outputs`; one
     unbatched observation and its env's memory."""
 
-    channels: Sequence[int] = (16, 32)
-    kernel_sizes: Sequence[int] = (3, 3)
-    strides: Sequence[int] = (1, 1)
-    hidden_units: Sequence[int] = (256,)
-    non_lin: str = "ReLU"
-    image_layout: str = "auto"
+    channels: Sequence[int] = PixelObsPolicy.channels  # the torso's defaults are pixel_obs's
+    kernel_sizes: Sequence[int] = PixelObsPolicy.kernel_sizes
+    strides: Sequence[int] = PixelObsPolicy.strides
+    hidden_units: Sequence[int] = PixelObsPolicy.hidden_units
+    non_lin: str = PixelObsPolicy.non_lin
+    image_layout: str = PixelObsPolicy.image_layout
 
     def setup_features(self):
         self.torso = PixelTorso(self.channels, self.kernel_sizes, self.strides, self.hidden_units, self.non_lin,
