@@ -140,8 +140,9 @@ def action_distribution(env_spec, box: str = "gaussian"):
 
 
 def box_distribution(model_cfg: Any, auto: str = "gaussian") -> str:
-    """The model config's `box_distribution`; `auto` (flatten_concat's default, and flax module objects) is the
-    algorithm's choice, `auto`: the clipped Gaussian unless the algorithm needs another (SAC)."""
+    """The model config's `box_distribution`. Where it says `auto` (the default of flatten_concat and pixel_obs, and
+    of flax module objects), the algorithm's choice, given as `auto`: the clipped Gaussian unless the algorithm needs
+    another (SAC: `algorithms.sac.BOX_DISTRIBUTION`)."""
     value = "auto" if isinstance(model_cfg, nn.Module) else str(model_cfg.get("box_distribution") or "auto")
     return auto if value == "auto" else value
 
