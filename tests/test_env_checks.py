@@ -46,6 +46,24 @@ def test_observations_that_fit_pass_even_with_another_dtype_or_out_of_bounds():
     PythonEnv(lambda: Declared(gymnasium.spaces.Discrete(3, start=1), np.int64(3)), "Shifted-v0")
 
 
+def test_a_python_env_whose_reward_is_an_array_fails_in_one_line_that_says_so():
+    from python_envs import Countdown as PythonCountdown
+
+    from maze_jax.collectors import EnvFailed
+    from maze_jax.shell.collectors.vector_env import VectorEnv
+
+    class ArrayReward(PythonCountdown):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, np.array([reward], np.float32), terminated, truncated, info
+
+    envs = VectorEnv(PythonEnv(ArrayReward, "ArrayReward-v0"), 2, 0)
+    with pytest.raises(EnvFailed, match=r"^env ArrayReward-v0 raised ValueError in step \(vector step 0\): .* \(did "
+                                        r"step return a reward or a terminated/truncated flag of more than one"):
+        envs.step(np.zeros(2, np.int64))
+    envs.close()
+
+
 class Reshaped(Countdown):
     """Countdown whose step returns `reward`, `done` or `obs` reshaped to `shape` (or cast to `dtype`)."""
 

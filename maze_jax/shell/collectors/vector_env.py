@@ -173,6 +173,14 @@ def reported(info: dict, n: int) -> tuple[dict, dict]:
     return merged("events"), merged("kpis")
 
 
+def _shape_hint(what: str, error: Exception) -> str:
+    """Where numpy could not store a step's result as one number (gymnasium's vector env keeps each env's reward and
+    flags in arrays of one number per env): the likely cause, which the error does not name."""
+    if what == "step" and isinstance(error, ValueError) and "array element with a sequence" in str(error):
+        return " (did step return a reward or a terminated/truncated flag of more than one number? Each is one)"
+    return ""
+
+
 class VectorEnv:
     """`n` copies of `env` (a PythonEnv), seeded `seed`, `seed + 1`, ...; `max_episode_steps` caps episodes (an env
     without a time limit of its own gets DEFAULT_TIME_LIMIT).
@@ -299,7 +307,7 @@ class VectorEnv:
                             f"{type(error).__name__} from its pipe)") from None
         except Exception as error:  # the env's own code raised
             raise EnvFailed(f"env {self.name} raised {type(error).__name__} in {what} (vector step {self.steps}): "
-                            f"{first_line(error)}") from None
+                            f"{first_line(error)}{_shape_hint(what, error)}") from None
         finally:
             self._in_call = None
 
