@@ -85,6 +85,8 @@ def test_an_unbounded_box_is_one_line():
 
     with pytest.raises(ConfigError, match="bounded Box"):
         build_algorithm(SMALL, as_env_spec(Unbounded()), SQUASHED)
+    with pytest.raises(ConfigError, match="needs a bounded Box .*other than SAC, which needs the bounds"):
+        build_algorithm(SMALL, as_env_spec(Unbounded()), {**SQUASHED, "box_distribution": "auto"})  # SAC's default
 
 
 @pytest.mark.parametrize("model", ["flatten_concat", "module"])

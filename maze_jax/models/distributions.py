@@ -217,6 +217,7 @@ def distribution_for(space, order: tuple | None = None, box: str = "gaussian"):
     if hasattr(space, "low") and hasattr(space, "shape"):
         if box == "squashed_gaussian" and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise ConfigError(f"model.box_distribution=squashed_gaussian needs a bounded Box action space; this one "
-                              f"is [{space.low}, {space.high}]: use box_distribution=gaussian")
+                              f"is [{space.low}, {space.high}]: use model.box_distribution=gaussian (with an "
+                              f"algorithm other than SAC, which needs the bounds)")
         return BOX_DISTRIBUTIONS[box](tuple(space.shape), bound_key(space.low), bound_key(space.high))
     raise ConfigError(f"action space {space!r} is not supported (Discrete, Box, MultiDiscrete and Dict are)")
