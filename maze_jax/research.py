@@ -36,6 +36,7 @@ from maze_jax.shell.assembly import build_algorithm, build_trainer
 from maze_jax.shell.checkpoints import LATEST, CheckpointDir
 from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.shell.loop import Progress
+from maze_jax.shell.programs import enable_compilation_cache
 from maze_jax.shell.settings import CONFIG_FILE, LoopSettings, RunSettings, read_settings
 from maze_jax.shell.wrappers import normalization_statistics, statistics_to_meta, wrap_env
 from maze_jax.trained_policy import TrainedPolicy
@@ -93,8 +94,7 @@ def make_train(config, env=None, model=None, *, critic: Any = None, wrappers: di
                       f"maze_jax/xla_flags.py). Import maze_jax first, or set "
                       f"XLA_FLAGS='{' '.join(late)}' before starting Python", stacklevel=2)
     if compilation_cache:
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(compilation_cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        enable_compilation_cache(compilation_cache)
     settings = _settings(config, env, model, critic, wrappers)
     env_spec = build_env(settings.env) if env is None else as_env_spec(env)
     env_spec = wrap_env(env_spec, settings.wrappers, None, settings.normalization_samples, echo=lambda *a, **k: None)

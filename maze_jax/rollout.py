@@ -111,8 +111,9 @@ def run_rollout(cfg: DictConfig, out_dir: str, echo=print) -> dict:
     from maze_jax.config import import_object
     from maze_jax.envs import build_env
     from maze_jax.shell.loop import EpisodeProgress, unfinished_note
+    from maze_jax.shell.programs import enable_compilation_cache
     from maze_jax.shell.resume import stored_statistics
-    from maze_jax.shell.session import enable_compilation_cache, final_evaluation_key, normalization_key
+    from maze_jax.shell.session import final_evaluation_key, normalization_key
     from maze_jax.shell.settings import ROLLOUT_RUNNERS, LoopSettings, check_known_keys, plain, runner_keys
     from maze_jax.shell.table import format_table
     from maze_jax.shell.video import frame_source, record_episodes

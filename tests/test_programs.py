@@ -1,5 +1,6 @@
 """Compiling a run's programs: init at once, the epoch and evaluation on a background thread while the run sets up."""
 
+import subprocess
 import sys
 import threading
 
@@ -88,3 +89,13 @@ def test_with_a_python_env_the_compile_line_says_the_first_epoch_compiles_the_re
     assert lines[-1].endswith("; with a Python env the policy and the learner compile in the first epoch, which takes "
                               "longer than the next")
     trainer.close()
+
+
+def test_the_compilation_cache_keeps_small_programs_too(tmp_path):
+    """The shell's eager operations (keys, a first reset) compile in milliseconds each; the persistent cache keeps
+    them as well, so a repeated run loads them instead of compiling them again."""
+    script = (f"import jax, sys; from maze_jax.shell.programs import enable_compilation_cache; "
+              f"enable_compilation_cache({str(tmp_path)!r}); "
+              f"jax.jit(lambda x: x * 3 + 1)(jax.numpy.arange(5.0)).block_until_ready()")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, capture_output=True)
+    assert [name for name in (p.name for p in tmp_path.iterdir()) if name.startswith("jit__lambda")]

@@ -8,6 +8,7 @@ took 0.5 to 0.8 s off the first run of ES on CartPole (whole process, against co
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, NamedTuple
@@ -39,6 +40,17 @@ RUNS_ONCE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters":
 # ... and for evaluation, which runs once an epoch: LLVM's level 1 compiles it in about two thirds of the time
 # (ES on CartPole: 1.5 -> 1.0 s) and it runs as fast (9 ms for 32 episodes).
 RUNS_PER_EPOCH = {"xla_backend_optimization_level": 1}
+
+
+def enable_compilation_cache(path) -> None:
+    """JAX's persistent compilation cache in `path` (None or "" = off): repeated runs skip most compilation.
+
+    Every program is cached, however fast it compiled: the shell's small eager operations (keys, a first reset)
+    compile in 10 to 80 ms each and load from the cache in a few. On a 2-core CPU that took 0.14 s (median of 6
+    turns, 0 to 0.34 s) off a warm run of PPO on CartPole, whole process, against caching programs of 0.2 s or more."""
+    if path:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(str(path)))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def compile_seconds(fn: Callable, args: tuple, options: dict | None = None):

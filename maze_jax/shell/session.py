@@ -32,7 +32,7 @@ from maze_jax.shell.grid import count_configs
 from maze_jax.shell.grid_report import GridTable, report
 from maze_jax.shell.pbt import Population, initial_population, member_names
 from maze_jax.shell.pictures import NETWORKS_FILE, LearningCurve, curve_history, describe_actions, draw_networks
-from maze_jax.shell.programs import Compilation, Programs
+from maze_jax.shell.programs import Compilation, Programs, enable_compilation_cache
 from maze_jax.shell.progress import ProgressLine
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.settings import CONFIG_FILE, RunSettings, load_yaml, plain, read_settings
@@ -330,13 +330,6 @@ def describe_devices(settings: RunSettings) -> str:
     processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
     split = f", batch split {n} ways" if n > 1 else ""
     return f"Devices: {n} x {jax.devices()[0].platform}{processes}{split}"
-
-
-def enable_compilation_cache(path) -> None:
-    """JAX's persistent compilation cache in `path` (None or "" = off): repeated runs skip most compilation."""
-    if path:
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(str(path)))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 class RunResult(NamedTuple):
