@@ -92,6 +92,19 @@ def test_flatten_concat_shared_is_the_shared_critic():
     assert shared.algorithm.policy.shared_value and not separate.algorithm.policy.shared_value
 
 
+def test_flatten_concat_shared_embedding_is_flatten_concat_with_the_shared_critic():
+    """Maze's model=flatten_concat_shared_embedding: flatten_concat's network with the value as an extra output;
+    a critic group on the command line replaces the shared critic, and the model's keys stay settable."""
+    from maze_jax.shell.settings import compose_config
+
+    given = ["env=cartpole", "algorithm=ppo", "model=flatten_concat_shared_embedding", "model.hidden_units=[8]"]
+    cfg, _ = compose_config(given)
+    assert cfg.model == compose_config(["env=cartpole", "algorithm=ppo", "model.hidden_units=[8]"])[0].model
+    assert cfg.critic.shared is True and make_trainer(given)[1].algorithm.policy.shared_value
+    _, separate = make_trainer([*given, "critic=separate"])
+    assert not separate.algorithm.policy.shared_value
+
+
 @pytest.mark.cli
 def test_maze_names_train_together_from_the_command_line(tmp_path, cache_dir):
     """+experiment=cartpole_ppo_wrappers with model=vector_obs and critic=flatten_concat_shared, Maze's names."""

@@ -45,8 +45,9 @@ def build_state_action_critic(model_cfg: Any, critic_cfg: Any, n_outputs: int) -
     state-action form: SAC's critics are networks of their own."""
     critic_cfg = dict(critic_cfg or {})
     if critic_cfg.get("shared"):
-        raise ConfigError("critic=shared gives a state critic on the policy's torso; SAC needs state-action "
-                          "critics of their own: critic=template_state_action (or flatten_concat_state_action)")
+        raise ConfigError("critic=shared (model=flatten_concat_shared_embedding chooses it) gives a state critic on "
+                          "the policy's torso; SAC needs state-action critics of their own: "
+                          "critic=template_state_action (or flatten_concat_state_action)")
     model = {k: getattr(model_cfg, k) for k in ("hidden_units", "non_lin") if hasattr(model_cfg, k)} \
         if isinstance(model_cfg, nn.Module) else dict(model_cfg or {})
     units = positive_ints(critic_cfg.get("hidden_units") or model.get("hidden_units") or DEFAULT_HIDDEN_UNITS,
