@@ -88,6 +88,7 @@ def usage(config_name: str, command: str) -> str:
                   "  input_dir=RUN_DIR              the training run whose policy is rolled out",
                   "  runner.n_episodes=N            episodes to play; runner.record_trajectory=true writes them",
                   "  seeding.env_base_seed=N        default: the run's own (then the final evaluation is reproduced)",
+                  "  model=... critic=...           as Maze's rollouts name them: must be the run's own (its networks)",
                   "",
                   "Exit statuses: 0 done, 2 bad input (one line on stderr), 4 a Python env failed, 6 out of memory."]
     return "\n".join(lines)

@@ -55,6 +55,8 @@ def rollout_config(cfg: DictConfig, given: list[str], config_dirs: list[str] = (
         used = {k: v for k, v in (plain(saved) or {}).items()
                 if not (k in ("env", "wrappers") and chooses_group(given, k))}
         check_trusted(used, named_references(given, config_dirs), f"input_dir={str(cfg.input_dir)!r}")
+    if saved is not None:
+        check_networks(saved, cfg, given, str(cfg.input_dir))
     with open_dict(cfg):
         for group in ("env", "wrappers"):
             if saved is not None and group in saved and not chooses_group(given, group):
@@ -64,6 +66,25 @@ def rollout_config(cfg: DictConfig, given: list[str], config_dirs: list[str] = (
             cfg.seeding.env_base_seed = int(saved.seeding.env_base_seed) if saved else secrets.randbelow(2**31)
         read(cfg.seeding, "env_base_seed", int, "seeding", low=0, high=MAX_SEED)
     return cfg
+
+
+def check_networks(saved: DictConfig, cfg: DictConfig, given: list[str], input_dir: str) -> None:
+    """A rollout plays the trained run's networks, built from its saved model and critic configs. Maze's rollout
+    commands name them too (`model=vector_obs critic=template_state`): refused in one line where the model, or
+    whether the critic shares the policy's torso, differs from the run's (its parameters would not fit)."""
+    from maze_jax.shell.session import differences
+    from maze_jax.shell.settings import plain
+
+    shared = lambda c: bool((plain(c.get("critic")) or {}).get("shared"))  # noqa: E731
+    changes = differences(plain(saved.get("model")) or {}, plain(cfg.get("model")) or {}, "model") \
+        if sets_group(given, "model") else []
+    if sets_group(given, "critic") or chooses_group(given, "model"):
+        changes += differences(shared(saved), shared(cfg), "critic.shared")
+    if changes:
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        raise ConfigError(f"input_dir={input_dir!r} was trained with other networks than this command names: "
+                          f"{'; '.join(changes[:3])}{more} (leave model and critic out: the rollout builds the "
+                          "run's own)")
 
 
 def write_episodes(path: str, returns, lengths) -> None:

@@ -53,6 +53,21 @@ def test_maze_run_without_a_config_name_rolls_out(trained, tmp_path, cache_dir):
 
 
 @pytest.mark.cli
+def test_maze_run_rolls_out_with_mazes_model_and_critic_names(trained, tmp_path, cache_dir):
+    """Maze's form names the policy, model and critic: accepted where they are the run's, one line where not."""
+    base, _ = trained
+    run_dir = next(p for p in base.glob("*/*") if (p / "hydra_config.yaml").exists())
+    maze = [f"input_dir={run_dir}", "policy=torch_policy", "runner.n_episodes=2", f"log_base_dir={tmp_path}"]
+    proc = maze_run([*maze, "model=flatten_concat", "model.hidden_units=[16]", "critic=template_state"], tmp_path,
+                    cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    refused = maze_run([*maze, "model=vector_obs", "critic=template_state"], tmp_path, cache_dir)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "model.hidden_units was [16], is [128, 128]" in refused.stderr
+    assert len(list((tmp_path / "rollout").glob("*/episodes.csv"))) == 1  # the refused command left nothing
+
+
+@pytest.mark.cli
 def test_maze_run_without_input_dir_rolls_out_a_random_policy_as_maze_does(tmp_path, cache_dir):
     proc = maze_run(["env=gym_env", "env.name=CartPole-v1", "runner.n_episodes=3", f"log_base_dir={tmp_path}"],
                     tmp_path, cache_dir)

@@ -125,6 +125,27 @@ def test_settings_given_on_the_command_line_change_the_runs_own_env(tmp_path):
     assert chosen.name == "CartPole-v0" and chosen.max_episode_steps is None and chosen.backend == "auto"
 
 
+def test_a_rollout_takes_mazes_model_and_critic_names_where_they_are_the_runs(tmp_path):
+    """Maze's rollout commands name the model and critic: accepted where they are the run's own, refused in one
+    line where the run's parameters would not fit them."""
+    from omegaconf import OmegaConf
+
+    from maze_jax.config import ConfigError
+    from maze_jax.shell.settings import compose_config
+
+    trained, _ = compose_config(["env=cartpole", "algorithm=ppo", "model.hidden_units=[8]", "seeding.env_base_seed=3"])
+    OmegaConf.save(trained, tmp_path / "hydra_config.yaml")
+    assert rollout_cfg(tmp_path, ["model=flatten_concat", "model.hidden_units=[8]", "critic=template_state"])
+    assert rollout_cfg(tmp_path, []).model.hidden_units == [64, 64]  # unused: the run's own model plays
+    for overrides, change in ((["model=vector_obs"], "model.hidden_units was [8], is [128, 128]"),
+                              (["model.hidden_units=[16]"], "model.hidden_units was [8], is [16]"),
+                              (["model.hidden_units=[8]", "critic=shared"], "critic.shared was False, is True"),
+                              (["model=flatten_concat_shared_embedding", "model.hidden_units=[8]"],
+                               "critic.shared was False, is True")):
+        with pytest.raises(ConfigError, match=re.escape(change) + ".*leave model and critic out"):
+            rollout_cfg(tmp_path, overrides)
+
+
 def gif_frames(path) -> int:
     from PIL import Image
 
