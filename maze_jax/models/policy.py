@@ -158,8 +158,8 @@ def build_policy(model_cfg: Any, env_spec, shared_value: bool = False, box_auto:
         return Policy(build_networks(model_cfg, env, [dist.n_outputs + int(shared_value)], "model"), dist,
                       shared_value, head_masks(dist, env))
     if shared_value:
-        raise ConfigError("critic=shared is not available for structured envs (one critic per sub-step): "
-                          "use critic=separate")
+        raise ConfigError("critic=shared (model=flatten_concat_shared_embedding chooses it) is not available for "
+                          "structured envs (one critic per sub-step): use critic=separate")
     sizes = dict(zip([name for name, _ in dist.heads], [d.n_outputs for _, d in dist.heads]))
     n_outputs = [sum(sizes[k] for k in step.action_keys) for step in steps]
     return Policy(build_networks(model_cfg, env, n_outputs, "model"), dist, False, head_masks(dist, env))
