@@ -28,6 +28,7 @@ from maze_jax.config import CONFIG_DIR, MAX_SEED, ConfigError, read  # noqa: E40
 
 TRAJECTORY_FILE, EPISODES_FILE = "trajectories.npz", "episodes.csv"
 CONFIG_NAME = "conf_rollout"
+RANDOM_POLICY = "maze_jax.trained_policy.random_policy"  # policy=random_policy's and masked_random_policy's factory
 
 
 def sets_group(overrides: list[str], group: str) -> bool:
@@ -55,7 +56,7 @@ def rollout_config(cfg: DictConfig, given: list[str], config_dirs: list[str] = (
         used = {k: v for k, v in (plain(saved) or {}).items()
                 if not (k in ("env", "wrappers") and chooses_group(given, k))}
         check_trusted(used, named_references(given, config_dirs), f"input_dir={str(cfg.input_dir)!r}")
-    if saved is not None:
+    if saved is not None and cfg.policy.get("_target_") != RANDOM_POLICY:  # a random policy has no network
         check_networks(saved, cfg, given, str(cfg.input_dir))
     with open_dict(cfg):
         for group in ("env", "wrappers"):

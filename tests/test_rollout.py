@@ -137,6 +137,7 @@ def test_a_rollout_takes_mazes_model_and_critic_names_where_they_are_the_runs(tm
     OmegaConf.save(trained, tmp_path / "hydra_config.yaml")
     assert rollout_cfg(tmp_path, ["model=flatten_concat", "model.hidden_units=[8]", "critic=template_state"])
     assert rollout_cfg(tmp_path, []).model.hidden_units == [64, 64]  # unused: the run's own model plays
+    assert rollout_cfg(tmp_path, ["policy=random_policy", "model=vector_obs"])  # no network to fit
     for overrides, change in ((["model=vector_obs"], "model.hidden_units was [8], is [128, 128]"),
                               (["model.hidden_units=[16]"], "model.hidden_units was [8], is [16]"),
                               (["model.hidden_units=[8]", "critic=shared"], "critic.shared was False, is True"),
