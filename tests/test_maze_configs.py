@@ -106,6 +106,24 @@ def test_flatten_concat_shared_embedding_is_flatten_concat_with_the_shared_criti
 
 
 @pytest.mark.cli
+def test_the_shared_embedding_model_trains_and_rolls_out_by_mazes_names(tmp_path, cache_dir):
+    """Trained with model=flatten_concat_shared_embedding, rolled out naming it (Maze's form), and refused in one
+    line naming flatten_concat, whose critic is a network of its own."""
+    proc = run_cli([*TINY_PPO, "algorithm=ppo", "model=flatten_concat_shared_embedding", f"log_base_dir={tmp_path}"],
+                   tmp_path, cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next(tmp_path.glob("CartPole-v1-flatten_concat_shared_embedding-ppo-dev/*"))
+    assert yaml.safe_load((run_dir / "hydra_config.yaml").read_text())["critic"] == {"shared": True}
+    assert "critic" not in (run_dir / "model_summary.txt").read_text()  # one network: the policy's, with the value
+    rollout = [f"input_dir={run_dir}", "policy=torch_policy", "runner.n_episodes=2", f"log_base_dir={tmp_path}",
+               "model.hidden_units=[16]"]
+    proc = run_cli([*rollout, "model=flatten_concat_shared_embedding"], tmp_path, cache_dir, module="maze_jax.rollout")
+    assert proc.returncode == 0, proc.stderr
+    refused = run_cli([*rollout, "model=flatten_concat"], tmp_path, cache_dir, module="maze_jax.rollout")
+    assert refused.returncode == 2 and "critic.shared was True, is False" in refused.stderr, refused.stderr
+
+
+@pytest.mark.cli
 def test_maze_names_train_together_from_the_command_line(tmp_path, cache_dir):
     """+experiment=cartpole_ppo_wrappers with model=vector_obs and critic=flatten_concat_shared, Maze's names."""
     proc = run_cli([*TINY_PPO, "+experiment=cartpole_ppo_wrappers", "model=vector_obs",
