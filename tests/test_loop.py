@@ -70,12 +70,13 @@ def test_a_host_epoch_reports_progress_while_it_waits_for_its_envs(tmp_path):
     jax_programs = fake_programs([1.0])
     lines = []
     programs = Programs(jax_programs.init, slow_host_epoch, lambda state, key, should_stop: jax_programs.evaluate(
-        state, key), on_host=True)
+        state, key), on_host=True, epoch_env_steps=lambda: 12288)
     start = time.perf_counter()
     TrainingLoop(programs, LoopOptions(n_epochs=1, progress_interval_s=0.1), eval_key=jnp.zeros(2, jnp.uint32),
                  echo=lambda *a, **k: lines.append(" ".join(map(str, a)))).run(LoopState(jnp.int32(0), Progress()))
     reports = sum(line.startswith("... epoch 0 running for") for line in lines)
     assert 2 <= reports <= (time.perf_counter() - start) / 0.1 + 1, lines  # one every 0.1 s, not one a poll
+    assert all(line.endswith(" s, 12,288 env steps so far") for line in lines if line.startswith("... epoch")), lines
 
 
 def test_a_signal_during_a_host_evaluation_stops_it_and_abandons_the_epoch(tmp_path):

@@ -249,6 +249,9 @@ def test_a_slow_envs_final_evaluation_and_rollout_say_how_many_episodes_have_end
     assert trained.returncode == 0, trained.stderr[-3000:]
     counts = re.findall(r"^\.\.\. final evaluation: (\d)/4 episodes \| running for \d+s$", trained.stdout, re.M)
     assert "2" in counts and set(counts) <= {"0", "2"}, trained.stdout[-3000:]  # batches of 2 episodes
+    live = [int(n.replace(",", "")) for n in re.findall(  # the epoch's own progress: the env steps so far
+        r"^\.\.\. epoch 0/1 \| 0 steps \| epoch 0 running for \d+s, ([\d,]+) env steps so far$", trained.stdout, re.M)]
+    assert len(set(live)) >= 2 and live == sorted(live), trained.stdout[-3000:]
     rollout = run_tests_cli([f"input_dir={only_run_dir(tmp_path / 'a')}", "runner.n_episodes=6", "runner.batch_size=3",
                              "trust_input_dir=true", slow[-1]], tmp_path / "b", cache_dir, module="maze_jax.rollout")
     assert rollout.returncode == 0, rollout.stderr[-3000:]

@@ -207,6 +207,7 @@ def test_a_step_of_some_envs_leaves_the_others_as_they_were(backend):
         assert reward[1] == 0.0 and not terminated[1] and not truncated[1]
         ended += int(terminated.sum())
     assert ended >= 3
+    assert (some.env_steps, every.env_steps) == (30 * 3, 30 * 4)  # the waiting env took no step
     some.close(), every.close()
 
 
@@ -224,6 +225,24 @@ def test_a_step_of_some_envs_reports_their_events_and_kpis():
                 assert got[name][1] == 0.0
     assert set(every.reports[1]) == {"length"}  # the KPI of an episode's end came through
     some.close(), every.close()
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "es"])
+def test_a_host_epoch_counts_its_env_steps_as_it_goes(algorithm):
+    """`epoch_env_steps()`, read while the epoch polls `should_stop`, rises step by step to the epoch's steps, and
+    starts from 0 in the next epoch: what the progress line shows while a slow env's epoch runs."""
+    spec = make_env("CartPole-v1", backend="gymnasium")
+    _, trainer = make_trainer([f"algorithm={algorithm}", "runner=dev", "model.hidden_units=[8]",
+                               "runner.policy_lag=0", *TINY[algorithm]], spec)
+    seen = []
+    state = init_state(trainer)
+    for _ in range(2):
+        seen.append([])
+        state, metrics = trainer.train_epoch(state, lambda: seen[-1].append(trainer.epoch_env_steps()) or False)
+        steps = int(np.sum(metrics["train_BaseEnvEvents/reward/step_count"]))
+        assert seen[-1][0] == 0 and seen[-1] == sorted(seen[-1]) and len(set(seen[-1])) > 3
+        assert seen[-1][-1] < steps == trainer.epoch_env_steps()  # the last poll comes before the last step
+    trainer.close()
 
 
 def test_observations_and_actions_of_every_supported_space():

@@ -143,6 +143,8 @@ def test_the_progress_line_says_steps_rate_epoch_best_and_eta():
     printed = []
     line.during_epoch(progress, 7.0, lambda text, **kw: printed.append(text))
     assert printed == ["... epoch 0/10 | 0 steps | epoch 0 running for 7s"]
+    line.during_epoch(progress, 7.0, lambda text, **kw: printed.append(text), 12288)  # a Python env's epoch so far
+    assert printed[1] == "... epoch 0/10 | 0 steps | epoch 0 running for 7s, 12,288 env steps so far"
     progress.epoch, progress.total_step_count, progress.best_score = 2, 1234567, 123.45
     line.on_epoch(types.SimpleNamespace(progress=progress), {"train_TimeEvents/steps_per_second": 45678.0})
     status = line.status(progress)

@@ -38,7 +38,9 @@ class Trainer(NamedTuple):
     the env's); train_epoch(state) -> (state, metrics by TensorBoard tag); evaluate(state, key) -> EpisodeStats of
     one episode per evaluation env (`eval_episodes` of them). With `n_seeds` > 1 every leaf has a leading seed axis.
     With `on_host`, train_epoch(state, should_stop) and evaluate(state, key, should_stop) step Python envs: they
-    are called as they are, not compiled, and give None when `should_stop()` turned true before they finished.
+    are called as they are, not compiled, and give None when `should_stop()` turned true before they finished;
+    `epoch_env_steps()` then says how many env steps their envs have taken since the running epoch began (a long
+    epoch's progress; a compiled epoch reports its steps when done, so 0).
     """
 
     algorithm: Algorithm
@@ -49,6 +51,7 @@ class Trainer(NamedTuple):
     n_seeds: int = 1
     on_host: bool = False
     close: Callable = lambda: None
+    epoch_env_steps: Callable[[], int] = lambda: 0
 
 
 def policy_params(state: TrainState):

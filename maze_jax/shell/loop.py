@@ -16,7 +16,7 @@ from maze_jax.algorithms.metrics import REWARD, episode_table
 from maze_jax.collectors import EnvFailed
 from maze_jax.shell.checkpoints import CheckpointWriteError, from_savable, os_reason, to_savable
 from maze_jax.shell.programs import Programs
-from maze_jax.shell.progress import ProgressLine, duration
+from maze_jax.shell.progress import ProgressLine, duration, env_steps_so_far
 from maze_jax.shell.signals import StopSignals
 from maze_jax.shell.maze_tags import maze_tags
 from maze_jax.shell.memory import is_out_of_memory, out_of_memory_line
@@ -300,8 +300,10 @@ class TrainingLoop:
         echo, options, progress = self.echo, self.options, loop.progress
         start = time.perf_counter()
         line = self.progress_line
-        report = (lambda s: line.during_epoch(progress, s, echo)) if line is not None else \
-            (lambda s: echo(f"... epoch {progress.epoch} running for {s:.0f} s", flush=True))
+        steps = self.programs.epoch_env_steps
+        report = (lambda s: line.during_epoch(progress, s, echo, steps())) if line is not None else \
+            (lambda s: echo(f"... epoch {progress.epoch} running for {s:.0f} s{env_steps_so_far(steps())}",
+                            flush=True))
         poll = reporting(should_stop, options.progress_interval_s, report)  # host epochs and evaluations poll it
         if self.programs.on_host:
             result = self.programs.train_epoch(loop.state, poll)

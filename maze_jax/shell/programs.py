@@ -28,6 +28,7 @@ class Programs(NamedTuple):
     train_epoch: Callable
     evaluate: Callable
     on_host: bool = False
+    epoch_env_steps: Callable[[], int] = lambda: 0  # a host epoch's env steps so far (`Trainer.epoch_env_steps`)
 
 
 # XLA options for a program that runs once (init): its speed does not matter, its compile time does. On a 2-core CPU,
@@ -73,6 +74,7 @@ class Compilation:
     def __init__(self, trainer: Trainer, key: jax.Array, echo: Callable = print):
         echo("Compiling init, training epoch and evaluation ...", flush=True)
         self.echo, self.start, self.on_host = echo, time.perf_counter(), trainer.on_host
+        self.epoch_env_steps = trainer.epoch_env_steps
         self.init, seconds = compile_seconds(trainer.init, (key, key), RUNS_ONCE)
         check_fits(self.init, "init program")
         self.finished = time.perf_counter()
@@ -115,7 +117,7 @@ class Compilation:
                     "than the next" if self.on_host else ""
             self.echo(f"Compiled in {self.finished - self.start:.2f} s ({parts}){later}", flush=True)
             self.start = None
-        return Programs(self.init, epoch, evaluate, self.on_host)
+        return Programs(self.init, epoch, evaluate, self.on_host, self.epoch_env_steps)
 
 
 def done(value) -> Future:

@@ -22,6 +22,11 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
 
 
+def env_steps_so_far(n: int) -> str:
+    """`, 12,288 env steps so far` (nothing for 0: a compiled epoch, or no step yet)."""
+    return f", {n:,} env steps so far" if n else ""
+
+
 class ProgressLine:
     """A listener that also reports while an epoch runs (`during_epoch`) and wraps the run's `echo` so that printed
     lines and the live line do not overwrite each other. `n_epochs` 0 (until stopped) gives no ETA."""
@@ -43,9 +48,10 @@ class ProgressLine:
                             ncols=width, leave=False, bar_format="{l_bar}{bar:20}| {n_fmt}/{total_fmt}{postfix}"
                             if n_epochs else "{n_fmt} epochs{postfix}")
 
-    def status(self, progress, running_s: float | None = None) -> str:
+    def status(self, progress, running_s: float | None = None, env_steps: int = 0) -> str:
         """`epoch 3/50 | 1,234,567 steps | 45,678 steps/s | best 123.4 | ETA 2m10s` (`ETA at most 2m10s` when a
-        reward threshold or early stopping may end the run before its last epoch)."""
+        reward threshold or early stopping may end the run before its last epoch); while an epoch runs, also
+        `epoch 3 running for 45s, 12,288 env steps so far` (`env_steps`: a Python env's epoch, counted as it goes)."""
         parts = [f"epoch {progress.epoch}" + (f"/{self.n_epochs}" if self.n_epochs else ""),
                  f"{progress.total_step_count:,} steps"]
         if math.isfinite(self.steps_per_second):
@@ -58,15 +64,15 @@ class ProgressLine:
             bound = "at most " if self.may_stop_early else ""
             parts.append(f"ETA {bound}{duration(per_epoch * max(self.n_epochs - progress.epoch, 0))}")
         if running_s is not None:
-            parts.append(f"epoch {progress.epoch} running for {duration(running_s)}")
+            parts.append(f"epoch {progress.epoch} running for {duration(running_s)}{env_steps_so_far(env_steps)}")
         return " | ".join(parts)
 
-    def during_epoch(self, progress, running_s: float, echo: Callable) -> None:
+    def during_epoch(self, progress, running_s: float, echo: Callable, env_steps: int = 0) -> None:
         """While a long epoch runs: the live line, or a plain line."""
         if self.bar is not None:
-            self.bar.set_postfix_str(self.status(progress, running_s))
+            self.bar.set_postfix_str(self.status(progress, running_s, env_steps))
         else:
-            echo(f"... {self.status(progress, running_s)}", flush=True)
+            echo(f"... {self.status(progress, running_s, env_steps)}", flush=True)
 
     def on_epoch(self, loop, rows: dict) -> None:
         self.steps_per_second = rows.get("train_TimeEvents/steps_per_second", math.nan)

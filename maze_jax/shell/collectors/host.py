@@ -576,9 +576,14 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
                        state=state)
         return state
 
+    def env_steps() -> int:  # taken by the training envs of this process (a Ray worker's are not counted)
+        return getattr(getattr(running.get("collector"), "envs", None), "env_steps", 0)
+
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
+        running["epoch_start"] = env_steps()
         if running.get("state") is not state:  # a fresh or restored state: (re)start the collector from it
             close()
+            running["epoch_start"] = 0  # new envs count from 0; the warm-up's steps belong to the epoch
             state = start(state, should_stop)
             if state is None:
                 return None
@@ -607,14 +612,15 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
                 running.pop(part).close()
         running.pop("state", None)
 
-    return finish_host_trainer(algorithm, train_epoch, evaluator, close, n_seeds)
+    return finish_host_trainer(algorithm, train_epoch, evaluator, close, n_seeds,
+                               lambda: env_steps() - running.get("epoch_start", 0))
 
 
 def finish_host_trainer(algorithm: Algorithm, train_epoch: Callable, evaluator: HostEvaluator,
-                        close: Callable, n_seeds: int) -> Trainer:
+                        close: Callable, n_seeds: int, epoch_env_steps: Callable[[], int]) -> Trainer:
     """A seed-batched host trainer's record: one learner per agent key (`init(agent_keys, env_key,
-    hyperparams=None)`, the env key kept as it is: one for every seed's envs), evaluation by `evaluator`, and a
-    `close` that closes the evaluator too."""
+    hyperparams=None)`, the env key kept as it is: one for every seed's envs), evaluation by `evaluator`, a
+    `close` that closes the evaluator too, and `epoch_env_steps` (the running epoch's env steps so far)."""
     def init(agent_keys, env_key, hyperparams=None):
         hparams = algorithm.hyperparams if hyperparams is None else hyperparams
         per_member = jax.tree.leaves(hparams)[0].ndim > 0  # a grid's: one value per member
@@ -629,7 +635,7 @@ def finish_host_trainer(algorithm: Algorithm, train_epoch: Callable, evaluator: 
         evaluator.close()
 
     return Trainer(algorithm, init, train_epoch, evaluate, algorithm.config.n_eval_episodes, n_seeds, on_host=True,
-                   close=close_all)
+                   close=close_all, epoch_env_steps=epoch_env_steps)
 
 
 def host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings) -> Trainer:

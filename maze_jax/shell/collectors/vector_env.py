@@ -199,6 +199,7 @@ class VectorEnv:
         self._default_cap = DEFAULT_TIME_LIMIT if not max_episode_steps and has_no_time_limit(env) else None
         max_episode_steps = max_episode_steps or self._default_cap
         self.env, self.n, self.name, self.steps = env, n, env.name, 0
+        self.env_steps = 0  # env steps taken (a vector step of k active envs counts k): progress on a long epoch
         self._lengths = np.zeros(n, np.int64)  # each env's steps in its episode: a cut by the default cap is noted
         self.mode, self.timeout_s = mode, vectorization.timeout_s
         self.reports: tuple[dict, dict] = ({}, {})  # the last step's events and KPIs (`reported`)
@@ -328,6 +329,7 @@ class VectorEnv:
         some = None if active is None or self.mode == "async" or np.all(active) else np.flatnonzero(active)
         obs, reward, terminated, truncated, final = self._call("step", self._step, env_actions, some)
         self.steps += 1
+        self.env_steps += self.n if active is None else int(np.count_nonzero(active))
         if not (np.isfinite(reward).all() and _finite(obs) and _finite(final)):
             what = "rewards" if not np.isfinite(reward).all() else "observations"
             raise EnvFailed(f"env {self.name} returned non-finite {what} in vector step {self.steps}", "non-finite")
