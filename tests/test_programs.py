@@ -1,4 +1,5 @@
-"""Compiling a run's programs: init at once, the epoch and evaluation on a background thread while the run sets up."""
+"""Compiling a run's programs: the epoch and evaluation on a background thread while init compiles and the run sets
+up."""
 
 import subprocess
 import sys
@@ -17,13 +18,15 @@ import bench  # noqa: E402
 
 
 def test_the_run_sets_up_while_the_epoch_and_evaluation_compile(monkeypatch):
-    """`Compilation` returns with init compiled and the other two still compiling; `programs()` waits for them."""
+    """`Compilation` returns with init compiled and the other two still compiling; `programs()` waits for them. On
+    one device the epoch is already compiling while init compiles (init's own compile overlaps it)."""
     _, trainer = make_trainer(["env=cartpole", "algorithm=es", "algorithm.n_rollouts_per_update=8",
                                "model.hidden_units=[8]", "runner.n_eval_rollouts=4"])
-    release, compiled = threading.Event(), []
+    release, compiled, epoch_compiling, overlapped = threading.Event(), [], threading.Event(), []
     timed = programs_module.Compilation.timed
 
     def held(self, name, lowered, options, lowering_s):  # compiles only once the test lets it
+        epoch_compiling.set()
         assert release.wait(60)
         compiled.append((name, options))
         return timed(self, name, lowered, options, lowering_s)
@@ -31,12 +34,14 @@ def test_the_run_sets_up_while_the_epoch_and_evaluation_compile(monkeypatch):
     monkeypatch.setattr(programs_module.Compilation, "timed", held)
     compile_seconds = programs_module.compile_seconds
     monkeypatch.setattr(programs_module, "compile_seconds", lambda fn, args, options=None: (
-        compiled.append(("init", options)), compile_seconds(fn, args, options))[1])
+        overlapped.append(epoch_compiling.wait(10)), compiled.append(("init", options)),
+        compile_seconds(fn, args, options))[2])
     lines = []
     compilation = Compilation(trainer, jax.random.key(0), echo=lambda line, **kwargs: lines.append(line))
     state = compilation.init(jax.random.key(0), jax.random.key(1))  # the first state, before the others compile
     assert not compilation.jobs["epoch"].done() and not compilation.jobs["evaluation"].done()
     assert lines == ["Compiling init, training epoch and evaluation ..."]
+    assert overlapped == [True]
     release.set()
     programs = compilation.programs()
     # in the order the run needs them; init, which runs once, compiled for a quick compile
