@@ -83,7 +83,9 @@ def test_ray_rollouts_and_runcontext_in_a_callers_ray(tmp_path):
             ours = RayRollouts(algorithm, spec, 7, 2, 100, "sync", RaySettings(num_workers=4, envs_per_worker=3))
             local = RolloutCollector(algorithm, spec, 6, 7, 2, 100, "sync")
             try:
-                got, ended, _, _ = ours.collect(params, jax.random.split(jax.random.key(0), 2))
+                assert ours.workers.env_steps == 0
+                got, ended, _, steps = ours.collect(params, jax.random.split(jax.random.key(0), 2))
+                assert steps == ours.workers.env_steps == 2 * 7 * 6  # counted as the workers' rollouts arrive
                 want, want_ended, _, _ = local.collect(params, jax.random.split(jax.random.key(0), 2))
             finally:
                 ours.close(), local.close()
@@ -110,6 +112,19 @@ def test_ray_rollouts_and_runcontext_in_a_callers_ray(tmp_path):
         assert final["final_BaseEnvEvents/reward/mean"] >= 3.0  # 3 steps paying 1 + action each
         assert context.compute_action(np.array([3.0], np.float32)) in (0, 1)
         assert ray.is_initialized() and not ray.util.list_named_actors()
+
+        # a long epoch's progress: the workers' env steps, counted as their rollouts arrive, from 0 each epoch
+        _, trainer = make_trainer([*COUNTDOWN, "runner.policy_lag=0", "algorithm.epoch_length=2"])
+        state = init_state(trainer)
+        try:
+            for _ in range(2):
+                seen = []
+                state, metrics = trainer.train_epoch(state, lambda: seen.append(trainer.epoch_env_steps()) or False)
+                steps = int(np.sum(metrics["train_BaseEnvEvents/reward/step_count"]))
+                assert seen[0] == 0 and seen == sorted(seen) and steps // 2 <= seen[-1] < steps
+                assert trainer.epoch_env_steps() == steps
+        finally:
+            trainer.close()
     finally:
         ray.shutdown()
 

@@ -576,8 +576,9 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
                        state=state)
         return state
 
-    def env_steps() -> int:  # taken by the training envs of this process (a Ray worker's are not counted)
-        return getattr(getattr(running.get("collector"), "envs", None), "env_steps", 0)
+    def env_steps() -> int:  # taken by the training envs (this process's `envs`, or the Ray `workers`' rollouts)
+        collector = running.get("collector")
+        return getattr(getattr(collector, "envs", None) or getattr(collector, "workers", None), "env_steps", 0)
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
         running["epoch_start"] = env_steps()

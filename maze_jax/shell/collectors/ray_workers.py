@@ -157,6 +157,7 @@ class RayWorkers:
         import ray
 
         self.settings, self.failures, self.interrupted = settings, 0, threading.Event()
+        self.env_steps = 0  # taken by the workers whose results arrived (a long epoch's progress)
         self.restarting: dict[int, float] = {}  # worker -> when its death was seen
         start = time.perf_counter()
         before = set(reaper.descendants(os.getpid()))
@@ -187,8 +188,9 @@ class RayWorkers:
               flush=True)
 
     def call(self, method: str, args_of: Callable[[int], tuple], should_stop: Callable = lambda: False) -> list:
-        """`method(*args_of(w))` on every worker w; the results in worker order. A worker whose process or node
-        died is called again once Ray restarted it (a line says so). Raises EnvFailed for an env's failure or
+        """`method(*args_of(w))` on every worker w; the results in worker order, each ending with the env steps it
+        took (added to `env_steps` as it arrives). A worker whose process or node died is called again once Ray
+        restarted it (a line says so). Raises EnvFailed for an env's failure or
         once more than `max_worker_restarts` workers failed, Interrupted when `should_stop()` or `interrupt()`."""
         import ray
 
@@ -211,6 +213,7 @@ class RayWorkers:
                     pending[getattr(self.actors[w], method).remote(*args_of(w))] = w
                 else:
                     self.restarting.pop(w, None)
+                    self.env_steps += int(results[w][-1])
         return [results[w] for w in range(len(self.actors))]
 
     def _failed(self, w: int, error: BaseException) -> None:
