@@ -190,8 +190,8 @@ class RayWorkers:
     def call(self, method: str, args_of: Callable[[int], tuple], should_stop: Callable = lambda: False) -> list:
         """`method(*args_of(w))` on every worker w; the results in worker order, each ending with the env steps it
         took (added to `env_steps` as it arrives). A worker whose process or node died is called again once Ray
-        restarted it (a line says so). Raises EnvFailed for an env's failure or
-        once more than `max_worker_restarts` workers failed, Interrupted when `should_stop()` or `interrupt()`."""
+        restarted it (a line says so). Raises EnvFailed for an env's failure or once more than
+        `max_worker_restarts` workers failed, Interrupted when `should_stop()` or `interrupt()`."""
         import ray
 
         pending = {getattr(self.actors[w], method).remote(*args_of(w)): w for w in range(len(self.actors))}
