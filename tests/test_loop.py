@@ -2,11 +2,14 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from maze_jax.envs import EpisodeStats
 from maze_jax.shell.checkpoints import CheckpointDir
 from maze_jax.shell.listeners import Checkpoints
-from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop
+from maze_jax.collectors import TrainState
+from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop, select_seeds
 from maze_jax.shell.programs import Programs
 
 
@@ -159,3 +162,21 @@ def test_a_failed_save_is_one_error_line_and_a_second_try_at_the_end_is_reported
     assert len(err) == 1 and err[0].startswith("Error: could not write") and "No space left" in err[0], err
     assert any(line.startswith("Saved epoch 1 to") and line.endswith("on a second try") for line in out), out
     assert CheckpointDir(str(tmp_path / "latest"), read_only=True).latest_step() == 1
+
+
+@pytest.mark.parametrize("n_seeds", [2, 3])
+def test_each_seed_keeps_its_best_state_and_a_host_trainers_shared_env_key_comes_from_the_newest(n_seeds):
+    # a host trainer's state: learners with a seed axis, one env key for all seeds' envs (a key's data is 2 words,
+    # which with 2 seeds must not be taken for a seed axis)
+    def state(version):
+        learner = {"w": jnp.full((n_seeds, 3), float(version)), "key": jax.random.split(jax.random.key(version),
+                                                                                         n_seeds)}
+        return TrainState(learner, jax.random.key(100 + version))
+
+    improved = np.arange(n_seeds) % 2 == 0
+    best = select_seeds(improved, state(1), state(0))
+    np.testing.assert_array_equal(best.learner["w"][:, 0], np.where(improved, 1.0, 0.0))
+    picked = np.where(improved[:, None], jax.random.key_data(state(1).learner["key"]),
+                      jax.random.key_data(state(0).learner["key"]))
+    np.testing.assert_array_equal(jax.random.key_data(best.learner["key"]), picked)
+    np.testing.assert_array_equal(jax.random.key_data(best.envs), jax.random.key_data(jax.random.key(101)))

@@ -177,12 +177,18 @@ def play_in_batches(evaluate: Callable, state, key: jax.Array, n_episodes: int,
 
 
 def select_seeds(improved: np.ndarray, new, old):
-    """`new` where `improved` (per seed, or one flag), else `old`: each seed keeps its own best state."""
+    """`new` where `improved` (per seed, or one flag), else `old`: each seed keeps its own best state. A leaf
+    without a seed axis (a host trainer's env key, which all its seeds' envs share) comes from `new`."""
     if old is None:
         return new
-    pick = lambda a, b: np.where(np.reshape(improved, np.shape(improved) + (1,) * (np.ndim(a) - np.ndim(improved))),
-                                 a, b)
-    return from_savable(new, jax.tree.map(pick, to_savable(new), to_savable(old)))
+    flags = np.shape(improved)
+
+    def pick(template, a, b):  # the template's shape leaves out a PRNG key's data
+        if np.shape(template)[:len(flags)] != flags:
+            return a
+        return np.where(np.reshape(improved, flags + (1,) * (np.ndim(a) - len(flags))), a, b)
+
+    return from_savable(new, jax.tree.map(pick, new, to_savable(new), to_savable(old)))
 
 
 def reporting(should_stop: Callable, interval_s: float, report: Callable[[float], None]) -> Callable[[], bool]:
