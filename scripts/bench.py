@@ -17,7 +17,8 @@ cutting    PPO on the masked structured cutting env (the README's command, defau
            seconds until the evaluation uses the fewest raw pieces possible; raw pieces per step of PPO, a random
            masked policy and the first-fit and best-fit heuristics on the same 64 episodes.
 python     Python envs through the host collector: raw vector-env stepping against PPO's training throughput
-           (CartPole-v1 and LunarLander-v3, gymnasium and envpool), and LunarLander to an evaluation mean of 200.
+           (CartPole-v1 and LunarLander-v3, gymnasium and envpool: from envpool's jitted rollouts, and for
+           comparison stepped in Python), and LunarLander to an evaluation mean of 200.
 ray        runner=ray (not in the default run; needs the ray extra): PPO steps/s on a deliberately slow env (CartPole
            sleeping 1 ms a step, scripts/slow_env.py) with 1, 2 and 4 workers of 8 envs against the single-process
            collector (sync and async) at the same env counts; the per-step overhead of a worker against the plain
@@ -259,11 +260,15 @@ def python_costs(spec, trainer, raw_cpu: float, raw_rate: float) -> str:
     when the actor and the learner each run as fast as they do alone and share the cores perfectly."""
     import jax
 
+    from maze_jax.shell.collectors import envpool_xla
     from maze_jax.shell.collectors.host import RolloutCollector
 
     n_envs, n_steps = trainer.algorithm.config.n_envs, trainer.algorithm.config.n_rollout_steps
     learner = jax.tree.map(lambda x: x[None], trainer.init(jax_key(0), jax_key(1)).learner)
-    collector = RolloutCollector(trainer.algorithm, spec, n_envs, n_steps, 1, 0, "sync")
+    if envpool_xla.fits(trainer.algorithm, spec):  # as the trainer collects: envpool's jitted rollouts
+        collector = envpool_xla.EnvpoolRollouts(trainer.algorithm, spec, n_envs, n_steps, 1, 0)
+    else:
+        collector = RolloutCollector(trainer.algorithm, spec, n_envs, n_steps, 1, 0, "sync")
     try:
         trajectory = collector.collect(learner.params, jax_key(2)[None])[0]  # compiles
         wall, actor_cpu = timed_calls(lambda: collector.collect(learner.params, jax_key(3)[None])[0], 4)
@@ -286,8 +291,11 @@ def python_envs(quick: bool) -> None:
     concurrency (the experiment's settings), and LunarLander to an evaluation mean of 200, whole process."""
     import importlib.util
 
+    from maze_jax.collectors.seeds import with_seeds
+    from maze_jax.shell.collectors import envpool_xla
+    from maze_jax.shell.collectors.host import rollout_host_trainer
     from maze_jax.shell.session import build
-    from maze_jax.shell.settings import compose_config, read_settings
+    from maze_jax.shell.settings import HostSettings, compose_config, read_settings
 
     backends = ["gymnasium"] + (["envpool"] if importlib.util.find_spec("envpool") else [])
     for env_id in ("CartPole-v1", "LunarLander-v3"):
@@ -297,16 +305,15 @@ def python_envs(quick: bool) -> None:
                                      "seeding.agent_base_seed=0", "seeding.env_base_seed=0"])
             spec, trainer = build(read_settings(cfg), echo=lambda *a, **k: None)
             costs = python_costs(spec, trainer, raw_cpu, raw)
-            state = trainer.init(jax_key(0), jax_key(1))
-            state, metrics = trainer.train_epoch(state)  # compiles the act and update programs
-            start, steps = time.perf_counter(), 0
-            for _ in range(2):
-                state, metrics = trainer.train_epoch(state)
-                steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
-            rate = steps / (time.perf_counter() - start)
-            trainer.close()
-            print(f"{env_id} ({backend}, 16 envs): raw vector env {raw:,.0f} steps/s; PPO training {rate:,.0f} "
-                  f"steps/s = {rate / raw:.0%} of raw (target: 60%)\n    {costs}", flush=True)
+            rate = training_rate(trainer)
+            line = (f"{env_id} ({backend}, 16 envs): raw vector env {raw:,.0f} steps/s; PPO training {rate:,.0f} "
+                    f"steps/s = {rate / raw:.0%} of raw (target: 60%)")
+            if envpool_xla.fits(trainer.algorithm, spec):  # the same learner fed by envpool stepped from Python
+                stepped = training_rate(with_seeds(rollout_host_trainer(trainer.algorithm, spec, 1, HostSettings()),
+                                                   1))
+                line += (f" from envpool's jitted rollouts; from envpool stepped in Python {stepped:,.0f} steps/s "
+                         f"= {stepped / raw:.0%}")
+            print(f"{line}\n    {costs}", flush=True)
     for backend in backends:
         for seed in [0] if quick else [0, 1, 2]:
             with tempfile.TemporaryDirectory() as log_dir:  # the run directories go with it
@@ -322,6 +329,19 @@ def python_envs(quick: bool) -> None:
                   f"{'evaluation mean >= 200' if solved else 'NOT solved'} after {epochs} epochs in {seconds:.0f} s "
                   f"(target: {45 if backend == 'envpool' else 75} s), final 100-episode evaluation "
                   f"{final.group(1) if final else '?'} (target: 200)", flush=True)
+
+
+def training_rate(trainer, epochs: int = 2) -> float:
+    """Env steps per second of a host trainer's epochs after its first (which compiles), whole epochs; closes it."""
+    state = trainer.init(jax_key(0), jax_key(1))
+    state, metrics = trainer.train_epoch(state)  # compiles the act and update programs
+    start, steps = time.perf_counter(), 0
+    for _ in range(epochs):
+        state, metrics = trainer.train_epoch(state)
+        steps += int(metrics["train_BaseEnvEvents/reward/step_count"])
+    rate = steps / (time.perf_counter() - start)
+    trainer.close()
+    return rate
 
 
 def evosax_generation_seconds(population: int, hidden: int, n_steps: int, repeats: int = 5) -> tuple[float, float]:

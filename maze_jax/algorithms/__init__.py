@@ -94,4 +94,7 @@ class Algorithm(NamedTuple):
     warmup_steps: int = 0
     warmup: Callable = lambda state, trajectory: state
     fresh_episodes: bool = False
+    masks_steps: bool = False
+    """Whether `update` leaves out the steps a Trajectory marks as no transitions (`Trajectory.valid`), as
+    envpool's jitted rollouts need (`shell.collectors.envpool_xla`)."""
     episode_cap: int = 0

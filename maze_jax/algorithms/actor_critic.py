@@ -140,7 +140,10 @@ class Trajectory(NamedTuple):
     `final_obs[t]` is the observation step t ended in, before any auto-reset: where `truncated[t]` the learner
     bootstraps from its value. `last_obs` is the observation after the last step (the rollout's bootstrap).
     `memory` (T, B, ...) is a recurrent model's memory that each env acted with at each step, zeros at an
-    episode's first step (`()` without one): the learner replays sequences from it."""
+    episode's first step (`()` without one): the learner replays sequences from it. `valid` (T, B) says which steps
+    are transitions (`()`: all): envpool's jitted rollouts mark False the step that only resets an env whose episode
+    ended on the step before (its action ignored, its reward 0), and a learner that honours it
+    (`Algorithm.masks_steps`) leaves such steps out of its losses and statistics."""
 
     obs: Any
     action: Any
@@ -152,6 +155,7 @@ class Trajectory(NamedTuple):
     final_obs: Any
     last_obs: Any
     memory: Any = ()
+    valid: Any = ()
 
 
 OPTIMIZER = optax.scale_by_adam()  # the learning rate is applied from the traced hyperparameters
@@ -276,8 +280,9 @@ def loss(params, batch: dict, hparams: ACHyperparams, weights: dict, model: Acto
     dist = model.policy.dist
     log_prob = dist.log_prob(out, batch["action"])
     ids = None if sub_step_ids is None else sub_step_ids(batch["obs"])
-    mean = functools.partial(sub_step_mean, ids=ids, n_groups=n_sub_steps)
-    advantage = normalize(batch["advantage"], ids, n_sub_steps)  # PPO and A2C, per sub-step (as Maze does)
+    valid = batch.get("valid")  # None: every sample is a transition
+    mean = functools.partial(sub_step_mean, ids=ids, n_groups=n_sub_steps, valid=valid)
+    advantage = normalize(batch["advantage"], ids, n_sub_steps, valid)  # per sub-step (as Maze does), valid ones
     entropy = dist.entropy(out)
     terms, aux = {}, {}
     for name, term in (("policy_loss", losses.policy(log_prob, batch["log_prob"], advantage, hparams)),
@@ -295,7 +300,8 @@ def loss(params, batch: dict, hparams: ACHyperparams, weights: dict, model: Acto
     if n_sub_steps:  # scalars by name: the epoch averages every leaf over updates
         info["per_sub_step"] = {name: tuple(means[name]) for name in ("policy_loss", "value_loss", "entropy")}
     if ppo:
-        info["approx_kl"], info["clip_fraction"] = ppo_diagnostics(log_prob, batch["log_prob"], hparams.clip_range)
+        info["approx_kl"], info["clip_fraction"] = ppo_diagnostics(log_prob, batch["log_prob"], hparams.clip_range,
+                                                                   valid)
     return total, info
 
 
@@ -314,6 +320,9 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
     advantages, targets, values = advantages_and_targets(state.params, trajectory, hparams, model, sub_step_ids)
     batch = {"obs": trajectory.obs, "action": trajectory.action, "log_prob": trajectory.log_prob,
              "value": values, "advantage": advantages, "target": targets}
+    valid = None if isinstance(trajectory.valid, tuple) else trajectory.valid  # None: every step is a transition
+    if valid is not None:  # the steps that are no transitions are left out of every mean
+        batch["valid"] = valid
     if is_recurrent(model):  # sequences of a few steps, each with the memory its env acted with
         batch = sequences(trajectory, batch, config.sequence_steps)
     else:
@@ -341,7 +350,7 @@ def update(state: ACState, trajectory: Trajectory, config: ActorCriticConfig, mo
         pass_over_batch, (state.params, state.opt_state), jax.random.split(shuffle_key, config.n_optimization_epochs))
     state = state.replace(params=params, opt_state=opt_state, key=key, step=state.step + 1)
     acting = None if sub_step_ids is None else jax.vmap(sub_step_ids)(trajectory.obs)
-    actions = action_statistics(model.policy.dist, trajectory.action, acting, head_sub_steps)
+    actions = action_statistics(model.policy.dist, trajectory.action, acting, head_sub_steps, valid)
     return state, {**learner_metrics(jax.tree.map(jnp.mean, info), hparams, sub_step_names, config.ppo), **actions}
 
 
@@ -389,4 +398,5 @@ def make_actor_critic(config: ActorCriticConfig, model: ActorCritic, obs_example
                                  sub_step_names=sub_step_names, head_sub_steps=head_sub_steps),
         explore=functools.partial(explore, model),
         initial_memory=model.initial_memory,
+        masks_steps=True,
     )

@@ -55,34 +55,43 @@ class Losses(NamedTuple):
         return cls(policy=ppo_clipped if ppo else policy_gradient)
 
 
-def ppo_diagnostics(log_prob, old_log_prob, clip_range):
-    """Approximate KL divergence from the rollout policy and the fraction of clipped ratios (for monitoring)."""
+def ppo_diagnostics(log_prob, old_log_prob, clip_range, valid=None):
+    """Approximate KL divergence from the rollout policy and the fraction of clipped ratios (for monitoring), over
+    the `valid` samples (all without)."""
     log_ratio = log_prob - old_log_prob
     ratio = jnp.exp(log_ratio)
-    return ((ratio - 1.0) - log_ratio).mean(), (jnp.abs(ratio - 1.0) > clip_range).mean()
+    return (sub_step_mean((ratio - 1.0) - log_ratio, valid=valid),
+            sub_step_mean((jnp.abs(ratio - 1.0) > clip_range).astype(jnp.float32), valid=valid))
 
 
-def normalize(x, ids=None, n_groups: int = 0):
+def normalize(x, ids=None, n_groups: int = 0, valid=None):
     """(x - mean) / (std + 1e-8) over the whole batch, or within each sub-step's samples (`ids`: the sub-step of
-    each sample, `n_groups` sub-steps), as Maze normalises advantages (per minibatch, per sub-step)."""
-    if ids is None:
+    each sample, `n_groups` sub-steps), as Maze normalises advantages (per minibatch, per sub-step). With `valid`
+    (bool per sample), the mean and std are those of the valid samples alone."""
+    if ids is None and valid is None:
         return (x - x.mean()) / (x.std() + 1e-8)
-    weights = sub_step_weights(ids, n_groups)
-    mean = (weights * x[:, None]).sum(0)[ids]
-    std = jnp.sqrt((weights * ((x - mean) ** 2)[:, None]).sum(0))[ids]
+    weights = sub_step_weights(ids, n_groups, valid)
+    group = 0 if ids is None else ids
+    mean = (weights * x[:, None]).sum(0)[group]
+    std = jnp.sqrt((weights * ((x - mean) ** 2)[:, None]).sum(0))[group]
     return (x - mean) / (std + 1e-8)
 
 
-def sub_step_weights(ids, n_groups: int):
-    """(samples, groups) weights: 1 / (samples of that group) where a sample belongs to it, else 0, so that
-    `(weights * x[:, None]).sum(0)` are the per-group means of x."""
-    member = jax.nn.one_hot(ids, n_groups)
+def sub_step_weights(ids, n_groups: int, valid=None):
+    """(samples, groups) weights: 1 / (valid samples of that group) where a valid sample belongs to it, else 0, so
+    that `(weights * x[:, None]).sum(0)` are the per-group means of x. `ids` None: one group of every sample;
+    `valid` None: every sample is valid."""
+    member = jnp.ones((valid.shape[0], 1)) if ids is None else jax.nn.one_hot(ids, n_groups)
+    if valid is not None:
+        member = member * valid[:, None]
     return member / jnp.maximum(member.sum(0), 1.0)
 
 
-def sub_step_mean(x, ids=None, n_groups: int = 0):
-    """The mean of per-sample `x`: over all samples (ids None), or per sub-step, a vector (n_groups,) whose sum is
-    a structured env's loss (each sub-step weighs the same, whatever its number of samples)."""
-    if ids is None:
+def sub_step_mean(x, ids=None, n_groups: int = 0, valid=None):
+    """The mean of per-sample `x` over its `valid` samples (bool per sample; None: all): over all samples (ids
+    None), or per sub-step, a vector (n_groups,) whose sum is a structured env's loss (each sub-step weighs the
+    same, whatever its number of samples)."""
+    if ids is None and valid is None:
         return x.mean()
-    return (sub_step_weights(ids, n_groups) * x[:, None]).sum(0)
+    means = (sub_step_weights(ids, n_groups, valid) * x[:, None]).sum(0)
+    return means if ids is not None else means[0]

@@ -97,20 +97,23 @@ def event_statistics(events, prefix: str) -> dict:
     return rows
 
 
-def action_statistics(dist, action, acting=None, head_sub_steps: dict | None = None) -> dict:
+def action_statistics(dist, action, acting=None, head_sub_steps: dict | None = None, valid=None) -> dict:
     """Maze's action rows of a batch of raw actions (leading axes (T, B), as the distribution sampled them).
 
     Per head (a Dict or Tuple entry's MultiDiscrete or MultiBinary heads each apart, named `<entry>_<i>`), by tag
     `train_<Discrete|Continuous>ActionEvents/action/substep_<i>/<head>`: a discrete head's counts of each choice,
     shape (n,); a continuous head's `[count, sum]` of its env-space values (all dimensions).
     A structured env's head counts only where its sub-step acts: `acting` (T, B) holds the acting sub-step ids and
-    `head_sub_steps` maps head names to sub-step ids. Counts add up over the updates of an epoch."""
+    `head_sub_steps` maps head names to sub-step ids. `valid` (T, B; None: all) leaves out the steps that are no
+    transitions (`Trajectory.valid`). Counts add up over the updates of an epoch."""
     stacked = isinstance(dist, Joint) and dist.stacked
     entries = [entry for entry, head in dist.heads for _ in leaf_heads(head)] if isinstance(dist, Joint) else ["action"]
     rows = {}
     for (name, head), entry, head_action in zip(leaf_heads(dist), entries, leaf_actions(dist, action)):
         sub_step = (head_sub_steps or {}).get(entry, 0)
         weight = jnp.ones(head_action.shape[:2]) if acting is None else (acting == sub_step).astype(jnp.float32)
+        if valid is not None:
+            weight = weight * valid
         label = f"substep_{sub_step}/" + (f"action_{name}" if stacked else name)
         if isinstance(head, Categorical):
             hist = (jax.nn.one_hot(head_action, head.n) * weight[..., None]).reshape(-1, head.n).sum(0)

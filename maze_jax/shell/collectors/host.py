@@ -29,6 +29,7 @@ from maze_jax.envs import EnvSpec, EpisodeStats
 from maze_jax.envs.episodes import EventStats, Recording, reset_memory
 from maze_jax.envs.structured import sub_steps
 from maze_jax.models.recurrent import act_with_memory, policy_memory
+from maze_jax.shell.collectors import envpool_xla
 from maze_jax.shell.collectors.vector_env import DEFAULT_TIME_LIMIT, VectorEnv
 from maze_jax.shell.settings import HostSettings
 
@@ -576,9 +577,10 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
                        state=state)
         return state
 
-    def env_steps() -> int:  # taken by the training envs (this process's `envs`, or the Ray `workers`' rollouts)
-        collector = running.get("collector")
-        return getattr(getattr(collector, "envs", None) or getattr(collector, "workers", None), "env_steps", 0)
+    def env_steps() -> int:  # taken by the training envs (this process's `envs`, envpool's jitted rollouts, or
+        collector = running.get("collector")  # the Ray `workers`' rollouts)
+        counter = getattr(collector, "envs", None) or getattr(collector, "workers", None) or collector
+        return getattr(counter, "env_steps", 0)
 
     def train_epoch(state: TrainState, should_stop: Callable = lambda: False):
         running["epoch_start"] = env_steps()
@@ -640,8 +642,13 @@ def finish_host_trainer(algorithm: Algorithm, train_epoch: Callable, evaluator: 
 
 
 def host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, settings: HostSettings) -> Trainer:
-    """The trainer of `algorithm` on a Python env."""
-    return rollout_host_trainer(algorithm, env_spec, n_seeds, settings)
+    """The trainer of `algorithm` on a Python env: from envpool's jitted rollouts where they fit
+    (`envpool_xla.fits`), else from envs stepped in Python."""
+    config, make_collector = algorithm.config, None
+    if envpool_xla.fits(algorithm, env_spec):
+        make_collector = lambda seed: envpool_xla.EnvpoolRollouts(  # noqa: E731
+            algorithm, env_spec, config.n_envs, config.n_rollout_steps, n_seeds, seed, normalizer(env_spec))
+    return rollout_host_trainer(algorithm, env_spec, n_seeds, settings, make_collector)
 
 
 def sample_host_observations(env_spec: EnvSpec, act: Callable, n_samples: int, key, n_envs: int = 32):

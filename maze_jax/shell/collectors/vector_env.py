@@ -68,6 +68,13 @@ def has_no_time_limit(env) -> bool:
     return not env.max_episode_steps
 
 
+def envpool_kwargs(env, max_episode_steps: int | None = None) -> dict:
+    """envpool's constructor settings for `env` (a PythonEnv with an envpool id): its own, and the episode cap
+    (`max_episode_steps`; an env without a time limit of its own gets DEFAULT_TIME_LIMIT)."""
+    cap = max_episode_steps or (DEFAULT_TIME_LIMIT if has_no_time_limit(env) else None)
+    return {**env.envpool_kwargs, **({"max_episode_steps": int(cap)} if cap else {})}
+
+
 def time_limit_note(name: str) -> str:
     """The line said when the time limit a Python env without one of its own gets (DEFAULT_TIME_LIMIT) cuts one
     of its episodes: an env that ends or truncates its episodes itself never sees it."""
@@ -212,10 +219,7 @@ class VectorEnv:
     def _start(self, mode: str, max_episode_steps: int | None):
         if self.env.envpool_id is not None:
 
-            kwargs = dict(self.env.envpool_kwargs)
-            if max_episode_steps:
-                kwargs["max_episode_steps"] = int(max_episode_steps)
-            self._envpool_kwargs = kwargs
+            self._envpool_kwargs = envpool_kwargs(self.env, max_episode_steps)
             return
         import gymnasium
 
