@@ -74,6 +74,18 @@ def test_a_rollout_marks_the_reset_steps_and_reports_each_episode_once():
     assert np.asarray(finite).all()
 
 
+def test_a_non_finite_reward_is_flagged_at_its_step():
+    def spoiled(handle, action):  # env 2's reward is NaN on the 4th step of each of its episodes
+        handle, (obs, reward, done, cut, ids) = countdown_step(handle, action)
+        broken = (ids == 2) & (handle[0][ids] == 4)
+        return handle, (obs, jnp.where(broken, jnp.nan, reward), done, cut, ids)
+
+    rollout = jax.jit(rollout_program(explore, spoiled, lambda a: a, lambda o: o, 2, 2, 12))
+    _, carry = countdown_rollout()
+    finite = rollout(jnp.zeros(2), jax.random.split(jax.random.key(0)), carry)[2][3]
+    np.testing.assert_array_equal(np.flatnonzero(~np.asarray(finite)), [3, 9])  # env 2 plays 5 steps, then resets
+
+
 def test_the_next_rollout_starts_where_the_last_one_ended():
     whole, carry = countdown_rollout(12)
     halves, _ = countdown_rollout(6)
