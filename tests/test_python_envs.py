@@ -157,6 +157,17 @@ def test_gymnasium_settings_envpool_lacks_build_gymnasiums_env_and_envpools_own_
         make_env("FrozenLake-v1", kwargs={"is_slippery": False}, backend="envpool")
 
 
+def test_the_envpool_backend_without_envpool_says_to_install_it(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "envpool" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"^env.backend=envpool: envpool is not installed \(pip install "
+                                          r"'.\[envpool\]'\)$"):
+        make_env("LunarLander-v3", backend="envpool")
+
+
 def test_unknown_ids_list_close_matches_and_bad_settings_are_one_line():
     with pytest.raises(ConfigError, match="Close matches: LunarLander-v3"):
         make_env("LunarLandr-v3")

@@ -115,6 +115,8 @@ def make_env(name: str, kwargs: dict | None = None, max_episode_steps: int | Non
     kwargs = kwargs if kwargs is not None else {}
     if backend not in BACKENDS:
         raise ConfigError(f"env.backend={backend!r} is unknown. Valid: {', '.join(BACKENDS)}")
+    if backend == "envpool" and importlib.util.find_spec("envpool") is None:
+        raise ConfigError("env.backend=envpool: envpool is not installed (pip install '.[envpool]')")
     max_episode_steps = read_episode_cap(max_episode_steps)
     if not isinstance(kwargs, dict):
         raise ConfigError(f"env.kwargs={kwargs!r}: expected a mapping of constructor arguments")
