@@ -577,8 +577,10 @@ def rollout_host_trainer(algorithm: Algorithm, env_spec: EnvSpec, n_seeds: int, 
                        state=state)
         return state
 
-    def env_steps() -> int:  # taken by the training envs (this process's `envs`, envpool's jitted rollouts, or
-        collector = running.get("collector")  # the Ray `workers`' rollouts)
+    def env_steps() -> int:
+        """Env steps taken by the training envs: this process's `envs`, envpool's jitted rollouts, or the Ray
+        `workers`' rollouts."""
+        collector = running.get("collector")
         counter = getattr(collector, "envs", None) or getattr(collector, "workers", None) or collector
         return getattr(counter, "env_steps", 0)
 

@@ -218,7 +218,6 @@ class VectorEnv:
 
     def _start(self, mode: str, max_episode_steps: int | None):
         if self.env.envpool_id is not None:
-
             self._envpool_kwargs = envpool_kwargs(self.env, max_episode_steps)
             return
         import gymnasium
