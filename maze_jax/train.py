@@ -66,6 +66,7 @@ def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str], config_
     from maze_jax.shell.session import run_training
     from maze_jax.shell.settings import draw_seeds
     from maze_jax.shell.trust import TRUST_SWITCH, check_trusted, named_references
+    from maze_jax.xla_flags import run_programs_inline
 
     if cfg.input_dir:
         trust = bool(cfg.get(TRUST_SWITCH, False))  # this command's word, never the saved run's
@@ -75,6 +76,7 @@ def main_body(cfg: DictConfig, run_dir: str, given_overrides: list[str], config_
             check_trusted(OmegaConf.to_container(cfg), named_references(given_overrides, config_dirs),
                           f"input_dir={str(cfg.input_dir)!r}")
     draw_seeds(cfg)
+    run_programs_inline()  # before jax.process_index() starts JAX's backend
     if jax.process_index() != 0:  # only process 0 writes the run directory
         return float(run_training(cfg, run_dir).progress.best_score)
     with console_to(os.path.join(run_dir, "train.log")):

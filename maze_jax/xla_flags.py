@@ -13,6 +13,14 @@ A flag the user already set in XLA_FLAGS is left as it is. The flags tune the CP
 out where JAX will run on a GPU or TPU: `JAX_PLATFORMS` names another platform first, or (without it) a GPU or TPU
 plugin is installed. XLA reads them once, when JAX's backend starts: `came_too_late()` says when that happened
 before they were set (an import that made a JAX array before `import maze_jax`).
+
+The commands and `RunContext` also run each CPU program in the thread that calls it (`run_programs_inline`, JAX's
+`jax_cpu_enable_async_dispatch=False`). JAX's default hands every program with a matrix product to a pool thread,
+and waking that thread costs more than a small network's forward pass: on a 2-core CPU a 16x64x64 matmul took 31 us
+a call against 8 inline, and a host actor's policy call for 16 LunarLander envs 63 us against 29. Python envs train
+faster for it (`scripts/bench.py --only python`); compiled epochs of JAX envs run as fast either way (the shell
+waits for them on a thread of its own: `shell.loop.wait_until_ready`). It is left out on accelerators, and where
+JAX's backend started before (one's own JAX code first, then `RunContext`): the runs are the same, only slower.
 """
 
 import importlib.util
@@ -45,6 +53,17 @@ def apply_defaults() -> None:
             if started and flag not in _late:
                 _late.append(flag)
     os.environ["XLA_FLAGS"] = flags
+
+
+def run_programs_inline() -> bool:
+    """Makes JAX run each CPU program in the calling thread (see above); returns whether it did: not where JAX
+    runs on an accelerator, nor once JAX's backend has started (the setting is read when it starts)."""
+    if not runs_on_cpu() or backend_started():
+        return False
+    import jax
+
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    return True
 
 
 def backend_started() -> bool:

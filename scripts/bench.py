@@ -738,9 +738,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each checkout with --against")
     parser.add_argument("--devices", type=int, default=0, help=argparse.SUPPRESS)  # the scale section's workers
     args = parser.parse_args()
-    from maze_jax.xla_flags import apply_defaults
+    from maze_jax.xla_flags import apply_defaults, run_programs_inline
 
-    apply_defaults()  # the CLI's XLA flags, so in-process figures match it
+    apply_defaults()  # the CLI's XLA flags and dispatch, so in-process figures match it
+    run_programs_inline()
     import jax
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -172,6 +172,28 @@ def test_cpu_flags_are_left_out_where_jax_runs_on_an_accelerator(monkeypatch):
     assert not xla_flags.runs_on_cpu()  # a GPU plugin installed: JAX picks the GPU
 
 
+INLINE_PROBE = """
+import sys
+from maze_jax import xla_flags
+set_before = xla_flags.run_programs_inline() if sys.argv[1] == "inline" else False
+import jax, jax.numpy as jnp
+f = jax.jit(lambda w: jax.lax.fori_loop(0, 400, lambda i, x: jnp.tanh(x @ w), w))  # a fraction of a second of matmuls
+w = jnp.full((256, 256), 0.01)
+f(w).block_until_ready()
+print(set_before, xla_flags.run_programs_inline(), f(w).is_ready())
+"""
+
+
+@pytest.mark.parametrize("mode, expected", [("inline", "True False True"), ("default", "False False False")])
+def test_cpu_programs_run_in_the_calling_thread_once_set_before_the_backend_starts(mode, expected):
+    """With run_programs_inline() before JAX's backend starts, a call of a compiled program returns when the
+    program is done (it ran in the calling thread); without it, JAX returns at once and computes on a pool
+    thread. Once the backend runs, the setting can no longer take effect, and the call says so (False)."""
+    proc = subprocess.run([sys.executable, "-c", INLINE_PROBE, mode], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.stdout.split() == expected.split(), proc.stderr[-2000:]
+
+
 def test_init_compiled_for_a_quick_compile_gives_the_same_state():
     import jax
     import numpy as np

@@ -9,7 +9,7 @@ from maze_jax.envs import EpisodeStats
 from maze_jax.shell.checkpoints import CheckpointDir
 from maze_jax.shell.listeners import Checkpoints
 from maze_jax.collectors import TrainState
-from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop, select_seeds
+from maze_jax.shell.loop import LoopOptions, LoopState, Progress, TrainingLoop, select_seeds, wait_until_ready
 from maze_jax.shell.programs import Programs
 
 
@@ -180,3 +180,25 @@ def test_each_seed_keeps_its_best_state_and_a_host_trainers_shared_env_key_comes
                       jax.random.key_data(state(0).learner["key"]))
     np.testing.assert_array_equal(jax.random.key_data(best.learner["key"]), picked)
     np.testing.assert_array_equal(jax.random.key_data(best.envs), jax.random.key_data(jax.random.key(101)))
+
+
+def test_waiting_for_a_call_that_blocks_stays_responsive_and_passes_on_its_result_and_its_error():
+    """A compiled program's call blocks until the program is done where JAX runs CPU programs inline: the wait
+    polls should_stop meanwhile, gives None at once when it turns true, and otherwise the call's result or error."""
+    import threading
+    import time
+
+    release = threading.Event()
+    polls = []
+    start = time.perf_counter()
+    assert wait_until_ready(lambda: release.wait(30) and jnp.ones(2), lambda: polls.append(1) or len(polls) > 3) is None
+    assert time.perf_counter() - start < 5 and len(polls) == 4  # polled every 10 ms while the call blocked
+    release.set()
+    np.testing.assert_array_equal(wait_until_ready(lambda: jnp.arange(3), lambda: False), [0, 1, 2])
+
+    def fails():
+        raise ValueError("the program failed")
+
+    with pytest.raises(ValueError, match="the program failed"):
+        wait_until_ready(fails, lambda: False)
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -126,7 +127,7 @@ def evaluate_polling(programs: Programs, should_stop: Callable) -> Callable:
     effect at once even when its episodes are long; the process exits without waiting for it)."""
     if programs.on_host:
         return lambda state, key: programs.evaluate(state, key, should_stop)
-    return lambda state, key: wait_until_ready(programs.evaluate(state, key), should_stop)
+    return lambda state, key: wait_until_ready(lambda: programs.evaluate(state, key), should_stop)
 
 
 def evaluation_stats(evaluate: Callable, state, key: jax.Array, prefix: str = "eval",
@@ -221,15 +222,30 @@ class EpisodeProgress:
         self.played = played
 
 
-def wait_until_ready(result, should_stop: Callable[[], bool]):
-    """Blocks until the asynchronously dispatched `result` is computed, polling `should_stop` (which may report
-    progress, see `reporting`) every 10 ms. Returns `result` (still on the devices), or None (abandoned: the
-    computation runs on, and the command exits without waiting for it) as soon as `should_stop()` is true."""
-    leaf = jax.tree.leaves(result)[0]
-    while not leaf.is_ready():
-        if should_stop():
+def wait_until_ready(call: Callable[[], Any], should_stop: Callable[[], bool]):
+    """The result of `call()` (a compiled program's call), computed on a thread of its own while this one polls
+    `should_stop` (which may report progress, see `reporting`) every 10 ms. Returns the result (still on the
+    devices), or None (abandoned: the program runs on, and the command exits without waiting for it) as soon as
+    `should_stop()` is true; an error of the call is raised here. The thread is what keeps the wait responsive
+    where JAX runs CPU programs in the calling thread (`xla_flags.run_programs_inline`): the call then returns
+    only when the program is done."""
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append((jax.block_until_ready(call()), None))
+        except BaseException as error:  # noqa: BLE001 (raised in the waiting thread)
+            outcome.append((None, error))
+
+    thread = threading.Thread(target=run, name="program", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.01)
+        if thread.is_alive() and should_stop():
             return None
-        time.sleep(0.01)
+    result, error = outcome[0]
+    if error is not None:
+        raise error
     return result
 
 
@@ -314,7 +330,7 @@ class TrainingLoop:
         if self.programs.on_host:
             result = self.programs.train_epoch(loop.state, poll)
         else:
-            result = wait_until_ready(self.programs.train_epoch(loop.state), poll)
+            result = wait_until_ready(lambda: self.programs.train_epoch(loop.state), poll)
         if result is None:  # a signal: the epoch is abandoned
             return
         new_state, metrics = result[0], maze_tags(jax.device_get(result[1]), self.algorithm)  # state: on devices

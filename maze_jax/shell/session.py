@@ -41,6 +41,7 @@ from maze_jax.shell.table import format_table
 from maze_jax.shell.table_rows import across_seeds
 from maze_jax.shell.trackers import make_writers
 from maze_jax.shell.wrappers import normalization_statistics, statistics_to_meta, wrap_env
+from maze_jax.xla_flags import run_programs_inline
 
 # Config sections a checkpoint depends on (shapes, normalisation): resuming with different ones is refused.
 SHAPE_SECTIONS = ("env", "wrappers", "model")
@@ -429,6 +430,7 @@ def run_training(cfg: DictConfig, run_dir: str, echo: Callable = print, env_spec
 
     `env_spec` and `model` (a flax module) replace the env and model configs when given. With several
     processes (jax.distributed) every process trains its share; only process 0 prints and writes files."""
+    run_programs_inline()  # a no-op once JAX's backend runs (the command's starts it before this)
     settings = read_settings(cfg)
     with StopSignals(echo) as signals:  # Ctrl-C and SIGTERM from here on: stop at the next safe point
         return run_named_steps(cfg, settings, run_dir, echo, env_spec, model, signals)
