@@ -469,3 +469,13 @@ def test_a_kpi_a_python_env_reports_only_at_its_episodes_end_is_kept():
     assert rows["train_BaseEnvEvents/kpi/mean/cost"] == pytest.approx(2.0)
     assert rows["train_BaseEnvEvents/kpi/max/cost"] == pytest.approx(3.0)
     assert rows["train_E/x/mean_episode_total"] == pytest.approx(3.0)
+
+
+def test_the_actions_reach_the_envs_as_numpy_arrays_of_the_same_values():
+    from maze_jax.shell.collectors.host import to_numpy
+
+    actions = {"piece": jnp.array([2, 0], jnp.int32), "rotation": (jnp.array([[0.5], [1.5]]),)}
+    on_host = to_numpy(actions)
+    assert all(type(x) is np.ndarray for x in jax.tree.leaves(on_host))
+    assert on_host["piece"].dtype == np.int32 and on_host["piece"].tolist() == [2, 0]
+    assert on_host["rotation"][0].tolist() == [[0.5], [1.5]]
