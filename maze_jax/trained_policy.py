@@ -32,6 +32,7 @@ from maze_jax.shell.checkpoints import BEST, LATEST, fit_arrays
 from maze_jax.shell.grid import count_configs
 from maze_jax.shell.collectors.host import HostEvaluator
 from maze_jax.shell.loop import EpisodeProgress, play_in_batches
+from maze_jax.shell.programs import RUNS_PER_EPOCH
 from maze_jax.shell.resume import read_first_usable, stored_statistics
 from maze_jax.shell.settings import CONFIG_FILE, load_yaml, plain
 from maze_jax.shell.trust import check_trusted
@@ -113,7 +114,10 @@ class TrainedPolicy:
             play = one_seed_evaluation(HostEvaluator(self.policy, self.env_spec, batch, 1, deterministic,
                                                      record=record))
         else:
-            play = jax.jit(lambda p, k: evaluate(self.policy, p, self.env_spec, k, batch, deterministic, record))
+            # compiled as a run compiles its evaluation: XLA's options change float rounding (LLVM forms fused
+            # multiply-adds above level 0), and a rollout of the run's seed reproduces its final evaluation
+            play = jax.jit(lambda p, k: evaluate(self.policy, p, self.env_spec, k, batch, deterministic, record),
+                           compiler_options=RUNS_PER_EPOCH)
         recorded = []
 
         progress = progress or EpisodeProgress("", n_episodes, math.inf, lambda *args, **kwargs: None)  # silent
