@@ -46,13 +46,17 @@ def apply_defaults() -> None:
     if not runs_on_cpu():
         return
     flags = os.environ.get("XLA_FLAGS", "")
-    started = backend_started()
-    for flag in DEFAULTS:
+    if backend_started():
+        _late.extend(flag for flag in DEFAULTS if flag.split("=")[0] not in flags and flag not in _late)
+    os.environ["XLA_FLAGS"] = with_defaults(flags, DEFAULTS)
+
+
+def with_defaults(flags: str, defaults) -> str:
+    """XLA_FLAGS `flags` with each of `defaults` ("--name=value") added whose name it does not set."""
+    for flag in defaults:
         if flag.split("=")[0] not in flags:
             flags = f"{flags} {flag}".strip()
-            if started and flag not in _late:
-                _late.append(flag)
-    os.environ["XLA_FLAGS"] = flags
+    return flags
 
 
 def run_programs_inline() -> bool:

@@ -172,6 +172,21 @@ def test_cpu_flags_are_left_out_where_jax_runs_on_an_accelerator(monkeypatch):
     assert not xla_flags.runs_on_cpu()  # a GPU plugin installed: JAX picks the GPU
 
 
+
+def test_ray_workers_keep_the_users_xla_flags_and_add_their_defaults(monkeypatch):
+    """A worker compiles as this process does (the same LLVM level gives the same float rounding as the local
+    collector) and adds its defaults where the user set nothing; the user's value of a default stays."""
+    from maze_jax.shell.collectors.ray_workers import worker_env
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    env = worker_env()
+    assert env["JAX_PLATFORMS"] == "cpu"
+    assert env["XLA_FLAGS"].split() == ["--xla_backend_optimization_level=0", "--xla_cpu_multi_thread_eigen=false"]
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+    assert worker_env()["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"
+    monkeypatch.delenv("XLA_FLAGS")
+    assert worker_env()["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"  # every token a flag XLA knows
+
 INLINE_PROBE = """
 import sys
 from maze_jax import xla_flags
@@ -204,7 +219,9 @@ def test_init_compiled_for_a_quick_compile_gives_the_same_state():
     _, trainer = make_trainer(["env=cartpole", "algorithm=ppo", "model.hidden_units=[16]"])
     key = jax.random.key(3)
     quick = compile_programs(trainer, key, echo=lambda *a, **k: None).init(key, jax.random.key(4))
-    plain = jax.jit(trainer.init)(key, jax.random.key(4))
+    # as XLA compiles by default (the suite's own XLA_FLAGS compile as RUNS_ONCE does: tests/conftest.py)
+    default = {"xla_backend_optimization_level": 3, "xla_cpu_use_fusion_emitters": True}
+    plain = jax.jit(trainer.init).lower(key, key).compile(compiler_options=default)(key, jax.random.key(4))
     for a, b in zip(jax.tree.leaves(quick), jax.tree.leaves(plain)):
         a, b = (jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in (a, b))
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)  # float rounding only

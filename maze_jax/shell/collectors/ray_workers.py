@@ -39,9 +39,16 @@ from maze_jax.shell.collectors import reaper
 from maze_jax.shell.collectors.host import EpisodeCollector, RolloutCollector, rollout_host_trainer
 from maze_jax.shell.network import unreachable
 from maze_jax.shell.settings import HostSettings, RaySettings
+from maze_jax.xla_flags import with_defaults
 
-WORKER_ENV = {"JAX_PLATFORMS": "cpu",
-              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+WORKER_XLA_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
+
+
+def worker_env() -> dict:
+    """The environment variables of a worker: JAX on the CPU, with this process's XLA_FLAGS (a flag the user set
+    holds on the workers too: the same compile options give the same float rounding, e.g. LLVM's level) and the
+    worker defaults it does not set."""
+    return {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": with_defaults(os.environ.get("XLA_FLAGS", ""), WORKER_XLA_FLAGS)}
 
 
 class Interrupted(Exception):
@@ -165,7 +172,7 @@ class RayWorkers:
         self.reaper = start_reaper(before) if self.own_ray and not settings.address else None
         actor = ray.remote(EnvWorker).options(
             max_restarts=settings.max_worker_restarts, num_cpus=settings.cpus_per_worker,
-            runtime_env={"env_vars": WORKER_ENV})
+            runtime_env={"env_vars": worker_env()})
         self.actors = [actor.remote(*args_of(w)) for w in range(settings.num_workers)]
         ready, _ = ray.wait([a.ready.remote() for a in self.actors], num_returns=len(self.actors),
                             timeout=settings.start_timeout_s)
