@@ -16,8 +16,10 @@ from pathlib import Path
 # The suite compiles as the product compiles its run-once init program (`shell.programs.RUNS_ONCE`): LLVM's
 # optimisation level 0 instead of XLA's default 3, and XLA's older elemental emitters instead of its fusion
 # emitters. Its programs are small and run briefly, so compiling is most of its time: the fast tier took 8 min 41 s
-# at level 1 on a 2-core CPU and 5 min 4 s with these flags, and the same tests pass (no fast math either way). Set before
-# JAX starts; the suite's commands inherit them. A flag the developer puts in XLA_FLAGS stays
+# at level 1 on a 2-core CPU and 5 min 4 s with these flags. No fast math either way, but level 0 forms no fused
+# multiply-adds, so its floats differ from levels 1-3: programs whose results a test compares must compile with the
+# same options (a rollout against the final evaluation, Ray workers against the local collector). Set before JAX
+# starts; the suite's commands inherit them. A flag the developer puts in XLA_FLAGS stays
 # (`XLA_FLAGS="--xla_backend_optimization_level=3 --xla_cpu_use_fusion_emitters=true"` tests as users run).
 for _flag, _value in (("xla_backend_optimization_level", "0"), ("xla_cpu_use_fusion_emitters", "false")):
     if _flag not in os.environ.get("XLA_FLAGS", ""):
