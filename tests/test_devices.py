@@ -172,7 +172,6 @@ def test_cpu_flags_are_left_out_where_jax_runs_on_an_accelerator(monkeypatch):
     assert not xla_flags.runs_on_cpu()  # a GPU plugin installed: JAX picks the GPU
 
 
-
 def test_ray_workers_keep_the_users_xla_flags_and_add_their_defaults(monkeypatch):
     """A worker compiles as this process does (the same LLVM level gives the same float rounding as the local
     collector) and adds its defaults where the user set nothing; the user's value of a default stays."""
@@ -186,6 +185,7 @@ def test_ray_workers_keep_the_users_xla_flags_and_add_their_defaults(monkeypatch
     assert worker_env()["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"
     monkeypatch.delenv("XLA_FLAGS")
     assert worker_env()["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"  # every token a flag XLA knows
+
 
 INLINE_PROBE = """
 import sys
