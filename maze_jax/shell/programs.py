@@ -37,8 +37,8 @@ class Programs(NamedTuple):
 # SAC on Pendulum with its warm-up 1.98 -> 0.94 and it runs in 76 ms instead of 96). The state is the same up to
 # float rounding: level 0 forms no fused multiply-adds, so on a CPU with FMA some of its floats differ in the last
 # bits from XLA's default level (on a 2-core AMD EPYC: 3,598 elements for ES on CartPole, 7,082 for PPO, 74,710 for
-# SAC on Pendulum; none on an earlier machine). Every run compiles init so, so a seed repeats exactly. A program that
-# runs every epoch keeps the fusion emitters: its tanh and dense layers run at half speed without them.
+# SAC on Pendulum; an earlier machine showed none). Every run compiles init so, so a seed repeats exactly. A
+# program that runs every epoch keeps the fusion emitters: its tanh and dense layers run at half speed without them.
 RUNS_ONCE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 # ... and for evaluation, which runs once an epoch: LLVM's level 1 compiles it in about two thirds of the time
 # (ES on CartPole: 1.5 -> 1.0 s) and it runs as fast (9 ms for 32 episodes).
