@@ -47,16 +47,18 @@ def apply_defaults() -> None:
         return
     flags = os.environ.get("XLA_FLAGS", "")
     if backend_started():
-        _late.extend(flag for flag in DEFAULTS if flag.split("=")[0] not in flags and flag not in _late)
+        _late.extend(flag for flag in unset(flags, DEFAULTS) if flag not in _late)
     os.environ["XLA_FLAGS"] = with_defaults(flags, DEFAULTS)
 
 
+def unset(flags: str, defaults) -> list[str]:
+    """Those of `defaults` ("--name=value") whose name XLA_FLAGS `flags` does not set."""
+    return [flag for flag in defaults if flag.split("=")[0] not in flags]
+
+
 def with_defaults(flags: str, defaults) -> str:
-    """XLA_FLAGS `flags` with each of `defaults` ("--name=value") added whose name it does not set."""
-    for flag in defaults:
-        if flag.split("=")[0] not in flags:
-            flags = f"{flags} {flag}".strip()
-    return flags
+    """XLA_FLAGS `flags` with each of `defaults` added whose name it does not set."""
+    return " ".join([flags, *unset(flags, defaults)]).strip()
 
 
 def run_programs_inline() -> bool:

@@ -21,9 +21,10 @@ from pathlib import Path
 # same options (a rollout against the final evaluation, Ray workers against the local collector). Set before JAX
 # starts; the suite's commands inherit them. A flag the developer puts in XLA_FLAGS stays
 # (`XLA_FLAGS="--xla_backend_optimization_level=3 --xla_cpu_use_fusion_emitters=true"` tests as users run).
-for _flag, _value in (("xla_backend_optimization_level", "0"), ("xla_cpu_use_fusion_emitters", "false")):
-    if _flag not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
+from maze_jax.xla_flags import with_defaults  # noqa: E402  (imports no JAX)
+
+os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""), (
+    "--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp
