@@ -1,5 +1,7 @@
 """The host loop: model selection, the best-model line, early stopping after `patience`, threshold stop."""
 
+import io
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,6 +82,39 @@ def test_a_host_epoch_reports_progress_while_it_waits_for_its_envs(tmp_path):
     reports = sum(line.startswith("... epoch 0 running for") for line in lines)
     assert 2 <= reports <= (time.perf_counter() - start) / 0.1 + 1, lines  # one every 0.1 s, not one a poll
     assert all(line.endswith(" s, 12,288 env steps so far") for line in lines if line.startswith("... epoch")), lines
+
+
+def test_progress_during_a_host_epochs_evaluation_says_it_is_evaluating():
+    import time
+
+    from maze_jax.shell.progress import ProgressLine
+
+    jax_programs = fake_programs([1.0])
+
+    def slow_host_epoch(state, should_stop):
+        return poll_for(0.35, should_stop) or jax_programs.train_epoch(state)
+
+    def slow_host_evaluation(state, key, should_stop):  # a slow env's episodes: the env steps stop counting
+        return poll_for(0.35, should_stop) or jax_programs.evaluate(state, key)
+
+    def poll_for(seconds, should_stop):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            time.sleep(0.01)
+            should_stop()
+
+    programs = Programs(jax_programs.init, slow_host_epoch, slow_host_evaluation, on_host=True,
+                        epoch_env_steps=lambda: 12288)
+    for progress_line in (None, ProgressLine(1, 0, io.StringIO(), interactive=False)):
+        lines = []
+        TrainingLoop(programs, LoopOptions(n_epochs=1, progress_interval_s=0.1), eval_key=jnp.zeros(2, jnp.uint32),
+                     echo=lambda *a, **k: lines.append(" ".join(map(str, a))), progress_line=progress_line
+                     ).run(LoopState(jnp.int32(0), Progress()))
+        reports = [line for line in lines if line.startswith("... ")]
+        training = [line for line in reports if line.endswith("12,288 env steps so far")]
+        evaluating = [line for line in reports if line.endswith("12,288 env steps so far, evaluating")]
+        assert training and evaluating and len(training) + len(evaluating) == len(reports), lines
+        assert reports.index(evaluating[0]) > reports.index(training[-1]), lines
 
 
 def test_a_signal_during_a_host_evaluation_stops_it_and_abandons_the_epoch(tmp_path):

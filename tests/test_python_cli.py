@@ -252,6 +252,8 @@ def test_a_slow_envs_final_evaluation_and_rollout_say_how_many_episodes_have_end
     live = [int(n.replace(",", "")) for n in re.findall(  # the epoch's own progress: the env steps so far
         r"^\.\.\. epoch 0/1 \| 0 steps \| epoch 0 running for \d+s, ([\d,]+) env steps so far$", trained.stdout, re.M)]
     assert len(set(live)) >= 2 and live == sorted(live), trained.stdout[-3000:]
+    assert re.search(r"^\.\.\. epoch 0/1 \| 0 steps \| epoch 0 running for \d+s, [\d,]+ env steps so far, evaluating$",
+                     trained.stdout, re.M), trained.stdout[-3000:]  # the epoch's evaluation: 2 episodes of 0.2 s
     rollout = run_tests_cli([f"input_dir={only_run_dir(tmp_path / 'a')}", "runner.n_episodes=6", "runner.batch_size=3",
                              "trust_input_dir=true", slow[-1]], tmp_path / "b", cache_dir, module="maze_jax.rollout")
     assert rollout.returncode == 0, rollout.stderr[-3000:]

@@ -322,9 +322,9 @@ class TrainingLoop:
         echo, options, progress = self.echo, self.options, loop.progress
         start = time.perf_counter()
         line = self.progress_line
-        steps = self.programs.epoch_env_steps
-        report = (lambda s: line.during_epoch(progress, s, echo, steps())) if line is not None else \
-            (lambda s: echo(f"... epoch {progress.epoch} running for {s:.0f} s{env_steps_so_far(steps())}",
+        steps, doing = self.programs.epoch_env_steps, [""]  # doing: what the epoch is at, once past training
+        report = (lambda s: line.during_epoch(progress, s, echo, steps(), doing[0])) if line is not None else \
+            (lambda s: echo(f"... epoch {progress.epoch} running for {s:.0f} s{env_steps_so_far(steps())}{doing[0]}",
                             flush=True))
         poll = reporting(should_stop, options.progress_interval_s, report)  # host epochs and evaluations poll it
         if self.programs.on_host:
@@ -345,6 +345,7 @@ class TrainingLoop:
                  file=sys.stderr, flush=True)
             loop.stop_reason = "non-finite"
             return
+        doing[0] = ", evaluating"  # a slow env's evaluation takes minutes, and the env steps stop counting
         evaluation = evaluation_stats(evaluate_polling(self.programs, poll), new_state,
                                       jax.random.fold_in(self.eval_key, progress.epoch), per_seed=options.n_seeds > 1
                                       ) if options.evaluate else {}

@@ -48,10 +48,11 @@ class ProgressLine:
                             ncols=width, leave=False, bar_format="{l_bar}{bar:20}| {n_fmt}/{total_fmt}{postfix}"
                             if n_epochs else "{n_fmt} epochs{postfix}")
 
-    def status(self, progress, running_s: float | None = None, env_steps: int = 0) -> str:
+    def status(self, progress, running_s: float | None = None, env_steps: int = 0, doing: str = "") -> str:
         """`epoch 3/50 | 1,234,567 steps | 45,678 steps/s | best 123.4 | ETA 2m10s` (`ETA at most 2m10s` when a
         reward threshold or early stopping may end the run before its last epoch); while an epoch runs, also
-        `epoch 3 running for 45s, 12,288 env steps so far` (`env_steps`: a Python env's epoch, counted as it goes)."""
+        `epoch 3 running for 45s, 12,288 env steps so far` (`env_steps`: a Python env's epoch, counted as it goes),
+        then what it is at past its training (`doing`: `, evaluating`)."""
         parts = [f"epoch {progress.epoch}" + (f"/{self.n_epochs}" if self.n_epochs else ""),
                  f"{progress.total_step_count:,} steps"]
         if math.isfinite(self.steps_per_second):
@@ -64,15 +65,16 @@ class ProgressLine:
             bound = "at most " if self.may_stop_early else ""
             parts.append(f"ETA {bound}{duration(per_epoch * max(self.n_epochs - progress.epoch, 0))}")
         if running_s is not None:
-            parts.append(f"epoch {progress.epoch} running for {duration(running_s)}{env_steps_so_far(env_steps)}")
+            parts.append(f"epoch {progress.epoch} running for {duration(running_s)}{env_steps_so_far(env_steps)}"
+                         f"{doing}")
         return " | ".join(parts)
 
-    def during_epoch(self, progress, running_s: float, echo: Callable, env_steps: int = 0) -> None:
+    def during_epoch(self, progress, running_s: float, echo: Callable, env_steps: int = 0, doing: str = "") -> None:
         """While a long epoch runs: the live line, or a plain line."""
         if self.bar is not None:
-            self.bar.set_postfix_str(self.status(progress, running_s, env_steps))
+            self.bar.set_postfix_str(self.status(progress, running_s, env_steps, doing))
         else:
-            echo(f"... {self.status(progress, running_s, env_steps)}", flush=True)
+            echo(f"... {self.status(progress, running_s, env_steps, doing)}", flush=True)
 
     def on_epoch(self, loop, rows: dict) -> None:
         self.steps_per_second = rows.get("train_TimeEvents/steps_per_second", math.nan)
