@@ -3,7 +3,8 @@ subprocess.
 
 Tiers: `python -m pytest tests` runs the fast tier, every test without a full-tier marker (`FULL_TIER`, registered
 in pyproject.toml). `--all` runs every test; `-m EXPR` runs what the marker expression selects, e.g.
-`-m "cli or learning"`.
+`-m "cli or learning"`. The tests run in a pytest-xdist worker process per core, up to 4 (pyproject.toml's
+addopts); `-n 0` runs them in pytest's own process.
 """
 
 from __future__ import annotations

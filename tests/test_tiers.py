@@ -49,5 +49,11 @@ def test_every_tier_marker_is_registered_and_ci_runs_every_tier():
     assert 'pip install ".[test]" && python -m pytest -q tests\n' in ci
     assert f'TIERS="{" or ".join(FULL_TIER)}"' in ci  # every other tier, its files split over two processes
     first = ci.split('FIRST="')[1].split('"')[0].split()
-    assert all((REPO / f).is_file() for f in first) and 'python -m pytest -q $FIRST -m "$TIERS"' in ci
-    assert "python -m pytest -q tests $(printf -- '--ignore=%s ' $FIRST) -m \"$TIERS\"" in ci
+    assert all((REPO / f).is_file() for f in first) and 'python -m pytest -q -n 0 $FIRST -m "$TIERS"' in ci
+    assert "python -m pytest -q -n 0 tests $(printf -- '--ignore=%s ' $FIRST) -m \"$TIERS\"" in ci
+
+
+def test_the_readme_command_runs_the_fast_tier_in_a_worker_per_core_with_what_the_test_extra_installs():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "--numprocesses=auto --maxprocesses=4" in project["tool"]["pytest"]["ini_options"]["addopts"]
+    assert any(dep.startswith("pytest-xdist") for dep in project["project"]["optional-dependencies"]["test"])
