@@ -91,17 +91,17 @@ def test_progress_during_a_host_epochs_evaluation_says_it_is_evaluating():
 
     jax_programs = fake_programs([1.0])
 
-    def slow_host_epoch(state, should_stop):
-        return poll_for(0.35, should_stop) or jax_programs.train_epoch(state)
-
-    def slow_host_evaluation(state, key, should_stop):  # a slow env's episodes: the env steps stop counting
-        return poll_for(0.35, should_stop) or jax_programs.evaluate(state, key)
-
     def poll_for(seconds, should_stop):
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             time.sleep(0.01)
             should_stop()
+
+    def slow_host_epoch(state, should_stop):
+        return poll_for(0.35, should_stop) or jax_programs.train_epoch(state)
+
+    def slow_host_evaluation(state, key, should_stop):  # a slow env's episodes: the env steps stop counting
+        return poll_for(0.35, should_stop) or jax_programs.evaluate(state, key)
 
     programs = Programs(jax_programs.init, slow_host_epoch, slow_host_evaluation, on_host=True,
                         epoch_env_steps=lambda: 12288)
